@@ -1,0 +1,271 @@
+"""Keeping, for each channel of a layer, the images that make it fire the most.
+
+An image's *firing* for a channel is the highest value of that channel's feature map anywhere on the
+image; its *coords* are where (the first such pixel in row-major order). For every channel the tracker
+keeps the `num_samples` images with the highest firings, ties broken by the earlier image.
+
+`TopActivations` tracks every channel of a layer at once with a few vectorised numpy operations per batch
+and stores each kept image once, however many channels keep it. `Activations` is the one-channel interface
+of the original tool, built on it.
+"""
+
+import os
+import tempfile
+
+import numpy as np
+
+from utils.montage import crop_column, full_column
+
+
+class TopActivations:
+    """The strongest images of every channel of one layer.
+
+    Attributes:
+        num_samples: how many images are kept per channel.
+        firings: float64 `[channels, n]`, strongest first (`n = min(num_samples, images seen)`).
+        coords: int64 `[channels, n, 2]`, feature-map `(y, x)` of each firing.
+        indices: int64 `[channels, n]`, global index of each kept image in the dataset.
+        num_seen: how many images `update` has seen.
+    """
+
+    def __init__(self, num_samples=10, first_index=0):
+        """Creates an empty tracker.
+
+        Args:
+            num_samples: images to keep per channel.
+            first_index: global index of the first image this tracker will see. Trackers that scan different
+                parts of a dataset and are merged later need the parts' true offsets, so that ties are broken
+                by the earlier image of the whole dataset.
+        """
+        if int(num_samples) < 1:
+            raise ValueError(f'num_samples must be at least 1, got {num_samples}.')
+        self.num_samples = int(num_samples)
+        self.next_index = int(first_index)
+        self.num_seen = 0
+        self.firings = np.zeros((0, 0), np.float64)
+        self.coords = np.zeros((0, 0, 2), np.int64)
+        self.indices = np.zeros((0, 0), np.int64)
+        self._images = {}  # global image index -> uint8 image, only for images some channel keeps
+
+    @property
+    def num_channels(self):
+        return self.firings.shape[0]
+
+    def update(self, images, features, indices=None):
+        """Takes one batch into account.
+
+        Args:
+            images: the batch's images for display (uint8 `[batch, h, w(, c)]`), or None to keep only
+                indices, firings and coordinates.
+            features: the layer's feature maps `[batch, feat_h, feat_w, channels]`.
+            indices: global image indices of the batch; by default they continue from the previous batch.
+
+        Returns:
+            self.
+
+        Raises:
+            ValueError: wrong shapes, a changed channel count, or NaN in the features.
+        """
+        features = np.asarray(features)
+        if features.ndim != 4:
+            raise ValueError(f'features must be [batch, height, width, channels], got shape {features.shape}.')
+        batch_size, _, width, num_channels = features.shape
+        if images is not None and len(images) != batch_size:
+            raise ValueError(f'{len(images)} images for {batch_size} feature maps.')
+        if self.num_seen and num_channels != self.num_channels:
+            raise ValueError(f'features have {num_channels} channels, earlier batches had {self.num_channels}.')
+        if indices is None:
+            indices = np.arange(self.next_index, self.next_index + batch_size)
+        indices = np.asarray(indices, np.int64)
+        if indices.shape != (batch_size,):
+            raise ValueError(f'indices must have one entry per image ({batch_size}), got shape {indices.shape}.')
+
+        batch_firings = features.reshape(batch_size, -1, num_channels).max(axis=1).T  # [channels, batch]
+        if np.isnan(batch_firings).any():
+            raise ValueError('features contain NaN; check the network and its input.')
+        if not self.num_seen:
+            self._set_empty(num_channels)
+
+        # Candidates per channel: the kept images, then the batch. Ordering by (-firing, index) keeps the
+        # strongest and, among equal firings, the earlier image.
+        num_kept = self.firings.shape[1]
+        candidate_firings = np.concatenate([self.firings, batch_firings.astype(np.float64)], axis=1)
+        candidate_indices = np.concatenate([self.indices, np.broadcast_to(indices, batch_firings.shape)], axis=1)
+        order = np.lexsort((candidate_indices, -candidate_firings), axis=-1)[:, :self.num_samples]
+
+        # Coordinates: kept ones are known; for images entering the top, look up the argmax only there.
+        from_batch = order >= num_kept
+        coords = np.take_along_axis(self.coords, np.minimum(order, max(num_kept - 1, 0))[..., None], axis=1) \
+            if num_kept else np.zeros(order.shape + (2,), np.int64)
+        channels, slots = np.nonzero(from_batch)
+        positions = order[channels, slots] - num_kept
+        if len(positions):
+            flat = features[positions, :, :, channels].reshape(len(positions), -1).argmax(axis=1)
+            coords[channels, slots] = np.stack([flat // width, flat % width], axis=1)
+
+        self.firings = np.take_along_axis(candidate_firings, order, axis=1)
+        self.indices = np.take_along_axis(candidate_indices, order, axis=1)
+        self.coords = coords
+        if images is not None:
+            for position in np.unique(positions):
+                self._images[int(indices[position])] = np.array(images[position], copy=True)
+            self._forget_unkept_images()
+        self.num_seen += batch_size
+        self.next_index = int(indices.max()) + 1
+        return self
+
+    def merge(self, other):
+        """Adds the results of a tracker that scanned a disjoint part of the dataset.
+
+        The result equals one tracker's scan of both parts, provided both used global image indices.
+
+        Args:
+            other: a `TopActivations` with the same `num_samples` and channel count.
+
+        Returns:
+            self.
+
+        Raises:
+            ValueError: different `num_samples` or channel counts, or both keep the same image index.
+        """
+        if other.num_samples != self.num_samples:
+            raise ValueError(f'cannot merge trackers keeping {self.num_samples} and {other.num_samples} '
+                             'images per channel.')
+        if not other.num_seen:
+            return self
+        if not self.num_seen:
+            self._set_empty(other.num_channels)
+        if other.num_channels != self.num_channels:
+            raise ValueError(f'cannot merge trackers of {self.num_channels} and {other.num_channels} channels '
+                             '(different layers?).')
+        if np.intersect1d(self.indices, other.indices).size:
+            raise ValueError('both trackers kept the same image indices: they scanned overlapping data, or '
+                             'were not given first_index/indices that are global over the dataset.')
+        candidate_firings = np.concatenate([self.firings, other.firings], axis=1)
+        candidate_indices = np.concatenate([self.indices, other.indices], axis=1)
+        candidate_coords = np.concatenate([self.coords, other.coords], axis=1)
+        order = np.lexsort((candidate_indices, -candidate_firings), axis=-1)[:, :self.num_samples]
+        self.firings = np.take_along_axis(candidate_firings, order, axis=1)
+        self.indices = np.take_along_axis(candidate_indices, order, axis=1)
+        self.coords = np.take_along_axis(candidate_coords, order[..., None], axis=1)
+        self._images.update(other._images)
+        self._forget_unkept_images()
+        self.num_seen += other.num_seen
+        self.next_index = max(self.next_index, other.next_index)
+        return self
+
+    def channel(self, channel):
+        """Returns `(firings, coords, indices, images)` of one channel, strongest first.
+
+        `images` is a list of the kept images, or None if the tracker was updated without images.
+        """
+        indices = self.indices[channel]
+        images = None
+        if self._images or not len(indices):
+            images = [self._images[int(index)] for index in indices]
+        return self.firings[channel], self.coords[channel], indices, images
+
+    @property
+    def kept_image_indices(self):
+        """Sorted global indices of the distinct images stored (each once, whatever channels keep it)."""
+        return np.array(sorted(self._images), np.int64)
+
+    def save(self, path):
+        """Writes the tracker to an `.npz` file (no pickle), atomically: a temporary file, then a rename."""
+        kept = self.kept_image_indices
+        images = np.stack([self._images[int(index)] for index in kept]) if len(kept) else np.zeros((0,), np.uint8)
+        arrays = dict(num_samples=self.num_samples, next_index=self.next_index, num_seen=self.num_seen,
+                      firings=self.firings, coords=self.coords, indices=self.indices,
+                      image_indices=kept, images=images)
+        directory = os.path.dirname(os.path.abspath(path))
+        handle, temporary = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix='.npz')
+        try:
+            with os.fdopen(handle, 'wb') as stream:
+                np.savez(stream, **arrays)
+            os.replace(temporary, path)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+
+    @classmethod
+    def load(cls, path):
+        """Reads a tracker written by `save`.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: the file is not a saved tracker.
+        """
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f'no saved activations at {path}.')
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                tracker = cls(int(data['num_samples']), int(data['next_index']))
+                tracker.num_seen = int(data['num_seen'])
+                tracker.firings = data['firings']
+                tracker.coords = data['coords']
+                tracker.indices = data['indices']
+                tracker._images = {int(index): image for index, image in zip(data['image_indices'], data['images'])}
+        except (KeyError, ValueError, OSError) as error:
+            raise ValueError(f'{path} is not a file written by TopActivations.save: {error}') from error
+        return tracker
+
+    def _set_empty(self, num_channels):
+        self.firings = np.zeros((num_channels, 0), np.float64)
+        self.coords = np.zeros((num_channels, 0, 2), np.int64)
+        self.indices = np.zeros((num_channels, 0), np.int64)
+
+    def _forget_unkept_images(self):
+        kept = set(np.unique(self.indices).tolist())
+        for index in [index for index in self._images if index not in kept]:
+            del self._images[index]
+
+
+class Activations:
+    """The strongest images of one channel, with the interface of the original tool.
+
+    Attributes:
+        firings: float64 `[n]`, strongest first.
+        coords: int64 `[n, 2]`, feature-map `(y, x)` of each firing.
+        images: list of the kept images.
+    """
+
+    def __init__(self, num_samples=10):
+        self._top = TopActivations(num_samples)
+
+    def update(self, images, features):
+        """Takes one batch into account.
+
+        Args:
+            images: uint8 images `[batch, h, w(, c)]` for display.
+            features: this channel's feature maps `[batch, feat_h, feat_w]`.
+        """
+        features = np.asarray(features)
+        if features.ndim != 3:
+            raise ValueError(f'features must be one channel\'s maps [batch, height, width], got shape '
+                             f'{features.shape}; use TopActivations for all channels of a layer.')
+        self._top.update(images, features[..., None])
+
+    @property
+    def firings(self):
+        return self._top.firings[0] if self._top.num_seen else np.zeros(0)
+
+    @property
+    def coords(self):
+        return self._top.coords[0] if self._top.num_seen else np.zeros((0, 2), np.int64)
+
+    @property
+    def images(self):
+        return self._top.channel(0)[3] if self._top.num_seen else []
+
+    def retrieve(self, recfield):
+        """Pictures of the kept images.
+
+        Args:
+            recfield: the layer's `recfield.ReceptiveField`.
+
+        Returns:
+            `(full_column, crop_column)`: the kept images stacked vertically with the receptive field of the
+            firing drawn, and those receptive fields cropped and padded with black to the layer's largest box.
+        """
+        boxes = [recfield.recfield[y, x] for y, x in self.coords]
+        return full_column(self.images, boxes), crop_column(self.images, boxes, recfield.max())

@@ -1,0 +1,380 @@
+"""Receptive fields of feature-map pixels, measured by probing the network.
+
+`ReceptiveField(imshape, forward_func)` finds, for every pixel of one layer's feature map, the box of input
+pixels it depends on. It needs nothing but a function that runs the forward pass: it feeds probe images
+(a reference image with some rows, or some columns, changed) and records which feature pixels change.
+
+Rows and columns are measured separately by the same code (columns are rows of the transposed image). For
+one axis the measurement is either
+
+* row by row: one probe per input row, so the rows a feature pixel depends on are read off directly; or
+* multiplexed: when the receptive field is small next to the image, probe `k` of `S` lights every row
+  `y` with `y % S == k` (rows further apart than the receptive field, so a feature pixel sees at most one
+  of them), which gives each box modulo `S`; a few "prefix" probes (rows `[0, j*S)` lit) and "suffix"
+  probes (rows `[j*S, H)` lit) then say which block of `S` rows the box starts and ends in. That needs
+  about `S + 2*H/S` probe images instead of `H`. Every decoded box is checked for consistency, and an axis
+  that does not decode cleanly is measured again row by row, so both ways give the same boxes.
+
+Masked probes (a dead ReLU, a unit saturated by the reference image, a max-pool that ignores the change)
+would shrink boxes, so every probe is run on several references with random changes of both signs, and a
+feature pixel counts as changed when it changes for any of them.
+"""
+
+import logging
+import math
+
+import cv2
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+ROWS, COLUMNS = 0, 1
+
+
+class ReceptiveField:
+    """Receptive field of every pixel of one layer's feature map, measured by probing.
+
+    Attributes:
+        recfield: int array `[feat_h, feat_w, 4]` of boxes `[y1, x1, y2, x2]` in image coordinates,
+            end-exclusive and clipped to the image. A feature pixel that depends on no input pixel at all
+            gets the empty box `[0, 0, 0, 0]`.
+        size, stride, padding: `(y, x)` tuples in the convention of the google-research `receptive_field`
+            library: the box of feature pixel `i` is centred at `-padding + i * stride + (size - 1) / 2`.
+            Each is `None` where the image is too small to show an unclipped box edge, or where the boxes
+            do not follow that convention (a network whose branches are not aligned).
+        num_probe_images: how many probe images were run (references and batch padding excluded).
+        whole_image: True when every feature pixel depends on the whole image (see the warning).
+    """
+
+    def __init__(self, imshape, forward_func, value_range=(-1.0, 1.0), num_trials=2, multiplex=True,
+                 tolerance=0.0, seed=0):
+        """Measures the receptive fields.
+
+        Args:
+            imshape: `[batch_size, height, width, channels]`, all four known positive integers. Every batch
+                sent to `forward_func` has exactly `batch_size` images.
+            forward_func: function from a float32 batch `[batch_size, height, width, channels]` to that
+                layer's feature map `[batch_size, feat_h, feat_w, feat_channels]`, returned as an array or
+                as a one-element list, e.g. `lambda x: sess.run([layer], feed_dict={images_ph: x})`.
+            value_range: `(low, high)`, the range of input values the network expects. References and
+                probes are drawn from it.
+            num_trials: how many different references each probe is run on (masking guard).
+            multiplex: light several rows per probe when the receptive field allows it. False probes row by
+                row (same boxes, more probe images).
+            tolerance: a feature value counts as changed when it moves by more than this. 0 (exact) is right
+                on CPUs; raise it only if the forward pass is not bit-reproducible (some GPU kernels).
+            seed: seed of the random references and probe values.
+
+        Raises:
+            ValueError: `imshape` is not four known positive integers, or `forward_func` does not return
+                one 4-D feature map with `batch_size` images.
+        """
+        self.imshape = _check_imshape(imshape)
+        self.batch_size, self.height, self.width, self.channels = self.imshape
+        low, high = (float(v) for v in value_range)
+        if not high > low:
+            raise ValueError(f'value_range must be (low, high) with high > low, got {value_range!r}.')
+        if num_trials < 1:
+            raise ValueError(f'num_trials must be at least 1, got {num_trials}.')
+        self._forward_func = forward_func
+        self._tolerance = float(tolerance)
+        self.num_probe_images = 0
+
+        rng = np.random.default_rng(seed)
+        image_shape = (self.height, self.width, self.channels)
+        self._references = [rng.uniform(low, high, image_shape).astype(np.float32) for _ in range(num_trials)]
+        # The probe moves each pixel by half the range, up or down, whichever stays in range: a large change
+        # of random sign, different for every reference.
+        middle, half = (low + high) / 2, (high - low) / 2
+        self._probe_values = [np.where(ref < middle, ref + half, ref - half).astype(np.float32)
+                              for ref in self._references]
+        self._reference_maps = [self._forward(np.repeat(ref[None], self.batch_size, axis=0))
+                                for ref in self._references]
+        self.feature_shape = self._reference_maps[0].shape[1:3]
+        for reference_map in self._reference_maps:
+            if np.isnan(reference_map).any():
+                raise ValueError('forward_func returned NaN for a reference image; check value_range and the '
+                                 'network\'s weights.')
+        self._check_batch_mixing()
+
+        rows = self._measure_axis(ROWS, multiplex)
+        columns = self._measure_axis(COLUMNS, multiplex)
+        self.recfield = np.stack([rows[0], columns[0], rows[1], columns[1]], axis=-1).astype(np.int64)
+
+        unresponsive = (self.recfield[..., 2] == 0) & (self.recfield[..., 3] == 0)
+        if unresponsive.any():
+            logger.warning('%d of %d feature pixels did not change for any probe; their boxes are empty. '
+                           'Is the layer constant (dead units, zero weights)?',
+                           int(unresponsive.sum()), unresponsive.size)
+        full = (self.recfield == [0, 0, self.height, self.width]).all(axis=-1)
+        self.whole_image = bool(full.all()) and max(self.feature_shape) > 1
+        if self.whole_image:
+            logger.warning(
+                'Every feature pixel depends on the whole image. If the layer is not meant to see the whole '
+                'image, the forward pass mixes all pixels: a BatchNorm layer in training mode or a per-image '
+                'normalisation inside the graph. Feed the training-phase flag as False (e.g. phase_train: '
+                'False) and normalise images before the input placeholder.')
+        self.size, self.stride, self.padding = _geometry(self.recfield, (self.height, self.width))
+
+    def max(self):
+        """Returns `(max box height, max box width)` over all feature pixels."""
+        heights = self.recfield[..., 2] - self.recfield[..., 0]
+        widths = self.recfield[..., 3] - self.recfield[..., 1]
+        return int(heights.max()), int(widths.max())
+
+    def draw_example(self):
+        """Returns a uint8 `[height, width]` image with the box of the centre feature pixel drawn on it."""
+        canvas = np.full((self.height, self.width), 64, np.uint8)
+        y1, x1, y2, x2 = self.recfield[self.feature_shape[0] // 2, self.feature_shape[1] // 2]
+        if y2 > y1 and x2 > x1:
+            canvas[y1:y2, x1:x2] = 160
+            cv2.rectangle(canvas, (int(x1), int(y1)), (int(x2) - 1, int(y2) - 1), 255, 1)
+        return canvas
+
+    # -- running the network ------------------------------------------------------------------------------
+
+    def _forward(self, batch):
+        """Runs `forward_func` on one full batch and returns its 4-D feature map, checked."""
+        result = self._forward_func(batch)
+        if isinstance(result, (list, tuple)):
+            if len(result) != 1:
+                raise ValueError(f'forward_func returned {len(result)} values; it must return the feature '
+                                 'map of one layer, e.g. lambda x: sess.run([layer], feed_dict={images: x}).')
+            result = result[0]
+        try:
+            feature_map = np.asarray(result)
+        except Exception as error:  # an object numpy cannot turn into an array
+            raise ValueError(f'forward_func returned {type(result).__name__}, not a feature map '
+                             f'array: {error}') from error
+        if feature_map.dtype == object or not np.issubdtype(feature_map.dtype, np.number):
+            raise ValueError(f'forward_func returned {type(result).__name__} of dtype {feature_map.dtype}; it '
+                             'must return a numeric feature map [batch, height, width, channels].')
+        if feature_map.ndim != 4:
+            raise ValueError(f'forward_func returned an array of shape {feature_map.shape}; it must return a '
+                             '4-D feature map [batch, height, width, channels]. Pick a convolutional layer '
+                             '(not a fully connected one) or reshape its output.')
+        if feature_map.shape[0] != self.batch_size:
+            raise ValueError(f'forward_func returned {feature_map.shape[0]} feature maps for a batch of '
+                             f'{self.batch_size} images; it must return one per image, in order.')
+        if hasattr(self, 'feature_shape') and feature_map.shape[1:3] != self.feature_shape:
+            raise ValueError(f'forward_func returned feature maps of size {feature_map.shape[1:3]}, earlier '
+                             f'{self.feature_shape}; the forward pass must not change between calls.')
+        return feature_map
+
+    def _run_probes(self, probes):
+        """Runs probe images through the network for every reference.
+
+        Args:
+            probes: list of `(axis, lit_lines)`: light these rows (`ROWS`) or columns (`COLUMNS`).
+
+        Returns:
+            bool array `[len(probes), feat_h, feat_w]`: which feature pixels changed for each probe under
+            any reference.
+        """
+        changed = np.zeros((len(probes),) + tuple(self.feature_shape), bool)
+        for trial, (reference, probe_values) in enumerate(zip(self._references, self._probe_values)):
+            reference_map = self._reference_maps[trial]
+            for start in range(0, len(probes), self.batch_size):
+                chunk = probes[start:start + self.batch_size]
+                # Fill the batch with the reference so that fixed-shape placeholders work.
+                batch = np.repeat(reference[None], self.batch_size, axis=0)
+                for position, (axis, lines) in enumerate(chunk):
+                    _light(batch[position], probe_values, lines, axis)
+                feature_map = self._forward(batch)
+                difference = np.abs(feature_map[:len(chunk)] - reference_map[:len(chunk)])
+                # NaN compares False with '>' but is a change all the same.
+                moved = (difference > self._tolerance) | np.isnan(difference)
+                changed[start:start + len(chunk)] |= moved.any(axis=-1)
+        self.num_probe_images += len(probes) * len(self._references)
+        return changed
+
+    def _check_batch_mixing(self):
+        """Warns when the output for one image depends on the other images of its batch."""
+        if self.batch_size < 2:
+            return
+        batch = np.repeat(self._references[0][None], self.batch_size, axis=0)
+        batch[1:] = self._probe_values[0]
+        if not np.array_equal(self._forward(batch)[0], self._reference_maps[0][0]):
+            logger.warning(
+                'The feature map of an image changes with the other images in its batch: the forward pass '
+                'mixes images, as BatchNorm does in training mode. Feed the training-phase flag as False '
+                '(e.g. phase_train: False); until then every box covers the whole image.')
+
+    # -- one axis -----------------------------------------------------------------------------------------
+
+    def _measure_axis(self, axis, multiplex):
+        """Returns `(start, stop)`, int arrays `[feat_h, feat_w]`: each box's extent along `axis`."""
+        length = self.height if axis == ROWS else self.width
+        if multiplex:
+            period = self._estimate_period(axis, length)
+            num_blocks = math.ceil(length / period)
+            if period + 2 * (num_blocks - 1) < length:
+                extent = self._measure_multiplexed(axis, length, period)
+                if extent is not None:
+                    return extent
+                logger.debug('axis %d: multiplexed probes did not decode cleanly; probing line by line', axis)
+        return self._measure_line_by_line(axis, length)
+
+    def _measure_line_by_line(self, axis, length):
+        changed = self._run_probes([(axis, [line]) for line in range(length)])
+        return _hull(changed)
+
+    def _estimate_period(self, axis, length):
+        """A spacing of lit lines wider than any box, from one probe lighting the middle line.
+
+        If `n` feature lines change when one input line is lit and the layer's stride is `s`, the
+        receptive field is shorter than `(n + 1) * s`. The stride is bounded by image size over feature-map
+        size. An estimate that is too small is caught when decoding.
+        """
+        changed = self._run_probes([(axis, [length // 2])])[0]
+        feature_length = self.feature_shape[axis]
+        affected = changed.sum(axis=axis).max()
+        stride = math.ceil(length / feature_length)
+        return int((affected + 1) * stride + 1)
+
+    def _measure_multiplexed(self, axis, length, period):
+        """Measures one axis with lines `period` apart; returns None where the result is not consistent."""
+        num_blocks = math.ceil(length / period)
+        lines = np.arange(length)
+        probes = [(axis, lines[lines % period == phase]) for phase in range(period)]
+        probes += [(axis, lines[:block * period]) for block in range(1, num_blocks)]
+        probes += [(axis, lines[block * period:]) for block in range(1, num_blocks)]
+        changed = self._run_probes(probes)
+
+        # Decode each distinct pattern of observations once: feature pixels share very few of them.
+        patterns = changed.reshape(len(changed), -1).T
+        unique_patterns, pattern_of_pixel = np.unique(patterns, axis=0, return_inverse=True)
+        decoded = np.zeros((len(unique_patterns), 2), np.int64)
+        for index, pattern in enumerate(unique_patterns):
+            extent = _decode_pattern(pattern[:period], pattern[period:period + num_blocks - 1],
+                                     pattern[period + num_blocks - 1:], period, length)
+            if extent is None:
+                return None
+            decoded[index] = extent
+        extents = decoded[pattern_of_pixel.reshape(-1)].reshape(tuple(self.feature_shape) + (2,))
+        return extents[..., 0], extents[..., 1]
+
+
+def _decode_pattern(phase_changed, prefix_changed, suffix_changed, period, length):
+    """Decodes one feature pixel's extent `(start, stop)` from multiplexed observations.
+
+    Args:
+        phase_changed: bool `[period]`, whether lighting every line `y % period == phase` changed the pixel.
+        prefix_changed: bool `[num_blocks - 1]`, whether lighting lines `[0, j * period)` changed it
+            (`j = 1 ..`): True exactly for `j > start // period`.
+        suffix_changed: bool `[num_blocks - 1]`, whether lighting lines `[j * period, length)` changed it:
+            True exactly for `j <= (stop - 1) // period`.
+        period: spacing of the lit lines.
+        length: image size along the axis.
+
+    Returns:
+        `(start, stop)`, `(0, 0)` for a pixel that nothing changes, or None when the observations do not fit
+        a box shorter than `period` (the estimate was too small, or a probe was masked).
+    """
+    if not phase_changed.any():
+        return (0, 0) if not prefix_changed.any() and not suffix_changed.any() else None
+    if phase_changed.all() or not _is_step(prefix_changed, rising=True) or not _is_step(suffix_changed,
+                                                                                     rising=False):
+        return None
+    first_block = int((~prefix_changed).sum())
+    last_block = int(suffix_changed.sum())
+    # The box starts right after the longest run of unchanged phases (cyclically); that run must be unique.
+    changed_phases = np.flatnonzero(phase_changed)
+    gaps = np.diff(np.append(changed_phases, changed_phases[0] + period)) - 1
+    longest = gaps.max()
+    if (gaps == longest).sum() != 1:
+        return None
+    start_phase = changed_phases[(np.argmax(gaps) + 1) % len(changed_phases)]
+    box_length = period - longest
+    start = first_block * period + start_phase
+    stop = start + box_length
+    if stop > length or (stop - 1) // period != last_block:
+        return None
+    return int(start), int(stop)
+
+
+def _is_step(flags, rising):
+    """True when `flags` is all False then all True (rising) or all True then all False (falling)."""
+    values = flags.astype(np.int8)
+    steps = np.diff(values)
+    return bool((steps >= 0).all() if rising else (steps <= 0).all())
+
+
+def _hull(changed):
+    """Extent `(start, stop)` `[feat_h, feat_w]` of the lines whose single-line probe changed each pixel."""
+    any_change = changed.any(axis=0)
+    start = np.where(any_change, changed.argmax(axis=0), 0)
+    stop = np.where(any_change, len(changed) - changed[::-1].argmax(axis=0), 0)
+    return start, stop
+
+
+def _light(image, probe_values, lines, axis):
+    """Sets `lines` (rows if `axis` is `ROWS`, else columns) of `image` to their probe values, in place."""
+    index = [slice(None)] * 3
+    index[axis] = np.asarray(lines, dtype=np.intp)
+    image[tuple(index)] = probe_values[tuple(index)]
+
+
+def _check_imshape(imshape):
+    """Returns `imshape` as a tuple of four ints, or raises ValueError saying what to pass."""
+    try:
+        values = list(imshape)
+    except TypeError:
+        values = None
+    if values is None or len(values) != 4:
+        raise ValueError(f'imshape must be [batch_size, height, width, channels], got {imshape!r}.')
+    checked = []
+    for name, value in zip(('batch_size', 'height', 'width', 'channels'), values):
+        if value is None or isinstance(value, bool) or not float(value).is_integer() or int(value) < 1:
+            raise ValueError(f'imshape {imshape!r}: {name} is {value!r}; every dimension must be a known '
+                             'positive integer. Give the placeholder a fixed shape, or pass the batch size '
+                             'and image size you will feed.')
+        checked.append(int(value))
+    return tuple(checked)
+
+
+def _geometry(recfield, image_size):
+    """Size, stride and padding `(y, x)` from the box edges that the image does not clip.
+
+    A box's start is exact where it is inside the image (> 0), its stop where it is < the image size. The
+    stride comes from two exact starts or two exact stops, the size from one exact start and one exact stop
+    (of the same or different pixels), the padding from an exact start.
+
+    Returns:
+        `(size, stride, padding)`, each a `(y, x)` tuple, or None where some axis cannot be derived.
+    """
+    per_axis = []
+    for axis in (ROWS, COLUMNS):
+        # Boxes along this axis, one per feature line, taken from the middle of the other axis.
+        boxes = recfield if axis == ROWS else recfield.transpose(1, 0, 2)
+        starts, stops = boxes[..., axis], boxes[..., axis + 2]
+        if not ((starts == starts[:, :1]).all() and (stops == stops[:, :1]).all()):
+            per_axis.append(None)  # boxes differ along the other axis: not one geometry
+            continue
+        per_axis.append(_axis_geometry(starts[:, 0], stops[:, 0], image_size[axis]))
+    if any(values is None for values in per_axis):
+        return None, None, None
+    return tuple(tuple(int(values[i]) for values in per_axis) for i in range(3))
+
+
+def _axis_geometry(starts, stops, length):
+    """`(size, stride, padding)` along one axis, or None (see `_geometry`)."""
+    index = np.arange(len(starts))
+    exact_start = np.flatnonzero(starts > 0)
+    exact_stop = np.flatnonzero((stops < length) & (stops > 0))
+    strides = set()
+    for exact, edges in ((exact_start, starts), (exact_stop, stops)):
+        if len(exact) >= 2:
+            strides.update(np.unique(np.diff(edges[exact]) // np.diff(exact)).tolist())
+            if np.any(np.diff(edges[exact]) % np.diff(exact)):
+                return None
+    if len(strides) != 1 or not len(exact_start) or not len(exact_stop):
+        return None
+    stride = strides.pop()
+    padding = index[exact_start[0]] * stride - starts[exact_start[0]]
+    size = stops[exact_stop[0]] + padding - index[exact_stop[0]] * stride
+    # Every exact edge must fit the same size and padding.
+    if np.any(index[exact_start] * stride - padding != starts[exact_start]) or np.any(
+            index[exact_stop] * stride - padding + size != stops[exact_stop]):
+        return None
+    return size, stride, padding
