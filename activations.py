@@ -11,6 +11,7 @@ of the original tool, built on it.
 
 import os
 import tempfile
+import zipfile
 
 import numpy as np
 
@@ -205,7 +206,9 @@ class TopActivations:
                 tracker.coords = data['coords']
                 tracker.indices = data['indices']
                 tracker._images = {int(index): image for index, image in zip(data['image_indices'], data['images'])}
-        except (KeyError, ValueError, OSError) as error:
+        # An empty or truncated file raises EOFError, a damaged zip BadZipFile, and a plain .npy file (an
+        # array, not an archive) TypeError in the `with`: none of them is a saved tracker either.
+        except (KeyError, ValueError, OSError, EOFError, TypeError, zipfile.BadZipFile) as error:
             raise ValueError(f'{path} is not a file written by TopActivations.save: {error}') from error
         return tracker
 

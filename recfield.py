@@ -16,8 +16,9 @@ one axis the measurement is either
   that does not decode cleanly is measured again row by row, so both ways give the same boxes.
 
 Masked probes (a dead ReLU, a unit saturated by the reference image, a max-pool that ignores the change)
-would shrink boxes, so every probe is run on several references with random changes of both signs, and a
-feature pixel counts as changed when it changes for any of them.
+would shrink boxes, so every probe is run twice on a quiet grey reference (which saturates nothing), moving
+the lit pixels by the full value range up in one run and down in the other (random signs per pixel), and a
+feature pixel counts as changed when it changes in either run. More runs on noisy references can be asked for.
 """
 
 import logging
@@ -56,9 +57,11 @@ class ReceptiveField:
             forward_func: function from a float32 batch `[batch_size, height, width, channels]` to that
                 layer's feature map `[batch_size, feat_h, feat_w, feat_channels]`, returned as an array or
                 as a one-element list, e.g. `lambda x: sess.run([layer], feed_dict={images_ph: x})`.
-            value_range: `(low, high)`, the range of input values the network expects. References and
-                probes are drawn from it.
-            num_trials: how many different references each probe is run on (masking guard).
+            value_range: `(low, high)`, the range of input values the network expects. References are
+                drawn from it; probes move the lit lines by its width, up or down.
+            num_trials: how many times each probe is run (masking guard). Pairs of runs share a reference
+                and move the lit lines in opposite directions; the first pair's reference is a quiet grey,
+                later ones random noise over `value_range`.
             multiplex: light several rows per probe when the receptive field allows it. False probes row by
                 row (same boxes, more probe images).
             tolerance: a feature value counts as changed when it moves by more than this. 0 (exact) is right
@@ -80,22 +83,27 @@ class ReceptiveField:
         self._tolerance = float(tolerance)
         self.num_probe_images = 0
 
+        # Each reference is used twice, with the probed lines moved up by the full value range in one trial
+        # and down in the other (random signs per pixel): a unit that a change cannot reach in one direction
+        # (a dead ReLU, a max-pool ignoring a smaller value) is reached in the other. The first reference is
+        # a quiet grey (mid-range, faint noise), which saturates no unit; later ones are full-range noise.
         rng = np.random.default_rng(seed)
         image_shape = (self.height, self.width, self.channels)
-        self._references = [rng.uniform(low, high, image_shape).astype(np.float32) for _ in range(num_trials)]
-        # The probe moves each pixel by half the range, up or down, whichever stays in range: a large change
-        # of random sign, different for every reference.
-        middle, half = (low + high) / 2, (high - low) / 2
-        self._probe_values = [np.where(ref < middle, ref + half, ref - half).astype(np.float32)
-                              for ref in self._references]
-        self._reference_maps = [self._forward(np.repeat(ref[None], self.batch_size, axis=0))
-                                for ref in self._references]
-        self.feature_shape = self._reference_maps[0].shape[1:3]
-        for reference_map in self._reference_maps:
-            if np.isnan(reference_map).any():
-                raise ValueError('forward_func returned NaN for a reference image; check value_range and the '
-                                 'network\'s weights.')
-        self._check_batch_mixing()
+        middle, half_range = (low + high) / 2, (high - low) / 2
+        self._trials = []  # (reference image, probe values, reference feature map)
+        for trial in range(num_trials):
+            if trial % 2 == 0:
+                amplitude = 0.02 if trial == 0 else 1.0
+                reference = (middle + amplitude * half_range * rng.uniform(-1, 1, image_shape)).astype(np.float32)
+                change = (high - low) * rng.choice([-1.0, 1.0], image_shape).astype(np.float32)
+                reference_map = self._forward(np.repeat(reference[None], self.batch_size, axis=0))
+                if np.isnan(reference_map).any():
+                    raise ValueError('forward_func returned NaN for a reference image; check value_range '
+                                     'and the network\'s weights.')
+                self.feature_shape = reference_map.shape[1:3]
+            probe_values = reference + change if trial % 2 == 0 else reference - change
+            self._trials.append((reference, probe_values, reference_map))
+        mixes_batch = self._mixes_batch()
 
         rows = self._measure_axis(ROWS, multiplex)
         columns = self._measure_axis(COLUMNS, multiplex)
@@ -107,8 +115,14 @@ class ReceptiveField:
                            'Is the layer constant (dead units, zero weights)?',
                            int(unresponsive.sum()), unresponsive.size)
         full = (self.recfield == [0, 0, self.height, self.width]).all(axis=-1)
-        self.whole_image = bool(full.all()) and max(self.feature_shape) > 1
-        if self.whole_image:
+        self.whole_image = mixes_batch or (bool(full.all()) and max(self.feature_shape) > 1)
+        if mixes_batch:
+            logger.warning(
+                'The feature map of an image changes with the other images in its batch: the forward pass '
+                'mixes images, as BatchNorm does in training mode, so every feature pixel depends on the whole '
+                'image (and batch) and these boxes mean nothing. Feed the training-phase flag as False (e.g. '
+                'phase_train: False) in forward_func.')
+        elif self.whole_image:
             logger.warning(
                 'Every feature pixel depends on the whole image. If the layer is not meant to see the whole '
                 'image, the forward pass mixes all pixels: a BatchNorm layer in training mode or a per-image '
@@ -172,8 +186,7 @@ class ReceptiveField:
             any reference.
         """
         changed = np.zeros((len(probes),) + tuple(self.feature_shape), bool)
-        for trial, (reference, probe_values) in enumerate(zip(self._references, self._probe_values)):
-            reference_map = self._reference_maps[trial]
+        for reference, probe_values, reference_map in self._trials:
             for start in range(0, len(probes), self.batch_size):
                 chunk = probes[start:start + self.batch_size]
                 # Fill the batch with the reference so that fixed-shape placeholders work.
@@ -185,20 +198,17 @@ class ReceptiveField:
                 # NaN compares False with '>' but is a change all the same.
                 moved = (difference > self._tolerance) | np.isnan(difference)
                 changed[start:start + len(chunk)] |= moved.any(axis=-1)
-        self.num_probe_images += len(probes) * len(self._references)
+        self.num_probe_images += len(probes) * len(self._trials)
         return changed
 
-    def _check_batch_mixing(self):
-        """Warns when the output for one image depends on the other images of its batch."""
+    def _mixes_batch(self):
+        """True when the output for one image depends on the other images of its batch."""
         if self.batch_size < 2:
-            return
-        batch = np.repeat(self._references[0][None], self.batch_size, axis=0)
-        batch[1:] = self._probe_values[0]
-        if not np.array_equal(self._forward(batch)[0], self._reference_maps[0][0]):
-            logger.warning(
-                'The feature map of an image changes with the other images in its batch: the forward pass '
-                'mixes images, as BatchNorm does in training mode. Feed the training-phase flag as False '
-                '(e.g. phase_train: False); until then every box covers the whole image.')
+            return False
+        reference, probe_values, reference_map = self._trials[0]
+        batch = np.repeat(reference[None], self.batch_size, axis=0)
+        batch[1:] = probe_values
+        return not np.array_equal(self._forward(batch)[0], reference_map[0])
 
     # -- one axis -----------------------------------------------------------------------------------------
 
@@ -325,12 +335,21 @@ def _check_imshape(imshape):
         raise ValueError(f'imshape must be [batch_size, height, width, channels], got {imshape!r}.')
     checked = []
     for name, value in zip(('batch_size', 'height', 'width', 'channels'), values):
-        if value is None or isinstance(value, bool) or not float(value).is_integer() or int(value) < 1:
+        if not _is_positive_integer(value):
             raise ValueError(f'imshape {imshape!r}: {name} is {value!r}; every dimension must be a known '
                              'positive integer. Give the placeholder a fixed shape, or pass the batch size '
                              'and image size you will feed.')
         checked.append(int(value))
     return tuple(checked)
+
+
+def _is_positive_integer(value):
+    if value is None or isinstance(value, (bool, str, bytes)):
+        return False
+    try:
+        return float(value).is_integer() and int(value) >= 1
+    except (TypeError, ValueError):
+        return False
 
 
 def _geometry(recfield, image_size):

@@ -98,7 +98,13 @@ def tile_columns(columns, captions=None):
     height = max(column.shape[0] for column in columns)
     padded = [np.pad(column, ((0, height - column.shape[0]), (0, 0), (0, 0))) for column in columns]
     if captions is not None:
+        if len(captions) != len(columns):
+            raise ValueError(f'{len(captions)} captions for {len(columns)} columns.')
         padded = [_captioned(column, caption) for column, caption in zip(padded, captions)]
+        # Caption strips differ in height when captions differ in line count or in scale (a long caption is
+        # shrunk to fit its column): pad the shorter ones with black on top so that the columns line up.
+        height = max(column.shape[0] for column in padded)
+        padded = [np.pad(column, ((height - column.shape[0], 0), (0, 0), (0, 0))) for column in padded]
     return np.concatenate(padded, axis=1)
 
 

@@ -1,0 +1,411 @@
+"""ReceptiveField against closed-form answers.
+
+The expected boxes come from the definition of each layer, written independently of the prober: along one
+axis, output `o` of a layer with kernel `k`, stride `s`, dilation `d` reads inputs
+`o * s - pad_before + j * d` (`j < k`) that lie inside the input, where TensorFlow's SAME padding puts
+`pad_before = max((out - 1) * s + (k - 1) * d + 1 - in, 0) // 2` and VALID none. Chaining layers is a boolean
+matrix product, merging branches a union; a box is the hull of the input lines a feature pixel reads.
+"""
+
+import logging
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import tf1
+from recfield import ReceptiveField
+
+
+# -- closed form --------------------------------------------------------------------------------------------
+
+def layer_dependencies(in_length, kernel, stride=1, dilation=1, padding='SAME'):
+    """bool `[out, in]`: which inputs each output of one layer reads, along one axis."""
+    span = (kernel - 1) * dilation + 1
+    if padding == 'SAME':
+        out_length = -(-in_length // stride)
+        pad_before = max((out_length - 1) * stride + span - in_length, 0) // 2
+    else:
+        out_length = -(-(in_length - span + 1) // stride)
+        pad_before = 0
+    reads = np.zeros((out_length, in_length), bool)
+    for out in range(out_length):
+        taps = out * stride - pad_before + dilation * np.arange(kernel)
+        reads[out, taps[(taps >= 0) & (taps < in_length)]] = True
+    return reads
+
+
+def chain_dependencies(in_length, layers, reads=None):
+    """bool `[out, in]` of a chain of layers (dicts of `layer_dependencies` arguments)."""
+    reads = np.eye(in_length, dtype=bool) if reads is None else reads
+    for layer in layers:
+        step = layer_dependencies(reads.shape[0], **layer)
+        reads = (step.astype(np.int64) @ reads.astype(np.int64)) > 0
+    return reads
+
+
+def boxes_from_dependencies(row_reads, column_reads):
+    """int `[out_h, out_w, 4]` boxes `[y1, x1, y2, x2]`: hulls of the rows and columns read."""
+    def hull(reads):
+        return np.stack([reads.argmax(axis=1), reads.shape[1] - reads[:, ::-1].argmax(axis=1)], axis=1)
+    rows, columns = hull(row_reads), hull(column_reads)
+    boxes = np.zeros((len(rows), len(columns), 4), np.int64)
+    boxes[..., 0], boxes[..., 2] = rows[:, None, 0], rows[:, None, 1]
+    boxes[..., 1], boxes[..., 3] = columns[None, :, 0], columns[None, :, 1]
+    return boxes
+
+
+def chain_geometry(layers):
+    """Size, stride and padding of a chain of layers (google-research `receptive_field` convention)."""
+    size, stride, padding = 1, 1, 0
+    for layer in layers:
+        span = (layer['kernel'] - 1) * layer.get('dilation', 1) + 1
+        size += (span - 1) * stride
+        padding += layer['pad_before'] * stride
+        stride *= layer.get('stride', 1)
+    return size, stride, padding
+
+
+# -- graphs -------------------------------------------------------------------------------------------------
+
+class Weights:
+    """Random constant weights from a fixed seed, so every test builds the same network in any order."""
+
+    def __init__(self, seed=7):
+        self._rng = np.random.default_rng(seed)
+
+    def __call__(self, *shape, scale=0.3):
+        return tf.constant(self._rng.normal(0, scale, shape).astype(np.float32))
+
+
+weights = None  # set per graph by new_graph()
+
+
+def new_graph(seed=7):
+    """A fresh graph, with `weights` reseeded."""
+    global weights
+    weights = Weights(seed)
+    return tf.Graph()
+
+
+def apply_layer(x, layer, channels=16):
+    """The TF op for one layer dict: kind conv (default), depthwise, max or avg."""
+    kind = layer.get('kind', 'conv')
+    kernel, stride = layer['kernel'], layer.get('stride', 1)
+    dilation, padding = layer.get('dilation', 1), layer.get('padding', 'SAME')
+    if kind == 'conv':
+        filters = weights(kernel, kernel, int(x.shape[-1]), channels)
+        return tf.nn.relu(tf.nn.conv2d(x, filters, stride, padding, dilations=dilation))
+    if kind == 'depthwise':
+        filters = weights(kernel, kernel, int(x.shape[-1]), 1)
+        return tf.nn.depthwise_conv2d(x, filters, [1, stride, stride, 1], padding, dilations=[dilation] * 2)
+    pool = tf.nn.max_pool2d if kind == 'max' else tf.nn.avg_pool2d
+    return pool(x, kernel, stride, padding)
+
+
+def geometry_only(layer):
+    return {key: value for key, value in layer.items() if key != 'kind'}
+
+
+def run_chain(layers, image_size, batch_size=3, **options):
+    """Builds the chain on an image of `image_size`, measures the last layer, returns (rf, expected boxes)."""
+    graph = new_graph()
+    with graph.as_default():
+        images = tf1.placeholder(tf.float32, [batch_size, image_size[0], image_size[1], 3])
+        output = images
+        for layer in layers:
+            output = apply_layer(output, layer)
+        session = tf1.Session(graph=graph)
+    with session:
+        rf = ReceptiveField([batch_size, image_size[0], image_size[1], 3],
+                            lambda batch: session.run([output], {images: batch}), **options)
+    plain = [geometry_only(layer) for layer in layers]
+    expected = boxes_from_dependencies(chain_dependencies(image_size[0], plain),
+                                       chain_dependencies(image_size[1], plain))
+    return rf, expected
+
+
+CHAINS = {
+    'conv3 SAME, odd size': ([dict(kernel=3)], (33, 27)),
+    'conv5 stride 2 VALID': ([dict(kernel=5, stride=2, padding='VALID')], (32, 31)),
+    'conv4 stride 2 SAME, even kernel': ([dict(kernel=4, stride=2)], (30, 29)),
+    'conv2 VALID, even kernel': ([dict(kernel=2, padding='VALID'), dict(kernel=3)], (21, 24)),
+    'dilated convs': ([dict(kernel=3, dilation=2), dict(kernel=3, dilation=3, padding='VALID')], (35, 28)),
+    'max and avg pooling': ([dict(kernel=3), dict(kind='max', kernel=3, stride=2),
+                             dict(kind='avg', kernel=2, stride=2, padding='VALID'), dict(kernel=3)], (41, 36)),
+    'depthwise': ([dict(kind='depthwise', kernel=3, stride=2), dict(kernel=1),
+                   dict(kind='max', kernel=2, stride=2, padding='VALID')], (33, 32)),
+    'strided 1x1 (sparse field)': ([dict(kernel=1, stride=2, padding='VALID'), dict(kernel=3)], (40, 40)),
+    'deep chain': ([dict(kernel=3), dict(kernel=5, stride=2, padding='VALID'), dict(kernel=4, stride=2),
+                    dict(kernel=3, dilation=2), dict(kind='max', kernel=3, stride=2),
+                    dict(kind='avg', kernel=2, stride=2, padding='VALID')], (61, 50)),
+}
+
+
+@pytest.mark.parametrize('name', sorted(CHAINS))
+def test_boxes_equal_closed_form(name):
+    layers, image_size = CHAINS[name]
+    rf, expected = run_chain(layers, image_size)
+    assert rf.recfield.shape == expected.shape
+    np.testing.assert_array_equal(rf.recfield, expected)
+    heights, widths = expected[..., 2] - expected[..., 0], expected[..., 3] - expected[..., 1]
+    assert rf.max() == (heights.max(), widths.max())
+
+
+@pytest.mark.parametrize('name', ['max and avg pooling', 'dilated convs', 'strided 1x1 (sparse field)'])
+@pytest.mark.parametrize('batch_size', [1, 4])
+def test_line_by_line_gives_the_same_boxes(name, batch_size):
+    layers, image_size = CHAINS[name]
+    multiplexed, expected = run_chain(layers, image_size, batch_size=batch_size)
+    line_by_line, _ = run_chain(layers, image_size, batch_size=batch_size, multiplex=False)
+    np.testing.assert_array_equal(multiplexed.recfield, expected)
+    np.testing.assert_array_equal(line_by_line.recfield, expected)
+    assert line_by_line.num_probe_images == 2 * (image_size[0] + image_size[1])
+
+
+def test_multiplexing_needs_far_fewer_probes_on_a_large_image():
+    """conv5 - max-pool 3/2 - conv5 (field 15) on 160x128: probes grow with the field, not the image."""
+    layers = [dict(kernel=5), dict(kind='max', kernel=3, stride=2), dict(kernel=5)]
+    multiplexed, expected = run_chain(layers, (160, 128), batch_size=8)
+    line_by_line, _ = run_chain(layers, (160, 128), batch_size=8, multiplex=False)
+    np.testing.assert_array_equal(multiplexed.recfield, expected)
+    np.testing.assert_array_equal(line_by_line.recfield, expected)
+    assert multiplexed.num_probe_images * 2 < line_by_line.num_probe_images
+    assert multiplexed.size == (15, 15) and multiplexed.stride == (2, 2)
+
+
+def test_size_stride_padding_of_a_chain():
+    layers = [dict(kernel=3), dict(kind='max', kernel=2, stride=2, padding='VALID'), dict(kernel=3),
+              dict(kind='max', kernel=2, stride=2, padding='VALID'), dict(kernel=5, stride=2)]
+    rf, expected = run_chain(layers, (64, 64))
+    np.testing.assert_array_equal(rf.recfield, expected)
+    # SAME padding before: (3-1)//2 = 1 for conv3; conv5/2 on 16 -> out 8, pad total 3, before 1.
+    with_padding = [dict(layer, pad_before=pad) for layer, pad in zip(layers, [1, 0, 1, 0, 1])]
+    size, stride, padding = chain_geometry(with_padding)
+    assert rf.size == (size, size) and rf.stride == (stride, stride) and rf.padding == (padding, padding)
+
+
+def test_geometry_is_none_when_the_image_hides_every_edge():
+    rf, _ = run_chain([dict(kernel=9, padding='SAME')], (5, 5))
+    assert rf.size is None and rf.stride is None and rf.padding is None
+
+
+# -- branches -----------------------------------------------------------------------------------------------
+
+def test_branches_merged_by_concat_and_residual_add():
+    size = (37, 34)
+    graph = new_graph()
+    with graph.as_default():
+        images = tf1.placeholder(tf.float32, [2, size[0], size[1], 3])
+        stem = apply_layer(images, dict(kernel=3))
+        narrow = apply_layer(stem, dict(kernel=1))
+        wide = apply_layer(apply_layer(stem, dict(kernel=3)), dict(kernel=3, dilation=2))
+        concat = tf.concat([narrow, wide], axis=-1)
+        residual = concat + apply_layer(apply_layer(concat, dict(kernel=3), channels=32), dict(kernel=5),
+                                        channels=32)
+        session = tf1.Session(graph=graph)
+
+    def expected(extra_layers):
+        per_axis = []
+        for length in size:
+            stem_reads = chain_dependencies(length, [dict(kernel=3)])
+            narrow_reads = chain_dependencies(length, [dict(kernel=1)], stem_reads)
+            wide_reads = chain_dependencies(length, [dict(kernel=3), dict(kernel=3, dilation=2)], stem_reads)
+            merged = narrow_reads | wide_reads
+            if extra_layers:
+                merged = merged | chain_dependencies(length, extra_layers, merged)
+            per_axis.append(merged)
+        return boxes_from_dependencies(*per_axis)
+
+    with session:
+        for output, extra in ((concat, []), (residual, [dict(kernel=3), dict(kernel=5)])):
+            rf = ReceptiveField([2, size[0], size[1], 3], lambda batch: session.run(output, {images: batch}))
+            np.testing.assert_array_equal(rf.recfield, expected(extra))
+
+
+# -- masking ------------------------------------------------------------------------------------------------
+
+def build_masking_network(batch_size, size):
+    """Units that hide changes: ReLUs dead at a zero image, a max-pool, then a saturating tanh(10 x)."""
+    images = tf1.placeholder(tf.float32, [batch_size, size, size, 3])
+    hidden = tf.nn.relu(tf.nn.conv2d(images, weights(5, 5, 3, 16), 1, 'SAME') - 2.0)
+    pooled = tf.nn.max_pool2d(hidden, 3, 1, 'SAME')
+    output = tf.tanh(10.0 * tf.nn.conv2d(pooled, weights(1, 1, 16, 4, scale=1.0), 1, 'SAME'))
+    return images, output
+
+
+def test_masked_probes_do_not_shrink_boxes():
+    size = 30
+    graph = new_graph()
+    with graph.as_default():
+        images, output = build_masking_network(4, size)
+        session = tf1.Session(graph=graph)
+    layers = [dict(kernel=5), dict(kernel=3)]
+    reads = chain_dependencies(size, layers)
+    expected = boxes_from_dependencies(reads, reads)
+    with session:
+        # A naive prober (black image, one row set to 1) gets many boxes wrong: the network really masks.
+        blank = np.zeros((4, size, size, 3), np.float32)
+        reference = session.run(output, {images: blank})
+        naive_rows = []
+        for row in range(size):
+            probe = blank.copy()
+            probe[0, row] = 1.0
+            naive_rows.append((session.run(output, {images: probe})[0] != reference[0]).any(axis=-1))
+        naive_rows = np.array(naive_rows)
+        missed = 0
+        for fy in range(size):
+            for fx in range(size):
+                seen = np.flatnonzero(naive_rows[:, fy, fx])
+                y1, y2 = (seen.min(), seen.max() + 1) if len(seen) else (0, 0)
+                missed += (y1, y2) != tuple(expected[fy, fx, [0, 2]])
+        assert missed > 100, missed
+
+        rf = ReceptiveField([4, size, size, 3], lambda batch: session.run([output], {images: batch}))
+        np.testing.assert_array_equal(rf.recfield, expected)
+
+
+# -- whole-image dependence ---------------------------------------------------------------------------------
+
+def test_batchnorm_in_training_mode_is_reported(caplog):
+    graph = new_graph()
+    with graph.as_default():
+        images = tf1.placeholder(tf.float32, [4, 20, 20, 3])
+        phase_train = tf1.placeholder(tf.bool, [])
+        features = tf.nn.conv2d(images, weights(3, 3, 3, 16), 1, 'SAME')
+        mean, variance = tf.nn.moments(features, axes=[0, 1, 2])
+        moving_mean, moving_variance = tf.zeros([16]), tf.ones([16])
+        mean, variance = tf.cond(phase_train, lambda: (mean, variance), lambda: (moving_mean, moving_variance))
+        output = tf.nn.relu(tf.nn.batch_normalization(features, mean, variance, None, None, 1e-3))
+        session = tf1.Session(graph=graph)
+    with session, caplog.at_level(logging.WARNING, logger='recfield'):
+        inference = ReceptiveField([4, 20, 20, 3], lambda x: session.run(output, {images: x, phase_train: False}))
+        assert not caplog.records
+        assert inference.size == (3, 3) and not inference.whole_image
+        training = ReceptiveField([4, 20, 20, 3], lambda x: session.run(output, {images: x, phase_train: True}))
+    assert training.whole_image
+    assert (training.recfield == [0, 0, 20, 20]).all()
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 1
+    assert 'mixes images' in messages[0] and 'whole image' in messages[0] and 'False' in messages[0]
+
+
+def test_per_image_normalisation_is_reported_once(caplog):
+    graph = new_graph()
+    with graph.as_default():
+        images = tf1.placeholder(tf.float32, [2, 16, 16, 3])
+        output = tf.nn.conv2d(tf.map_fn(tf.image.per_image_standardization, images), weights(3, 3, 3, 4), 1,
+                              'SAME')
+        session = tf1.Session(graph=graph)
+    with session, caplog.at_level(logging.WARNING, logger='recfield'):
+        rf = ReceptiveField([2, 16, 16, 3], lambda x: session.run(output, {images: x}))
+    assert rf.whole_image
+    whole_image_warnings = [r for r in caplog.records if 'whole image' in r.getMessage()]
+    assert len(whole_image_warnings) == 1
+    assert 'normalis' in whole_image_warnings[0].getMessage()
+
+
+# -- bad input ----------------------------------------------------------------------------------------------
+
+def identity(batch):
+    return batch
+
+
+@pytest.mark.parametrize('imshape, words', [
+    ([8, 32, 32], 'batch_size, height, width, channels'),
+    ([None, 32, 32, 3], 'batch_size'),
+    ([8, -1, 32, 3], 'height'),
+    ([8, 32, 32.5, 3], 'width'),
+    ('abcd', 'batch_size'),
+])
+def test_bad_imshape(imshape, words):
+    with pytest.raises(ValueError, match=words):
+        ReceptiveField(imshape, identity)
+
+
+@pytest.mark.parametrize('forward_func, words', [
+    (lambda batch: [batch, batch], 'returned 2 values'),
+    (lambda batch: batch[..., 0], '4-D feature map'),
+    (lambda batch: batch[:1], 'for a batch of 3'),
+    (lambda batch: 'feature map', 'numeric'),
+    (lambda batch: np.full(batch.shape, np.nan, np.float32), 'NaN'),
+])
+def test_bad_forward_func(forward_func, words):
+    with pytest.raises(ValueError, match=words):
+        ReceptiveField([3, 8, 8, 1], forward_func)
+
+
+def test_forward_func_gets_full_batches_and_may_return_an_array():
+    seen_shapes = set()
+
+    def forward(batch):
+        seen_shapes.add(batch.shape)
+        return batch  # identity network: every pixel's box is itself
+
+    rf = ReceptiveField([5, 13, 11, 2], forward)
+    assert seen_shapes == {(5, 13, 11, 2)}
+    y, x = np.mgrid[:13, :11]
+    np.testing.assert_array_equal(rf.recfield, np.stack([y, x, y + 1, x + 1], axis=-1))
+    assert rf.size == (1, 1) and rf.stride == (1, 1) and rf.padding == (0, 0)
+
+
+def test_draw_example_marks_the_centre_box():
+    rf, expected = run_chain([dict(kernel=5), dict(kind='max', kernel=2, stride=2)], (24, 20))
+    picture = rf.draw_example()
+    assert picture.shape == (24, 20) and picture.dtype == np.uint8
+    y1, x1, y2, x2 = expected[6, 5]
+    assert picture[y1, x1] == 255 and picture[y2 - 1, x2 - 1] == 255
+    assert picture[(y1 + y2) // 2, (x1 + x2) // 2] != picture[0, 0] or (y1, x1) == (0, 0)
+    outside = np.ones_like(picture, bool)
+    outside[y1:y2, x1:x2] = False
+    assert (picture[outside] == picture[outside][0]).all()
+
+
+# -- Keras VGG16 against the published table ----------------------------------------------------------------
+
+# Size, stride and padding of VGG16's layers at 224x224, from the table of the google-research
+# `receptive_field` library.
+VGG16_TABLE = {
+    'block1_conv1': (3, 1, 1), 'block1_pool': (6, 2, 2), 'block2_conv1': (10, 2, 4), 'block2_pool': (16, 4, 6),
+    'block3_conv1': (24, 4, 10), 'block3_conv2': (32, 4, 14), 'block3_pool': (44, 8, 18),
+    'block4_conv1': (60, 8, 26), 'block4_conv2': (76, 8, 34), 'block4_pool': (100, 16, 42),
+    'block5_conv1': (132, 16, 58), 'block5_conv2': (164, 16, 74), 'block5_pool': (212, 32, 90),
+}
+
+
+def test_keras_vgg16_matches_the_published_table():
+    """All layers from one shared set of probes: every layer probes line by line with the same
+    deterministic images, so one pass of the network (all layers' outputs, each reduced to a random
+    projection of its channels) answers every layer's forward_func from a cache."""
+    model = tf.keras.applications.VGG16(weights=None, include_top=False, input_shape=(224, 224, 3))
+    names = sorted(VGG16_TABLE)
+    projections = [tf.constant(np.random.default_rng(index).normal(size=(model.get_layer(name).output.shape[-1],)))
+                   for index, name in enumerate(names)]
+    all_layers = tf.keras.Model(model.input, [model.get_layer(name).output for name in names])
+
+    @tf.function
+    def project_all(batch):
+        return [tf.tensordot(tf.cast(output, tf.float64), projection, 1)[..., None]
+                for output, projection in zip(all_layers(batch), projections)]
+
+    cache = {}
+
+    def forward_for(index):
+        def forward(batch):
+            key = batch.tobytes()
+            if key not in cache:
+                cache[key] = [output.numpy() for output in project_all(tf.constant(batch))]
+            return cache[key][index]
+        return forward
+
+    for index, name in enumerate(names):
+        rf = ReceptiveField([16, 224, 224, 3], forward_for(index), multiplex=False)
+        size, stride, padding = VGG16_TABLE[name]
+        assert (rf.size, rf.stride, rf.padding) == ((size, size), (stride, stride), (padding, padding)), name
+        # Every box is the closed-form one: centre -padding + i * stride + (size - 1) / 2, clipped.
+        starts = np.clip(np.arange(rf.feature_shape[0]) * stride - padding, 0, 224)
+        stops = np.clip(np.arange(rf.feature_shape[0]) * stride - padding + size, 0, 224)
+        np.testing.assert_array_equal(rf.recfield[..., 0], np.broadcast_to(starts[:, None], rf.feature_shape))
+        np.testing.assert_array_equal(rf.recfield[..., 2], np.broadcast_to(stops[:, None], rf.feature_shape))
+        np.testing.assert_array_equal(rf.recfield[..., 1], np.broadcast_to(starts[None, :], rf.feature_shape))
+        np.testing.assert_array_equal(rf.recfield[..., 3], np.broadcast_to(stops[None, :], rf.feature_shape))
