@@ -10,11 +10,11 @@ of the original tool, built on it.
 """
 
 import os
-import tempfile
 import zipfile
 
 import numpy as np
 
+from utils.files import atomic_write
 from utils.montage import crop_column, full_column
 
 
@@ -47,6 +47,7 @@ class TopActivations:
         self.coords = np.zeros((0, 0, 2), np.int64)
         self.indices = np.zeros((0, 0), np.int64)
         self._images = {}  # global image index -> uint8 image, only for images some channel keeps
+        self.keeps_images = None  # whether updates come with images; fixed by the first one
 
     @property
     def num_channels(self):
@@ -71,6 +72,8 @@ class TopActivations:
         if features.ndim != 4:
             raise ValueError(f'features must be [batch, height, width, channels], got shape {features.shape}.')
         batch_size, _, width, num_channels = features.shape
+        if not batch_size:
+            return self
         if images is not None and len(images) != batch_size:
             raise ValueError(f'{len(images)} images for {batch_size} feature maps.')
         if self.num_seen and num_channels != self.num_channels:
@@ -84,6 +87,7 @@ class TopActivations:
         batch_firings = features.reshape(batch_size, -1, num_channels).max(axis=1).T  # [channels, batch]
         if np.isnan(batch_firings).any():
             raise ValueError('features contain NaN; check the network and its input.')
+        self._check_keeps_images(images is not None)
         if not self.num_seen:
             self._set_empty(num_channels)
 
@@ -142,6 +146,7 @@ class TopActivations:
         if np.intersect1d(self.indices, other.indices).size:
             raise ValueError('both trackers kept the same image indices: they scanned overlapping data, or '
                              'were not given first_index/indices that are global over the dataset.')
+        self._check_keeps_images(other.keeps_images)
         candidate_firings = np.concatenate([self.firings, other.firings], axis=1)
         candidate_indices = np.concatenate([self.indices, other.indices], axis=1)
         candidate_coords = np.concatenate([self.coords, other.coords], axis=1)
@@ -161,9 +166,7 @@ class TopActivations:
         `images` is a list of the kept images, or None if the tracker was updated without images.
         """
         indices = self.indices[channel]
-        images = None
-        if self._images or not len(indices):
-            images = [self._images[int(index)] for index in indices]
+        images = [self._images[int(index)] for index in indices] if self.keeps_images is not False else None
         return self.firings[channel], self.coords[channel], indices, images
 
     @property
@@ -176,17 +179,11 @@ class TopActivations:
         kept = self.kept_image_indices
         images = np.stack([self._images[int(index)] for index in kept]) if len(kept) else np.zeros((0,), np.uint8)
         arrays = dict(num_samples=self.num_samples, next_index=self.next_index, num_seen=self.num_seen,
+                      keeps_images=-1 if self.keeps_images is None else int(self.keeps_images),
                       firings=self.firings, coords=self.coords, indices=self.indices,
                       image_indices=kept, images=images)
-        directory = os.path.dirname(os.path.abspath(path))
-        handle, temporary = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix='.npz')
-        try:
-            with os.fdopen(handle, 'wb') as stream:
-                np.savez(stream, **arrays)
-            os.replace(temporary, path)
-        except BaseException:
-            os.unlink(temporary)
-            raise
+        with atomic_write(path) as stream:
+            np.savez(stream, **arrays)
 
     @classmethod
     def load(cls, path):
@@ -202,6 +199,8 @@ class TopActivations:
             with np.load(path, allow_pickle=False) as data:
                 tracker = cls(int(data['num_samples']), int(data['next_index']))
                 tracker.num_seen = int(data['num_seen'])
+                keeps_images = int(data['keeps_images'])
+                tracker.keeps_images = None if keeps_images < 0 else bool(keeps_images)
                 tracker.firings = data['firings']
                 tracker.coords = data['coords']
                 tracker.indices = data['indices']
@@ -211,6 +210,16 @@ class TopActivations:
         except (KeyError, ValueError, OSError, EOFError, TypeError, zipfile.BadZipFile) as error:
             raise ValueError(f'{path} is not a file written by TopActivations.save: {error}') from error
         return tracker
+
+    def _check_keeps_images(self, keeps_images):
+        if keeps_images is None:
+            return
+        if self.keeps_images is None:
+            self.keeps_images = keeps_images
+        elif keeps_images != self.keeps_images:
+            had = 'with' if self.keeps_images else 'without'
+            raise ValueError(f'this tracker was updated {had} images; pass images always or never, so that '
+                             'every kept image can be drawn.')
 
     def _set_empty(self, num_channels):
         self.firings = np.zeros((num_channels, 0), np.float64)

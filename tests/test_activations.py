@@ -368,6 +368,30 @@ def test_update_without_images_keeps_no_images():
     assert tracker.channel(0)[3] is None
 
 
+def test_empty_batch_changes_nothing():
+    images, features = make_data('continuous', seed=21)
+    tracker = scan(images, features, 3)
+    before = (tracker.firings.copy(), tracker.indices.copy(), tracker.num_seen, tracker.next_index)
+    tracker.update(images[:0], features[:0])
+    np.testing.assert_array_equal(tracker.firings, before[0])
+    np.testing.assert_array_equal(tracker.indices, before[1])
+    assert (tracker.num_seen, tracker.next_index) == before[2:]
+
+
+def test_images_must_be_passed_always_or_never():
+    """A tracker fed with images refuses a batch without, and the other way round (and so does merge)."""
+    images, features = make_data('continuous', seed=22)
+    with_images = TopActivations(3).update(images[:10], features[:10])
+    with pytest.raises(ValueError, match='always or never'):
+        with_images.update(None, features[10:20], indices=np.arange(10, 20))
+    without_images = TopActivations(3).update(None, features[20:30], indices=np.arange(20, 30))
+    with pytest.raises(ValueError, match='always or never'):
+        without_images.update(images[30:], features[30:], indices=np.arange(30, len(features)))
+    with pytest.raises(ValueError, match='always or never'):
+        with_images.merge(without_images)
+    assert with_images.num_seen == 10 and without_images.num_seen == 10
+
+
 # -- save / load --------------------------------------------------------------------------------------------
 
 def test_save_load_round_trip(tmp_path):
@@ -427,6 +451,16 @@ def test_save_overwrites_existing_file(tmp_path):
     tracker.save(path)
     assert_same_tracker(TopActivations.load(path), tracker)
     assert os.listdir(tmp_path) == ['t.npz']
+
+
+def test_saved_file_has_ordinary_permissions(tmp_path):
+    """Not the 0600 of a temporary file: other users may read results as with any file written by open()."""
+    images, features = make_data('continuous', seed=23)
+    path = tmp_path / 'state.npz'
+    scan(images, features, 2).save(str(path))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_load_missing_file(tmp_path):

@@ -280,3 +280,18 @@ def test_layer_pictures_with_few_images():
     full, crop = layer_pictures(tracker, FakeRecfield(), range(5), captions=False)
     assert full.shape == (2 * 14, 5 * 14, 3)
     assert crop.shape == (2 * 7, 5 * 6, 3)
+
+
+def test_layer_pictures_need_images():
+    _, features = layer_data(seed=10)
+    tracker = TopActivations(3).update(None, features)
+    with pytest.raises(ValueError, match='without images'):
+        layer_pictures(tracker, FakeRecfield(), [0])
+
+
+def test_captions_share_one_text_size():
+    """A long caption on one column shrinks the text of every column alike, so the strips line up."""
+    columns = [np.zeros((20, 30, 3), np.uint8), np.zeros((20, 30, 3), np.uint8)]
+    short = tile_columns(columns, ['#1', '#2'])
+    mixed = tile_columns(columns, ['#1', '#2 with a much longer caption'])
+    assert mixed.shape[0] < short.shape[0]  # smaller text, shorter strip, the same for both columns

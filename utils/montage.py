@@ -100,22 +100,25 @@ def tile_columns(columns, captions=None):
     if captions is not None:
         if len(captions) != len(columns):
             raise ValueError(f'{len(captions)} captions for {len(columns)} columns.')
-        padded = [_captioned(column, caption) for column, caption in zip(padded, captions)]
-        # Caption strips differ in height when captions differ in line count or in scale (a long caption is
-        # shrunk to fit its column): pad the shorter ones with black on top so that the columns line up.
+        # One text size for the whole picture: the largest at which every caption fits its column.
+        scale = min(_caption_scale(caption, column.shape[1]) for column, caption in zip(padded, captions))
+        padded = [_captioned(column, caption, scale) for column, caption in zip(padded, captions)]
+        # Captions with fewer lines get shorter strips: pad them with black on top so the columns line up.
         height = max(column.shape[0] for column in padded)
         padded = [np.pad(column, ((height - column.shape[0], 0), (0, 0), (0, 0))) for column in padded]
     return np.concatenate(padded, axis=1)
 
 
-def _captioned(column, caption):
-    """Column with white caption text on black above it, scaled to fit the column's width."""
+def _caption_scale(caption, width, largest=0.8, smallest=0.4):
+    """Font scale at which every line of `caption` fits `width` pixels (never below `smallest`)."""
+    widest = max(cv2.getTextSize(line, _FONT, largest, 1)[0][0] for line in caption.split('\n'))
+    return largest if widest <= width - 2 else max(smallest, largest * (width - 2) / widest)
+
+
+def _captioned(column, caption, scale):
+    """Column with white caption text on black above it."""
     lines = caption.split('\n')
     width = column.shape[1]
-    scale = 0.8
-    widest = max(cv2.getTextSize(line, _FONT, scale, 1)[0][0] for line in lines)
-    if widest > width - 2:
-        scale = max(0.4, scale * (width - 2) / widest)
     line_height = int(round(14 * scale)) + 3
     strip = np.zeros((line_height * len(lines) + 2, width, 3), np.uint8)
     for number, line in enumerate(lines):
@@ -136,6 +139,9 @@ def layer_pictures(top_activations, recfield, channels, captions=True):
     Returns:
         `(full_picture, crop_picture)`, uint8 images.
     """
+    if top_activations.keeps_images is False:
+        raise ValueError('the tracker was updated without images, so there is nothing to draw; pass the '
+                         'display images to TopActivations.update.')
     full_columns, crop_columns, texts = [], [], []
     crop_size = recfield.max()
     for channel in channels:

@@ -1,0 +1,39 @@
+"""Writing output files atomically, so that an interrupted run never leaves a half-written file behind."""
+
+import contextlib
+import os
+import tempfile
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode='wb'):
+    """Opens a temporary file beside `path` for writing and renames it to `path` when the block succeeds.
+
+    On an error inside the block the temporary file is removed and `path` is left as it was. The file gets
+    the permissions a plain `open` would give it (not the 0600 of a temporary file).
+
+    Args:
+        path: destination file.
+        mode: 'wb' or 'w'.
+
+    Yields:
+        the open temporary file.
+
+    Raises:
+        FileNotFoundError: the destination folder does not exist.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f'cannot write {path}: folder {directory} does not exist.')
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix=os.path.splitext(path)[1])
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        with os.fdopen(handle, mode) as stream:
+            yield stream
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
