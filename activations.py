@@ -71,7 +71,7 @@ class TopActivations:
         features = np.asarray(features)
         if features.ndim != 4:
             raise ValueError(f'features must be [batch, height, width, channels], got shape {features.shape}.')
-        batch_size, _, width, num_channels = features.shape
+        batch_size, num_channels = features.shape[0], features.shape[3]
         if not batch_size:
             return self
         if images is not None and len(images) != batch_size:
@@ -84,40 +84,57 @@ class TopActivations:
         if indices.shape != (batch_size,):
             raise ValueError(f'indices must have one entry per image ({batch_size}), got shape {indices.shape}.')
 
-        batch_firings = features.reshape(batch_size, -1, num_channels).max(axis=1).T  # [channels, batch]
+        # Maximum over rows first, then over columns: long contiguous inner loops, about twice as fast as
+        # one reduction over all pixels.
+        batch_firings = features.max(axis=1).max(axis=1).T  # [channels, batch]
         if np.isnan(batch_firings).any():
             raise ValueError('features contain NaN; check the network and its input.')
         self._check_keeps_images(images is not None)
         if not self.num_seen:
             self._set_empty(num_channels)
 
+        # Once a channel keeps num_samples images, only a batch reaching its weakest firing can change it.
+        if self.firings.shape[1] == self.num_samples:
+            changing = np.flatnonzero((batch_firings >= self.firings[:, -1:]).any(axis=1))
+        else:
+            changing = np.arange(num_channels)
+        if len(changing):
+            self._take_batch(changing, batch_firings[changing], features, images, indices)
+        self.num_seen += batch_size
+        self.next_index = int(indices.max()) + 1
+        return self
+
+    def _take_batch(self, channels, batch_firings, features, images, indices):
+        """Updates the kept images of `channels` with a batch whose maxima there are `batch_firings`."""
         # Candidates per channel: the kept images, then the batch. Ordering by (-firing, index) keeps the
         # strongest and, among equal firings, the earlier image.
-        num_kept = self.firings.shape[1]
-        candidate_firings = np.concatenate([self.firings, batch_firings.astype(np.float64)], axis=1)
-        candidate_indices = np.concatenate([self.indices, np.broadcast_to(indices, batch_firings.shape)], axis=1)
+        kept_firings, kept_indices, kept_coords = self.firings[channels], self.indices[channels], self.coords[channels]
+        num_kept = kept_firings.shape[1]
+        candidate_firings = np.concatenate([kept_firings, batch_firings.astype(np.float64)], axis=1)
+        candidate_indices = np.concatenate([kept_indices, np.broadcast_to(indices, batch_firings.shape)], axis=1)
         order = np.lexsort((candidate_indices, -candidate_firings), axis=-1)[:, :self.num_samples]
 
-        # Coordinates: kept ones are known; for images entering the top, look up the argmax only there.
-        from_batch = order >= num_kept
-        coords = np.take_along_axis(self.coords, np.minimum(order, max(num_kept - 1, 0))[..., None], axis=1) \
-            if num_kept else np.zeros(order.shape + (2,), np.int64)
-        channels, slots = np.nonzero(from_batch)
-        positions = order[channels, slots] - num_kept
+        # Coordinates: kept ones are known; for images entering the top, find the argmax only there.
+        coords = np.zeros(order.shape + (2,), np.int64)
+        if num_kept:
+            coords = np.take_along_axis(kept_coords, np.minimum(order, num_kept - 1)[..., None], axis=1)
+        rows, slots = np.nonzero(order >= num_kept)
+        positions = order[rows, slots] - num_kept
         if len(positions):
-            flat = features[positions, :, :, channels].reshape(len(positions), -1).argmax(axis=1)
-            coords[channels, slots] = np.stack([flat // width, flat % width], axis=1)
+            width = features.shape[2]
+            flat = features[positions, :, :, channels[rows]].reshape(len(positions), -1).argmax(axis=1)
+            coords[rows, slots] = np.stack([flat // width, flat % width], axis=1)
 
-        self.firings = np.take_along_axis(candidate_firings, order, axis=1)
-        self.indices = np.take_along_axis(candidate_indices, order, axis=1)
-        self.coords = coords
+        new_firings = np.take_along_axis(candidate_firings, order, axis=1)
+        new_indices = np.take_along_axis(candidate_indices, order, axis=1)
+        if new_firings.shape[1] == self.firings.shape[1]:
+            self.firings[channels], self.indices[channels], self.coords[channels] = new_firings, new_indices, coords
+        else:  # still filling up: every channel is in `channels`
+            self.firings, self.indices, self.coords = new_firings, new_indices, coords
         if images is not None:
             for position in np.unique(positions):
                 self._images[int(indices[position])] = np.array(images[position], copy=True)
             self._forget_unkept_images()
-        self.num_seen += batch_size
-        self.next_index = int(indices.max()) + 1
-        return self
 
     def merge(self, other):
         """Adds the results of a tracker that scanned a disjoint part of the dataset.
