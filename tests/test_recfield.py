@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import tf1
-from recfield import ReceptiveField
+from recfield import ReceptiveField, _unique_rows
 
 
 # -- closed form --------------------------------------------------------------------------------------------
@@ -188,6 +188,17 @@ def test_size_stride_padding_of_a_chain():
 def test_geometry_is_none_when_the_image_hides_every_edge():
     rf, _ = run_chain([dict(kernel=9, padding='SAME')], (5, 5))
     assert rf.size is None and rf.stride is None and rf.padding is None
+
+
+@pytest.mark.parametrize('width', [1, 7, 64, 65, 130])
+def test_unique_rows_agrees_with_numpy(width, rng):
+    flags = rng.random((500, width)) < 0.5
+    flags[250:] = flags[:250]  # plenty of repeated rows
+    unique, inverse = _unique_rows(flags)
+    expected = np.unique(flags, axis=0)
+    assert len(unique) == len(expected)
+    assert {row.tobytes() for row in unique} == {row.tobytes() for row in expected}
+    np.testing.assert_array_equal(unique[inverse], flags)
 
 
 # -- branches -----------------------------------------------------------------------------------------------
