@@ -46,3 +46,61 @@ class FakeRecfield:
         heights = self.recfield[..., 2] - self.recfield[..., 0]
         widths = self.recfield[..., 3] - self.recfield[..., 1]
         return int(heights.max()), int(widths.max())
+
+
+class LoopbackServer:
+    """A real HTTP server on 127.0.0.1 (a free port) in a thread; tests add routes as they need them.
+
+    `routes[path]` is a function taking the `BaseHTTPRequestHandler`; it writes the whole response.
+    """
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        routes = self.routes = {}
+        self.requests = []  # (path, headers) of every request, in order
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = 'HTTP/1.1'
+
+            def do_GET(self):  # noqa: N802 (the name http.server calls)
+                path = self.path.split('?')[0]
+                server.requests.append((self.path, dict(self.headers)))
+                if path in routes:
+                    routes[path](self)
+                else:
+                    self.send_error(404)
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+        server = self
+        self._httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        self._httpd.daemon_threads = True
+        self.url = f'http://127.0.0.1:{self._httpd.server_address[1]}'
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self):
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=10)
+
+
+def send_bytes(handler, body, content_type='application/octet-stream', status=200, headers=()):
+    """Writes a complete HTTP response."""
+    handler.send_response(status)
+    handler.send_header('Content-Type', content_type)
+    handler.send_header('Content-Length', str(len(body)))
+    for name, value in headers:
+        handler.send_header(name, value)
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+@pytest.fixture
+def http_server():
+    server = LoopbackServer()
+    yield server
+    server.close()

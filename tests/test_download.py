@@ -1,0 +1,118 @@
+"""utils.download against a real HTTP server on 127.0.0.1: good files, wrong MD5, broken connections,
+unsafe archives."""
+
+import hashlib
+import io
+import os
+import tarfile
+
+import pytest
+
+from conftest import send_bytes
+from utils.download import download, extract_tar
+
+
+def make_tar(members, mode='w:gz'):
+    """A tar archive in memory; `members` maps member names to bytes (or to None for a symlink to /etc)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode=mode) as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type, info.linkname = tarfile.SYMTYPE, '/etc/passwd'
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+ARCHIVE = make_tar({'dataset/a.bin': b'a' * 5000, 'dataset/b.bin': b'b' * 300})
+
+
+def test_download_and_extract(http_server, tmp_path):
+    http_server.routes['/data.tar.gz'] = lambda handler: send_bytes(handler, ARCHIVE)
+    path = download(http_server.url + '/data.tar.gz', str(tmp_path / 'data.tar.gz'),
+                    md5=hashlib.md5(ARCHIVE).hexdigest())
+    assert open(path, 'rb').read() == ARCHIVE
+    assert extract_tar(path, str(tmp_path)) == ['dataset']
+    assert (tmp_path / 'dataset' / 'a.bin').read_bytes() == b'a' * 5000
+    assert sorted(os.listdir(tmp_path)) == ['data.tar.gz', 'dataset']  # no temporary files left
+
+
+def test_wrong_md5_leaves_nothing(http_server, tmp_path):
+    http_server.routes['/data.tar.gz'] = lambda handler: send_bytes(handler, ARCHIVE)
+    with pytest.raises(ValueError, match='MD5'):
+        download(http_server.url + '/data.tar.gz', str(tmp_path / 'data.tar.gz'), md5='0' * 32)
+    assert os.listdir(tmp_path) == []
+
+
+def test_connection_dropped_midway_leaves_nothing(http_server, tmp_path):
+    def half_then_hang_up(handler):
+        handler.send_response(200)
+        handler.send_header('Content-Length', str(len(ARCHIVE)))
+        handler.end_headers()
+        handler.wfile.write(ARCHIVE[:len(ARCHIVE) // 2])
+        handler.wfile.flush()
+        handler.close_connection = True
+
+    http_server.routes['/data.tar.gz'] = half_then_hang_up
+    with pytest.raises(ConnectionError, match='run the command again'):
+        download(http_server.url + '/data.tar.gz', str(tmp_path / 'data.tar.gz'))
+    assert os.listdir(tmp_path) == []
+
+
+def test_http_error_is_clear(http_server, tmp_path):
+    with pytest.raises(ConnectionError, match='HTTP 404'):
+        download(http_server.url + '/missing.tar.gz', str(tmp_path / 'x.tar.gz'))
+    assert os.listdir(tmp_path) == []
+
+
+def test_unreachable_server_is_clear(tmp_path):
+    with pytest.raises(ConnectionError, match='check your connection'):
+        download('http://127.0.0.1:9/data.tar.gz', str(tmp_path / 'x.tar.gz'), timeout=5)
+
+
+@pytest.mark.parametrize('members', [
+    {'dataset/ok.bin': b'ok', '../escaped.bin': b'evil'},
+    {'dataset/ok.bin': b'ok', 'dataset/../../escaped.bin': b'evil'},
+    {'dataset/link': None},
+], ids=['parent', 'nested-parent', 'symlink-out'])
+def test_unsafe_archive_is_refused_and_nothing_extracted(tmp_path, members):
+    target = tmp_path / 'target'
+    target.mkdir()
+    archive = tmp_path / 'evil.tar'
+    archive.write_bytes(make_tar(members, mode='w'))
+    with pytest.raises(ValueError, match='unsafe member'):
+        extract_tar(str(archive), str(target))
+    assert os.listdir(target) == []
+    assert not (tmp_path / 'escaped.bin').exists()
+
+
+def test_absolute_member_lands_inside_the_target(tmp_path):
+    """The data filter strips the leading '/': the member cannot reach the absolute path it names."""
+    outside = tmp_path / 'outside' / 'absolute.bin'
+    target = tmp_path / 'target'
+    target.mkdir()
+    archive = tmp_path / 'abs.tar'
+    archive.write_bytes(make_tar({str(outside): b'data'}, mode='w'))
+    extract_tar(str(archive), str(target))
+    assert not outside.exists()
+    assert (target / str(outside).lstrip('/')).read_bytes() == b'data'
+
+
+def test_damaged_archive_is_clear(tmp_path):
+    archive = tmp_path / 'broken.tar.gz'
+    archive.write_bytes(ARCHIVE[:len(ARCHIVE) // 2])
+    with pytest.raises(ValueError, match='not a readable tar archive'):
+        extract_tar(str(archive), str(tmp_path))
+    assert os.listdir(tmp_path) == ['broken.tar.gz']
+
+
+def test_extract_replaces_an_older_copy(tmp_path):
+    (tmp_path / 'dataset').mkdir()
+    (tmp_path / 'dataset' / 'stale.bin').write_bytes(b'old')
+    archive = tmp_path / 'data.tar.gz'
+    archive.write_bytes(ARCHIVE)
+    extract_tar(str(archive), str(tmp_path))
+    assert sorted(os.listdir(tmp_path / 'dataset')) == ['a.bin', 'b.bin']

@@ -1,0 +1,132 @@
+"""Downloading datasets and models: streamed with a progress bar, checked, and never left half-written.
+
+`download` streams a URL into a temporary file beside the destination and renames it into place only once
+the whole body has arrived (and its MD5 matches, when one is given). `extract_tar` unpacks an archive
+through the standard library's `data` filter, which refuses members that would land outside the target
+folder (`../`, absolute paths, links pointing out, devices), into a temporary folder first.
+"""
+
+import hashlib
+import logging
+import os
+import shutil
+import tarfile
+import tempfile
+
+import progressbar
+import requests
+
+from utils.files import atomic_write
+
+logger = logging.getLogger(__name__)
+
+CHUNK_SIZE = 1 << 20
+
+
+def download(url, destination, md5=None, session=None, timeout=60):
+    """Downloads `url` to `destination`, atomically.
+
+    Args:
+        url: an http(s) address.
+        destination: file path; its folder must exist.
+        md5: expected hex MD5 of the file, or None to skip the check.
+        session: a `requests.Session` to use (e.g. one that carries cookies), or None for a new one.
+        timeout: seconds to wait for the server to connect or to send more data.
+
+    Returns:
+        `destination`.
+
+    Raises:
+        ConnectionError: the server could not be reached, answered with an HTTP error, or the connection
+            broke before the whole file arrived. Nothing is left at `destination`.
+        ValueError: the file arrived but its MD5 is not `md5`. Nothing is left at `destination`.
+    """
+    session = session or requests.Session()
+    name = os.path.basename(destination)
+    try:
+        with session.get(url, stream=True, timeout=timeout) as response:
+            if response.status_code != 200:
+                raise ConnectionError(f'downloading {name}: {url} answered HTTP {response.status_code} '
+                                      f'{response.reason}; check the address or try again later.')
+            write_response(response, destination, md5)
+    except requests.RequestException as error:
+        raise ConnectionError(f'downloading {name} from {url} failed ({error.__class__.__name__}: {error}); '
+                              'check your connection and run the command again.') from error
+    return destination
+
+
+def write_response(response, destination, md5=None):
+    """Streams a `requests` response body into `destination` atomically, with a progress bar.
+
+    Args:
+        response: a streamed response (`stream=True`) with status 200.
+        destination: file path; its folder must exist.
+        md5: expected hex MD5, or None.
+
+    Raises:
+        ConnectionError: fewer bytes arrived than the response's Content-Length announced.
+        ValueError: the MD5 differs.
+        requests.RequestException: the connection broke while reading.
+    """
+    name = os.path.basename(destination)
+    expected_size = int(response.headers.get('Content-Length', 0)) or None
+    digest = hashlib.md5()
+    received = 0
+    widgets = [f'{name} ', progressbar.DataSize(), ' ', progressbar.Bar(), ' ', progressbar.FileTransferSpeed()]
+    with atomic_write(destination) as stream, progressbar.ProgressBar(
+            max_value=expected_size or progressbar.UnknownLength, widgets=widgets) as bar:
+        for chunk in response.iter_content(CHUNK_SIZE):
+            stream.write(chunk)
+            digest.update(chunk)
+            received += len(chunk)
+            bar.update(min(received, expected_size) if expected_size else received)
+        if expected_size is not None and received != expected_size:
+            raise ConnectionError(f'downloading {name}: the connection ended after {received} of '
+                                  f'{expected_size} bytes; run the command again.')
+        if md5 is not None and digest.hexdigest() != md5.lower():
+            raise ValueError(f'downloaded {name} has MD5 {digest.hexdigest()}, expected {md5}: the file is '
+                             'damaged or not the expected one; run the command again, or download it by hand.')
+    logger.info('downloaded %s (%d bytes)', destination, received)
+
+
+def extract_tar(archive, target_dir):
+    """Unpacks a tar archive (any compression) into `target_dir`, safely and all or nothing.
+
+    Members are extracted into a temporary folder inside `target_dir` and only then moved into place, each
+    top-level entry replacing an older one of the same name.
+
+    Args:
+        archive: path of the archive.
+        target_dir: an existing folder.
+
+    Returns:
+        list of the top-level names extracted.
+
+    Raises:
+        FileNotFoundError: no archive at `archive`.
+        ValueError: the archive is damaged, or a member would land outside `target_dir` (path traversal,
+            absolute path, link pointing out) or is a device file. Nothing is extracted then.
+    """
+    if not os.path.isfile(archive):
+        raise FileNotFoundError(f'no archive at {archive}.')
+    staging = tempfile.mkdtemp(dir=target_dir, prefix='.tmp-extract-')
+    try:
+        try:
+            with tarfile.open(archive) as tar:
+                tar.extractall(staging, filter='data')
+        except tarfile.FilterError as error:
+            raise ValueError(f'{archive} has an unsafe member ({error}); refusing to extract it.') from error
+        except (tarfile.TarError, EOFError, OSError) as error:
+            raise ValueError(f'{archive} is not a readable tar archive ({error}); delete it and download it '
+                             'again.') from error
+        names = sorted(os.listdir(staging))
+        for name in names:
+            final = os.path.join(target_dir, name)
+            if os.path.isdir(final) and not os.path.islink(final):
+                shutil.rmtree(final)
+            elif os.path.lexists(final):
+                os.remove(final)
+            os.replace(os.path.join(staging, name), final)
+        return names
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
