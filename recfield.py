@@ -129,7 +129,7 @@ class ReceptiveField:
                 'image, the forward pass mixes all pixels: a BatchNorm layer in training mode or a per-image '
                 'normalisation inside the graph. Feed the training-phase flag as False (e.g. phase_train: '
                 'False) and normalise images before the input placeholder.')
-        self.size, self.stride, self.padding = _geometry(self.recfield, (self.height, self.width))
+        self.size, self.stride, self.padding = _geometry(self.recfield)
 
     def max(self):
         """Returns `(max box height, max box width)` over all feature pixels."""
@@ -371,11 +371,13 @@ def _is_positive_integer(value):
         return False
 
 
-def _geometry(recfield, image_size):
-    """Size, stride and padding `(y, x)` from the box edges that the image does not clip.
+def _geometry(recfield):
+    """Size, stride and padding `(y, x)` from the box edges that nothing clips.
 
-    A box's start is exact where it is inside the image (> 0), its stop where it is < the image size. The
-    stride comes from two exact starts or two exact stops, the size from one exact start and one exact stop
+    Boxes are clipped by the image and also by the padding of inner layers (a VALID convolution of stride 2
+    on an even size never reads the last row, so a later SAME layer's padding stands there): clipped starts
+    all equal the smallest start, clipped stops the largest stop. So a start is exact where it is above the
+    smallest, a stop where it is below the largest. The stride comes from two exact starts or two exact stops, the size from one exact start and one exact stop
     (of the same or different pixels), the padding from an exact start.
 
     Returns:
@@ -389,17 +391,17 @@ def _geometry(recfield, image_size):
         if not ((starts == starts[:, :1]).all() and (stops == stops[:, :1]).all()):
             per_axis.append(None)  # boxes differ along the other axis: not one geometry
             continue
-        per_axis.append(_axis_geometry(starts[:, 0], stops[:, 0], image_size[axis]))
+        per_axis.append(_axis_geometry(starts[:, 0], stops[:, 0]))
     if any(values is None for values in per_axis):
         return None, None, None
     return tuple(tuple(int(values[i]) for values in per_axis) for i in range(3))
 
 
-def _axis_geometry(starts, stops, length):
+def _axis_geometry(starts, stops):
     """`(size, stride, padding)` along one axis, or None (see `_geometry`)."""
     index = np.arange(len(starts))
-    exact_start = np.flatnonzero(starts > 0)
-    exact_stop = np.flatnonzero((stops < length) & (stops > 0))
+    exact_start = np.flatnonzero(starts > starts.min())
+    exact_stop = np.flatnonzero(stops < stops.max())
     strides = set()
     for exact, edges in ((exact_start, starts), (exact_stop, stops)):
         if len(exact) >= 2:

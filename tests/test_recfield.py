@@ -185,6 +185,16 @@ def test_size_stride_padding_of_a_chain():
     assert rf.size == (size, size) and rf.stride == (stride, stride) and rf.padding == (padding, padding)
 
 
+def test_geometry_through_padding_of_an_inner_layer():
+    """A VALID stride-2 conv on an even size never reads the last row; the next SAME conv pads there, so the
+    last boxes stop short of the image edge yet are clipped. Size, stride and padding must still come out."""
+    layers = [dict(kernel=3, stride=2, padding='VALID'), dict(kernel=3), dict(kernel=3)]
+    rf, expected = run_chain(layers, (40, 40))
+    np.testing.assert_array_equal(rf.recfield, expected)
+    assert expected[-1, -1, 2] < 40  # the last box ends before the image edge
+    assert rf.size == (11, 11) and rf.stride == (2, 2) and rf.padding == (4, 4)
+
+
 def test_geometry_is_none_when_the_image_hides_every_edge():
     rf, _ = run_chain([dict(kernel=9, padding='SAME')], (5, 5))
     assert rf.size is None and rf.stride is None and rf.padding is None
