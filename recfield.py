@@ -125,10 +125,11 @@ class ReceptiveField:
                 'phase_train: False) in forward_func.')
         elif self.whole_image:
             logger.warning(
-                'Every feature pixel depends on the whole image. If the layer is not meant to see the whole '
-                'image, the forward pass mixes all pixels: a BatchNorm layer in training mode or a per-image '
-                'normalisation inside the graph. Feed the training-phase flag as False (e.g. phase_train: '
-                'False) and normalise images before the input placeholder.')
+                'Every feature pixel depends on the whole image. Either the receptive field is larger than '
+                'the image (use larger images to see it), or the forward pass mixes all pixels: a BatchNorm '
+                'layer in training mode or a per-image normalisation inside the graph. Then feed the '
+                'training-phase flag as False (e.g. phase_train: False) and normalise images before the '
+                'input placeholder.')
         self.size, self.stride, self.padding = _geometry(self.recfield)
 
     def max(self):

@@ -6,6 +6,7 @@ import sys
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -104,3 +105,23 @@ def http_server():
     server = LoopbackServer()
     yield server
     server.close()
+
+
+def write_mixed_images_dir(folder):
+    """Fills `folder` with 3 readable images (one in a subfolder, one grey) and 2 files that are not images.
+
+    Returns:
+        `(image_paths, other_paths)`, each sorted.
+    """
+    rng = np.random.default_rng(0)
+    os.makedirs(os.path.join(folder, 'nested'), exist_ok=True)
+    images = {'wide.png': (40, 70, 3), os.path.join('nested', 'tall.jpg'): (90, 45, 3), 'grey.png': (50, 50)}
+    for name, shape in images.items():
+        cv2.imwrite(os.path.join(folder, name), rng.integers(0, 256, shape, dtype=np.uint8))
+    with open(os.path.join(folder, 'corrupt.jpg'), 'wb') as stream:  # a JPEG header, then noise
+        stream.write(b'\xff\xd8\xff\xe0' + bytes(rng.integers(0, 256, 200, dtype=np.uint8)))
+    with open(os.path.join(folder, 'notes.txt'), 'w') as stream:
+        stream.write('not an image')
+    image_paths = sorted(os.path.join(folder, name) for name in images)
+    other_paths = sorted(os.path.join(folder, name) for name in ('corrupt.jpg', 'notes.txt'))
+    return image_paths, other_paths

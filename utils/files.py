@@ -37,3 +37,29 @@ def atomic_write(path, mode='wb'):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+def ensure_writable_dir(path):
+    """Creates folder `path` if missing and checks that files can be written in it.
+
+    Meant to run before a long computation, so that an unwritable output folder fails at once.
+
+    Args:
+        path: the folder.
+
+    Returns:
+        `path`.
+
+    Raises:
+        ValueError: `path` is a file, or the folder cannot be created or written to.
+    """
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f'output folder {path} is a file; give a folder with --out_dir.')
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise ValueError(f'cannot write to output folder {path} ({error.strerror or error}); give another '
+                         'folder with --out_dir.') from error
+    return path

@@ -1,0 +1,69 @@
+"""Tests of `utils/cli.py`: the common flags, and bad input turned into a one-line error with exit code 2."""
+
+import argparse
+
+import pytest
+
+from utils import cli
+
+
+def parser_with_all_flags():
+    parser = argparse.ArgumentParser()
+    cli.add_common_arguments(parser, ['net/conv1:0', 'net/conv2:0'], '/tmp/out')
+    cli.add_activation_arguments(parser)
+    return parser
+
+
+def test_defaults():
+    args = parser_with_all_flags().parse_args([])
+    assert cli.layer_names(args.layers) == ['net/conv1:0', 'net/conv2:0'] and args.out_dir == '/tmp/out'
+    assert (args.num_channels, args.num_samples, args.batch_size) == (10, 5, 16)
+    assert args.logging_level == 'WARNING' and not args.print_all_names
+
+
+def test_flags_are_parsed():
+    args = parser_with_all_flags().parse_args(['--layers', 'a:0', 'b:0', '--num_channels', 'all', '--num_samples', '3',
+                                               '--logging_level', 'debug', '--batch_size', '4'])
+    assert cli.layer_names(args.layers) == ['a:0', 'b:0'] and args.num_channels == 0 and args.num_samples == 3
+    assert args.logging_level == 'DEBUG' and args.batch_size == 4
+
+
+@pytest.mark.parametrize('values', [['a:0,b/c:0'], ['a:0', 'b/c:0'], ['a:0,', ' b/c:0'], ['a:0', ',b/c:0,']])
+def test_layers_separated_by_commas_or_spaces(values):
+    """The original tool took --layers conv1/conv1:0,conv2/conv2:0; separate words work too."""
+    args = parser_with_all_flags().parse_args(['--layers'] + values)
+    assert cli.layer_names(args.layers) == ['a:0', 'b/c:0']
+
+
+@pytest.mark.parametrize('text, value', [('all', 0), ('ALL', 0), ('0', 0), ('7', 7)])
+def test_count_or_all(text, value):
+    assert cli.count_or_all(text) == value
+
+
+@pytest.mark.parametrize('parse, text', [(cli.count_or_all, '-1'), (cli.count_or_all, 'many'),
+                                         (cli.positive_int, '0'), (cli.positive_int, '2.5')])
+def test_bad_counts(parse, text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse(text)
+
+
+def test_bad_flag_exits_with_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parser_with_all_flags().parse_args(['--num_samples', '0'])
+    assert exit_info.value.code == 2
+    assert 'must be at least 1' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('error', [ValueError('bad layer'), FileNotFoundError('no weights'),
+                                   PermissionError('read-only')])
+def test_bad_input_is_one_line_and_exit_code_2(error, capsys):
+    def main(argv):
+        raise error
+    assert cli.run_main(main, []) == 2
+    assert capsys.readouterr().err == f'error: {error}\n'
+
+
+def test_run_main_returns_mains_value_and_lets_bugs_through():
+    assert cli.run_main(lambda argv: 0, []) == 0
+    with pytest.raises(KeyError):
+        cli.run_main(lambda argv: {}['bug'], [])

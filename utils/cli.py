@@ -1,0 +1,112 @@
+"""Command-line pieces shared by the example scripts: the common flags, logging, and errors as exit codes.
+
+Every `*_activations.py` script takes `add_common_arguments` and `add_activation_arguments`, every
+`*_recfield.py` script `add_common_arguments`; both end with `sys.exit(run_main(main))`.
+"""
+
+import argparse
+import logging
+import sys
+
+from utils.files import ensure_writable_dir
+from utils.layers import computed_tensors, describe_tensors, resolve_layers
+
+LOGGING_LEVELS = ('DEBUG', 'INFO', 'WARNING', 'ERROR')
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be at least 1, got {text}')
+    return value
+
+
+def count_or_all(text):
+    """argparse type: an integer >= 0, or `all`, returned as 0 (0 and `all` both mean no limit)."""
+    if text.strip().lower() == 'all':
+        return 0
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'must be a count (0 or more) or "all", got {text}')
+    return value
+
+
+def _int(text):
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected an integer, got {text!r}') from None
+
+
+def add_common_arguments(parser, default_layers, default_out_dir, default_batch_size=16):
+    """Adds `--layers`, `--out_dir`, `--print_all_names`, `--batch_size` and `--logging_level`."""
+    parser.add_argument('--layers', nargs='+', default=[','.join(default_layers)], metavar='NAMES',
+                        help='tensor names of the layers to visualize, separated by commas or spaces (default: '
+                             '%(default)s); see --print_all_names')
+    parser.add_argument('--out_dir', default=default_out_dir,
+                        help='folder for the pictures, created if missing (default: %(default)s)')
+    parser.add_argument('--print_all_names', action='store_true',
+                        help='print the name and shape of every tensor computed from the images, then exit')
+    parser.add_argument('--batch_size', type=positive_int, default=default_batch_size,
+                        help='images per forward pass (default: %(default)s)')
+    parser.add_argument('--logging_level', default='WARNING', type=str.upper, choices=LOGGING_LEVELS,
+                        help='how much to log (default: %(default)s)')
+
+
+def add_activation_arguments(parser):
+    """Adds `--num_channels` and `--num_samples`."""
+    parser.add_argument('--num_channels', type=count_or_all, default=10,
+                        help='channels to draw per layer: the first ones that fire; "all" or 0 for every channel '
+                             'that fires (default: %(default)s)')
+    parser.add_argument('--num_samples', type=positive_int, default=5,
+                        help='strongest images to show per channel (default: %(default)s)')
+
+
+def setup_logging(level):
+    """Logs to stderr at `level` (a name from LOGGING_LEVELS)."""
+    logging.basicConfig(level=getattr(logging, level), format='%(levelname)s %(name)s: %(message)s')
+
+
+def prepare_layers(graph, images_ph, args):
+    """What every script does with the common flags before its long run.
+
+    With `--print_all_names`, prints every tensor computed from the images and returns None. Otherwise finds
+    the `--layers` and makes sure `--out_dir` can be written, so that bad flags fail at once.
+
+    Args:
+        graph: the network's `tf.Graph`.
+        images_ph: its input placeholder.
+        args: parsed flags of `add_common_arguments`.
+
+    Returns:
+        list of layer tensors, or None.
+
+    Raises:
+        ValueError: see `utils.layers.resolve_layers` and `utils.files.ensure_writable_dir`.
+    """
+    if args.print_all_names:
+        print(describe_tensors(computed_tensors(graph, images_ph)))
+        return None
+    layers = resolve_layers(graph, layer_names(args.layers), images_ph)
+    ensure_writable_dir(args.out_dir)
+    return layers
+
+
+def layer_names(values):
+    """`--layers` values as a list of names: each value may hold several names separated by commas."""
+    return [name.strip() for value in values for name in value.split(',') if name.strip()]
+
+
+def run_main(main, argv=None):
+    """Runs `main(argv)` and turns bad input into a one-line message.
+
+    Returns:
+        `main`'s return value (None counts as 0), or 2 after a `ValueError` or `OSError` (a missing file, an
+        unwritable folder): those are printed as `error: <message>` on stderr, without a traceback.
+    """
+    try:
+        return main(argv)
+    except (ValueError, OSError) as error:
+        print(f'error: {error}', file=sys.stderr)
+        return 2

@@ -1,0 +1,78 @@
+"""Finding the layers a user names (`--layers`) in a TensorFlow graph.
+
+A layer is named by its output tensor, `<op name>:<output index>` (`vgg_16/conv1/conv1_2/Relu:0`); an op
+name alone means its first output. Candidate layers are the tensors computed from the input placeholder:
+constants and weights are not layers.
+"""
+
+import difflib
+
+
+def computed_tensors(graph, inputs):
+    """The tensors of `graph` computed from `inputs`, in the graph's order.
+
+    Args:
+        graph: a `tf.Graph`.
+        inputs: a tensor (the image placeholder) or a list of tensors.
+
+    Returns:
+        list of `tf.Tensor`, `inputs` excluded.
+    """
+    inputs = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+    reached = {tensor.op.name for tensor in inputs}
+    tensors = []
+    for op in graph.get_operations():  # ops are listed after the ops they read
+        if op.name not in reached and any(tensor.op.name in reached for tensor in op.inputs):
+            reached.add(op.name)
+            tensors.extend(op.outputs)
+    return tensors
+
+
+def describe_tensors(tensors):
+    """One line per tensor, `<name> <shape>`, for `--print_all_names`."""
+    return '\n'.join(f'{tensor.name} {tensor.shape}' for tensor in tensors)
+
+
+def resolve_layers(graph, names, inputs):
+    """The 4-D tensors that `names` refer to.
+
+    Args:
+        graph: a `tf.Graph`.
+        names: tensor names (`scope/op:0`), or op names meaning their first output.
+        inputs: the image placeholder(s); layers must be computed from them.
+
+    Returns:
+        list of `tf.Tensor`, one per name, in order.
+
+    Raises:
+        ValueError: no names, a name that is not in the graph (the message lists the closest names), or a
+            tensor that is not a 4-D feature map computed from the input.
+    """
+    if not names:
+        raise ValueError('no layers given; name at least one with --layers (see --print_all_names).')
+    candidates = computed_tensors(graph, inputs)
+    by_name = {tensor.name: tensor for tensor in candidates}
+    layers = []
+    for name in names:
+        tensor = by_name.get(name if ':' in name else f'{name}:0')
+        if tensor is None:
+            raise ValueError(f'no layer {name!r} in the graph. {_suggestion(name, by_name)} '
+                             'Run with --print_all_names to list every layer.')
+        if tensor.shape.rank != 4:
+            raise ValueError(f'layer {tensor.name} has shape {tensor.shape}; a layer must be a feature map '
+                             '[batch, height, width, channels], such as a convolution\'s output.')
+        layers.append(tensor)
+    return layers
+
+
+def _suggestion(name, by_name):
+    """'Did you mean ...?' with close names, or names containing `name` (`conv5_3` finds the full name)."""
+    close = difflib.get_close_matches(name, list(by_name), n=5)
+    containing = [candidate for candidate in by_name if name in candidate and candidate not in close]
+    matches = close + containing[:5 - len(close)]
+    return f'Did you mean {", ".join(matches)}?' if matches else 'No layer has a similar name.'
+
+
+def file_stem(layer_name):
+    """File-name form of a tensor name: `/` becomes `-` and `:` is dropped (`a/b/Relu:0` -> `a-b-Relu0`)."""
+    return layer_name.replace('/', '-').replace(':', '')

