@@ -1,0 +1,161 @@
+"""utils.lfw on a small LFW-style folder: pairs files, image lists, cropping, prewhitening, batches."""
+
+import logging
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from utils import lfw
+from utils.images import read_image
+
+PEOPLE = ('Ada_Lovelace', 'Alan_Turing', 'Grace_Hopper', 'Kurt_Godel')
+# Both line formats: the same person twice, two people. Every image appears in some pair.
+PAIRS = '''2\t3
+Ada_Lovelace\t1\t2
+Alan_Turing\t1\t3
+Grace_Hopper\t2\t3
+
+Ada_Lovelace\t3\tKurt_Godel\t1
+Alan_Turing\t2\tGrace_Hopper\t1
+Kurt_Godel\t2\tKurt_Godel\t3
+Ada_Lovelace\t1\tAlan_Turing\t1
+'''
+# The order in which the pairs above name their images first.
+PAIRS_ORDER = [('Ada_Lovelace', 1), ('Ada_Lovelace', 2), ('Alan_Turing', 1), ('Alan_Turing', 3),
+               ('Grace_Hopper', 2), ('Grace_Hopper', 3), ('Ada_Lovelace', 3), ('Kurt_Godel', 1),
+               ('Alan_Turing', 2), ('Grace_Hopper', 1), ('Kurt_Godel', 2), ('Kurt_Godel', 3)]
+
+
+def make_lfw(folder, size=(250, 250), seed=0):
+    """An LFW-style folder: 3 images per person of PEOPLE (`Name/Name_0001.jpg`), and `pairs.txt` beside it.
+
+    Each image is a smooth colour gradient with a few bright and dark ellipses at random places, so that
+    different images make different channels fire.
+
+    Returns:
+        `(lfw_dir, pairs_path)`.
+    """
+    rng = np.random.default_rng(seed)
+    lfw_dir = os.path.join(folder, 'lfw')
+    ys, xs = np.mgrid[0:size[0], 0:size[1]] / max(size)
+    for name in PEOPLE:
+        os.makedirs(os.path.join(lfw_dir, name))
+        for number in (1, 2, 3):
+            weights = rng.uniform(-1, 1, (3, 3))
+            image = 128 + 60 * (weights[:, 0] * ys[..., None] + weights[:, 1] * xs[..., None] + weights[:, 2])
+            for _ in range(6):
+                centre = tuple(int(value) for value in rng.integers(20, min(size) - 20, 2))
+                axes = tuple(int(value) for value in rng.integers(5, 30, 2))
+                color = tuple(float(value) for value in rng.integers(0, 256, 3))
+                cv2.ellipse(image, centre, axes, float(rng.uniform(0, 180)), 0, 360, color, -1)
+            cv2.imwrite(lfw.image_path(lfw_dir, name, number), np.clip(image, 0, 255).astype(np.uint8))
+    pairs_path = os.path.join(folder, 'pairs.txt')
+    with open(pairs_path, 'w') as stream:
+        stream.write(PAIRS)
+    return lfw_dir, pairs_path
+
+
+@pytest.fixture(scope='module')
+def lfw_folder(tmp_path_factory):
+    return make_lfw(str(tmp_path_factory.mktemp('lfw')))
+
+
+def test_read_pairs_both_formats(lfw_folder):
+    pairs = lfw.read_pairs(lfw_folder[1])
+    assert len(pairs) == 7
+    assert pairs[0] == (('Ada_Lovelace', 1), ('Ada_Lovelace', 2))
+    assert pairs[3] == (('Ada_Lovelace', 3), ('Kurt_Godel', 1))
+
+
+@pytest.mark.parametrize('text, words', [
+    ('10\t300\nAda_Lovelace\t1\n', 'line 2'),
+    ('Ada_Lovelace\tone\ttwo\n', 'line 1'),
+    ('Ada\t1\tBob\t2\tCid\t3\n', 'Name1 n1 Name2 n2'),
+])
+def test_read_pairs_bad_line(tmp_path, text, words):
+    path = tmp_path / 'pairs.txt'
+    path.write_text(text)
+    with pytest.raises(ValueError, match=words):
+        lfw.read_pairs(str(path))
+
+
+def test_pairs_give_unique_paths_in_first_appearance_order(lfw_folder):
+    lfw_dir, pairs_path = lfw_folder
+    paths = lfw.image_paths(lfw_dir, pairs_path)
+    assert paths == [lfw.image_path(lfw_dir, name, number) for name, number in PAIRS_ORDER]
+
+
+def test_pairs_with_missing_images_are_skipped(lfw_folder, tmp_path, caplog):
+    lfw_dir, _ = lfw_folder
+    pairs_path = tmp_path / 'pairs.txt'
+    pairs_path.write_text('Ada_Lovelace\t1\t9\nNobody\t1\tAlan_Turing\t1\nKurt_Godel\t1\t2\n')
+    with caplog.at_level(logging.WARNING, logger='utils.lfw'):
+        paths = lfw.image_paths(lfw_dir, str(pairs_path))
+    assert paths == [lfw.image_path(lfw_dir, 'Kurt_Godel', 1), lfw.image_path(lfw_dir, 'Kurt_Godel', 2)]
+    assert '2 images' in caplog.text and 'Ada_Lovelace_0009.jpg' in caplog.text
+
+
+def test_without_pairs_every_image_sorted_recursively(lfw_folder):
+    lfw_dir, _ = lfw_folder
+    paths = lfw.image_paths(lfw_dir)
+    assert paths == sorted(lfw.image_path(lfw_dir, name, number) for name in PEOPLE for number in (1, 2, 3))
+
+
+def test_missing_or_empty_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match='is not a folder'):
+        lfw.image_paths(str(tmp_path / 'missing'))
+    (tmp_path / 'notes.txt').write_text('no images here')
+    with pytest.raises(FileNotFoundError, match='no images'):
+        lfw.image_paths(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match='no pairs file'):
+        lfw.image_paths(str(tmp_path), str(tmp_path / 'pairs.txt'))
+
+
+def test_prewhiten(rng):
+    image = rng.integers(0, 256, (160, 160, 3)).astype(np.uint8)
+    whitened = lfw.prewhiten(image)
+    assert whitened.dtype == np.float32
+    assert abs(whitened.mean()) < 1e-5 and abs(whitened.std() - 1) < 1e-5
+    # A flat image has deviation 0: it is floored at 1 / sqrt(size), so the result is 0, not NaN.
+    np.testing.assert_array_equal(lfw.prewhiten(np.full((4, 4, 3), 7, np.uint8)), 0)
+    nearly_flat = np.zeros((10, 10), np.float64)
+    nearly_flat[0, 0] = 0.1  # deviation 0.00995 < 1 / sqrt(100)
+    np.testing.assert_allclose(lfw.prewhiten(nearly_flat), (nearly_flat - 0.001) * 10, rtol=1e-6)
+
+
+def test_centre_square():
+    image = np.arange(250 * 200).reshape(250, 200).astype(np.uint16)
+    np.testing.assert_array_equal(lfw.centre_square(image, 160), image[45:205, 20:180])
+    small = np.zeros((100, 140, 3), np.uint8)
+    small[:, 70:] = 255  # the right half white: the centre column of the result is the boundary
+    square = lfw.centre_square(small, 160)
+    assert square.shape == (160, 160, 3)
+    assert (square[:, :70] == 0).all() and (square[:, 90:] == 255).all()
+
+
+def test_batches_rgb_prewhitened_and_bgr_for_display(lfw_folder):
+    paths = lfw.image_paths(lfw_folder[0])
+    batches = list(lfw.load_batches(paths, 160, 5))
+    assert [len(display) for _, display in batches] == [5, 5, 2]
+    inputs, display = batches[0]
+    assert inputs.shape == (5, 160, 160, 3) and inputs.dtype == np.float32
+    assert display.shape == (5, 160, 160, 3) and display.dtype == np.uint8
+    expected_display = read_image(paths[0])[45:205, 45:205]
+    np.testing.assert_array_equal(display[0], expected_display)
+    np.testing.assert_allclose(inputs[0], lfw.prewhiten(expected_display[..., ::-1]), rtol=1e-6)
+    assert len(list(lfw.load_batches(paths, 160, 5, max_batches=2))) == 2
+
+
+def test_unreadable_images_are_skipped_and_counted(lfw_folder, tmp_path, caplog):
+    paths = lfw.image_paths(lfw_folder[0])[:5]
+    broken = [str(tmp_path / 'broken.jpg'), str(tmp_path / 'empty.jpg')]
+    open(broken[0], 'wb').write(b'\xff\xd8 not really a JPEG')
+    open(broken[1], 'wb').close()
+    with caplog.at_level(logging.WARNING, logger='utils.lfw'):
+        batches = list(lfw.load_batches(paths[:2] + broken + paths[2:], 160, 4))
+    assert [len(display) for _, display in batches] == [4, 1]
+    assert 'skipped 2 unreadable images' in caplog.text and 'broken.jpg' in caplog.text
+    with pytest.raises(ValueError, match='none of the 2 images can be read'):
+        list(lfw.load_batches(broken, 160, 4))

@@ -1,0 +1,118 @@
+"""utils.load: frozen graphs and checkpoint folders into the default graph, and clear errors for the rest."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import tf1
+from utils.load import latest_checkpoint, load_model
+
+INPUT = np.arange(6, dtype=np.float32).reshape(1, 6)
+
+
+def build_scaler():
+    """input [None, 6] -> output = input * scale, with `scale` a variable."""
+    images = tf1.placeholder(tf.float32, [None, 6], name='input')
+    scale = tf1.get_variable('scale', initializer=np.float32(1.0))
+    tf.multiply(images, scale, name='output')
+    return scale
+
+
+@pytest.fixture(scope='module')
+def saved_models(tmp_path_factory):
+    """A checkpoint folder with steps 10 (scale 2) and 20 (scale 3), and a frozen graph (scale 5)."""
+    folder = tmp_path_factory.mktemp('models')
+    graph = tf.Graph()
+    with graph.as_default():
+        scale = build_scaler()
+        saver = tf1.train.Saver()
+        with tf1.Session(graph=graph) as session:
+            session.run(tf1.global_variables_initializer())
+            checkpoints = folder / 'checkpoints'
+            checkpoints.mkdir()
+            for step, value in ((10, 2.0), (20, 3.0)):
+                session.run(scale.assign(value))
+                saver.save(session, str(checkpoints / 'model.ckpt'), global_step=step,
+                           write_meta_graph=step == 10)
+            session.run(scale.assign(5.0))
+            frozen = tf1.graph_util.convert_variables_to_constants(session, graph.as_graph_def(), ['output'])
+    (folder / 'frozen.pb').write_bytes(frozen.SerializeToString())
+    return folder
+
+
+def run_output(path):
+    """Loads `path` into a fresh graph and runs `output:0` on INPUT."""
+    graph = tf.Graph()
+    with graph.as_default(), tf1.Session(graph=graph) as session:
+        load_model(str(path), session)
+        return session.run('output:0', {'input:0': INPUT})
+
+
+def test_frozen_graph(saved_models):
+    np.testing.assert_array_equal(run_output(saved_models / 'frozen.pb'), INPUT * 5)
+
+
+def test_checkpoint_folder_restores_the_latest_step(saved_models):
+    np.testing.assert_array_equal(run_output(saved_models / 'checkpoints'), INPUT * 3)
+
+
+def test_default_session_receives_the_checkpoint(saved_models):
+    graph = tf.Graph()
+    with graph.as_default(), tf1.Session(graph=graph) as session, session.as_default():
+        load_model(str(saved_models / 'checkpoints'))
+        np.testing.assert_array_equal(session.run('output:0', {'input:0': INPUT}), INPUT * 3)
+
+
+def test_highest_step_without_a_checkpoint_state_file(saved_models, tmp_path):
+    folder = tmp_path / 'copy'
+    shutil.copytree(saved_models / 'checkpoints', folder)
+    (folder / 'checkpoint').unlink()
+    assert latest_checkpoint(str(folder)) == str(folder / 'model.ckpt-20')
+    np.testing.assert_array_equal(run_output(folder), INPUT * 3)
+
+
+def test_missing_path():
+    with pytest.raises(FileNotFoundError, match='no model at'):
+        run_output('/nonexistent/model.pb')
+
+
+UNKNOWN_OP = tf1.GraphDef(node=[tf1.NodeDef(name='custom', op='OpOfANewerTensorFlow')]).SerializeToString()
+
+
+@pytest.mark.parametrize('content', [b'', b'\xff\xfe not a protocol buffer \x00\x01',
+                                     b'node {\n  name: "input"\n  op: "Placeholder"\n}\n', UNKNOWN_OP],
+                         ids=['empty', 'binary', 'text', 'unknown-op'])
+def test_file_that_is_not_a_graph_def(tmp_path, content):
+    path = tmp_path / 'model.pb'
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match='not a frozen graph|not a graph'):
+        run_output(path)
+
+
+def test_folder_with_zero_or_several_meta_files(saved_models, tmp_path):
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    with pytest.raises(ValueError, match='exactly one .meta file.*holds none'):
+        run_output(empty)
+    several = tmp_path / 'several'
+    shutil.copytree(saved_models / 'checkpoints', several)
+    shutil.copy(several / 'model.ckpt-10.meta', several / 'other.meta')
+    with pytest.raises(ValueError, match=r'holds 2 \(model.ckpt-10.meta, other.meta\)'):
+        run_output(several)
+
+
+def test_meta_graph_without_checkpoint(saved_models, tmp_path):
+    folder = tmp_path / 'meta_only'
+    folder.mkdir()
+    shutil.copy(saved_models / 'checkpoints' / 'model.ckpt-10.meta', folder)
+    with pytest.raises(ValueError, match='no checkpoint'):
+        run_output(folder)
+
+
+def test_checkpoint_without_session(saved_models):
+    with tf.Graph().as_default(), pytest.raises(ValueError, match='needs a session'):
+        load_model(str(saved_models / 'checkpoints'))
+    assert os.path.isdir(saved_models / 'checkpoints')

@@ -1,0 +1,129 @@
+"""FaceNet's Inception-ResNet-v1 (github.com/davidsandberg/facenet) as the FaceNet examples load it.
+
+The model is a frozen graph (`20170512-110547.pb`) or a checkpoint folder (see `utils.load`). Its interface
+is two tensors: `input:0`, a float batch `[n, 160, 160, 3]` of prewhitened RGB faces (see `utils.lfw`), and
+`phase_train:0`, a bool that switches BatchNorm between batch statistics (training) and its stored moving
+averages. It is always fed False here: in training mode every output pixel depends on every pixel of every
+image in the batch, which would make top activations depend on batch order and receptive fields cover
+the whole image.
+
+Nothing from the facenet repository is imported; `--facenet_dir` only says where to look for
+`data/pairs.txt` and for relative `--model_path` and `--lfw_dir`.
+"""
+
+import collections
+import logging
+import os
+
+import tensorflow as tf
+
+from utils.cli import prepare_layers
+from utils.load import load_model
+
+tf1 = tf.compat.v1
+logger = logging.getLogger(__name__)
+
+INPUT_NAME = 'input:0'
+PHASE_TRAIN_NAME = 'phase_train:0'
+IMAGE_SIZE = 160
+# Prewhitened images have mean 0 and deviation 1 per image; nearly all values lie within 3 deviations.
+VALUE_RANGE = (-3.0, 3.0)
+# Layers from the stem to the first Inception-ResNet-A block, and the Reduction-A block that ends that stage.
+DEFAULT_LAYERS = (
+    'InceptionResnetV1/Conv2d_2b_3x3/convolution:0',
+    'InceptionResnetV1/Conv2d_4a_3x3/convolution:0',
+    'InceptionResnetV1/Conv2d_4b_3x3/convolution:0',
+    'InceptionResnetV1/Repeat/block35_1/add:0',
+    'InceptionResnetV1/Mixed_6a/concat:0',
+)
+
+Network = collections.namedtuple('Network', 'session images_ph feed_dict image_size')
+
+
+def add_model_arguments(parser):
+    """Adds `--model_path` (required) and `--facenet_dir`."""
+    parser.add_argument('--model_path', required=True,
+                        help='the frozen graph (.pb), or a folder with a .meta graph and a checkpoint')
+    parser.add_argument('--facenet_dir',
+                        help='a checkout of davidsandberg/facenet (optional): its data/pairs.txt picks the LFW '
+                             'images, and relative --model_path and --lfw_dir not found as given are looked for '
+                             'in it')
+
+
+def find_path(path, facenet_dir):
+    """`path` as given if it exists (or there is no `facenet_dir`), else under `facenet_dir` if it is there."""
+    if facenet_dir and not os.path.isabs(path) and not os.path.exists(path):
+        inside = os.path.join(facenet_dir, path)
+        if os.path.exists(inside):
+            return inside
+    return path
+
+
+def load_network(model_path):
+    """Loads a FaceNet model into a new graph and session.
+
+    Args:
+        model_path: see `utils.load.load_model`.
+
+    Returns:
+        a `Network`: the session (its graph holds the model), the input tensor, the values to feed with
+        every batch (`{phase_train: False}`, or empty if the graph has no `phase_train`), and the image side
+        (the input's, if the graph fixes it, else 160).
+
+    Raises:
+        FileNotFoundError, ValueError: see `load_model`; also a graph without an `input:0` tensor.
+    """
+    graph = tf.Graph()
+    session = tf1.Session(graph=graph)
+    try:
+        with graph.as_default():
+            load_model(model_path, session)
+        images_ph = _tensor(graph, INPUT_NAME)
+        if images_ph is None:
+            placeholders = [op.name for op in graph.get_operations() if op.type == 'Placeholder']
+            raise ValueError(f'{model_path} has no input tensor {INPUT_NAME}; its placeholders are '
+                             f'{", ".join(placeholders) or "none"}. Is it a FaceNet model?')
+        phase_train = _tensor(graph, PHASE_TRAIN_NAME)
+        if phase_train is None:
+            logger.info('the graph has no %s; nothing switches BatchNorm to inference', PHASE_TRAIN_NAME)
+        feed_dict = {} if phase_train is None else {phase_train: False}
+    except BaseException:
+        session.close()
+        raise
+    return Network(session, images_ph, feed_dict, _image_size(images_ph))
+
+
+def open_model(args):
+    """What both FaceNet scripts do first: load `--model_path` and find `--layers`.
+
+    Args:
+        args: parsed flags of `add_model_arguments` and `utils.cli.add_common_arguments`.
+
+    Returns:
+        `(network, layers)`: a `Network` (see `load_network`) and the layer tensors, or None for the layers
+        when `--print_all_names` printed the tensor names instead.
+
+    Raises:
+        FileNotFoundError, ValueError: see `load_network` and `utils.cli.prepare_layers`.
+    """
+    network = load_network(find_path(args.model_path, args.facenet_dir))
+    try:
+        layers = prepare_layers(network.session.graph, network.images_ph, args)
+    except BaseException:
+        network.session.close()
+        raise
+    return network, layers
+
+
+def _image_size(images_ph):
+    """The input's height if the graph fixes it (a model made for another size), else `IMAGE_SIZE`."""
+    shape = images_ph.shape
+    height = shape[1] if shape.rank == 4 else None
+    return int(height) if height is not None else IMAGE_SIZE
+
+
+def _tensor(graph, name):
+    try:
+        return graph.get_tensor_by_name(name)
+    except KeyError:
+        return None

@@ -1,0 +1,173 @@
+"""Face images of the LFW dataset (Labeled Faces in the Wild) as FaceNet takes them.
+
+LFW is a folder per person, `<lfw_dir>/<Name>/<Name>_<4-digit number>.jpg`. FaceNet's evaluation uses the
+images named in `pairs.txt`: after a header line, each line is a pair of the same person
+(`Name<TAB>n1<TAB>n2`) or of two people (`Name1<TAB>n1<TAB>Name2<TAB>n2`). The examples use the unique
+images of those pairs, in the order they first appear, or every image under the folder when there is no
+pairs file.
+
+Each image is read as RGB, cut to a centred square of `image_size` pixels (resized first where it is
+smaller), and prewhitened for the network: minus its mean, divided by its standard deviation (floored at
+`1 / sqrt(number of values)`, so that a flat image does not blow up). A uint8 BGR copy is kept for the
+pictures (OpenCV's order, as `utils.visualize` writes them).
+"""
+
+import logging
+import os
+
+import cv2
+import numpy as np
+
+from utils.images import read_image, resize_shorter_side
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
+
+
+def read_pairs(path):
+    """The pairs of a `pairs.txt` file.
+
+    Args:
+        path: the file. A first line of numbers only (`10<TAB>300`, the number of folds and of pairs per
+            fold) is a header; blank lines are ignored.
+
+    Returns:
+        list of `((name, number), (name, number))` pairs.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a line that is neither `Name n1 n2` nor `Name1 n1 Name2 n2`.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'no pairs file at {path}; give it with --pairs, or leave --pairs and '
+                                '--facenet_dir out to use every image under --lfw_dir.')
+    pairs = []
+    with open(path, encoding='utf-8') as stream:
+        for line_number, line in enumerate(stream, start=1):
+            fields = line.split()
+            if not fields or (line_number == 1 and all(field.isdigit() for field in fields)):
+                continue
+            if len(fields) == 3 and fields[1].isdigit() and fields[2].isdigit():
+                pairs.append(((fields[0], int(fields[1])), (fields[0], int(fields[2]))))
+            elif len(fields) == 4 and fields[1].isdigit() and fields[3].isdigit():
+                pairs.append(((fields[0], int(fields[1])), (fields[2], int(fields[3]))))
+            else:
+                raise ValueError(f'{path}, line {line_number}: expected "Name n1 n2" or "Name1 n1 Name2 n2", '
+                                 f'got {line.strip()!r}.')
+    return pairs
+
+
+def image_path(lfw_dir, name, number):
+    """`<lfw_dir>/<name>/<name>_<number as 4 digits>.jpg`, or the `.png` of that name if only it exists."""
+    stem = os.path.join(lfw_dir, name, f'{name}_{number:04d}')
+    return stem + '.png' if not os.path.exists(stem + '.jpg') and os.path.exists(stem + '.png') else stem + '.jpg'
+
+
+def image_paths(lfw_dir, pairs_path=None):
+    """The images to use, without repeats.
+
+    Args:
+        lfw_dir: the LFW folder.
+        pairs_path: a `pairs.txt`: use the images of its pairs, in the order they first appear, skipping
+            pairs with a missing image (logged as a warning). None: every image file under `lfw_dir`,
+            recursively, in sorted path order.
+
+    Returns:
+        list of file paths.
+
+    Raises:
+        FileNotFoundError: `lfw_dir` is not a folder, or it has none of the images.
+        ValueError: see `read_pairs`.
+    """
+    if not os.path.isdir(lfw_dir):
+        raise FileNotFoundError(f'--lfw_dir {lfw_dir} is not a folder; download and unpack LFW (see the README).')
+    if pairs_path is None:
+        paths = sorted(os.path.join(root, name) for root, _, names in os.walk(lfw_dir)
+                       for name in names if name.lower().endswith(IMAGE_EXTENSIONS))
+        source = f'under {lfw_dir}'
+    else:
+        pairs = read_pairs(pairs_path)
+        paths, missing = [], []
+        for pair in pairs:
+            pair_paths = [image_path(lfw_dir, name, number) for name, number in pair]
+            absent = [path for path in pair_paths if not os.path.isfile(path)]
+            missing.extend(absent)
+            if not absent:
+                paths.extend(pair_paths)
+        paths = list(dict.fromkeys(paths))
+        if missing:
+            logger.warning('skipped pairs with missing images: %d images of %s are not under %s (first: %s)',
+                           len(set(missing)), pairs_path, lfw_dir, missing[0])
+        source = f'for the pairs of {pairs_path} under {lfw_dir}'
+    if not paths:
+        raise FileNotFoundError(f'no images {source}; is --lfw_dir the folder that holds one folder per person?')
+    logger.info('%d images %s', len(paths), source)
+    return paths
+
+
+def prewhiten(image):
+    """An image minus its mean, divided by its standard deviation floored at `1 / sqrt(image.size)`.
+
+    Args:
+        image: array of any shape.
+
+    Returns:
+        float32 array of the same shape.
+    """
+    image = np.asarray(image, np.float64)
+    deviation = max(image.std(), 1.0 / np.sqrt(image.size))
+    return ((image - image.mean()) / deviation).astype(np.float32)
+
+
+def centre_square(image, size):
+    """The centred `size x size` part of an image, resized first (keeping its aspect) if a side is smaller."""
+    if min(image.shape[:2]) < size:
+        image = resize_shorter_side(image, size)
+    top, left = (image.shape[0] - size) // 2, (image.shape[1] - size) // 2
+    return image[top:top + size, left:left + size]
+
+
+def load_batches(paths, image_size, batch_size, max_batches=0):
+    """Reads images in batches, for `utils.visualize.track_top_activations`.
+
+    Unreadable images are skipped (each logged at DEBUG, their number as a warning at the end); the next
+    readable ones fill their places, so every batch but the last has `batch_size` images.
+
+    Args:
+        paths: image files.
+        image_size: side of the square network input.
+        batch_size: images per batch.
+        max_batches: stop after this many batches; 0 for all.
+
+    Yields:
+        `(network_inputs, display_images)`: prewhitened float32 RGB `[n, size, size, 3]`, and the same
+        images as uint8 BGR.
+
+    Raises:
+        ValueError: not one image could be read.
+    """
+    network_inputs, display_images = [], []
+    num_batches, skipped = 0, []
+    for path in paths:
+        image = read_image(path)
+        if image is None:
+            skipped.append(path)
+            logger.debug('skipping %s: not a readable image', path)
+            continue
+        square = centre_square(image, image_size)
+        display_images.append(square)
+        network_inputs.append(prewhiten(cv2.cvtColor(square, cv2.COLOR_BGR2RGB)))
+        if len(display_images) == batch_size:
+            yield np.stack(network_inputs), np.stack(display_images)
+            network_inputs, display_images = [], []
+            num_batches += 1
+            if num_batches == max_batches:
+                break
+    if skipped:
+        logger.warning('skipped %d unreadable images (first: %s)', len(skipped), skipped[0])
+        if len(skipped) == len(paths):
+            raise ValueError(f'none of the {len(paths)} images can be read (first: {paths[0]}); OpenCV must '
+                             'be able to decode them (JPEG, PNG, ...).')
+    if display_images:
+        yield np.stack(network_inputs), np.stack(display_images)
