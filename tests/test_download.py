@@ -47,16 +47,18 @@ def test_wrong_md5_leaves_nothing(http_server, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_connection_dropped_midway_leaves_nothing(http_server, tmp_path):
-    def half_then_hang_up(handler):
-        handler.send_response(200)
-        handler.send_header('Content-Length', str(len(ARCHIVE)))
-        handler.end_headers()
-        handler.wfile.write(ARCHIVE[:len(ARCHIVE) // 2])
-        handler.wfile.flush()
-        handler.close_connection = True
+def send_half_then_hang_up(handler, body):
+    """Announces all of `body` (Content-Length), sends only its first half and closes the connection."""
+    handler.send_response(200)
+    handler.send_header('Content-Length', str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body[:len(body) // 2])
+    handler.wfile.flush()
+    handler.close_connection = True
 
-    http_server.routes['/data.tar.gz'] = half_then_hang_up
+
+def test_connection_dropped_midway_leaves_nothing(http_server, tmp_path):
+    http_server.routes['/data.tar.gz'] = lambda handler: send_half_then_hang_up(handler, ARCHIVE)
     with pytest.raises(ConnectionError, match='run the command again'):
         download(http_server.url + '/data.tar.gz', str(tmp_path / 'data.tar.gz'))
     assert os.listdir(tmp_path) == []

@@ -43,7 +43,7 @@ def add_common_arguments(parser, default_layers, default_out_dir, default_batch_
     """Adds `--layers`, `--out_dir`, `--print_all_names`, `--batch_size` and `--logging_level`."""
     parser.add_argument('--layers', nargs='+', default=[','.join(default_layers)], metavar='NAMES',
                         help='tensor names of the layers to visualize, separated by commas or spaces (default: '
-                             '%(default)s); see --print_all_names')
+                             f'{",".join(default_layers)}); see --print_all_names')
     parser.add_argument('--out_dir', default=default_out_dir,
                         help='folder for the pictures, created if missing (default: %(default)s)')
     parser.add_argument('--print_all_names', action='store_true',
