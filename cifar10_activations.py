@@ -39,6 +39,7 @@ def parse_args(argv):
     cli.add_common_arguments(parser, cifar10_model.DEFAULT_LAYERS,
                              os.path.join(tempfile.gettempdir(), 'cifar10_activations'), default_batch_size=128)
     cli.add_activation_arguments(parser)
+    cli.add_tensorboard_argument(parser)
     cifar10_model.add_arguments(parser, 'folder of the checkpoints written by utils/cifar10_train.py')
     parser.add_argument('--data_dir', default=cifar10_input.DEFAULT_DATA_DIR,
                         help='folder of CIFAR-10, binary version (default: %(default)s)')
@@ -59,7 +60,8 @@ def main(argv=None):
         batches, num_batches = cifar10_input.scan_batches(paths, args.batch_size, args.batches)
         trackers = track_top_activations(session, images_ph, layers, batches, args.num_samples, num_batches)
         draw_top_activations(session, images_ph, layers, trackers, images_ph.shape.as_list(),
-                             cifar10_model.VALUE_RANGE, args.out_dir, args.num_channels)
+                             cifar10_model.VALUE_RANGE, args.out_dir, args.num_channels,
+                             tensorboard_dir=args.tensorboard_dir)
     logger.info('pictures are in %s', args.out_dir)
     return 0
 

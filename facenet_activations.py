@@ -43,21 +43,11 @@ def parse_args(argv):
     cli.add_common_arguments(parser, facenet.DEFAULT_LAYERS,
                              os.path.join(tempfile.gettempdir(), 'facenet_activations'), default_batch_size=10)
     cli.add_activation_arguments(parser)
+    cli.add_tensorboard_argument(parser)
     parser.add_argument('--batches', type=cli.count_or_all, default=0,
                         help='use at most this many batches, for a quick try; 0 or "all" for every image '
                              '(default: all)')
     return parser.parse_args(argv)
-
-
-def pairs_file(args):
-    """--pairs, else <facenet_dir>/data/pairs.txt if it exists, else None (every image)."""
-    if args.pairs or not args.facenet_dir:
-        return args.pairs
-    path = os.path.join(args.facenet_dir, 'data', 'pairs.txt')
-    if os.path.isfile(path):
-        return path
-    logger.warning('no pairs file at %s; using every image under --lfw_dir', path)
-    return None
 
 
 def main(argv=None):
@@ -68,9 +58,7 @@ def main(argv=None):
     with session:
         if layers is None:
             return 0
-        if not args.lfw_dir:
-            raise ValueError('--lfw_dir is required: the LFW folder, e.g. --lfw_dir lfw after tar -xzf lfw.tgz.')
-        paths = lfw.image_paths(facenet.find_path(args.lfw_dir, args.facenet_dir), pairs_file(args))
+        paths = facenet.image_paths(args)
         num_batches = math.ceil(len(paths) / args.batch_size)
         batches = lfw.load_batches(paths, network.image_size, args.batch_size, args.batches)
         trackers = track_top_activations(session, images_ph, layers, batches, args.num_samples,
@@ -78,7 +66,7 @@ def main(argv=None):
                                          feed_dict=network.feed_dict)
         imshape = [args.batch_size, network.image_size, network.image_size, 3]
         draw_top_activations(session, images_ph, layers, trackers, imshape, facenet.VALUE_RANGE, args.out_dir,
-                             args.num_channels, network.feed_dict)
+                             args.num_channels, network.feed_dict, args.tensorboard_dir)
     logger.info('pictures are in %s', args.out_dir)
     return 0
 

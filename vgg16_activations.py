@@ -37,6 +37,7 @@ def parse_args(argv):
     cli.add_common_arguments(parser, vgg16.default_layers(),
                              os.path.join(tempfile.gettempdir(), 'vgg16_activations'))
     cli.add_activation_arguments(parser)
+    cli.add_tensorboard_argument(parser)
     parser.add_argument('--images_dir',
                         help='use every readable image under this folder instead of scikit-image\'s photographs')
     vgg16.add_arguments(parser)
@@ -44,19 +45,6 @@ def parse_args(argv):
                         help='use at most this many tiles, spread over all of them, for a quick try; 0 or '
                              '"all" for every tile (default: all)')
     return parser.parse_args(argv)
-
-
-def load_tiles(images_dir, tile_size, max_images):
-    """The photographs, resized, and the tile positions to use (see `utils.images`)."""
-    # Shorter side 2.5 tiles, tiles half a tile apart: every photograph gives 4 x 4 or more tiles.
-    shorter_side = tile_size * 5 // 2
-    if images_dir:
-        resized = [image for _, image in images.read_images_dir(images_dir, shorter_side)[0]]
-    else:
-        resized = [images.resize_shorter_side(image, shorter_side) for _, image in images.skimage_photos()]
-    positions = images.tile_positions(resized, tile_size, tile_size // 2)
-    logger.info('%d images give %d tiles (mirror images included)', len(resized), len(positions))
-    return resized, images.spread(positions, max_images)
 
 
 def main(argv=None):
@@ -67,14 +55,14 @@ def main(argv=None):
         layers = cli.prepare_layers(session.graph, images_ph, args)
         if layers is None:
             return 0
-        resized, positions = load_tiles(args.images_dir, args.image_size, args.max_images)
+        _, resized, positions = images.load_photo_tiles(args.images_dir, args.image_size, args.max_images)
         batches = ((vgg16.preprocess(tiles), tiles)
                    for tiles in images.tile_batches(resized, positions, args.image_size, args.batch_size))
         trackers = track_top_activations(session, images_ph, layers, batches, args.num_samples,
                                          num_batches=math.ceil(len(positions) / args.batch_size))
         imshape = [args.batch_size, args.image_size, args.image_size, 3]
         draw_top_activations(session, images_ph, layers, trackers, imshape, vgg16.VALUE_RANGE, args.out_dir,
-                             args.num_channels)
+                             args.num_channels, tensorboard_dir=args.tensorboard_dir)
     logger.info('pictures are in %s', args.out_dir)
     return 0
 

@@ -1,7 +1,8 @@
 """Command-line pieces shared by the example scripts: the common flags, logging, and errors as exit codes.
 
-Every `*_activations.py` script takes `add_common_arguments` and `add_activation_arguments`, every
-`*_recfield.py` script `add_common_arguments`; both end with `sys.exit(run_main(main))`.
+Every `*_activations.py` script takes `add_common_arguments`, `add_activation_arguments` and
+`add_tensorboard_argument`, every `*_recfield.py` script `add_common_arguments`; both end with
+`sys.exit(run_main(main))`.
 """
 
 import argparse
@@ -63,6 +64,14 @@ def add_activation_arguments(parser):
                         help='strongest images to show per channel (default: %(default)s)')
 
 
+def add_tensorboard_argument(parser):
+    """Adds `--tensorboard_dir` (see `utils.visualize.draw_top_activations`)."""
+    parser.add_argument('--tensorboard_dir', metavar='DIR',
+                        help='also write each layer\'s pictures to this TensorBoard log folder, created if missing, '
+                             'as image summaries tagged <layer>/full and <layer>/crop with the receptive field in '
+                             'their description; see them with tensorboard --logdir DIR')
+
+
 def setup_logging(level):
     """Logs to stderr at `level` (a name from LOGGING_LEVELS)."""
     logging.basicConfig(level=getattr(logging, level), format='%(levelname)s %(name)s: %(message)s')
@@ -72,7 +81,8 @@ def prepare_layers(graph, images_ph, args):
     """What every script does with the common flags before its long run.
 
     With `--print_all_names`, prints every tensor computed from the images and returns None. Otherwise finds
-    the `--layers` and makes sure `--out_dir` can be written, so that bad flags fail at once.
+    the `--layers` and makes sure `--out_dir`, and `--tensorboard_dir` where the script has it and it is
+    given, can be written, so that bad flags fail at once.
 
     Args:
         graph: the network's `tf.Graph`.
@@ -90,6 +100,8 @@ def prepare_layers(graph, images_ph, args):
         return None
     layers = resolve_layers(graph, layer_names(args.layers), images_ph)
     ensure_writable_dir(args.out_dir)
+    if getattr(args, 'tensorboard_dir', None):
+        ensure_writable_dir(args.tensorboard_dir, '--tensorboard_dir')
     return layers
 
 

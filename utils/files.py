@@ -39,13 +39,14 @@ def atomic_write(path, mode='wb'):
         raise
 
 
-def ensure_writable_dir(path):
+def ensure_writable_dir(path, flag='--out_dir'):
     """Creates folder `path` if missing and checks that files can be written in it.
 
     Meant to run before a long computation, so that an unwritable output folder fails at once.
 
     Args:
         path: the folder.
+        flag: the command-line flag that gave it, for the error message.
 
     Returns:
         `path`.
@@ -54,12 +55,12 @@ def ensure_writable_dir(path):
         ValueError: `path` is a file, or the folder cannot be created or written to.
     """
     if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f'output folder {path} is a file; give a folder with --out_dir.')
+        raise ValueError(f'output folder {path} is a file; give a folder with {flag}.')
     try:
         os.makedirs(path, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as error:
         raise ValueError(f'cannot write to output folder {path} ({error.strerror or error}); give another '
-                         'folder with --out_dir.') from error
+                         f'folder with {flag}.') from error
     return path

@@ -6,15 +6,18 @@ A script builds its graph and session, finds its layers (`utils.cli.prepare_laye
     draw_top_activations(session, images_ph, layers, trackers, imshape, value_range, out_dir, num_channels)
 
 (a `*_activations.py` script), or only `draw_receptive_fields` (a `*_recfield.py` script). Both print one
-line per layer (`describe_layer`) as soon as its receptive field is measured. The functions they are made
-of are public too, for scripts that need another order.
+line per layer (`describe_layer`) as soon as its receptive field is measured. With `tensorboard_dir`,
+`draw_top_activations` also writes the pictures as TensorBoard image summaries (`log_layer_pictures`). The
+functions they are made of are public too, for scripts that need another order.
 
 `batches` yields `(network_inputs, display_images)`: what is fed to the placeholder, and the same images as
 uint8 BGR for the pictures.
 """
 
+import contextlib
 import logging
 import os
+import shlex
 
 import cv2
 import numpy as np
@@ -25,6 +28,7 @@ from recfield import ReceptiveField
 from utils.files import atomic_write
 from utils.layers import file_stem
 from utils.montage import layer_pictures
+from utils.tensorboard_logs import EventLog
 
 logger = logging.getLogger(__name__)
 
@@ -112,16 +116,22 @@ def describe_layer(layer, field):
     for the geometry to be derived, `up to HxW (boxes clipped by the image; size, stride and padding
     unknown)` with the largest box measured.
     """
-    channels = layer.shape[-1]
-    shape = 'x'.join(str(value) for value in tuple(field.feature_shape) + (channels,))
+    return (f'{layer.name} feature map is of shape {_feature_shape(layer, field)} and has receptive field '
+            f'{_receptive_field_text(field)}')
+
+
+def _feature_shape(layer, field):
+    return 'x'.join(str(value) for value in tuple(field.feature_shape) + (layer.shape[-1],))
+
+
+def _receptive_field_text(field):
     if field.size is None:
         largest = 'x'.join(str(value) for value in field.max())
-        geometry = f'up to {largest} (boxes clipped by the image; size, stride and padding unknown)'
-    else:
-        def pair(values):
-            return f'{values[0]}x{values[1]}'
-        geometry = f'{pair(field.size)} (stride {pair(field.stride)}, padding {pair(field.padding)})'
-    return f'{layer.name} feature map is of shape {shape} and has receptive field {geometry}'
+        return f'up to {largest} (boxes clipped by the image; size, stride and padding unknown)'
+
+    def pair(values):
+        return f'{values[0]}x{values[1]}'
+    return f'{pair(field.size)} (stride {pair(field.stride)}, padding {pair(field.padding)})'
 
 
 def write_image(path, image):
@@ -180,7 +190,7 @@ def _measure_and_describe(session, images_ph, layers, imshape, value_range, feed
 
 
 def draw_top_activations(session, images_ph, layers, trackers, imshape, value_range, out_dir, num_channels,
-                         feed_dict=None):
+                         feed_dict=None, tensorboard_dir=None):
     """For every layer: measures its receptive field, prints its line, and writes its `-full`/`-crop` pictures.
 
     Args:
@@ -188,11 +198,43 @@ def draw_top_activations(session, images_ph, layers, trackers, imshape, value_ra
         trackers: the layers' `TopActivations` from `track_top_activations`, in the same order.
         out_dir: an existing folder.
         num_channels: `--num_channels` (see `channels_to_draw`).
+        tensorboard_dir: a TensorBoard log folder where the pictures are also written (`log_layer_pictures`),
+            or None.
     """
-    for (layer, field), tracker in zip(_measure_and_describe(session, images_ph, layers, imshape, value_range,
-                                                             feed_dict), trackers):
-        channels = channels_to_draw(tracker, num_channels, layer.name)
-        write_layer_pictures(out_dir, layer.name, tracker, field, channels)
+    with EventLog(tensorboard_dir) if tensorboard_dir else contextlib.nullcontext() as log:
+        for (layer, field), tracker in zip(_measure_and_describe(session, images_ph, layers, imshape, value_range,
+                                                                 feed_dict), trackers):
+            channels = channels_to_draw(tracker, num_channels, layer.name)
+            paths = write_layer_pictures(out_dir, layer.name, tracker, field, channels)
+            if log is not None and paths is not None:
+                log_layer_pictures(log, layer, field, channels, tracker.num_samples, paths)
+    if tensorboard_dir:
+        logger.info('image summaries are in %s; see them with: tensorboard --logdir %s', tensorboard_dir,
+                    shlex.quote(tensorboard_dir))
+
+
+def log_layer_pictures(log, layer, field, channels, num_samples, paths):
+    """Adds a layer's `-full` and `-crop` pictures to a TensorBoard log, as they are on disk.
+
+    Their tags are `<layer>/full` and `<layer>/crop` (`conv1/conv1:0/crop`); their description gives the
+    receptive field, the feature map's shape and the channels drawn.
+
+    Args:
+        log: a `utils.tensorboard_logs.EventLog`.
+        layer: the layer tensor.
+        field: its `ReceptiveField`.
+        channels: the channels drawn, one column each.
+        num_samples: images per channel (rows).
+        paths: `(full_path, crop_path)` from `write_layer_pictures`.
+    """
+    description = (f'`{layer.name}`: receptive field {_receptive_field_text(field)}, feature map '
+                   f'{_feature_shape(layer, field)}.\n\n'
+                   f'One column per channel ({", ".join(str(channel) for channel in channels)}), with the '
+                   f'{num_samples} images it fires on the most, strongest on top. *crop*: the receptive field of '
+                   'the strongest pixel; *full*: the whole image with that receptive field boxed.')
+    for kind, path in zip(('full', 'crop'), paths):
+        log.add_image_file(f'{layer.name}/{kind}', path, description)
+    log.flush()
 
 
 def draw_receptive_fields(session, images_ph, layers, imshape, value_range, out_dir, feed_dict=None):
