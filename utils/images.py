@@ -152,3 +152,43 @@ def tile_batches(images, positions, tile_size, batch_size):
             tile = images[index][y:y + tile_size, x:x + tile_size]
             tiles.append(tile[:, ::-1] if mirrored else tile)
         yield np.stack(tiles)
+
+
+def load_photo_tiles(images_dir, tile_size, max_images=0):
+    """The VGG16 example's images: photographs resized for tiling, and the tiles to use.
+
+    The photographs are every readable image under `images_dir` (`read_images_dir`), or scikit-image's
+    (`skimage_photos`) when it is None, resized so that their shorter side is 2.5 tiles; tiles are half a tile
+    apart, each also mirrored (`tile_positions`): every photograph gives 4 x 4 or more.
+
+    Args:
+        images_dir: a folder of images, or None.
+        tile_size: side of the square tiles.
+        max_images: use this many tiles, spread over all of them (`spread`); 0 for all.
+
+    Returns:
+        `(names, resized, positions)`: a name per photograph that is the same on every machine (its path
+        relative to `images_dir` with `/` separators, or scikit-image's name), the resized photographs, and
+        the tiles' `(image_index, y, x, mirrored)`.
+
+    Raises:
+        FileNotFoundError: see `read_images_dir` and `skimage_photos`.
+    """
+    shorter_side = tile_size * 5 // 2
+    if images_dir:
+        photos = read_images_dir(images_dir, shorter_side)[0]
+        names = [os.path.relpath(path, images_dir).replace(os.sep, '/') for path, _ in photos]
+        resized = [image for _, image in photos]
+    else:
+        photos = skimage_photos()
+        names = [name for name, _ in photos]
+        resized = [resize_shorter_side(image, shorter_side) for _, image in photos]
+    positions = tile_positions(resized, tile_size, tile_size // 2)
+    logger.info('%d images give %d tiles (mirror images included)', len(resized), len(positions))
+    return names, resized, spread(positions, max_images)
+
+
+def tile_id(names, position):
+    """A tile's name, `<photograph>:y=<y>,x=<x>` with `,mirrored` for a mirror image (see `load_photo_tiles`)."""
+    index, y, x, mirrored = position
+    return f'{names[index]}:y={y},x={x}' + (',mirrored' if mirrored else '')
