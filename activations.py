@@ -191,16 +191,25 @@ class TopActivations:
         """Sorted global indices of the distinct images stored (each once, whatever channels keep it)."""
         return np.array(sorted(self._images), np.int64)
 
-    def save(self, path):
-        """Writes the tracker to an `.npz` file (no pickle), atomically: a temporary file, then a rename."""
+    def save(self, path, **extra_arrays):
+        """Writes the tracker to an `.npz` file (no pickle), atomically: a temporary file, then a rename.
+
+        Args:
+            path: the file.
+            **extra_arrays: more arrays to store beside the tracker's (names must not clash with them), for
+                callers that keep metadata in the same file; `load` ignores them, `np.load` reads them.
+        """
         kept = self.kept_image_indices
         images = np.stack([self._images[int(index)] for index in kept]) if len(kept) else np.zeros((0,), np.uint8)
         arrays = dict(num_samples=self.num_samples, next_index=self.next_index, num_seen=self.num_seen,
                       keeps_images=-1 if self.keeps_images is None else int(self.keeps_images),
                       firings=self.firings, coords=self.coords, indices=self.indices,
                       image_indices=kept, images=images)
+        clashes = sorted(set(arrays) & set(extra_arrays))
+        if clashes:
+            raise ValueError(f'extra arrays {clashes} would replace the tracker\'s own; rename them.')
         with atomic_write(path) as stream:
-            np.savez(stream, **arrays)
+            np.savez(stream, **arrays, **extra_arrays)
 
     @classmethod
     def load(cls, path):

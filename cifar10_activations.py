@@ -28,7 +28,7 @@ import argparse  # noqa: E402
 import logging  # noqa: E402
 import tempfile  # noqa: E402
 
-from utils import cifar10_input, cifar10_model, cli  # noqa: E402
+from utils import cifar10_input, cifar10_model, cli, shards  # noqa: E402
 from utils.visualize import draw_top_activations, track_top_activations  # noqa: E402
 
 logger = logging.getLogger('cifar10_activations')
@@ -46,12 +46,15 @@ def parse_args(argv):
     parser.add_argument('--batches', type=cli.positive_int, default=390,
                         help='batches of training images to run, at most as many as the data holds (default: '
                              '%(default)s: 49920 of the 50000 images, in batches of 128)')
+    shards.add_arguments(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     cli.setup_logging(args.logging_level)
+    if shards.requested(args):
+        return shards.run('cifar10', args)
     with cifar10_model.open_network(args) as (session, images_ph, layers):
         if layers is None:
             return 0

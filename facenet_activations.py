@@ -25,7 +25,7 @@ import logging  # noqa: E402
 import math  # noqa: E402
 import tempfile  # noqa: E402
 
-from utils import cli, facenet, lfw  # noqa: E402
+from utils import cli, facenet, lfw, shards  # noqa: E402
 from utils.visualize import draw_top_activations, track_top_activations  # noqa: E402
 
 logger = logging.getLogger('facenet_activations')
@@ -47,12 +47,15 @@ def parse_args(argv):
     parser.add_argument('--batches', type=cli.count_or_all, default=0,
                         help='use at most this many batches, for a quick try; 0 or "all" for every image '
                              '(default: all)')
+    shards.add_arguments(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     cli.setup_logging(args.logging_level)
+    if shards.requested(args):
+        return shards.run('facenet', args)
     network, layers = facenet.open_model(args)
     session, images_ph = network.session, network.images_ph
     with session:

@@ -26,7 +26,7 @@ import logging  # noqa: E402
 import math  # noqa: E402
 import tempfile  # noqa: E402
 
-from utils import cli, images, vgg16  # noqa: E402
+from utils import cli, images, shards, vgg16  # noqa: E402
 from utils.visualize import draw_top_activations, track_top_activations  # noqa: E402
 
 logger = logging.getLogger('vgg16_activations')
@@ -44,12 +44,15 @@ def parse_args(argv):
     parser.add_argument('--max_images', type=cli.count_or_all, default=0,
                         help='use at most this many tiles, spread over all of them, for a quick try; 0 or '
                              '"all" for every tile (default: all)')
+    shards.add_arguments(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     cli.setup_logging(args.logging_level)
+    if shards.requested(args):
+        return shards.run('vgg16', args)
     session, images_ph = vgg16.build_session(args.image_size)
     with session:
         layers = cli.prepare_layers(session.graph, images_ph, args)

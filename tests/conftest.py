@@ -13,6 +13,10 @@ import tensorflow as tf  # noqa: E402
 
 tf1 = tf.compat.v1
 
+# Session fixtures shared by several test modules, registered once (an import in each module would run them
+# once per module).
+pytest_plugins = ['shard_fixtures']
+
 
 @pytest.fixture
 def rng():

@@ -667,3 +667,16 @@ def test_retrieve_crop_column():
     # Box [0, 0, 5, 3]: full height from row 0, clipped on the left only: padded on the left.
     np.testing.assert_array_equal(inner[3][:, 2:], kept_images[3][0:5, 0:3])
     assert not inner[3][:, :2].any()
+
+
+def test_save_with_extra_arrays(tmp_path):
+    """Extra arrays go in the same file; load ignores them; a clash with the tracker's names is refused."""
+    images, features = make_data('continuous', seed=31)
+    tracker = scan(images, features, 2)
+    path = str(tmp_path / 'state.npz')
+    tracker.save(path, run_layer=np.str_('conv1/conv1:0'), run_ids=np.array(['a', 'b']))
+    with np.load(path, allow_pickle=False) as data:
+        assert str(data['run_layer']) == 'conv1/conv1:0' and data['run_ids'].tolist() == ['a', 'b']
+    assert_same_tracker(TopActivations.load(path), tracker)
+    with pytest.raises(ValueError, match='firings'):
+        tracker.save(path, firings=np.zeros(3))

@@ -42,3 +42,14 @@ def test_check_equal_work_catches_a_difference(rng):
     per_channel['conv2'][1].update(images, 10 + rng.normal(size=(6, 3, 3)))  # now keeps other firings
     with pytest.raises(benchmark.CheckFailed, match='conv2 channel 1'):
         benchmark.check_equal_work(top, per_channel, index)
+
+
+def test_shards_part_times_the_three_ways_and_checks_their_pictures(capsys):
+    status = benchmark.main(['--part', 'shards', '--shards_max_images', '8', '--shards_image_size', '64',
+                             '--shards_layers', 'vgg_16/conv1/conv1_2/Relu:0'])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert 'on 8 tiles of 64x64' in out and 'os.cpu_count() = ' in out
+    rows = [line for line in out.splitlines() if line.startswith(tuple(benchmark.SHARD_MODES.values()))]
+    assert len(rows) == 3 and rows[0].split()[-1] == '1.00'
+    assert 'byte-identical pictures (2 files): OK' in out

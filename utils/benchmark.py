@@ -4,6 +4,7 @@ Run from the repository root:
 
     python utils/benchmark.py                 # both parts, defaults sized for ~2-3 minutes on 2 CPU cores
     python utils/benchmark.py --part top      # only part 1
+    python utils/benchmark.py --part shards   # only part 3 (not in the default run: about 4 minutes)
     python utils/benchmark.py --help
 
 Part 1, top activations. A CIFAR-10-sized network like the classic TensorFlow CIFAR-10 tutorial (24x24x3
@@ -35,6 +36,16 @@ identical `recfield` arrays and exits with status 1 otherwise. The layers have `
 (default 8, not 64): a receptive field does not depend on the channel count, and 64 channels at 512x512 cost
 minutes per layer on a small CPU.
 
+Part 3, shards (`--part shards`). The VGG16 example (`vgg16_activations.py`, its default 5 layers, 10 channels,
+5 images each) on the same tiles three ways, one after the other: (1) one process; (2) the 2 shards of
+`--num_shards 2` as two processes at once, then `utils/merge_activations.py`; (3) `--dask_scheduler local
+--dask_workers 2 --num_shards 2`, a Dask LocalCluster of 2 single-threaded worker processes. The statistic is
+the wall time of one run of each, from starting the processes to the pictures written, so it includes what
+every process pays once (starting Python and TensorFlow, building the graph, reading the weights, a Dask
+cluster) and the receptive fields (measured once per layer, see `utils/shards.py`); images per second is the
+number of tiles over that time. The script checks that the three ways write byte-identical pictures and exits
+with status 1 otherwise. It prints `os.cpu_count()`: on a machine with few cores, processes share them.
+
 Diagnostics go to the log (stderr); only the result tables are printed to stdout.
 """
 
@@ -45,7 +56,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import argparse  # noqa: E402
+import glob  # noqa: E402
 import logging  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -397,12 +411,95 @@ def format_rf_table(args, rows):
     return '\n'.join(lines)
 
 
+# -- part 3: shards -------------------------------------------------------------------------------------
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARD_MODES = {
+    'single': '1 process',
+    'shards': '2 local shards at once, merged',
+    'dask': 'Dask LocalCluster, 2 workers, 2 shards',
+}
+
+
+def run_together(commands):
+    """Starts Python scripts of the repository at once (argument lists) and waits for all; returns the seconds.
+
+    Raises:
+        CheckFailed: a script failed (the message has its last error line).
+    """
+    start = time.perf_counter()
+    processes = [subprocess.Popen([sys.executable, *map(str, command)], cwd=REPO, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True) for command in commands]
+    errors = [(command, process.communicate()[1], process.returncode) for command, process in zip(commands, processes)]
+    for command, stderr, status in errors:
+        if status:
+            raise CheckFailed(f'{" ".join(map(str, command))} failed: {stderr.strip().splitlines()[-1:]}')
+    return time.perf_counter() - start
+
+
+def benchmark_shards(args):
+    """Part 3: the VGG16 example in 1 process, 2 shards merged, and on a Dask LocalCluster; returns the table."""
+    from utils import images
+
+    flags = ['--image_size', args.shards_image_size, '--max_images', args.shards_max_images]
+    flags += ['--layers', ','.join(args.shards_layers)] if args.shards_layers else []
+    num_images = len(images.load_photo_tiles(None, args.shards_image_size, args.shards_max_images)[2])
+    script = 'vgg16_activations.py'
+    seconds = {}
+    with tempfile.TemporaryDirectory() as folder:
+        out = {mode: os.path.join(folder, mode) for mode in SHARD_MODES}
+        logger.info('%s on %d tiles, %s: one process', script, num_images, ' '.join(map(str, flags)))
+        seconds['single'] = run_together([[script, *flags, '--out_dir', out['single']]])
+        logger.info('2 shards at once, then the merge')
+        states = os.path.join(folder, 'states')
+        scan = run_together([[script, *flags, '--num_shards', 2, '--shard_index', index, '--out_dir', states]
+                             for index in range(2)])
+        merge = run_together([[os.path.join('utils', 'merge_activations.py'), '--out_dir', out['shards'],
+                               '--states', *sorted(glob.glob(os.path.join(states, 'state-*.npz')))]])
+        seconds['shards'] = scan + merge
+        logger.info('Dask LocalCluster')
+        seconds['dask'] = run_together([[script, *flags, '--dask_scheduler', 'local', '--dask_workers', 2,
+                                         '--num_shards', 2, '--out_dir', out['dask']]])
+        pictures = sorted(name for name in os.listdir(out['single']) if name.endswith('.jpg'))
+        for mode in ('shards', 'dask'):
+            for name in pictures:
+                if _read(out['single'], name) != _read(out[mode], name):
+                    raise CheckFailed(f'{SHARD_MODES[mode]}: {name} differs from the single process\'s')
+    return format_shards_table(args, num_images, seconds, merge, len(pictures))
+
+
+def _read(folder, name):
+    with open(os.path.join(folder, name), 'rb') as stream:
+        return stream.read()
+
+
+def format_shards_table(args, num_images, seconds, merge, num_pictures):
+    """The part-3 table from the wall seconds of each mode."""
+    layers = ','.join(args.shards_layers) if args.shards_layers else 'the 5 default layers'
+    lines = [
+        f'Part 3: vgg16_activations.py on {num_images} tiles of {args.shards_image_size}x{args.shards_image_size}, '
+        f'{layers}; os.cpu_count() = {os.cpu_count()}',
+        'Statistic: wall time of one run of each, start of the processes to pictures written (start-up, graph, '
+        'weights, scan, receptive fields, pictures).',
+        '',
+        f'{"mode":<42}{"wall s":>9}{"images/s":>10}{"x 1 process":>13}',
+    ]
+    for mode, label in SHARD_MODES.items():
+        lines.append(f'{label:<42}{seconds[mode]:>9.1f}{num_images / seconds[mode]:>10.2f}'
+                     f'{seconds["single"] / seconds[mode]:>13.2f}')
+    lines += ['',
+              f'the merge (utils/merge_activations.py, in the 2-shard time) took {merge:.1f} s',
+              f'check: the three ways wrote byte-identical pictures ({num_pictures} files): OK']
+    return '\n'.join(lines)
+
+
 # -- command line ---------------------------------------------------------------------------------------
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('--part', choices=('top', 'rf', 'both'), default='both', help='which part to run')
+    parser.add_argument('--part', choices=('top', 'rf', 'both', 'shards'), default='both',
+                        help='which part to run: both is parts 1 and 2, shards part 3')
     parser.add_argument('--num_batches', type=int, default=20, help='part 1: timed batches (plus 1 warm-up)')
     parser.add_argument('--batch_size', type=int, default=128, help='part 1: images per batch')
     parser.add_argument('--num_samples', type=int, default=5, help='part 1: images kept per channel')
@@ -412,6 +509,9 @@ def parse_args(argv=None):
                         help='part 2: channels of conv1/conv2/conv3 (receptive fields do not depend on it)')
     parser.add_argument('--rf_layers', nargs='+', choices=('conv2', 'pool2', 'conv3'),
                         default=['conv2', 'pool2', 'conv3'], help='part 2: layers to measure')
+    parser.add_argument('--shards_image_size', type=int, default=128, help='part 3: side of the VGG16 tiles')
+    parser.add_argument('--shards_max_images', type=int, default=0, help='part 3: tiles to use; 0 for all')
+    parser.add_argument('--shards_layers', nargs='+', help='part 3: layers (default: the example\'s)')
     parser.add_argument('--seed', type=int, default=0, help='seed of images and weights')
     parser.add_argument('--verbose', '-v', action='store_true', help='debug logging')
     args = parser.parse_args(argv)
@@ -429,8 +529,8 @@ def main(argv=None):
     if not args.verbose:
         logging.getLogger('recfield').setLevel(logging.INFO)
     start = time.perf_counter()
-    parts = [benchmark_top] if args.part == 'top' else [benchmark_recfield] if args.part == 'rf' else [
-        benchmark_top, benchmark_recfield]
+    parts = {'top': [benchmark_top], 'rf': [benchmark_recfield], 'both': [benchmark_top, benchmark_recfield],
+             'shards': [benchmark_shards]}[args.part]
     try:
         for number, part in enumerate(parts):
             table = part(args)

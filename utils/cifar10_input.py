@@ -167,7 +167,7 @@ def _file_md5(path):
     return digest.hexdigest()
 
 
-def dataset(paths, batch_size, train, seed=None):
+def dataset(paths, batch_size, train, seed=None, skip=0):
     """The input pipeline.
 
     Args:
@@ -176,6 +176,8 @@ def dataset(paths, batch_size, train, seed=None):
         train: shuffle and repeat forever, with random crops and mirroring; otherwise one pass in file order
             with centre crops.
         seed: seed of the shuffling and the random crops (training only).
+        skip: records to pass over at the start, before any decoding (one pass only: a shard that starts
+            further on).
 
     Returns:
         a `tf.data.Dataset` of `(images, labels, display_images)` batches: float32
@@ -186,6 +188,8 @@ def dataset(paths, batch_size, train, seed=None):
     if train:
         records = records.shuffle(min(count_records(paths), 20000), seed=seed, reshuffle_each_iteration=True)
         records = records.repeat()
+    elif skip:
+        records = records.skip(skip)
 
     def parse(record):
         values = tf.io.decode_raw(record, tf.uint8)
@@ -202,17 +206,20 @@ def dataset(paths, batch_size, train, seed=None):
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
-def scan_batches(paths, batch_size, max_batches):
+def scan_batches(paths, batch_size, max_batches, first_batch=0):
     """The first batches of centre crops, in file order, as `utils.visualize.track_top_activations` takes them.
 
     Args:
         paths: checked batch files.
         batch_size: images per batch.
         max_batches: how many batches at most (`--batches`); fewer if the data holds fewer (a warning says so).
+        first_batch: start with this batch instead of the first one (a shard of the batches below
+            `max_batches`); the batches are those a scan from the start would give.
 
     Returns:
         `(batches, num_batches)`: an iterator of numpy `(network_inputs, display_images)` batches (see
-        `dataset`), to be iterated eagerly (outside any `tf.Graph.as_default()`), and its length.
+        `dataset`), to be iterated eagerly (outside any `tf.Graph.as_default()`), and its length (from
+        `first_batch` on).
 
     Raises:
         ValueError: the data holds fewer than `batch_size` images.
@@ -224,5 +231,6 @@ def scan_batches(paths, batch_size, max_batches):
     if num_batches < max_batches:
         logger.warning('the CIFAR-10 files hold %d batches of %d images, fewer than --batches %d: using them all',
                        num_batches, batch_size, max_batches)
-    batches = dataset(paths, batch_size, train=False).take(num_batches).as_numpy_iterator()
-    return ((images, display_images) for images, _, display_images in batches), num_batches
+    num_batches = max(num_batches - first_batch, 0)
+    batches = dataset(paths, batch_size, train=False, skip=first_batch * batch_size).take(num_batches)
+    return ((images, display_images) for images, _, display_images in batches.as_numpy_iterator()), num_batches

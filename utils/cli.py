@@ -99,10 +99,19 @@ def prepare_layers(graph, images_ph, args):
         print(describe_tensors(computed_tensors(graph, images_ph)))
         return None
     layers = resolve_layers(graph, layer_names(args.layers), images_ph)
+    ensure_output_dirs(args)
+    return layers
+
+
+def ensure_output_dirs(args):
+    """Makes sure `--out_dir`, and `--tensorboard_dir` where the script has it and it is given, can be written.
+
+    Raises:
+        ValueError: see `utils.files.ensure_writable_dir`.
+    """
     ensure_writable_dir(args.out_dir)
     if getattr(args, 'tensorboard_dir', None):
         ensure_writable_dir(args.tensorboard_dir, '--tensorboard_dir')
-    return layers
 
 
 def layer_names(values):

@@ -17,6 +17,7 @@ import os
 
 import tensorflow as tf
 
+from utils import lfw
 from utils.cli import prepare_layers
 from utils.load import load_model
 
@@ -113,6 +114,32 @@ def open_model(args):
         network.session.close()
         raise
     return network, layers
+
+
+def pairs_file(args):
+    """--pairs, else <facenet_dir>/data/pairs.txt if it exists, else None (every image)."""
+    if args.pairs or not args.facenet_dir:
+        return args.pairs
+    path = os.path.join(args.facenet_dir, 'data', 'pairs.txt')
+    if os.path.isfile(path):
+        return path
+    logger.warning('no pairs file at %s; using every image under --lfw_dir', path)
+    return None
+
+
+def image_paths(args):
+    """The LFW images of the FaceNet example, from its flags `--lfw_dir`, `--pairs` and `--facenet_dir`.
+
+    Returns:
+        list of file paths (see `utils.lfw.image_paths`).
+
+    Raises:
+        ValueError: no `--lfw_dir`; see also `utils.lfw.image_paths`.
+        FileNotFoundError: see `utils.lfw.image_paths`.
+    """
+    if not args.lfw_dir:
+        raise ValueError('--lfw_dir is required: the LFW folder, e.g. --lfw_dir lfw after tar -xzf lfw.tgz.')
+    return lfw.image_paths(find_path(args.lfw_dir, args.facenet_dir), pairs_file(args))
 
 
 def _image_size(images_ph):

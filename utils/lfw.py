@@ -147,9 +147,27 @@ def load_batches(paths, image_size, batch_size, max_batches=0):
     Raises:
         ValueError: not one image could be read.
     """
-    network_inputs, display_images = [], []
+    for network_inputs, display_images, _ in load_indexed_batches(paths, image_size, batch_size, max_batches):
+        yield network_inputs, display_images
+
+
+def load_indexed_batches(paths, image_size, batch_size, max_batches=0, first_index=0):
+    """`load_batches` that also yields where each image is in `paths`: `(inputs, display_images, indices)`.
+
+    Args:
+        paths, image_size, batch_size, max_batches: as for `load_batches`.
+        first_index: the index of `paths[0]` (the first image of a shard in the whole list).
+
+    Yields:
+        `(network_inputs, display_images, indices)`, `indices` int64 `[n]`: `first_index` plus the images'
+        positions in `paths`, so that skipped images leave gaps.
+
+    Raises:
+        ValueError: not one image could be read.
+    """
+    network_inputs, display_images, indices = [], [], []
     num_batches, skipped = 0, []
-    for path in paths:
+    for position, path in enumerate(paths):
         image = read_image(path)
         if image is None:
             skipped.append(path)
@@ -158,9 +176,10 @@ def load_batches(paths, image_size, batch_size, max_batches=0):
         square = centre_square(image, image_size)
         display_images.append(square)
         network_inputs.append(prewhiten(cv2.cvtColor(square, cv2.COLOR_BGR2RGB)))
+        indices.append(first_index + position)
         if len(display_images) == batch_size:
-            yield np.stack(network_inputs), np.stack(display_images)
-            network_inputs, display_images = [], []
+            yield np.stack(network_inputs), np.stack(display_images), np.array(indices, np.int64)
+            network_inputs, display_images, indices = [], [], []
             num_batches += 1
             if num_batches == max_batches:
                 break
@@ -170,4 +189,4 @@ def load_batches(paths, image_size, batch_size, max_batches=0):
             raise ValueError(f'none of the {len(paths)} images can be read (first: {paths[0]}); OpenCV must '
                              'be able to decode them (JPEG, PNG, ...).')
     if display_images:
-        yield np.stack(network_inputs), np.stack(display_images)
+        yield np.stack(network_inputs), np.stack(display_images), np.array(indices, np.int64)

@@ -59,7 +59,8 @@ def channels_to_draw(tracker, requested, layer_name):
     return firing[:requested] if requested else firing
 
 
-def track_top_activations(session, images_ph, layers, batches, num_samples, num_batches=None, feed_dict=None):
+def track_top_activations(session, images_ph, layers, batches, num_samples, num_batches=None, feed_dict=None,
+                          first_index=0):
     """Runs batches through the network and keeps each channel's strongest images, for every layer.
 
     Every batch is one `session.run` fetching all layers.
@@ -68,21 +69,24 @@ def track_top_activations(session, images_ph, layers, batches, num_samples, num_
         session: a `tf.compat.v1.Session` holding the layers.
         images_ph: the input placeholder.
         layers: 4-D tensors `[batch, height, width, channels]`.
-        batches: iterable of `(network_inputs, display_images)`, the latter uint8 `[batch, h, w(, 3)]`.
+        batches: iterable of `(network_inputs, display_images)`, the latter uint8 `[batch, h, w(, 3)]`, or
+            of `(network_inputs, display_images, indices)` with the images' indices in the whole dataset (a
+            shard of it, see `utils.shards`); without them images are numbered from `first_index` on.
         num_samples: images kept per channel.
         num_batches: length of `batches`, for the progress bar (None: unknown).
         feed_dict: more values to feed with every batch (e.g. a training-phase flag set to False).
+        first_index: the index of the first image (`activations.TopActivations`).
 
     Returns:
         list of `activations.TopActivations`, one per layer, tracking all its channels.
     """
-    trackers = [TopActivations(num_samples) for _ in layers]
+    trackers = [TopActivations(num_samples, first_index) for _ in layers]
     max_value = progressbar.UnknownLength if num_batches is None else num_batches
     with progressbar.ProgressBar(max_value=max_value, prefix='top activations (batches) ') as bar:
-        for number, (inputs, display_images) in enumerate(batches, start=1):
+        for number, (inputs, display_images, *indices) in enumerate(batches, start=1):
             feature_maps = session.run(list(layers), feed_dict={images_ph: inputs, **(feed_dict or {})})
             for tracker, feature_map in zip(trackers, feature_maps):
-                tracker.update(display_images, feature_map)
+                tracker.update(display_images, feature_map, *indices)
             bar.update(number)
     return trackers
 
@@ -201,9 +205,22 @@ def draw_top_activations(session, images_ph, layers, trackers, imshape, value_ra
         tensorboard_dir: a TensorBoard log folder where the pictures are also written (`log_layer_pictures`),
             or None.
     """
+    fields = _measure_and_describe(session, images_ph, layers, imshape, value_range, feed_dict)
+    draw_layers(((layer, field, tracker) for (layer, field), tracker in zip(fields, trackers)), out_dir,
+                num_channels, tensorboard_dir)
+
+
+def draw_layers(layers, out_dir, num_channels, tensorboard_dir=None):
+    """Writes the `-full`/`-crop` pictures of layers whose top activations and receptive fields are known.
+
+    Args:
+        layers: iterable of `(layer, field, tracker)`: the layer tensor (or what has its `name` and `shape`),
+            its `ReceptiveField` (or what has its `recfield`, `max()`, `feature_shape`, `size`, `stride` and
+            `padding`, such as a stored one, `utils.shards.StoredField`), and its `TopActivations`.
+        out_dir, num_channels, tensorboard_dir: as for `draw_top_activations`.
+    """
     with EventLog(tensorboard_dir) if tensorboard_dir else contextlib.nullcontext() as log:
-        for (layer, field), tracker in zip(_measure_and_describe(session, images_ph, layers, imshape, value_range,
-                                                                 feed_dict), trackers):
+        for layer, field, tracker in layers:
             channels = channels_to_draw(tracker, num_channels, layer.name)
             paths = write_layer_pictures(out_dir, layer.name, tracker, field, channels)
             if log is not None and paths is not None:

@@ -1,0 +1,115 @@
+"""Shards as Dask tasks (`utils/dask_shards.py`) on a `LocalCluster` of 2 worker processes on 127.0.0.1.
+
+The merged states must equal those of a single process (`shard_fixtures.vgg16_scans`), also when the worker
+running a task is killed in the middle of it: the scheduler runs the task again on a worker that is alive.
+"""
+
+import concurrent.futures
+import functools
+import os
+import signal
+import time
+
+import dask
+import pytest
+from distributed import LocalCluster
+
+import vgg16_activations
+from shard_fixtures import FLAGS, LAYERS, assert_same_state, run_script, shard_state_paths
+from utils import dask_shards, shards
+from utils.cli import run_main
+from utils.shards import ShardState
+
+WAIT_S = 60  # every wait is bounded
+
+
+@pytest.fixture(scope='module')
+def cluster():
+    """Two single-threaded worker processes, TensorFlow in each on one thread; closed after the module."""
+    env = {variable: '1' for variable in dask_shards.THREAD_VARIABLES}
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host='127.0.0.1', dashboard_address=None,
+                      env=env) as local_cluster:
+        yield local_cluster
+
+
+@pytest.fixture(scope='module')
+def single_states(vgg16_scans):
+    """The states of the whole dataset scanned in one process, by layer."""
+    return {state.layer: state for state in map(ShardState.load, shard_state_paths(vgg16_scans, 'shard-0-of-1'))}
+
+
+def scan(cluster, num_shards, task=dask_shards.scan_shard_task):
+    args = vgg16_activations.parse_args(FLAGS)
+    return dask_shards.scan_on_dask(cluster.scheduler_address, 'vgg16', args, num_shards, task=task)
+
+
+def test_tasks_on_two_workers_give_the_state_of_one_process(cluster, single_states):
+    states = scan(cluster, num_shards=3)
+    assert [state.layer for state in states] == LAYERS
+    for state in states:
+        assert state.shards == (0, 1, 2) and state.complete
+        assert_same_state(state, single_states[state.layer])
+
+
+def stall_first_attempt(marker_dir, example, args, shard_index, num_shards):
+    """A `scan_shard_task` whose first attempt at shard 0 writes its process id and waits to be killed."""
+    started = os.path.join(marker_dir, 'started')
+    if shard_index == 0 and not os.path.exists(started):
+        with open(started + '.tmp', 'w') as stream:
+            stream.write(str(os.getpid()))
+        os.replace(started + '.tmp', started)
+        time.sleep(WAIT_S)
+        raise RuntimeError(f'shard 0 was not killed within {WAIT_S} s')
+    if shard_index == 0:
+        with open(os.path.join(marker_dir, 'finished'), 'w') as stream:
+            stream.write(str(os.getpid()))
+    return dask_shards.scan_shard_task(example, args, shard_index, num_shards)
+
+
+def test_a_task_whose_worker_is_killed_runs_again_with_the_same_result(cluster, single_states, tmp_path):
+    task = functools.partial(stall_first_attempt, str(tmp_path))
+    with concurrent.futures.ThreadPoolExecutor(1) as executor:
+        result = executor.submit(scan, cluster, 2, task)
+        started = tmp_path / 'started'
+        deadline = time.monotonic() + WAIT_S
+        while not started.exists() and time.monotonic() < deadline and not result.done():
+            time.sleep(0.1)
+        assert started.exists(), 'shard 0 did not start'
+        worker_pid = int(started.read_text())
+        assert worker_pid in [process.pid for process in (worker.process.process for worker in
+                                                          cluster.workers.values()) if process is not None]
+        os.kill(worker_pid, signal.SIGKILL)
+        states = result.result(timeout=2 * WAIT_S)
+    assert int((tmp_path / 'finished').read_text()) != worker_pid  # run again, in another process
+    for state in states:
+        assert_same_state(state, single_states[state.layer])
+
+
+def test_the_error_of_a_task_reaches_the_client(cluster):
+    # Not under capsys: a progress bar drawn there breaks the later ones of this process (progressbar2 keeps
+    # the stream of its first bar).
+    args = vgg16_activations.parse_args([*FLAGS, '--layers', 'vgg_16/conv9/Relu:0'])
+    with pytest.raises(ValueError, match="no layer 'vgg_16/conv9/Relu:0'"):
+        dask_shards.scan_on_dask(cluster.scheduler_address, 'vgg16', args, 2)
+
+
+def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path, capsys):
+    with dask.config.set({'distributed.comm.timeouts.connect': '1s'}):
+        status = run_main(vgg16_activations.main, [*FLAGS, '--dask_scheduler', 'tcp://127.0.0.1:9',
+                                                   '--out_dir', str(tmp_path)])
+    assert status == 2
+    error = capsys.readouterr().err
+    assert error.startswith('error: ') and 'tcp://127.0.0.1:9' in error and error.count('\n') == 1
+
+
+def test_local_cluster_from_the_command_line_draws_what_one_process_draws(vgg16_scans, single_states, tmp_path):
+    result = run_script('vgg16_activations.py', *FLAGS, '--dask_scheduler', 'local', '--dask_workers', '2',
+                        '--num_shards', '3', '--out_dir', tmp_path)
+    assert result.returncode == 0, result.stderr
+    single_dir, single = vgg16_scans['single']
+    assert result.stdout.splitlines() == single.stdout.splitlines()
+    assert 'shards and receptive fields 100% (5 of 5)' in result.stderr  # 3 shards, 2 layers
+    names = sorted(name for name in os.listdir(single_dir))
+    assert [(tmp_path / name).read_bytes() for name in names] == [(single_dir / name).read_bytes() for name in names]
+    for layer in LAYERS:
+        assert_same_state(ShardState.load(shards.state_path(str(tmp_path), layer)), single_states[layer])

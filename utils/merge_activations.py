@@ -1,0 +1,62 @@
+"""Merges the states of a sharded scan and draws the pictures that a single run over the whole dataset draws.
+
+    python vgg16_activations.py --num_shards 2 --shard_index 0 --out_dir states     # anywhere, in any order
+    python vgg16_activations.py --num_shards 2 --shard_index 1 --out_dir states
+    python utils/merge_activations.py --states states/state-*.npz --out_dir pictures
+
+Reads the states (`utils.shards.ShardState`), refuses states that do not belong together (another example,
+model, dataset, batch size, --num_samples or --layers, or the same shard twice) with a one-line error, merges
+them layer by layer, prints each layer's receptive field and writes per layer
+
+    <out_dir>/<layer>-full.jpg, <out_dir>/<layer>-crop.jpg   the pictures, as the *_activations.py scripts draw them
+    <out_dir>/state-<layer>.npz                              the merged state
+
+It needs neither TensorFlow nor the model: the states carry the receptive fields. The states of some shards
+only are merged too, with a warning, and their merged states can be merged with the other shards' later.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import tempfile  # noqa: E402
+
+from utils import cli, shards  # noqa: E402
+
+logger = logging.getLogger('merge_activations')
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--states', nargs='+', required=True, metavar='PATH',
+                        help='state files written with --num_shards/--shard_index (state-<layer>-<I>-of-<N>.npz) '
+                             'or by an earlier merge (state-<layer>.npz), of one or more layers')
+    parser.add_argument('--out_dir', default=os.path.join(tempfile.gettempdir(), 'merge_activations'),
+                        help='folder for the pictures and merged states, created if missing (default: %(default)s)')
+    parser.add_argument('--num_channels', type=cli.count_or_all,
+                        help='channels to draw per layer: the first ones that fire; "all" or 0 for every channel '
+                             'that fires (default: the --num_channels of the scan)')
+    cli.add_tensorboard_argument(parser)
+    parser.add_argument('--logging_level', default='WARNING', type=str.upper, choices=cli.LOGGING_LEVELS,
+                        help='how much to log (default: %(default)s)')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cli.setup_logging(args.logging_level)
+    cli.ensure_output_dirs(args)
+    states = shards.merge_states([shards.ShardState.load(path) for path in args.states])
+    shards.warn_if_incomplete(states)
+    for state in states:
+        state.save(shards.state_path(args.out_dir, state.layer))
+    shards.draw_states(states, args.out_dir, args.num_channels, args.tensorboard_dir)
+    logger.info('pictures and merged states are in %s', args.out_dir)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(cli.run_main(main))
