@@ -7,9 +7,9 @@ Run from the repository root:
     python utils/benchmark.py --part shards   # only part 3 (not in the default run: about 4 minutes)
     python utils/benchmark.py --help
 
-Part 1, top activations. A CIFAR-10-sized network like the classic TensorFlow CIFAR-10 tutorial (24x24x3
-input; conv1 5x5x64, pool1, norm1, conv2 5x5x64, norm2, pool2, local3 384, local4 192, softmax_linear 10)
-with random weights is run on random uint8 images (drawn once; every mode sees the same batches, in the
+Part 1, top activations. The CIFAR-10 example's network (`utils/cifar10_model.py`, the classic tutorial's:
+24x24x3 input; conv1 5x5x64, pool1, norm1, conv2 5x5x64, norm2, pool2, local3 384, local4 192,
+softmax_linear 10) with random weights is run on random uint8 images (drawn once; every mode sees the same batches, in the
 same session). Three modes are timed on every batch:
 
     (a) forward only: one `sess.run` fetching conv1, conv2 and the logits (the full forward pass);
@@ -67,6 +67,7 @@ import tensorflow as tf  # noqa: E402
 
 from activations import Activations, TopActivations  # noqa: E402
 from recfield import ReceptiveField  # noqa: E402
+from utils import cifar10_model  # noqa: E402
 
 tf1 = tf.compat.v1
 logger = logging.getLogger('benchmark')
@@ -131,21 +132,15 @@ def build_conv_part(images, channels=64, with_conv3=False):
 
 
 def build_cifar10(images_uint8):
-    """Builds the whole CIFAR-10 tutorial network on a uint8 image tensor; returns dict name -> tensor."""
-    images = tf.cast(images_uint8, tf.float32) / 127.5 - 1.0
-    layers = build_conv_part(images)
-    batch_size = int(images_uint8.shape[0])
-    with tf1.variable_scope('local3') as scope:
-        flat = tf.reshape(layers['pool2'], [batch_size, -1])
-        layers['local3'] = tf.nn.relu(tf.matmul(flat, _weights('weights', [int(flat.shape[1]), 384], 0.04))
-                                      + _biases('biases', 384, 0.1), name=scope.name)
-    with tf1.variable_scope('local4') as scope:
-        layers['local4'] = tf.nn.relu(tf.matmul(layers['local3'], _weights('weights', [384, 192], 0.04))
-                                      + _biases('biases', 192, 0.1), name=scope.name)
-    with tf1.variable_scope('softmax_linear') as scope:
-        layers['logits'] = tf.add(tf.matmul(layers['local4'], _weights('weights', [192, 10], 1 / 192.0)),
-                                  _biases('biases', 10, 0.0), name=scope.name)
-    return layers
+    """Builds the CIFAR-10 tutorial network (`utils.cifar10_model.inference`) on a uint8 image tensor.
+
+    Returns:
+        dict from `conv1`, `conv2` and `logits` to their tensors.
+    """
+    logits = cifar10_model.inference(tf.cast(images_uint8, tf.float32) / 127.5 - 1.0)
+    graph = logits.graph
+    return {'conv1': graph.get_tensor_by_name('conv1/conv1:0'), 'conv2': graph.get_tensor_by_name('conv2/conv2:0'),
+            'logits': logits}
 
 
 def make_session(build, seed):
