@@ -131,6 +131,57 @@ class ReceptiveField:
                 'training-phase flag as False (e.g. phase_train: False) and normalise images before the '
                 'input placeholder.')
         self.size, self.stride, self.padding = _geometry(self.recfield)
+        # Measured: from here on the field is a plain value (it can be pickled, e.g. to a Dask client), and it
+        # keeps neither the network nor the probe images alive.
+        self._forward_func = self._trials = None
+
+    @classmethod
+    def from_arrays(cls, recfield, image_size):
+        """A receptive field measured before, from the arrays of `to_arrays` (no probing).
+
+        Args:
+            recfield: int `[feat_h, feat_w, 4]` boxes `[y1, x1, y2, x2]`, within the image.
+            image_size: `(height, width)` of the probe images they were measured on.
+
+        Returns:
+            a `ReceptiveField` with the same boxes, size, stride and padding (`num_probe_images` is 0).
+
+        Raises:
+            ValueError: arrays of the wrong shape, or boxes outside the image.
+        """
+        boxes = np.asarray(recfield)
+        size = np.asarray(image_size).reshape(-1)
+        if (boxes.ndim != 3 or boxes.shape[-1] != 4 or not boxes.shape[0] or not boxes.shape[1]
+                or not np.issubdtype(boxes.dtype, np.integer)):
+            raise ValueError(f'a receptive field is an int array [feat_h, feat_w, 4], got {boxes.dtype} '
+                             f'{boxes.shape}.')
+        if size.shape != (2,) or not np.issubdtype(size.dtype, np.integer) or (size < 1).any():
+            raise ValueError(f'image_size must be (height, width), got {image_size!r}.')
+        height, width = (int(value) for value in size)
+        limits = np.array([height, width, height, width])
+        if (boxes < 0).any() or (boxes > limits).any() or (boxes[..., :2] > boxes[..., 2:]).any():
+            raise ValueError(f'receptive field boxes lie outside the {height}x{width} image they were measured on.')
+        field = cls.__new__(cls)
+        field.height, field.width = height, width
+        field.recfield = boxes.astype(np.int64)
+        field.feature_shape = field.recfield.shape[:2]
+        field.num_probe_images = 0
+        full = (field.recfield == [0, 0, height, width]).all(axis=-1)
+        field.whole_image = bool(full.all()) and max(field.feature_shape) > 1
+        field.size, field.stride, field.padding = _geometry(field.recfield)
+        return field
+
+    def to_arrays(self):
+        """`{'recfield': boxes, 'image_size': [height, width]}`: what `from_arrays` takes (e.g. for `np.savez`)."""
+        return {'recfield': self.recfield, 'image_size': np.array([self.height, self.width], np.int64)}
+
+    def __eq__(self, other):
+        if not isinstance(other, ReceptiveField):
+            return NotImplemented
+        return (self.height, self.width) == (other.height, other.width) and np.array_equal(self.recfield,
+                                                                                           other.recfield)
+
+    __hash__ = None
 
     def max(self):
         """Returns `(max box height, max box width)` over all feature pixels."""
@@ -378,8 +429,9 @@ def _geometry(recfield):
     Boxes are clipped by the image and also by the padding of inner layers (a VALID convolution of stride 2
     on an even size never reads the last row, so a later SAME layer's padding stands there): clipped starts
     all equal the smallest start, clipped stops the largest stop. So a start is exact where it is above the
-    smallest, a stop where it is below the largest. The stride comes from two exact starts or two exact stops, the size from one exact start and one exact stop
-    (of the same or different pixels), the padding from an exact start.
+    smallest, a stop where it is below the largest. The stride comes from two exact starts or two exact stops,
+    the size from one exact start and one exact stop (of the same or different pixels), the padding from an
+    exact start.
 
     Returns:
         `(size, stride, padding)`, each a `(y, x)` tuple, or None where some axis cannot be derived.

@@ -1,10 +1,8 @@
-"""ReceptiveField against closed-form answers.
+"""ReceptiveField against closed-form answers, and stored as arrays (`from_arrays`, `to_arrays`).
 
-The expected boxes come from the definition of each layer, written independently of the prober: along one
-axis, output `o` of a layer with kernel `k`, stride `s`, dilation `d` reads inputs
-`o * s - pad_before + j * d` (`j < k`) that lie inside the input, where TensorFlow's SAME padding puts
-`pad_before = max((out - 1) * s + (k - 1) * d + 1 - in, 0) // 2` and VALID none. Chaining layers is a boolean
-matrix product, merging branches a union; a box is the hull of the input lines a feature pixel reads.
+The expected boxes come from `utils.closed_form`, the layers' arithmetic written independently of the
+prober: chains of convolutions and pools, branches, networks that mask probes, and (slow) Keras VGG16 at
+224x224 against the published table.
 """
 
 import logging
@@ -15,55 +13,7 @@ import tensorflow as tf
 
 from conftest import tf1
 from recfield import ReceptiveField, _unique_rows
-
-
-# -- closed form --------------------------------------------------------------------------------------------
-
-def layer_dependencies(in_length, kernel, stride=1, dilation=1, padding='SAME'):
-    """bool `[out, in]`: which inputs each output of one layer reads, along one axis."""
-    span = (kernel - 1) * dilation + 1
-    if padding == 'SAME':
-        out_length = -(-in_length // stride)
-        pad_before = max((out_length - 1) * stride + span - in_length, 0) // 2
-    else:
-        out_length = -(-(in_length - span + 1) // stride)
-        pad_before = 0
-    reads = np.zeros((out_length, in_length), bool)
-    for out in range(out_length):
-        taps = out * stride - pad_before + dilation * np.arange(kernel)
-        reads[out, taps[(taps >= 0) & (taps < in_length)]] = True
-    return reads
-
-
-def chain_dependencies(in_length, layers, reads=None):
-    """bool `[out, in]` of a chain of layers (dicts of `layer_dependencies` arguments)."""
-    reads = np.eye(in_length, dtype=bool) if reads is None else reads
-    for layer in layers:
-        step = layer_dependencies(reads.shape[0], **layer)
-        reads = (step.astype(np.int64) @ reads.astype(np.int64)) > 0
-    return reads
-
-
-def boxes_from_dependencies(row_reads, column_reads):
-    """int `[out_h, out_w, 4]` boxes `[y1, x1, y2, x2]`: hulls of the rows and columns read."""
-    def hull(reads):
-        return np.stack([reads.argmax(axis=1), reads.shape[1] - reads[:, ::-1].argmax(axis=1)], axis=1)
-    rows, columns = hull(row_reads), hull(column_reads)
-    boxes = np.zeros((len(rows), len(columns), 4), np.int64)
-    boxes[..., 0], boxes[..., 2] = rows[:, None, 0], rows[:, None, 1]
-    boxes[..., 1], boxes[..., 3] = columns[None, :, 0], columns[None, :, 1]
-    return boxes
-
-
-def chain_geometry(layers):
-    """Size, stride and padding of a chain of layers (google-research `receptive_field` convention)."""
-    size, stride, padding = 1, 1, 0
-    for layer in layers:
-        span = (layer['kernel'] - 1) * layer.get('dilation', 1) + 1
-        size += (span - 1) * stride
-        padding += layer['pad_before'] * stride
-        stride *= layer.get('stride', 1)
-    return size, stride, padding
+from utils.closed_form import VGG16_TABLE, boxes_from_dependencies, chain_dependencies, chain_geometry
 
 
 # -- graphs -------------------------------------------------------------------------------------------------
@@ -382,18 +332,82 @@ def test_draw_example_marks_the_centre_box():
     assert (picture[outside] == picture[outside][0]).all()
 
 
+# -- stored fields -------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def measured_field():
+    """A measured field whose size, stride and padding are known (conv5, max-pool 2/2 on 24x20)."""
+    field, _ = run_chain([dict(kernel=5), dict(kind='max', kernel=2, stride=2)], (24, 20))
+    assert field.size == (6, 6) and field.stride == (2, 2) and field.padding == (2, 2)
+    return field
+
+
+def assert_same_field(restored, measured):
+    """Everything a stored field gives back: boxes, geometry, image size, largest box, drawing, equality."""
+    np.testing.assert_array_equal(restored.recfield, measured.recfield)
+    assert restored.recfield.dtype == np.int64
+    assert (restored.size, restored.stride, restored.padding) == (measured.size, measured.stride, measured.padding)
+    assert (restored.height, restored.width) == (measured.height, measured.width)
+    assert tuple(restored.feature_shape) == tuple(measured.feature_shape)
+    assert restored.max() == measured.max() and restored.whole_image == measured.whole_image
+    np.testing.assert_array_equal(restored.draw_example(), measured.draw_example())
+    assert restored == measured and not restored != measured
+
+
+def test_from_arrays_gives_back_the_measured_field(measured_field, tmp_path):
+    arrays = measured_field.to_arrays()
+    assert sorted(arrays) == ['image_size', 'recfield'] and arrays['image_size'].tolist() == [24, 20]
+    restored = ReceptiveField.from_arrays(**arrays)
+    assert_same_field(restored, measured_field)
+    assert restored.num_probe_images == 0  # nothing was run
+    # The arrays are plain numbers: through an .npz file (no pickle) and back.
+    np.savez(tmp_path / 'field.npz', **arrays)
+    with np.load(tmp_path / 'field.npz', allow_pickle=False) as data:
+        assert_same_field(ReceptiveField.from_arrays(data['recfield'], data['image_size']), measured_field)
+
+
+def test_from_arrays_of_a_field_without_geometry():
+    measured, _ = run_chain([dict(kernel=9, padding='SAME')], (5, 5))
+    restored = ReceptiveField.from_arrays(**measured.to_arrays())
+    assert restored.size is None and restored.stride is None and restored.padding is None
+    assert_same_field(restored, measured)
+
+
+BOXES = np.tile(np.array([0, 0, 3, 3], np.int64), (2, 2, 1))
+
+
+@pytest.mark.parametrize('recfield, image_size, words', [
+    (BOXES[0], (8, 8), 'int array'),                        # 2-D
+    (BOXES[..., :3], (8, 8), 'int array'),                  # three coordinates
+    (BOXES.astype(np.float32), (8, 8), 'int array'),        # not integers
+    (BOXES[:0], (8, 8), 'int array'),                       # no feature pixels
+    (BOXES, (8, 8, 3), 'image_size'),
+    (BOXES, (8.0, 8.0), 'image_size'),
+    (BOXES, (0, 8), 'image_size'),
+    (BOXES - 1, (8, 8), 'outside the 8x8 image'),           # negative
+    (BOXES, (2, 8), 'outside the 2x8 image'),               # below the bottom
+    (BOXES, (8, 2), 'outside the 8x2 image'),               # beyond the right
+    (BOXES[..., [2, 1, 0, 3]], (8, 8), 'outside'),          # y1 > y2
+])
+def test_from_arrays_refuses_arrays_that_are_no_field(recfield, image_size, words):
+    with pytest.raises(ValueError, match=words):
+        ReceptiveField.from_arrays(recfield, image_size)
+
+
+def test_fields_are_equal_when_boxes_and_image_size_are(measured_field):
+    arrays = measured_field.to_arrays()
+    moved = arrays['recfield'].copy()
+    moved[0, 0, 2] -= 1
+    assert ReceptiveField.from_arrays(moved, arrays['image_size']) != measured_field
+    assert ReceptiveField.from_arrays(arrays['recfield'], (30, 20)) != measured_field  # other image, same boxes
+    assert measured_field != 'a field' and measured_field.__eq__(arrays) is NotImplemented  # not a field
+    with pytest.raises(TypeError):
+        hash(measured_field)  # mutable arrays inside: no hash
+
+
 # -- Keras VGG16 against the published table ----------------------------------------------------------------
 
-# Size, stride and padding of VGG16's layers at 224x224, from the table of the google-research
-# `receptive_field` library.
-VGG16_TABLE = {
-    'block1_conv1': (3, 1, 1), 'block1_pool': (6, 2, 2), 'block2_conv1': (10, 2, 4), 'block2_pool': (16, 4, 6),
-    'block3_conv1': (24, 4, 10), 'block3_conv2': (32, 4, 14), 'block3_pool': (44, 8, 18),
-    'block4_conv1': (60, 8, 26), 'block4_conv2': (76, 8, 34), 'block4_pool': (100, 16, 42),
-    'block5_conv1': (132, 16, 58), 'block5_conv2': (164, 16, 74), 'block5_pool': (212, 32, 90),
-}
-
-
+@pytest.mark.slow
 def test_keras_vgg16_matches_the_published_table():
     """All layers from one shared set of probes: every layer probes line by line with the same
     deterministic images, so one pass of the network (all layers' outputs, each reduced to a random
