@@ -19,19 +19,12 @@ where <layer> is the tensor name with '/' as '-' and ':' dropped (conv1-conv10-f
     python cifar10_activations.py --layers conv2/conv2:0 --num_channels all
 """
 
+import argparse
 import os
 import sys
+import tempfile
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
-import argparse  # noqa: E402
-import logging  # noqa: E402
-import tempfile  # noqa: E402
-
-from utils import cifar10_input, cifar10_model, cli, shards  # noqa: E402
-from utils.visualize import draw_top_activations, track_top_activations  # noqa: E402
-
-logger = logging.getLogger('cifar10_activations')
+from utils import cifar10_input, cifar10_model, cli, pipeline, shards
 
 
 def parse_args(argv):
@@ -39,34 +32,31 @@ def parse_args(argv):
     cli.add_common_arguments(parser, cifar10_model.DEFAULT_LAYERS,
                              os.path.join(tempfile.gettempdir(), 'cifar10_activations'), default_batch_size=128)
     cli.add_activation_arguments(parser)
-    cli.add_tensorboard_argument(parser)
-    cifar10_model.add_arguments(parser, 'folder of the checkpoints written by utils/cifar10_train.py')
     parser.add_argument('--data_dir', default=cifar10_input.DEFAULT_DATA_DIR,
                         help='folder of CIFAR-10, binary version (default: %(default)s)')
     parser.add_argument('--batches', type=cli.positive_int, default=390,
                         help='batches of training images to run, at most as many as the data holds (default: '
                              '%(default)s: 49920 of the 50000 images, in batches of 128)')
-    shards.add_arguments(parser)
-    return parser.parse_args(argv)
+    cifar10_model.add_arguments(parser, 'folder of the checkpoints written by utils/cifar10_train.py')
+    return cli.parse_args(parser, argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    cli.setup_logging(args.logging_level)
-    if shards.requested(args):
-        return shards.run('cifar10', args)
-    with cifar10_model.open_network(args) as (session, images_ph, layers):
-        if layers is None:
-            return 0
-        paths = cifar10_input.find_batch_files(args.data_dir, train=True)
-        cifar10_model.restore_checkpoint(session, args.train_dir)
-        batches, num_batches = cifar10_input.scan_batches(paths, args.batch_size, args.batches)
-        trackers = track_top_activations(session, images_ph, layers, batches, args.num_samples, num_batches)
-        draw_top_activations(session, images_ph, layers, trackers, images_ph.shape.as_list(),
-                             cifar10_model.VALUE_RANGE, args.out_dir, args.num_channels,
-                             tensorboard_dir=args.tensorboard_dir)
-    logger.info('pictures are in %s', args.out_dir)
-    return 0
+    if shards.requested(args):  # one shard of the batches, or all of them on Dask: the same steps, spread out
+        return shards.run(cifar10_model.EXAMPLE, args)
+    session, images_ph = cifar10_model.build_session(args.batch_size, args.cifar10_dir)
+    layers = cli.prepare_layers(session.graph, images_ph, args)
+    if layers is None:  # --print_all_names
+        return 0
+    dataset = cifar10_input.open_dataset(args)
+    cifar10_model.restore_checkpoint(session, args.train_dir)
+    forward_func = lambda x, layers=layers: session.run(layers, feed_dict={images_ph: x})  # noqa: E731
+    with pipeline.Model(forward_func, layers, images_ph.shape.as_list(), cifar10_model.VALUE_RANGE,
+                        close=session.close) as model:
+        fields = pipeline.measure_receptive_fields(model)
+        trackers = pipeline.scan(model, dataset, args.num_samples)
+        pipeline.draw(model, fields, trackers, args.out_dir, args.num_channels, args.tensorboard_dir)
 
 
 if __name__ == '__main__':

@@ -14,16 +14,12 @@ weights give the same boxes. The latest checkpoint in --train_dir is used if the
     python cifar10_recfield.py --layers pool2:0,norm2:0
 """
 
+import argparse
 import os
 import sys
+import tempfile
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
-import argparse  # noqa: E402
-import tempfile  # noqa: E402
-
-from utils import cifar10_model, cli  # noqa: E402
-from utils.visualize import draw_receptive_fields  # noqa: E402
+from utils import cifar10_model, cli, pipeline
 
 
 def parse_args(argv):
@@ -32,18 +28,19 @@ def parse_args(argv):
                              os.path.join(tempfile.gettempdir(), 'cifar10_recfield'), default_batch_size=128)
     cifar10_model.add_arguments(parser, 'folder of checkpoints to use if there is one; not needed, fresh weights '
                                         'give the same receptive fields')
-    return parser.parse_args(argv)
+    return cli.parse_args(parser, argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    cli.setup_logging(args.logging_level)
-    with cifar10_model.open_network(args) as (session, images_ph, layers):
-        if layers is None:
-            return 0
+    session, images_ph = cifar10_model.build_session(args.batch_size, args.cifar10_dir)
+    layers = cli.prepare_layers(session.graph, images_ph, args)
+    if layers is not None:  # else --print_all_names printed the layers
         cifar10_model.restore_checkpoint(session, args.train_dir, required=False)
-        draw_receptive_fields(session, images_ph, layers, images_ph.shape.as_list(), cifar10_model.VALUE_RANGE,
-                              args.out_dir)
+        forward_func = lambda x, layers=layers: session.run(layers, feed_dict={images_ph: x})  # noqa: E731
+        model = pipeline.Model(forward_func, layers, images_ph.shape.as_list(), cifar10_model.VALUE_RANGE)
+        pipeline.draw_receptive_fields(model, pipeline.measure_receptive_fields(model), args.out_dir)
+    session.close()
     return 0
 
 

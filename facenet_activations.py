@@ -15,63 +15,49 @@ cut to its centred 160x160 square and prewhitened. BatchNorm runs in inference m
     python facenet_activations.py --model_path model.pb --lfw_dir lfw --pairs pairs.txt --batches 20
 """
 
+import argparse
 import os
 import sys
+import tempfile
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
-import argparse  # noqa: E402
-import logging  # noqa: E402
-import math  # noqa: E402
-import tempfile  # noqa: E402
-
-from utils import cli, facenet, lfw, shards  # noqa: E402
-from utils.visualize import draw_top_activations, track_top_activations  # noqa: E402
-
-logger = logging.getLogger('facenet_activations')
+from utils import cli, facenet, pipeline, shards
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    cli.add_common_arguments(parser, facenet.DEFAULT_LAYERS,
+                             os.path.join(tempfile.gettempdir(), 'facenet_activations'), default_batch_size=10)
+    cli.add_activation_arguments(parser)
     facenet.add_model_arguments(parser)
+    parser.add_argument('--batches', type=cli.count_or_all, default=0,
+                        help='use at most this many batches, for a quick try; 0 or "all" for every image '
+                             '(default: all)')
     parser.add_argument('--lfw_dir',
                         help='the LFW folder, one folder of images per person (<Name>/<Name>_0001.jpg); required '
                              'unless --print_all_names')
     parser.add_argument('--pairs',
                         help='a pairs.txt whose images to use (default: <facenet_dir>/data/pairs.txt; without '
                              'either, every image under --lfw_dir)')
-    cli.add_common_arguments(parser, facenet.DEFAULT_LAYERS,
-                             os.path.join(tempfile.gettempdir(), 'facenet_activations'), default_batch_size=10)
-    cli.add_activation_arguments(parser)
-    cli.add_tensorboard_argument(parser)
-    parser.add_argument('--batches', type=cli.count_or_all, default=0,
-                        help='use at most this many batches, for a quick try; 0 or "all" for every image '
-                             '(default: all)')
-    shards.add_arguments(parser)
-    return parser.parse_args(argv)
+    return cli.parse_args(parser, argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    cli.setup_logging(args.logging_level)
-    if shards.requested(args):
-        return shards.run('facenet', args)
-    network, layers = facenet.open_model(args)
-    session, images_ph = network.session, network.images_ph
-    with session:
-        if layers is None:
-            return 0
-        paths = facenet.image_paths(args)
-        num_batches = math.ceil(len(paths) / args.batch_size)
-        batches = lfw.load_batches(paths, network.image_size, args.batch_size, args.batches)
-        trackers = track_top_activations(session, images_ph, layers, batches, args.num_samples,
-                                         num_batches=min(num_batches, args.batches or num_batches),
-                                         feed_dict=network.feed_dict)
-        imshape = [args.batch_size, network.image_size, network.image_size, 3]
-        draw_top_activations(session, images_ph, layers, trackers, imshape, facenet.VALUE_RANGE, args.out_dir,
-                             args.num_channels, network.feed_dict, args.tensorboard_dir)
-    logger.info('pictures are in %s', args.out_dir)
-    return 0
+    if shards.requested(args):  # one shard of the faces, or all of them on Dask: the same steps, spread out
+        return shards.run(facenet.EXAMPLE, args)
+    net = facenet.load_network(facenet.find_path(args.model_path, args.facenet_dir))
+    layers = cli.prepare_layers(net.session.graph, net.images_ph, args)
+    if layers is None:  # --print_all_names
+        return 0
+    # net.feed_dict sets phase_train to False: BatchNorm in inference mode (see the README's note on BatchNorm).
+    forward_func = lambda x, layers=layers: net.session.run(  # noqa: E731
+        layers, feed_dict={net.images_ph: x, **net.feed_dict})
+    with pipeline.Model(forward_func, layers, facenet.probe_shape(args, net), facenet.VALUE_RANGE,
+                        close=net.session.close) as model:
+        dataset = facenet.open_dataset(args, model)
+        fields = pipeline.measure_receptive_fields(model)
+        trackers = pipeline.scan(model, dataset, args.num_samples)
+        pipeline.draw(model, fields, trackers, args.out_dir, args.num_channels, args.tensorboard_dir)
 
 
 if __name__ == '__main__':

@@ -15,16 +15,12 @@ needed.
     python facenet_recfield.py --model_path model.pb --layers InceptionResnetV1/Conv2d_4a_3x3/convolution:0
 """
 
+import argparse
 import os
 import sys
+import tempfile
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
-import argparse  # noqa: E402
-import tempfile  # noqa: E402
-
-from utils import cli, facenet  # noqa: E402
-from utils.visualize import draw_receptive_fields  # noqa: E402
+from utils import cli, facenet, pipeline
 
 
 def parse_args(argv):
@@ -32,20 +28,20 @@ def parse_args(argv):
     facenet.add_model_arguments(parser)
     cli.add_common_arguments(parser, facenet.DEFAULT_LAYERS,
                              os.path.join(tempfile.gettempdir(), 'facenet_recfield'), default_batch_size=128)
-    return parser.parse_args(argv)
+    return cli.parse_args(parser, argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    cli.setup_logging(args.logging_level)
-    network, layers = facenet.open_model(args)
-    session, images_ph = network.session, network.images_ph
-    with session:
-        if layers is None:
-            return 0
-        imshape = [args.batch_size, network.image_size, network.image_size, 3]
-        draw_receptive_fields(session, images_ph, layers, imshape, facenet.VALUE_RANGE, args.out_dir,
-                              network.feed_dict)
+    net = facenet.load_network(facenet.find_path(args.model_path, args.facenet_dir))
+    layers = cli.prepare_layers(net.session.graph, net.images_ph, args)
+    if layers is not None:  # else --print_all_names printed the layers
+        # phase_train False (net.feed_dict): in training mode BatchNorm makes every pixel reach every feature.
+        forward_func = lambda x, layers=layers: net.session.run(  # noqa: E731
+            layers, feed_dict={net.images_ph: x, **net.feed_dict})
+        model = pipeline.Model(forward_func, layers, facenet.probe_shape(args, net), facenet.VALUE_RANGE)
+        pipeline.draw_receptive_fields(model, pipeline.measure_receptive_fields(model), args.out_dir)
+    net.session.close()
     return 0
 
 

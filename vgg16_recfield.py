@@ -14,35 +14,30 @@ gives the largest box instead.
     python vgg16_recfield.py --layers vgg_16/pool5/MaxPool:0 --image_size 224
 """
 
+import argparse
 import os
 import sys
+import tempfile
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
-import argparse  # noqa: E402
-import tempfile  # noqa: E402
-
-from utils import cli, vgg16  # noqa: E402
-from utils.visualize import draw_receptive_fields  # noqa: E402
+from utils import cli, pipeline, vgg16
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     cli.add_common_arguments(parser, vgg16.default_layers(), os.path.join(tempfile.gettempdir(), 'vgg16_recfield'))
     vgg16.add_arguments(parser)
-    return parser.parse_args(argv)
+    return cli.parse_args(parser, argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    cli.setup_logging(args.logging_level)
     session, images_ph = vgg16.build_session(args.image_size)
-    with session:
-        layers = cli.prepare_layers(session.graph, images_ph, args)
-        if layers is None:
-            return 0
-        imshape = [args.batch_size, args.image_size, args.image_size, 3]
-        draw_receptive_fields(session, images_ph, layers, imshape, vgg16.VALUE_RANGE, args.out_dir)
+    layers = cli.prepare_layers(session.graph, images_ph, args)
+    if layers is not None:  # else --print_all_names printed the layers
+        forward_func = lambda x, layers=layers: session.run(layers, feed_dict={images_ph: x})  # noqa: E731
+        model = pipeline.Model(forward_func, layers, vgg16.probe_shape(args), vgg16.VALUE_RANGE)
+        pipeline.draw_receptive_fields(model, pipeline.measure_receptive_fields(model), args.out_dir)
+    session.close()
     return 0
 
 

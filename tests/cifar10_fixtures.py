@@ -5,6 +5,7 @@ JPEG compression, so a test can tell which image and which place a picture shows
 (128..255) and blue dark (0..127), so that swapped colour channels show.
 """
 
+import glob
 import io
 import os
 import tarfile
@@ -12,10 +13,13 @@ import tarfile
 import numpy as np
 import pytest
 
+from utils import cifar10_train
 from utils.cifar10_input import BATCHES_DIR, IMAGE_SIZE, TEST_FILES, TRAIN_FILES
 
 RECORDS_PER_FILE = 60
 NUM_TRAIN_FILES = 2
+# Ops of the CIFAR-10 network that cifar10_activations.py builds, and ops only its training graph has.
+CIFAR10_OPS = {'images', 'conv1/conv1', 'pool1', 'norm1', 'conv2/conv2', 'pool2', 'softmax_linear/softmax_linear'}
 
 
 def make_records(num_records, seed):
@@ -78,3 +82,13 @@ def cifar10_data(tmp_path_factory):
     data_dir = str(tmp_path_factory.mktemp('cifar10_data'))
     labels, images = write_dataset(data_dir)
     return data_dir, labels, images
+
+
+@pytest.fixture(scope='session')
+def cifar10_train_dir(cifar10_data, tmp_path_factory):
+    """A training folder of utils/cifar10_train.py: checkpoints of steps 1 and 2, each with its .meta file."""
+    train_dir = str(tmp_path_factory.mktemp('cifar10_train'))
+    assert cifar10_train.main(['--data_dir', cifar10_data[0], '--train_dir', train_dir, '--max_steps', '2',
+                               '--save_steps', '1', '--batch_size', '8', '--logging_level', 'WARNING']) == 0
+    assert len(glob.glob(os.path.join(train_dir, '*.meta'))) == 2  # load_model alone would refuse this folder
+    return train_dir

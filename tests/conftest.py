@@ -1,26 +1,73 @@
 """Shared test setup: the project root on the import path, TensorFlow quiet and in TF1-compat graph mode."""
 
+import io
 import os
+import subprocess
 import sys
+import tarfile
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, REPO)
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from recfield import ReceptiveField  # noqa: E402
+from utils.pipeline import shard_bounds  # noqa: E402
+
 tf1 = tf.compat.v1
 
-# Session fixtures shared by several test modules, registered once (an import in each module would run them
-# once per module).
-pytest_plugins = ['shard_fixtures']
+# Fixtures shared by several test modules, registered once (an import in each module would run session
+# fixtures once per module). Test modules never import each other: what they share lives here or there.
+pytest_plugins = ['cifar10_fixtures', 'facenet_fixtures', 'model_fixtures', 'shard_fixtures']
+
+
+def run_script(script, *args, timeout=300):
+    """Runs a script of the repository as a user would (`python <script> <args>` from the repository root).
+
+    Returns:
+        the `subprocess.CompletedProcess`, with text stdout and stderr.
+    """
+    return subprocess.run([sys.executable, script, *map(str, args)], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def read_batches(dataset, start=0, stop=None):
+    """`dataset.read(start, stop)` (by default all of it) as a list of `(inputs, display_images, indices)`."""
+    return list(dataset.read(start, len(dataset) if stop is None else stop))
+
+
+def assert_shards_read_like_the_whole(dataset, num_shards):
+    """The shards of a `utils.pipeline.Dataset`, read one after another, give the batches of one whole read.
+
+    Also checks what every `read` must keep: each image in the batch of `index // batch_size`, inputs as
+    float32 and display images as uint8, one of each per index.
+
+    Returns:
+        the whole read (`read_batches`).
+    """
+    whole = read_batches(dataset)
+    sharded = [batch for shard_index in range(num_shards) for batch in
+               read_batches(dataset, *shard_bounds(len(dataset), dataset.batch_size, num_shards, shard_index))]
+    assert len(sharded) == len(whole)
+    for got, expected in zip(sharded, whole):
+        for got_part, expected_part in zip(got, expected):
+            np.testing.assert_array_equal(got_part, expected_part)
+    for inputs, display_images, indices in whole:
+        assert inputs.dtype == np.float32 and display_images.dtype == np.uint8
+        assert len(inputs) == len(display_images) == len(indices) > 0
+        assert len(set(indices // dataset.batch_size)) == 1, indices  # one batch per batch_size images
+    all_indices = np.concatenate([indices for _, _, indices in whole])
+    assert (np.diff(all_indices) > 0).all() and 0 <= all_indices[0] and all_indices[-1] < len(dataset)
+    return whole
 
 
 def build_session(build_graph):
@@ -33,24 +80,15 @@ def build_session(build_graph):
     return session, outputs
 
 
-class FakeRecfield:
-    """Stands in for recfield.ReceptiveField in picture tests: `.recfield` boxes and `.max()`.
+def grid_field(feat_h, feat_w, image_size, before=(2, 2), after=(3, 3)):
+    """A `recfield.ReceptiveField` with chosen boxes, for tests that need a field but no network.
 
     Feature pixel (y, x) sees the box from image pixel (2y - before[0], 2x - before[1]) to
     (2y + after[0], 2x + after[1]) (end-exclusive), clipped to an `image_size` square.
     """
-
-    def __init__(self, feat_h, feat_w, image_size, before=(2, 2), after=(3, 3)):
-        ys, xs = np.mgrid[0:feat_h, 0:feat_w]
-        self.recfield = np.stack([np.clip(2 * ys - before[0], 0, image_size),
-                                  np.clip(2 * xs - before[1], 0, image_size),
-                                  np.clip(2 * ys + after[0], 0, image_size),
-                                  np.clip(2 * xs + after[1], 0, image_size)], axis=-1).astype(np.int64)
-
-    def max(self):
-        heights = self.recfield[..., 2] - self.recfield[..., 0]
-        widths = self.recfield[..., 3] - self.recfield[..., 1]
-        return int(heights.max()), int(widths.max())
+    ys, xs = np.mgrid[0:feat_h, 0:feat_w]
+    boxes = np.stack([2 * ys - before[0], 2 * xs - before[1], 2 * ys + after[0], 2 * xs + after[1]], axis=-1)
+    return ReceptiveField.from_arrays(np.clip(boxes, 0, image_size).astype(np.int64), (image_size, image_size))
 
 
 class LoopbackServer:
@@ -84,7 +122,9 @@ class LoopbackServer:
         self._httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
         self._httpd.daemon_threads = True
         self.url = f'http://127.0.0.1:{self._httpd.server_address[1]}'
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        # A short poll interval: shutdown() waits for the next poll (0.5 s by default) after every test.
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={'poll_interval': 0.02},
+                                        daemon=True)
         self._thread.start()
 
     def close(self):
@@ -129,3 +169,28 @@ def write_mixed_images_dir(folder):
     image_paths = sorted(os.path.join(folder, name) for name in images)
     other_paths = sorted(os.path.join(folder, name) for name in ('corrupt.jpg', 'notes.txt'))
     return image_paths, other_paths
+
+
+def make_tar(members, mode='w:gz'):
+    """A tar archive in memory; `members` maps member names to bytes (or to None for a symlink to /etc)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode=mode) as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type, info.linkname = tarfile.SYMTYPE, '/etc/passwd'
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def send_half_then_hang_up(handler, body):
+    """Announces all of `body` (Content-Length), sends only its first half and closes the connection."""
+    handler.send_response(200)
+    handler.send_header('Content-Length', str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body[:len(body) // 2])
+    handler.wfile.flush()
+    handler.close_connection = True

@@ -1,21 +1,27 @@
-"""The VGG16 example scanned whole and in shards, once for the shard tests (`test_shards`, `test_dask_shards`).
+"""Examples for the pipeline, shard and state tests: VGG16 from the command line, and a network in numpy.
 
-Small settings: 12 tiles of 64 pixels in batches of 4, two layers, 3 images per channel, 4 channels drawn.
-The runs are subprocesses started together: a single run that draws the pictures, the two shards of a
-2-shard scan, the single shard of a 1-shard scan (the state of a single run), and shard 1 of 2 with another
---num_samples (a state that must not merge with the others).
+`vgg16_scans` runs the VGG16 example whole and in shards, once per session, as subprocesses started
+together (slow): 12 tiles of 64 pixels in batches of 4, two layers, 3 images per channel, 4 channels drawn.
+The runs: a single run that draws the pictures, the two shards of a 2-shard scan, the single shard of a
+1-shard scan (the state of a single run), and shard 1 of 2 with another --num_samples (a state that must not
+merge with the others).
+
+`BOX_FILTER_EXAMPLE` is a whole example without TensorFlow (quick): a 3x3 box filter and its negative with
+ReLU (`conv/Relu:0`), then a 2x2 max-pool of stride 2 (`pool/MaxPool:0`), on 12x12 grey images, written in
+numpy. Its inputs are multiples of 1/128, so TensorFlow computes the same maps exactly.
 """
 
+import argparse
+import concurrent.futures
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from utils import vgg16
+from conftest import run_script
+from utils import merge_activations, pipeline, vgg16
+from utils.cli import run_main
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYERS = [vgg16.relu_tensor_name(1, 2), vgg16.relu_tensor_name(3, 3)]
 FLAGS = ['--max_images', '12', '--image_size', '64', '--layers', ','.join(LAYERS), '--num_samples', '3',
          '--num_channels', '4', '--batch_size', '4']
@@ -28,28 +34,31 @@ RUNS = {
 }
 
 
-def run_script(script, *args, timeout=300):
-    """Runs a script of the repository; returns the CompletedProcess (text output)."""
-    return subprocess.run([sys.executable, script, *map(str, args)], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
+def run_scripts_together(runs, timeout=300):
+    """Runs scripts at the same time (`conftest.run_script` each); `runs` are `(script, *args)` tuples.
+
+    Returns:
+        their `subprocess.CompletedProcess`es, in the order of `runs`.
+    """
+    with concurrent.futures.ThreadPoolExecutor(len(runs)) as executor:
+        return list(executor.map(lambda run: run_script(*run, timeout=timeout), runs))
 
 
 @pytest.fixture(scope='session')
 def vgg16_scans(tmp_path_factory):
     """`{run: (out_dir, CompletedProcess)}` for the runs of `RUNS`, all finished successfully."""
     root = tmp_path_factory.mktemp('vgg16_scans')
-    processes = {}
-    for name, flags in RUNS.items():
-        out_dir = root / name
-        processes[name] = out_dir, subprocess.Popen(
-            [sys.executable, 'vgg16_activations.py', *FLAGS, *flags, '--out_dir', str(out_dir)], cwd=REPO,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    results = {}
-    for name, (out_dir, process) in processes.items():
-        stdout, stderr = process.communicate(timeout=300)
-        results[name] = out_dir, subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-        assert process.returncode == 0, f'{name}: {stderr}'
-    return results
+    out_dirs = {name: root / name for name in RUNS}
+    results = run_scripts_together([('vgg16_activations.py', *FLAGS, *flags, '--out_dir', out_dirs[name])
+                                    for name, flags in RUNS.items()])
+    for name, result in zip(RUNS, results):
+        assert result.returncode == 0, f'{name}: {result.stderr}'
+    return {name: (out_dirs[name], result) for name, result in zip(RUNS, results)}
+
+
+def merge(paths, out_dir, *flags):
+    """Runs utils/merge_activations.py on state files in this process; returns its exit status."""
+    return run_main(merge_activations.main, ['--states', *map(str, paths), '--out_dir', str(out_dir), *flags])
 
 
 def shard_state_paths(scans, *runs):
@@ -70,3 +79,61 @@ def assert_same_state(state, expected):
     assert state.image_ids == expected.image_ids
     assert state.field == expected.field and state.num_channels == expected.num_channels
     assert {**state.run, 'num_shards': 0} == {**expected.run, 'num_shards': 0}
+
+
+# -- the box-filter example, in numpy ---------------------------------------------------------------------------
+
+BOX_LAYERS = [pipeline.Layer('conv/Relu:0', 2), pipeline.Layer('pool/MaxPool:0', 2)]
+BOX_IMAGE_SIZE = 12
+BOX_IMSHAPE = [4, BOX_IMAGE_SIZE, BOX_IMAGE_SIZE, 1]
+BOX_VALUE_RANGE = (-1.0, 1.0)
+# What pipeline.measure_receptive_fields prints for it: the fields follow from the two layers' arithmetic.
+BOX_DESCRIPTIONS = [
+    'conv/Relu:0 feature map is of shape 12x12x2 and has receptive field 3x3 (stride 1x1, padding 1x1)',
+    'pool/MaxPool:0 feature map is of shape 6x6x2 and has receptive field 4x4 (stride 2x2, padding 1x1)',
+]
+
+
+def box_filter_maps(batch, layers=BOX_LAYERS):
+    """The feature maps of `layers` (some of `BOX_LAYERS`) for a float32 batch `[n, 12, 12, 1]`."""
+    images = np.asarray(batch, np.float32)[..., 0]
+    num_images, height, width = images.shape
+    padded = np.pad(images, ((0, 0), (1, 1), (1, 1)))  # SAME padding with zeros
+    total = sum(padded[:, dy:dy + height, dx:dx + width] for dy in range(3) for dx in range(3))
+    conv = np.maximum(np.stack([total, -total], axis=-1), 0)
+    pool = conv.reshape(num_images, height // 2, 2, width // 2, 2, 2).max(axis=(2, 4))
+    maps = {'conv/Relu:0': conv, 'pool/MaxPool:0': pool}
+    return [maps[layer.name] for layer in layers]
+
+
+def box_filter_images(num_images, seed=0):
+    """`(inputs, display_images)`: float32 `[n, 12, 12, 1]` in multiples of 1/128, and the same as uint8 BGR."""
+    grey = np.random.default_rng(seed).integers(0, 256, (num_images, BOX_IMAGE_SIZE, BOX_IMAGE_SIZE, 1))
+    return ((grey - 128) / 128).astype(np.float32), np.repeat(grey, 3, axis=-1).astype(np.uint8)
+
+
+def open_box_filter_model(args):
+    """The box-filter network as a `pipeline.Model` (it ignores `args`)."""
+    return pipeline.Model(box_filter_maps, BOX_LAYERS, BOX_IMSHAPE, BOX_VALUE_RANGE, model_id='box filter 3x3')
+
+
+def open_box_filter_dataset(args, model=None):
+    """`args.num_images` images of `box_filter_images` in batches of `args.batch_size`, named `grey-<i>.png`."""
+    inputs, display_images = box_filter_images(args.num_images)
+
+    def read(start, stop):
+        for first in range(start, stop, args.batch_size):
+            last = min(first + args.batch_size, stop)
+            yield inputs[first:last], display_images[first:last], np.arange(first, last)
+    return pipeline.Dataset([f'grey-{index}.png' for index in range(args.num_images)], args.batch_size, read)
+
+
+BOX_FILTER_EXAMPLE = pipeline.Example('box_filter', open_box_filter_model, open_box_filter_dataset)
+
+
+def box_filter_args(out_dir, **flags):
+    """The flags an `*_activations.py` script would parse for the box-filter example (`utils.shards.run`)."""
+    values = dict(num_images=10, batch_size=4, num_samples=3, num_channels=0, layers=[layer.name for layer in
+                  BOX_LAYERS], out_dir=str(out_dir), tensorboard_dir=None, print_all_names=False, num_shards=None,
+                  shard_index=None, dask_scheduler=None, dask_workers=None)
+    return argparse.Namespace(**{**values, **flags})

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from activations import Activations, TopActivations
-from conftest import FakeRecfield
+from conftest import grid_field
 
 NUM_IMAGES, IMAGE_SIZE = 40, 12
 FEAT_H, FEAT_W, CHANNELS = 5, 6, 7
@@ -576,10 +576,10 @@ def test_nan_in_first_batch_and_not_at_the_maximum():
 
 # -- Activations (one channel) ------------------------------------------------------------------------------
 
-def fake_recfield():
+def grid_recfield():
     """Feature pixel (y, x) sees the 5x5 box centred on image pixel (2y, 2x) of a 12x12 image, clipped: row 0
     and column 0 are clipped at the top/left, column 5 at the right."""
-    return FakeRecfield(FEAT_H, FEAT_W, IMAGE_SIZE)
+    return grid_field(FEAT_H, FEAT_W, IMAGE_SIZE)
 
 
 def test_activations_match_brute_force():
@@ -632,7 +632,7 @@ def planted_activations():
 def test_retrieve_full_column():
     """Full column: (n*(H+2), W+2, 3), each image in its bordered cell with its box outlined in green."""
     single, kept_images = planted_activations()
-    full, _ = single.retrieve(fake_recfield())
+    full, _ = single.retrieve(grid_recfield())
     assert full.dtype == np.uint8 and full.shape == (4 * (IMAGE_SIZE + 2), IMAGE_SIZE + 2, 3)
     boxes = [[0, 0, 3, 3], [6, 8, 11, 12], [2, 4, 7, 9], [0, 0, 5, 3]]
     for number, (image, (y1, x1, y2, x2)) in enumerate(zip(kept_images, boxes)):
@@ -649,8 +649,8 @@ def test_retrieve_full_column():
 def test_retrieve_crop_column():
     """Crop column: (n*(maxh+2), maxw+2, 3); each cell holds its box's pixels, clipped boxes padded above/left."""
     single, kept_images = planted_activations()
-    _, crop = single.retrieve(fake_recfield())
-    assert fake_recfield().max() == (5, 5)
+    _, crop = single.retrieve(grid_recfield())
+    assert grid_recfield().max() == (5, 5)
     assert crop.dtype == np.uint8 and crop.shape == (4 * 7, 7, 3)
     cells = [crop[number * 7:(number + 1) * 7] for number in range(4)]
     for cell in cells:

@@ -1,15 +1,16 @@
-"""The CIFAR-10 example: the network's names, training and resuming, and both scripts end to end.
+"""The CIFAR-10 example: the network's names, training and resuming, the model as the pipeline opens it, and
+both scripts end to end.
 
-The scripts run as subprocesses from the repository root on a generated dataset of 120 images
-(`cifar10_fixtures`) with a checkpoint trained for 5 steps. Their pictures are checked against a brute-force
+The scripts run as subprocesses from the repository root on a generated dataset of 120 images with a
+checkpoint trained for 2 steps (`cifar10_fixtures`). Their pictures are checked against a brute-force
 computation: every feature map of every scanned image, the strongest images of each channel found by sorting,
 and the receptive-field boxes in closed form. Bad input runs `main` in this process, which is faster.
 """
 
+import argparse
 import os
 import re
 import shutil
-import subprocess
 import sys
 
 import cv2
@@ -19,16 +20,16 @@ import tensorflow as tf
 
 import cifar10_activations
 import cifar10_recfield
-from cifar10_fixtures import cifar10_data  # noqa: F401 (a fixture)
-from utils import cifar10_model, cifar10_train
+from conftest import run_script
+from utils import cifar10_input, cifar10_model, cifar10_train, pipeline
 from utils.cifar10_input import BATCHES_DIR, TRAIN_FILES
 from utils.cli import run_main
 from utils.layers import file_stem
+from utils.load import checkpoint_files
 
 tf1 = tf.compat.v1
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LINE = re.compile(r'^(\S+) feature map is of shape (\d+x\d+x\d+) and has receptive field (.+)$')
-TRAIN_STEPS = 5
+TRAIN_STEPS = 2  # the steps of the cifar10_train_dir fixture, which saves every step
 BATCH_SIZE = 32
 NUM_BATCHES = 2
 CROP = 24
@@ -43,12 +44,6 @@ BOXES = {'conv1/conv1:0': lambda m: (m - 2, m + 3), 'conv2/conv2:0': lambda m: (
 FIELDS = {'conv1/conv1:0': '5x5 (stride 1x1, padding 2x2)', 'conv2/conv2:0': '15x15 (stride 2x2, padding 6x6)'}
 
 
-def run_script(script, *args):
-    """Runs an example script from the repository root; returns the CompletedProcess (text output)."""
-    return subprocess.run([sys.executable, script, *map(str, args)], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
-
-
 def strings(*items):
     """Command-line arguments as strings (numbers and paths allowed)."""
     return [str(item) for item in items]
@@ -59,15 +54,10 @@ def printed_fields(stdout):
     return {match[1]: (match[2], match[3]) for match in map(LINE.match, stdout.splitlines()) if match}
 
 
-@pytest.fixture(scope='module')
-def trained(cifar10_data, tmp_path_factory):  # noqa: F811
-    """`(train_dir, data_dir, labels, images)`: the network trained for TRAIN_STEPS steps on the generated data."""
-    data_dir, labels, images = cifar10_data
-    train_dir = str(tmp_path_factory.mktemp('cifar10_train'))
-    status = cifar10_train.main(strings('--data_dir', data_dir, '--train_dir', train_dir, '--max_steps', TRAIN_STEPS,
-                                        '--batch_size', BATCH_SIZE, '--save_steps', 3))
-    assert status == 0
-    return train_dir, data_dir, labels, images
+@pytest.fixture
+def trained(cifar10_train_dir, cifar10_data):
+    """`(train_dir, data_dir, labels, images)`: the shared training folder (`cifar10_fixtures`) and its data."""
+    return (cifar10_train_dir, *cifar10_data)
 
 
 # -- the network ----------------------------------------------------------------------------------------------
@@ -94,7 +84,7 @@ def test_network_has_the_tutorial_names_shapes_and_variables():
 def test_training_writes_checkpoints(trained):
     train_dir = trained[0]
     assert tf1.train.latest_checkpoint(train_dir).endswith(f'model.ckpt-{TRAIN_STEPS}')
-    assert os.path.isfile(os.path.join(train_dir, 'model.ckpt-3.index'))
+    assert os.path.isfile(os.path.join(train_dir, f'model.ckpt-{TRAIN_STEPS - 1}.index'))
     reader = tf1.train.load_checkpoint(train_dir)
     assert reader.get_tensor('global_step') == TRAIN_STEPS
     assert reader.get_variable_to_shape_map()['conv2/weights'] == [5, 5, 64, 64]
@@ -181,6 +171,7 @@ def assert_nearest(cell, candidates, expected, what):
     assert distances[expected] < 0.5 * others.min(), (what, distances[expected], np.sort(others)[:3])
 
 
+@pytest.mark.slow
 def test_activations_pictures_match_brute_force(trained, tmp_path):
     train_dir, data_dir, _, images = trained
     num_channels, num_samples = 4, 3
@@ -222,8 +213,45 @@ def test_activations_pictures_match_brute_force(trained, tmp_path):
         assert red_minus_blue > 100, 'the pictures are not in BGR order'  # red is 128 brighter than blue
 
 
+# -- open_model: the example's model as the pipeline opens it ---------------------------------------------
+
+def example_flags(train_dir, data_dir, **flags):
+    """The flags of cifar10_activations.py that `cifar10_model.open_model` and `cifar10_input.open_dataset` read."""
+    defaults = dict(train_dir=train_dir, data_dir=data_dir, cifar10_dir=None, batch_size=BATCH_SIZE, batches=1,
+                    layers=[','.join(BOXES)])
+    return argparse.Namespace(**{**defaults, **flags})
+
+
+def test_model_runs_the_latest_checkpoint(trained):
+    train_dir, data_dir, _, images = trained
+    flags = example_flags(train_dir, data_dir)
+    with cifar10_model.open_model(flags) as model:
+        assert model.layers == [pipeline.Layer('conv1/conv1:0', 64), pipeline.Layer('conv2/conv2:0', 64)]
+        assert model.imshape == [BATCH_SIZE, CROP, CROP, 3] and model.value_range == cifar10_model.VALUE_RANGE
+        latest = tf1.train.latest_checkpoint(train_dir)
+        assert latest.endswith(f'model.ckpt-{TRAIN_STEPS}')
+        assert model.model_id == pipeline.model_id('cifar10', checkpoint_files(latest))
+        assert model.model_id.startswith(f'cifar10 model.ckpt-{TRAIN_STEPS}.index+model.ckpt-{TRAIN_STEPS}.data-')
+        [(inputs, _, indices)] = cifar10_input.open_dataset(flags).read(0, BATCH_SIZE)
+        np.testing.assert_array_equal(indices, np.arange(BATCH_SIZE))
+        expected = brute_force_features(train_dir, images[:BATCH_SIZE, 4:28, 4:28])
+        for layer, feature_map in zip(model.layers, model.run(inputs)):
+            np.testing.assert_allclose(feature_map, expected[layer.name], rtol=1e-4, atol=1e-4, err_msg=layer.name)
+        [conv2] = model.layer_forward_func(1)(inputs)
+        np.testing.assert_allclose(conv2, expected['conv2/conv2:0'], rtol=1e-4, atol=1e-4)
+    with pytest.raises(RuntimeError):  # closed with the with-block
+        model.run(inputs)
+    assert cifar10_model.EXAMPLE == pipeline.Example('cifar10', cifar10_model.open_model, cifar10_input.open_dataset)
+
+
+def test_model_without_a_checkpoint_names_the_training_command(trained, tmp_path):
+    with pytest.raises(FileNotFoundError, match='no checkpoint in .*utils/cifar10_train.py'):
+        cifar10_model.open_model(example_flags(str(tmp_path), trained[1]))
+
+
 # -- cifar10_recfield.py --------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_recfield_needs_no_checkpoint(tmp_path):
     result = run_script('cifar10_recfield.py', '--train_dir', tmp_path / 'no-checkpoints', '--out_dir',
                         tmp_path / 'out', '--batch_size', 16)

@@ -1,15 +1,15 @@
-"""utils/cifar10_input.py: the input pipeline against numpy, file checks, and the download against a real
-HTTP server on 127.0.0.1 serving generated archives."""
+"""utils/cifar10_input.py: the input pipeline against numpy, the example's dataset, file checks, and the
+download against a real HTTP server on 127.0.0.1 serving generated archives."""
 
+import argparse
 import hashlib
 import os
 
 import numpy as np
 import pytest
 
-from cifar10_fixtures import cifar10_data, full_dataset_archive  # noqa: F401 (a fixture)
-from conftest import send_bytes
-from test_download import make_tar, send_half_then_hang_up
+from cifar10_fixtures import full_dataset_archive
+from conftest import assert_shards_read_like_the_whole, make_tar, send_bytes, send_half_then_hang_up
 from utils import cifar10_input
 from utils.cifar10_input import BATCHES_DIR, RECORD_BYTES, TEST_FILES, TRAIN_FILES
 
@@ -22,7 +22,7 @@ def standardize(crops):
     return (crops - mean) / np.maximum(std, 1 / np.sqrt(crops[0].size))
 
 
-def test_eval_pipeline_gives_standardised_centre_crops_in_order(cifar10_data):  # noqa: F811
+def test_eval_pipeline_gives_standardised_centre_crops_in_order(cifar10_data):
     data_dir, labels, images = cifar10_data
     paths = cifar10_input.find_batch_files(data_dir)
     assert [os.path.basename(path) for path in paths] == list(TRAIN_FILES[:2])
@@ -37,7 +37,7 @@ def test_eval_pipeline_gives_standardised_centre_crops_in_order(cifar10_data):  
     np.testing.assert_allclose(inputs, standardize(crops), atol=1e-4)
 
 
-def test_scan_takes_at_most_the_batches_the_data_holds(cifar10_data, caplog):  # noqa: F811
+def test_scan_takes_at_most_the_batches_the_data_holds(cifar10_data, caplog):
     paths = cifar10_input.find_batch_files(cifar10_data[0])
     batches, num_batches = cifar10_input.scan_batches(paths, 32, 390)
     assert num_batches == 3 and 'fewer than --batches 390' in caplog.text
@@ -47,7 +47,7 @@ def test_scan_takes_at_most_the_batches_the_data_holds(cifar10_data, caplog):  #
         cifar10_input.scan_batches(paths, 500, 390)
 
 
-def test_training_pipeline_gives_random_crops_and_mirror_images(cifar10_data):  # noqa: F811
+def test_training_pipeline_gives_random_crops_and_mirror_images(cifar10_data):
     data_dir, labels, images = cifar10_data
     paths = cifar10_input.find_batch_files(data_dir)
     batches = cifar10_input.dataset(paths, 16, train=True, seed=3).take(10)  # 160 > 120 images: it repeats
@@ -66,7 +66,39 @@ def test_training_pipeline_gives_random_crops_and_mirror_images(cifar10_data):  
     assert len(offsets) > 10 and 0 < mirrored < 160
 
 
-def test_folder_of_the_batch_files_itself_is_accepted(cifar10_data):  # noqa: F811
+# -- open_dataset: the example's dataset --------------------------------------------------------------------
+
+def open_dataset(data_dir, batch_size, batches):
+    """`cifar10_input.open_dataset` with the scripts' flags."""
+    return cifar10_input.open_dataset(argparse.Namespace(data_dir=data_dir, batch_size=batch_size, batches=batches))
+
+
+def test_dataset_names_the_records_of_the_first_batches(cifar10_data):
+    dataset = open_dataset(cifar10_data[0], 16, 5)
+    assert len(dataset) == 80 and dataset.batch_size == 16
+    assert dataset.ids[:2] == ['data_batch_1.bin:0', 'data_batch_1.bin:1']
+    assert dataset.ids[59:61] == ['data_batch_1.bin:59', 'data_batch_2.bin:0']  # 60 records per file
+    assert dataset.ids[-1] == 'data_batch_2.bin:19'
+
+
+def test_dataset_has_at_most_the_batches_the_data_holds(cifar10_data, caplog):
+    dataset = open_dataset(cifar10_data[0], 32, 390)
+    assert len(dataset) == 96 and 'fewer than --batches 390' in caplog.text
+
+
+@pytest.mark.parametrize('num_shards', [2, 3, 7])
+def test_dataset_shards_read_the_batches_of_a_whole_read(cifar10_data, num_shards):
+    _, labels, images = cifar10_data
+    dataset = open_dataset(cifar10_data[0], 16, 7)
+    whole = assert_shards_read_like_the_whole(dataset, num_shards)
+    inputs, display, indices = (np.concatenate(parts) for parts in zip(*whole))
+    np.testing.assert_array_equal(indices, np.arange(112))
+    crops = images[:112, 4:28, 4:28]
+    np.testing.assert_array_equal(display, crops[..., ::-1])  # BGR, as the pictures are drawn
+    np.testing.assert_allclose(inputs, standardize(crops), atol=1e-4)
+
+
+def test_folder_of_the_batch_files_itself_is_accepted(cifar10_data):
     data_dir = cifar10_data[0]
     assert cifar10_input.find_batch_files(os.path.join(data_dir, BATCHES_DIR)) == \
         cifar10_input.find_batch_files(data_dir)
@@ -83,7 +115,7 @@ def test_missing_data_says_how_to_get_it(tmp_path):
     (lambda data: b'', 'truncated or corrupt'),
     (lambda data: data[:RECORD_BYTES] + bytes([12]) + data[RECORD_BYTES + 1:], 'record 1 has label 12'),
 ], ids=['truncated', 'empty', 'bad-label'])
-def test_damaged_batch_file_is_named(tmp_path, cifar10_data, damage, message):  # noqa: F811
+def test_damaged_batch_file_is_named(tmp_path, cifar10_data, damage, message):
     source = os.path.join(cifar10_data[0], BATCHES_DIR)
     for name in os.listdir(source):
         data = open(os.path.join(source, name), 'rb').read()

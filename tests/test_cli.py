@@ -1,13 +1,17 @@
-"""Tests of `utils/cli.py`: the common flags, and bad input turned into a one-line error with exit code 2."""
+"""Tests of `utils/cli.py`: the common flags, finding the layers, and bad input turned into a one-line error
+with exit code 2."""
 
 import argparse
 
 import pytest
+import tensorflow as tf
 
+from conftest import tf1
 from utils import cli
 
 
 def parser_with_all_flags():
+    """A parser with the flags of an `*_activations.py` script."""
     parser = argparse.ArgumentParser()
     cli.add_common_arguments(parser, ['net/conv1:0', 'net/conv2:0'], '/tmp/out')
     cli.add_activation_arguments(parser)
@@ -19,6 +23,7 @@ def test_defaults():
     assert cli.layer_names(args.layers) == ['net/conv1:0', 'net/conv2:0'] and args.out_dir == '/tmp/out'
     assert (args.num_channels, args.num_samples, args.batch_size) == (10, 5, 16)
     assert args.logging_level == 'WARNING' and not args.print_all_names
+    assert args.tensorboard_dir is None and (args.num_shards, args.shard_index, args.dask_scheduler) == (None,) * 3
 
 
 def test_flags_are_parsed():
@@ -40,11 +45,52 @@ def test_count_or_all(text, value):
     assert cli.count_or_all(text) == value
 
 
+@pytest.mark.parametrize('parse, text, value', [(cli.non_negative_int, '0', 0), (cli.non_negative_int, '3', 3),
+                                                (cli.positive_int, '1', 1)])
+def test_counts(parse, text, value):
+    assert parse(text) == value
+
+
 @pytest.mark.parametrize('parse, text', [(cli.count_or_all, '-1'), (cli.count_or_all, 'many'),
-                                         (cli.positive_int, '0'), (cli.positive_int, '2.5')])
+                                         (cli.positive_int, '0'), (cli.positive_int, '2.5'),
+                                         (cli.non_negative_int, '-1'), (cli.non_negative_int, 'all')])
 def test_bad_counts(parse, text):
     with pytest.raises(argparse.ArgumentTypeError):
         parse(text)
+
+
+@pytest.fixture(scope='module')
+def conv_graph():
+    """`(graph, images)`: images [None, 8, 8, 3] -> conv [None, 8, 8, 2]."""
+    graph = tf.Graph()
+    with graph.as_default():
+        images = tf1.placeholder(tf.float32, [None, 8, 8, 3], name='images')
+        tf.nn.conv2d(images, tf.ones([3, 3, 3, 2]), 1, 'SAME', name='conv')
+    return graph, images
+
+
+def test_find_layers_writes_nothing_and_prepare_layers_makes_the_output_folders(conv_graph, tmp_path):
+    graph, images = conv_graph
+    args = parser_with_all_flags().parse_args(['--layers', 'conv', '--out_dir', str(tmp_path / 'out'),
+                                               '--tensorboard_dir', str(tmp_path / 'logs')])
+    assert [layer.name for layer in cli.find_layers(graph, images, args)] == ['conv:0']
+    assert list(tmp_path.iterdir()) == []
+    assert [layer.name for layer in cli.prepare_layers(graph, images, args)] == ['conv:0']
+    assert (tmp_path / 'out').is_dir() and (tmp_path / 'logs').is_dir()
+
+
+def test_prepare_layers_prints_all_names_and_returns_none(conv_graph, tmp_path, capsys):
+    graph, images = conv_graph
+    args = parser_with_all_flags().parse_args(['--print_all_names', '--out_dir', str(tmp_path / 'out')])
+    assert cli.prepare_layers(graph, images, args) is None
+    assert capsys.readouterr().out == 'conv:0 (None, 8, 8, 2)\n'
+    assert not (tmp_path / 'out').exists()
+
+
+def test_find_layers_names_an_unknown_layer(conv_graph):
+    args = parser_with_all_flags().parse_args(['--layers', 'conv:0,conv:1'])
+    with pytest.raises(ValueError, match="no layer 'conv:1'"):
+        cli.find_layers(*conv_graph, args)
 
 
 def test_bad_flag_exits_with_2(capsys):
@@ -64,6 +110,7 @@ def test_bad_input_is_one_line_and_exit_code_2(error, capsys):
 
 
 def test_run_main_returns_mains_value_and_lets_bugs_through():
-    assert cli.run_main(lambda argv: 0, []) == 0
+    assert cli.run_main(lambda argv: 0, []) == 0 and cli.run_main(lambda argv: 3, []) == 3
+    assert cli.run_main(lambda argv: None, []) == 0  # a main that just ends succeeded
     with pytest.raises(KeyError):
         cli.run_main(lambda argv: {}['bug'], [])

@@ -2,6 +2,7 @@
 
 The merged states must equal those of a single process (`shard_fixtures.vgg16_scans`), also when the worker
 running a task is killed in the middle of it: the scheduler runs the task again on a worker that is alive.
+All slow: a cluster, and the VGG16 example.
 """
 
 import concurrent.futures
@@ -15,11 +16,13 @@ import pytest
 from distributed import LocalCluster
 
 import vgg16_activations
-from shard_fixtures import FLAGS, LAYERS, assert_same_state, run_script, shard_state_paths
-from utils import dask_shards, shards
+from conftest import run_script
+from shard_fixtures import FLAGS, LAYERS, assert_same_state, shard_state_paths
+from utils import dask_shards, vgg16
 from utils.cli import run_main
-from utils.shards import ShardState
+from utils.states import ShardState, state_path
 
+pytestmark = pytest.mark.slow
 WAIT_S = 60  # every wait is bounded
 
 
@@ -40,7 +43,7 @@ def single_states(vgg16_scans):
 
 def scan(cluster, num_shards, task=dask_shards.scan_shard_task):
     args = vgg16_activations.parse_args(FLAGS)
-    return dask_shards.scan_on_dask(cluster.scheduler_address, 'vgg16', args, num_shards, task=task)
+    return dask_shards.scan_on_dask(cluster.scheduler_address, vgg16.EXAMPLE, args, num_shards, task=task)
 
 
 def test_tasks_on_two_workers_give_the_state_of_one_process(cluster, single_states):
@@ -90,7 +93,7 @@ def test_the_error_of_a_task_reaches_the_client(cluster):
     # the stream of its first bar).
     args = vgg16_activations.parse_args([*FLAGS, '--layers', 'vgg_16/conv9/Relu:0'])
     with pytest.raises(ValueError, match="no layer 'vgg_16/conv9/Relu:0'"):
-        dask_shards.scan_on_dask(cluster.scheduler_address, 'vgg16', args, 2)
+        dask_shards.scan_on_dask(cluster.scheduler_address, vgg16.EXAMPLE, args, 2)
 
 
 def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path, capsys):
@@ -112,4 +115,4 @@ def test_local_cluster_from_the_command_line_draws_what_one_process_draws(vgg16_
     names = sorted(name for name in os.listdir(single_dir))
     assert [(tmp_path / name).read_bytes() for name in names] == [(single_dir / name).read_bytes() for name in names]
     for layer in LAYERS:
-        assert_same_state(ShardState.load(shards.state_path(str(tmp_path), layer)), single_states[layer])
+        assert_same_state(ShardState.load(state_path(str(tmp_path), layer)), single_states[layer])

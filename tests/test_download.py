@@ -2,30 +2,12 @@
 unsafe archives."""
 
 import hashlib
-import io
 import os
-import tarfile
 
 import pytest
 
-from conftest import send_bytes
+from conftest import make_tar, send_bytes, send_half_then_hang_up
 from utils.download import download, extract_tar
-
-
-def make_tar(members, mode='w:gz'):
-    """A tar archive in memory; `members` maps member names to bytes (or to None for a symlink to /etc)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode=mode) as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            if data is None:
-                info.type, info.linkname = tarfile.SYMTYPE, '/etc/passwd'
-                tar.addfile(info)
-            else:
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
 
 ARCHIVE = make_tar({'dataset/a.bin': b'a' * 5000, 'dataset/b.bin': b'b' * 300})
 
@@ -45,16 +27,6 @@ def test_wrong_md5_leaves_nothing(http_server, tmp_path):
     with pytest.raises(ValueError, match='MD5'):
         download(http_server.url + '/data.tar.gz', str(tmp_path / 'data.tar.gz'), md5='0' * 32)
     assert os.listdir(tmp_path) == []
-
-
-def send_half_then_hang_up(handler, body):
-    """Announces all of `body` (Content-Length), sends only its first half and closes the connection."""
-    handler.send_response(200)
-    handler.send_header('Content-Length', str(len(body)))
-    handler.end_headers()
-    handler.wfile.write(body[:len(body) // 2])
-    handler.wfile.flush()
-    handler.close_connection = True
 
 
 def test_connection_dropped_midway_leaves_nothing(http_server, tmp_path):

@@ -2,18 +2,16 @@
 the old cookie confirmation, the current form confirmation, and error pages."""
 
 import os
-import subprocess
-import sys
 import urllib.parse
 
 import pytest
 
-from conftest import send_bytes
+from conftest import run_script, send_bytes
 from utils import download_from_gdrive as gdrive
+from utils.cli import run_main
 
 FILE_ID = '0B5MzpY9kBtDVZ2RpVDYwWmxoSUk'
 CONTENT = bytes(range(256)) * 4000  # about 1 MB, several chunks
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def query(path):
@@ -135,7 +133,6 @@ def test_http_error_and_unreachable_server(drive, tmp_path):
 def test_command_line(drive, tmp_path, monkeypatch, capsys):
     drive.routes['/uc'] = lambda handler: send_html(handler, QUOTA_PAGE)
     monkeypatch.setattr(gdrive, 'DRIVE_URL', drive.uc_url)
-    from utils.cli import run_main
     assert run_main(gdrive.main, [FILE_ID, str(tmp_path / 'model.zip')]) == 2
     assert capsys.readouterr().err.startswith('error: Google Drive sent a web page')
     drive.routes['/uc'] = lambda handler: send_bytes(handler, CONTENT)
@@ -144,7 +141,6 @@ def test_command_line(drive, tmp_path, monkeypatch, capsys):
 
 
 def test_runs_as_a_script_from_the_repository_root():
-    result = subprocess.run([sys.executable, 'utils/download_from_gdrive.py', '--help'], cwd=ROOT,
-                            capture_output=True, text=True, timeout=60)
+    result = run_script('utils/download_from_gdrive.py', '--help', timeout=60)
     assert result.returncode == 0, result.stderr
     assert 'FILE_ID' in result.stdout.upper() and 'destination' in result.stdout

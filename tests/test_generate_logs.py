@@ -1,39 +1,23 @@
 """utils/generate_logs.py: a model's graph in a TensorBoard event file, read back with TensorBoard's reader.
 
-Models: the frozen graph and the checkpoint folder of `test_load` (ops `input`, `scale`, `output`), and a
-CIFAR-10 training folder of `utils/cifar10_train.py` (two checkpoints, each with its `.meta`). The script runs
+Models: the frozen graph and the checkpoint folder of `model_fixtures` (ops `input`, `scale`, `output`), and
+the CIFAR-10 training folder of `cifar10_fixtures` (two checkpoints, each with its `.meta`). The script runs
 once as a subprocess from the repository root; other cases run `main` in this process, which is faster.
 """
 
 import glob
 import os
-import subprocess
-import sys
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from cifar10_fixtures import cifar10_data  # noqa: F401 (a fixture)
-from conftest import tf1
-from test_load import saved_models  # noqa: F401 (a fixture)
-from utils import cifar10_train, generate_logs
+from cifar10_fixtures import CIFAR10_OPS
+from conftest import run_script, tf1
+from utils import generate_logs
 from utils.cli import run_main
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REMINDER = 'operation "my/op" outputs the tensor "my/op:0"'
-# Ops of the CIFAR-10 network that cifar10_activations.py builds, and ops only its training graph has.
-CIFAR10_OPS = {'images', 'conv1/conv1', 'pool1', 'norm1', 'conv2/conv2', 'pool2', 'softmax_linear/softmax_linear'}
 TRAINING_OPS = {'labels', 'total_loss', 'global_step'}
-
-
-@pytest.fixture(scope='session')
-def cifar10_train_dir(cifar10_data, tmp_path_factory):  # noqa: F811
-    """A training folder of utils/cifar10_train.py: checkpoints of steps 1 and 2, each with its .meta file."""
-    train_dir = str(tmp_path_factory.mktemp('cifar10_train'))
-    assert cifar10_train.main(['--data_dir', cifar10_data[0], '--train_dir', train_dir, '--max_steps', '2',
-                               '--save_steps', '1', '--batch_size', '8', '--logging_level', 'WARNING']) == 0
-    assert len(glob.glob(os.path.join(train_dir, '*.meta'))) == 2  # load_model alone would refuse this folder
-    return train_dir
 
 
 def read_graph(logdir):
@@ -52,10 +36,11 @@ def generate(capsys, *args):
     return status, captured.out, captured.err
 
 
-def test_frozen_graph_as_a_script(saved_models, tmp_path):  # noqa: F811
+@pytest.mark.slow
+def test_frozen_graph_as_a_script(saved_models, tmp_path):
     logdir = tmp_path / 'logs'
-    result = subprocess.run([sys.executable, 'utils/generate_logs.py', '--model', str(saved_models / 'frozen.pb'),
-                             '--logdir', str(logdir)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    result = run_script('utils/generate_logs.py', '--model', saved_models / 'frozen.pb', '--logdir', logdir,
+                        timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f'tensorboard --logdir {logdir}\n' in result.stdout
     assert REMINDER in result.stdout
@@ -64,7 +49,7 @@ def test_frozen_graph_as_a_script(saved_models, tmp_path):  # noqa: F811
     assert {'input', 'output'} < read_graph(logdir)
 
 
-def test_checkpoint_folder(saved_models, tmp_path, capsys):  # noqa: F811
+def test_checkpoint_folder(saved_models, tmp_path, capsys):
     status, out, _ = generate(capsys, '--model', saved_models / 'checkpoints', '--logdir', tmp_path)
     assert status == 0 and f'tensorboard --logdir {tmp_path}' in out
     assert {'input', 'scale', 'output', 'save/restore_all'} <= read_graph(tmp_path)  # the .meta graph, as saved
@@ -77,7 +62,7 @@ def test_cifar10_training_folder_gives_the_network_the_scripts_build(cifar10_tra
     assert CIFAR10_OPS <= names and not TRAINING_OPS & names
 
 
-def test_logdir_with_a_space_is_quoted_in_the_command(saved_models, tmp_path, capsys):  # noqa: F811
+def test_logdir_with_a_space_is_quoted_in_the_command(saved_models, tmp_path, capsys):
     logdir = tmp_path / 'my logs'
     status, out, _ = generate(capsys, '--model', saved_models / 'frozen.pb', '--logdir', logdir)
     assert status == 0 and f"tensorboard --logdir '{logdir}'" in out
@@ -97,7 +82,7 @@ def test_bad_model_gives_the_model_loading_error(tmp_path, capsys, model, messag
     assert not (tmp_path / 'logs').exists()
 
 
-def test_logdir_that_is_a_file(saved_models, tmp_path, capsys):  # noqa: F811
+def test_logdir_that_is_a_file(saved_models, tmp_path, capsys):
     (tmp_path / 'a-file').write_text('')
     status, _, err = generate(capsys, '--model', saved_models / 'frozen.pb', '--logdir', tmp_path / 'a-file')
     assert status == 2 and 'is a file; give a folder with --logdir' in err

@@ -3,63 +3,13 @@
 import logging
 import os
 
-import cv2
 import numpy as np
 import pytest
 
-from utils import lfw
+from conftest import assert_shards_read_like_the_whole
+from facenet_fixtures import PAIRS_ORDER, PEOPLE
+from utils import lfw, pipeline
 from utils.images import read_image
-
-PEOPLE = ('Ada_Lovelace', 'Alan_Turing', 'Grace_Hopper', 'Kurt_Godel')
-# Both line formats: the same person twice, two people. Every image appears in some pair.
-PAIRS = '''2\t3
-Ada_Lovelace\t1\t2
-Alan_Turing\t1\t3
-Grace_Hopper\t2\t3
-
-Ada_Lovelace\t3\tKurt_Godel\t1
-Alan_Turing\t2\tGrace_Hopper\t1
-Kurt_Godel\t2\tKurt_Godel\t3
-Ada_Lovelace\t1\tAlan_Turing\t1
-'''
-# The order in which the pairs above name their images first.
-PAIRS_ORDER = [('Ada_Lovelace', 1), ('Ada_Lovelace', 2), ('Alan_Turing', 1), ('Alan_Turing', 3),
-               ('Grace_Hopper', 2), ('Grace_Hopper', 3), ('Ada_Lovelace', 3), ('Kurt_Godel', 1),
-               ('Alan_Turing', 2), ('Grace_Hopper', 1), ('Kurt_Godel', 2), ('Kurt_Godel', 3)]
-
-
-def make_lfw(folder, size=(250, 250), seed=0):
-    """An LFW-style folder: 3 images per person of PEOPLE (`Name/Name_0001.jpg`), and `pairs.txt` beside it.
-
-    Each image is a smooth colour gradient with a few bright and dark ellipses at random places, so that
-    different images make different channels fire.
-
-    Returns:
-        `(lfw_dir, pairs_path)`.
-    """
-    rng = np.random.default_rng(seed)
-    lfw_dir = os.path.join(folder, 'lfw')
-    ys, xs = np.mgrid[0:size[0], 0:size[1]] / max(size)
-    for name in PEOPLE:
-        os.makedirs(os.path.join(lfw_dir, name))
-        for number in (1, 2, 3):
-            weights = rng.uniform(-1, 1, (3, 3))
-            image = 128 + 60 * (weights[:, 0] * ys[..., None] + weights[:, 1] * xs[..., None] + weights[:, 2])
-            for _ in range(6):
-                centre = tuple(int(value) for value in rng.integers(20, min(size) - 20, 2))
-                axes = tuple(int(value) for value in rng.integers(5, 30, 2))
-                color = tuple(float(value) for value in rng.integers(0, 256, 3))
-                cv2.ellipse(image, centre, axes, float(rng.uniform(0, 180)), 0, 360, color, -1)
-            cv2.imwrite(lfw.image_path(lfw_dir, name, number), np.clip(image, 0, 255).astype(np.uint8))
-    pairs_path = os.path.join(folder, 'pairs.txt')
-    with open(pairs_path, 'w') as stream:
-        stream.write(PAIRS)
-    return lfw_dir, pairs_path
-
-
-@pytest.fixture(scope='module')
-def lfw_folder(tmp_path_factory):
-    return make_lfw(str(tmp_path_factory.mktemp('lfw')))
 
 
 def test_read_pairs_both_formats(lfw_folder):
@@ -138,24 +88,52 @@ def test_centre_square():
 def test_batches_rgb_prewhitened_and_bgr_for_display(lfw_folder):
     paths = lfw.image_paths(lfw_folder[0])
     batches = list(lfw.load_batches(paths, 160, 5))
-    assert [len(display) for _, display in batches] == [5, 5, 2]
-    inputs, display = batches[0]
+    assert [len(display) for _, display, _ in batches] == [5, 5, 2]
+    inputs, display, indices = batches[0]
     assert inputs.shape == (5, 160, 160, 3) and inputs.dtype == np.float32
     assert display.shape == (5, 160, 160, 3) and display.dtype == np.uint8
     expected_display = read_image(paths[0])[45:205, 45:205]
     np.testing.assert_array_equal(display[0], expected_display)
     np.testing.assert_allclose(inputs[0], lfw.prewhiten(expected_display[..., ::-1]), rtol=1e-6)
-    assert len(list(lfw.load_batches(paths, 160, 5, max_batches=2))) == 2
+    assert indices.dtype == np.int64
+    assert [list(indices) for _, _, indices in batches] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11]]
 
 
-def test_unreadable_images_are_skipped_and_counted(lfw_folder, tmp_path, caplog):
-    paths = lfw.image_paths(lfw_folder[0])[:5]
-    broken = [str(tmp_path / 'broken.jpg'), str(tmp_path / 'empty.jpg')]
-    open(broken[0], 'wb').write(b'\xff\xd8 not really a JPEG')
+def write_broken_images(folder):
+    """Two files that are not readable images, `broken.jpg` (a JPEG header only) and `empty.jpg`; their paths."""
+    broken = [os.path.join(folder, 'broken.jpg'), os.path.join(folder, 'empty.jpg')]
+    with open(broken[0], 'wb') as stream:
+        stream.write(b'\xff\xd8 not really a JPEG')
     open(broken[1], 'wb').close()
+    return broken
+
+
+def test_unreadable_images_leave_their_batch_short(lfw_folder, tmp_path, caplog):
+    paths = lfw.image_paths(lfw_folder[0])[:5]
+    broken = write_broken_images(str(tmp_path))
     with caplog.at_level(logging.WARNING, logger='utils.lfw'):
         batches = list(lfw.load_batches(paths[:2] + broken + paths[2:], 160, 4))
-    assert [len(display) for _, display in batches] == [4, 1]
+    # Positions 2 and 3 are unreadable: the first batch has 2 images; nothing moves up from the second.
+    assert [list(indices) for _, _, indices in batches] == [[0, 1], [4, 5, 6]]
+    assert [len(display) for _, display, _ in batches] == [2, 3]
+    np.testing.assert_array_equal(batches[1][1][0], read_image(paths[2])[45:205, 45:205])
     assert 'skipped 2 unreadable images' in caplog.text and 'broken.jpg' in caplog.text
     with pytest.raises(ValueError, match='none of the 2 images can be read'):
         list(lfw.load_batches(broken, 160, 4))
+
+
+def test_a_batch_of_only_unreadable_images_is_left_out(lfw_folder, tmp_path):
+    paths = lfw.image_paths(lfw_folder[0])[:3]
+    batches = list(lfw.load_batches(paths[:2] + write_broken_images(str(tmp_path)) + paths[2:], 160, 2))
+    assert [list(indices) for _, _, indices in batches] == [[0, 1], [4]]
+
+
+@pytest.mark.parametrize('batch_size, num_shards', [(4, 2), (3, 3), (2, 4)])
+def test_shards_read_the_batches_of_the_whole_list(lfw_folder, tmp_path, batch_size, num_shards):
+    """Issue 10: with unreadable images in the list, a sharded scan must see the batches of a single one."""
+    paths = lfw.image_paths(*lfw_folder)[:8]
+    paths[1:1] = write_broken_images(str(tmp_path))  # 10 files, 2 unreadable, in the first batch or two
+    dataset = pipeline.Dataset(paths, batch_size, lambda start, stop: lfw.load_batches(
+        paths[start:stop], 64, batch_size, first_index=start))
+    whole = assert_shards_read_like_the_whole(dataset, num_shards)
+    assert list(np.concatenate([indices for _, _, indices in whole])) == [0] + list(range(3, 10))

@@ -8,39 +8,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import tf1
-from utils.load import latest_checkpoint, load_model
-
-INPUT = np.arange(6, dtype=np.float32).reshape(1, 6)
-
-
-def build_scaler():
-    """input [None, 6] -> output = input * scale, with `scale` a variable."""
-    images = tf1.placeholder(tf.float32, [None, 6], name='input')
-    scale = tf1.get_variable('scale', initializer=np.float32(1.0))
-    tf.multiply(images, scale, name='output')
-    return scale
-
-
-@pytest.fixture(scope='module')
-def saved_models(tmp_path_factory):
-    """A checkpoint folder with steps 10 (scale 2) and 20 (scale 3), and a frozen graph (scale 5)."""
-    folder = tmp_path_factory.mktemp('models')
-    graph = tf.Graph()
-    with graph.as_default():
-        scale = build_scaler()
-        saver = tf1.train.Saver()
-        with tf1.Session(graph=graph) as session:
-            session.run(tf1.global_variables_initializer())
-            checkpoints = folder / 'checkpoints'
-            checkpoints.mkdir()
-            for step, value in ((10, 2.0), (20, 3.0)):
-                session.run(scale.assign(value))
-                saver.save(session, str(checkpoints / 'model.ckpt'), global_step=step,
-                           write_meta_graph=step == 10)
-            session.run(scale.assign(5.0))
-            frozen = tf1.graph_util.convert_variables_to_constants(session, graph.as_graph_def(), ['output'])
-    (folder / 'frozen.pb').write_bytes(frozen.SerializeToString())
-    return folder
+from model_fixtures import INPUT
+from utils.load import checkpoint_files, latest_checkpoint, load_model
 
 
 def run_output(path):
@@ -72,6 +41,14 @@ def test_highest_step_without_a_checkpoint_state_file(saved_models, tmp_path):
     (folder / 'checkpoint').unlink()
     assert latest_checkpoint(str(folder)) == str(folder / 'model.ckpt-20')
     np.testing.assert_array_equal(run_output(folder), INPUT * 3)
+
+
+def test_checkpoint_files_are_the_index_and_data_of_one_step(saved_models):
+    folder = saved_models / 'checkpoints'
+    files = checkpoint_files(str(folder / 'model.ckpt-20'))
+    assert files[0] == str(folder / 'model.ckpt-20.index') and len(files) >= 2
+    assert all(os.path.basename(path).startswith('model.ckpt-20.data-') for path in files[1:])
+    assert files[1:] == sorted(files[1:]) and all(os.path.isfile(path) for path in files)
 
 
 def test_missing_path():

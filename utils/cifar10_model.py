@@ -16,7 +16,6 @@ The network takes standardised 24x24 crops (see `utils.cifar10_input`). `build_s
 tutorial's own `cifar10` module instead (`--cifar10_dir`) if that still builds under `tensorflow.compat.v1`.
 """
 
-import contextlib
 import importlib.util
 import logging
 import os
@@ -24,8 +23,10 @@ import sys
 
 import tensorflow as tf
 
-from utils import cli
-from utils.cifar10_input import CROP_SIZE, NUM_CLASSES
+from utils import pipeline
+from utils.cifar10_input import CROP_SIZE, NUM_CLASSES, open_dataset
+from utils.cli import find_layers
+from utils.load import checkpoint_files
 
 tf1 = tf.compat.v1
 logger = logging.getLogger(__name__)
@@ -186,26 +187,20 @@ def build_session(batch_size, cifar10_dir=None):
     return tf1.Session(graph=graph), images
 
 
-@contextlib.contextmanager
-def open_network(args):
-    """The session and layers of a CIFAR-10 script, from its flags; the session is closed at the end.
-
-    The session is not made the default one (as `with session:` would): the input pipeline must run eagerly,
-    outside its graph.
-
-    Args:
-        args: parsed flags of `utils.cli.add_common_arguments` and `add_arguments`.
-
-    Yields:
-        `(session, images_placeholder, layers)`, `layers` as `utils.cli.prepare_layers` returns them (None after
-        `--print_all_names`). The variables are not yet set (see `restore_checkpoint`).
+def open_model(args):
+    """The network with the scripts' flags (`--batch_size`, `--cifar10_dir`, `--layers`) and the latest checkpoint
+    of `--train_dir`, as a `utils.pipeline.Model`; close it when done.
 
     Raises:
-        FileNotFoundError, ValueError: see `build_session` and `utils.cli.prepare_layers`.
+        FileNotFoundError, ValueError: see `build_session`, `utils.cli.find_layers` and `restore_checkpoint`.
     """
     session, images_ph = build_session(args.batch_size, args.cifar10_dir)
-    with contextlib.closing(session):
-        yield session, images_ph, cli.prepare_layers(session.graph, images_ph, args)
+    with pipeline.closed_on_error(session):
+        layers = find_layers(session.graph, images_ph, args)
+        checkpoint = restore_checkpoint(session, args.train_dir)
+        forward_func = lambda x, layers=layers: session.run(layers, feed_dict={images_ph: x})  # noqa: E731
+        return pipeline.Model(forward_func, layers, images_ph.shape.as_list(), VALUE_RANGE,
+                              pipeline.model_id('cifar10', checkpoint_files(checkpoint)), session.close)
 
 
 def restore_checkpoint(session, train_dir, required=True):
@@ -257,3 +252,6 @@ def add_arguments(parser, train_dir_help):
                              'this project\'s port (only works if it imports under tensorflow.compat.v1)')
     parser.add_argument('--train_dir', default=DEFAULT_TRAIN_DIR, help=f'{train_dir_help} (default: %(default)s)')
 
+
+
+EXAMPLE = pipeline.Example('cifar10', open_model, open_dataset)

@@ -55,7 +55,7 @@ def parse_args(argv):
     parser.add_argument('--seed', type=int, default=0, help='random seed (default: %(default)s)')
     parser.add_argument('--logging_level', default='INFO', type=str.upper, choices=cli.LOGGING_LEVELS,
                         help='how much to log (default: %(default)s)')
-    return parser.parse_args(argv)
+    return cli.parse_args(parser, argv)
 
 
 def build_training_graph(batch_size, num_examples, seed):
@@ -141,7 +141,6 @@ def train(session, tensors, batches, max_steps, train_dir, log_steps, save_steps
 
 def main(argv=None):
     args = parse_args(argv)
-    cli.setup_logging(args.logging_level)
     os.makedirs(args.train_dir, exist_ok=True)
     cifar10_input.maybe_download_and_extract(args.data_dir)
     paths = cifar10_input.find_batch_files(args.data_dir, train=True)

@@ -23,14 +23,22 @@ def positive_int(text):
     return value
 
 
+def non_negative_int(text):
+    """argparse type: an integer >= 0."""
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'must be 0 or more, got {text}')
+    return value
+
+
 def count_or_all(text):
     """argparse type: an integer >= 0, or `all`, returned as 0 (0 and `all` both mean no limit)."""
     if text.strip().lower() == 'all':
         return 0
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f'must be a count (0 or more) or "all", got {text}')
-    return value
+    try:
+        return non_negative_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f'must be a count (0 or more) or "all", got {text}') from None
 
 
 def _int(text):
@@ -56,20 +64,53 @@ def add_common_arguments(parser, default_layers, default_out_dir, default_batch_
 
 
 def add_activation_arguments(parser):
-    """Adds `--num_channels` and `--num_samples`."""
+    """Adds the flags of every `*_activations.py` script: `--num_channels`, `--num_samples`, `--tensorboard_dir` and
+    the shard flags (`add_shard_arguments`)."""
     parser.add_argument('--num_channels', type=count_or_all, default=10,
                         help='channels to draw per layer: the first ones that fire; "all" or 0 for every channel '
                              'that fires (default: %(default)s)')
     parser.add_argument('--num_samples', type=positive_int, default=5,
                         help='strongest images to show per channel (default: %(default)s)')
+    add_tensorboard_argument(parser)
+    add_shard_arguments(parser)
+
+
+def add_shard_arguments(parser):
+    """Adds `--num_shards`, `--shard_index`, `--dask_scheduler` and `--dask_workers` (see `utils.shards`)."""
+    group = parser.add_argument_group(
+        'shards', 'scan part of the dataset, or all of it on a Dask cluster; see utils/shards.py')
+    group.add_argument('--num_shards', type=positive_int, metavar='N',
+                       help='cut the dataset into N shards (contiguous runs of whole batches). With --shard_index, '
+                            'scan one and save its state per layer as <out_dir>/state-<layer>-<I>-of-<N>.npz '
+                            'instead of drawing; merge them with utils/merge_activations.py. With '
+                            '--dask_scheduler, the number of tasks (default: one per worker thread)')
+    group.add_argument('--shard_index', type=non_negative_int, metavar='I', help='the shard to scan, 0 to N-1')
+    group.add_argument('--dask_scheduler', metavar='ADDRESS',
+                       help='scan the shards as tasks on the Dask cluster whose scheduler is at ADDRESS '
+                            '(tcp://host:8786), or "local" for a LocalCluster on this machine; the states are '
+                            'merged and drawn here, and saved as <out_dir>/state-<layer>.npz')
+    group.add_argument('--dask_workers', type=positive_int, metavar='N',
+                       help='with --dask_scheduler local: worker processes (default: --num_shards or the CPU '
+                            'cores, whichever is fewer)')
 
 
 def add_tensorboard_argument(parser):
-    """Adds `--tensorboard_dir` (see `utils.visualize.draw_top_activations`)."""
+    """Adds `--tensorboard_dir` (see `utils.pictures.draw_layers`)."""
     parser.add_argument('--tensorboard_dir', metavar='DIR',
                         help='also write each layer\'s pictures to this TensorBoard log folder, created if missing, '
                              'as image summaries tagged <layer>/full and <layer>/crop with the receptive field in '
                              'their description; see them with tensorboard --logdir DIR')
+
+
+def parse_args(parser, argv):
+    """Parses a script's flags and sets up logging at its `--logging_level`.
+
+    Returns:
+        the parsed flags.
+    """
+    args = parser.parse_args(argv)
+    setup_logging(args.logging_level)
+    return args
 
 
 def setup_logging(level):
@@ -98,9 +139,18 @@ def prepare_layers(graph, images_ph, args):
     if args.print_all_names:
         print(describe_tensors(computed_tensors(graph, images_ph)))
         return None
-    layers = resolve_layers(graph, layer_names(args.layers), images_ph)
+    layers = find_layers(graph, images_ph, args)
     ensure_output_dirs(args)
     return layers
+
+
+def find_layers(graph, images_ph, args):
+    """The `--layers` tensors (`utils.layers.resolve_layers`); unlike `prepare_layers`, writes nothing.
+
+    Raises:
+        ValueError: see `utils.layers.resolve_layers`.
+    """
+    return resolve_layers(graph, layer_names(args.layers), images_ph)
 
 
 def ensure_output_dirs(args):
@@ -127,7 +177,8 @@ def run_main(main, argv=None):
         unwritable folder): those are printed as `error: <message>` on stderr, without a traceback.
     """
     try:
-        return main(argv)
+        status = main(argv)
+        return 0 if status is None else status
     except (ValueError, OSError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2

@@ -24,9 +24,11 @@ import os
 import threading
 
 import progressbar
+from distributed import Client, LocalCluster, as_completed, get_worker
 
 from utils.cli import layer_names
-from utils.shards import Scanner, merge_states
+from utils.shards import Scanner
+from utils.states import merge_states
 
 logger = logging.getLogger(__name__)
 
@@ -39,18 +41,24 @@ _opened_lock = threading.Lock()
 
 
 def scan_shard_task(example, args, shard_index, num_shards):
-    """The Dask task of a shard: scans it on a worker and returns its states, without receptive fields."""
+    """The Dask task of a shard: scans it on a worker and returns its states, without receptive fields.
+
+    Args:
+        example: the script's `utils.pipeline.Example`.
+        args: the script's parsed flags.
+        shard_index, num_shards: which shard.
+    """
     return _scanner(example, args).scan(shard_index, num_shards, fields=False)
 
 
 def measure_field_task(example, args, layer_index):
-    """The Dask task of a layer's receptive field: returns `(layer_index, utils.shards.StoredField)`."""
+    """The Dask task of a layer's receptive field: returns `(layer_index, recfield.ReceptiveField)`."""
     return layer_index, _scanner(example, args).field(layer_index)
 
 
 def _scanner(example, args):
     """This worker's `Scanner` of `example` with `args`, opened by the first task (closing another's)."""
-    key = (example, repr(sorted(vars(args).items())))
+    key = (example.name, repr(sorted(vars(args).items())))
     with _opened_lock:
         if _opened.get('key') != key:
             _opened.pop('key', None)
@@ -65,8 +73,6 @@ def _scanner(example, args):
 
 def _limit_tensorflow_threads():
     """Gives TensorFlow the worker's thread count, unless the environment sets it (read at the first session)."""
-    from distributed import get_worker
-
     threads = str(get_worker().state.nthreads)
     for variable in THREAD_VARIABLES:
         os.environ.setdefault(variable, threads)
@@ -83,8 +89,6 @@ def connect(address, num_workers=None, num_shards=None):
     Raises:
         OSError: no scheduler answers at `address` (a `TimeoutError`).
     """
-    from distributed import Client, LocalCluster
-
     # Dask logs at INFO (connections, workers starting and closing); follow this program's level instead.
     distributed_logger = logging.getLogger('distributed')
     saved_level = distributed_logger.level
@@ -111,21 +115,19 @@ def scan_on_dask(address, example, args, num_shards=None, num_workers=None, task
 
     Args:
         address: the scheduler's address (`tcp://host:8786`), or `'local'` (see `connect`).
-        example: one of `utils.examples.EXAMPLES`.
+        example: the script's `utils.pipeline.Example`.
         args: the example script's parsed flags; they travel to the workers.
         num_shards: how many shards (tasks); default: one per worker thread.
         num_workers: workers of a local cluster.
         task: the function run per shard, called as `task(example, args, shard_index, num_shards)`.
 
     Returns:
-        the merged `utils.shards.ShardState`s, one per layer, with their receptive fields.
+        the merged `utils.states.ShardState`s, one per layer, with their receptive fields.
 
     Raises:
         ValueError, OSError: what a task raised (bad flags, data or model), or workers that cannot import
             this project.
     """
-    from distributed import as_completed
-
     with connect(address, num_workers, num_shards) as client:
         num_shards = num_shards or sum(client.nthreads().values())
         num_layers = len(layer_names(args.layers))

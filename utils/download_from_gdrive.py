@@ -151,12 +151,11 @@ def parse_args(argv):
     parser.add_argument('destination', help='where to write the file; its folder must exist')
     parser.add_argument('--logging_level', default='INFO', type=str.upper, choices=cli.LOGGING_LEVELS,
                         help='how much to log (default: %(default)s)')
-    return parser.parse_args(argv)
+    return cli.parse_args(parser, argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    cli.setup_logging(args.logging_level)
     download_from_gdrive(args.file_id, args.destination)
     return 0
 

@@ -12,14 +12,15 @@ Nothing from the facenet repository is imported; `--facenet_dir` only says where
 """
 
 import collections
+import glob
 import logging
 import os
 
 import tensorflow as tf
 
-from utils import lfw
-from utils.cli import prepare_layers
-from utils.load import load_model
+from utils import lfw, pipeline
+from utils.cli import find_layers
+from utils.load import checkpoint_files, latest_checkpoint, load_model
 
 tf1 = tf.compat.v1
 logger = logging.getLogger(__name__)
@@ -95,25 +96,54 @@ def load_network(model_path):
 
 
 def open_model(args):
-    """What both FaceNet scripts do first: load `--model_path` and find `--layers`.
-
-    Args:
-        args: parsed flags of `add_model_arguments` and `utils.cli.add_common_arguments`.
-
-    Returns:
-        `(network, layers)`: a `Network` (see `load_network`) and the layer tensors, or None for the layers
-        when `--print_all_names` printed the tensor names instead.
+    """FaceNet with the scripts' flags (`--model_path`, `--facenet_dir`, `--layers`, `--batch_size`) as a
+    `utils.pipeline.Model`, BatchNorm in inference mode; close it when done.
 
     Raises:
-        FileNotFoundError, ValueError: see `load_network` and `utils.cli.prepare_layers`.
+        FileNotFoundError, ValueError: see `load_network` and `utils.cli.find_layers`.
     """
-    network = load_network(find_path(args.model_path, args.facenet_dir))
-    try:
-        layers = prepare_layers(network.session.graph, network.images_ph, args)
-    except BaseException:
-        network.session.close()
-        raise
-    return network, layers
+    model_path = find_path(args.model_path, args.facenet_dir)
+    net = load_network(model_path)
+    with pipeline.closed_on_error(net.session):
+        layers = find_layers(net.session.graph, net.images_ph, args)
+        forward_func = lambda x, layers=layers: net.session.run(  # noqa: E731
+            layers, feed_dict={net.images_ph: x, **net.feed_dict})
+        if os.path.isdir(model_path):
+            files = sorted(glob.glob(os.path.join(glob.escape(model_path), '*.meta')))
+            files += checkpoint_files(latest_checkpoint(model_path))
+        else:
+            files = [model_path]
+        return pipeline.Model(forward_func, layers, probe_shape(args, net), VALUE_RANGE,
+                              pipeline.model_id('facenet', files), net.session.close)
+
+
+def probe_shape(args, net):
+    """`[--batch_size, side, side, 3]`: the batches the network takes (its side is `net.image_size`)."""
+    return [args.batch_size, net.image_size, net.image_size, 3]
+
+
+def open_dataset(args, model):
+    """The LFW faces of the scripts' flags (`image_paths`), the first `--batches` batches, as a
+    `utils.pipeline.Dataset`; each face is named by its path under `--lfw_dir` (`Name/Name_0001.jpg`).
+
+    Args:
+        args: the script's flags.
+        model: the `utils.pipeline.Model`, whose input size the faces are cut to.
+
+    Raises:
+        FileNotFoundError, ValueError: see `image_paths`.
+    """
+    paths = image_paths(args)
+    if args.batches:  # the first --batches batches of the list; unreadable images leave them short
+        paths = paths[:args.batches * args.batch_size]
+    root = find_path(args.lfw_dir, args.facenet_dir)
+    image_size = model.imshape[1]
+
+    def read(start, stop):
+        return lfw.load_batches(paths[start:stop], image_size, args.batch_size, first_index=start)
+
+    return pipeline.Dataset([os.path.relpath(path, root).replace(os.sep, '/') for path in paths], args.batch_size,
+                            read)
 
 
 def pairs_file(args):
@@ -154,3 +184,6 @@ def _tensor(graph, name):
         return graph.get_tensor_by_name(name)
     except KeyError:
         return None
+
+
+EXAMPLE = pipeline.Example('facenet', open_model, open_dataset)

@@ -40,7 +40,7 @@ def parse_args(argv):
                         help='folder for the TensorBoard event file, created if missing')
     parser.add_argument('--logging_level', default='WARNING', type=str.upper, choices=cli.LOGGING_LEVELS,
                         help='how much to log (default: %(default)s)')
-    return parser.parse_args(argv)
+    return cli.parse_args(parser, argv)
 
 
 def cifar10_graph(folder):
@@ -90,7 +90,6 @@ def load_graph(path):
 
 def main(argv=None):
     args = parse_args(argv)
-    cli.setup_logging(args.logging_level)
     graph = load_graph(args.model)
     ensure_writable_dir(args.logdir, '--logdir')
     with EventLog(args.logdir) as log:

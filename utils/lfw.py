@@ -9,7 +9,7 @@ pairs file.
 Each image is read as RGB, cut to a centred square of `image_size` pixels (resized first where it is
 smaller), and prewhitened for the network: minus its mean, divided by its standard deviation (floored at
 `1 / sqrt(number of values)`, so that a flat image does not blow up). A uint8 BGR copy is kept for the
-pictures (OpenCV's order, as `utils.visualize` writes them).
+pictures (OpenCV's order, as `utils.pictures` writes them).
 """
 
 import logging
@@ -128,65 +128,43 @@ def centre_square(image, size):
     return image[top:top + size, left:left + size]
 
 
-def load_batches(paths, image_size, batch_size, max_batches=0):
-    """Reads images in batches, for `utils.visualize.track_top_activations`.
+def load_batches(paths, image_size, batch_size, first_index=0):
+    """Reads images in batches of `batch_size` files, for `utils.pipeline.Dataset`.
 
-    Unreadable images are skipped (each logged at DEBUG, their number as a warning at the end); the next
-    readable ones fill their places, so every batch but the last has `batch_size` images.
+    Every image stays in the batch of its position (`position // batch_size`), so that any part of the list
+    is read in the same batches as the whole: an unreadable image is skipped (logged at DEBUG, their number
+    as a warning at the end) and leaves its batch one short.
 
     Args:
         paths: image files.
         image_size: side of the square network input.
-        batch_size: images per batch.
-        max_batches: stop after this many batches; 0 for all.
+        batch_size: files per batch.
+        first_index: the dataset index of `paths[0]` (the first image of a shard in the whole list).
 
     Yields:
-        `(network_inputs, display_images)`: prewhitened float32 RGB `[n, size, size, 3]`, and the same
-        images as uint8 BGR.
+        `(network_inputs, display_images, indices)`: prewhitened float32 RGB `[n, size, size, 3]`, the same
+        images as uint8 BGR, and int64 `[n]` `first_index` plus their positions in `paths`.
 
     Raises:
         ValueError: not one image could be read.
     """
-    for network_inputs, display_images, _ in load_indexed_batches(paths, image_size, batch_size, max_batches):
-        yield network_inputs, display_images
-
-
-def load_indexed_batches(paths, image_size, batch_size, max_batches=0, first_index=0):
-    """`load_batches` that also yields where each image is in `paths`: `(inputs, display_images, indices)`.
-
-    Args:
-        paths, image_size, batch_size, max_batches: as for `load_batches`.
-        first_index: the index of `paths[0]` (the first image of a shard in the whole list).
-
-    Yields:
-        `(network_inputs, display_images, indices)`, `indices` int64 `[n]`: `first_index` plus the images'
-        positions in `paths`, so that skipped images leave gaps.
-
-    Raises:
-        ValueError: not one image could be read.
-    """
-    network_inputs, display_images, indices = [], [], []
-    num_batches, skipped = 0, []
-    for position, path in enumerate(paths):
-        image = read_image(path)
-        if image is None:
-            skipped.append(path)
-            logger.debug('skipping %s: not a readable image', path)
-            continue
-        square = centre_square(image, image_size)
-        display_images.append(square)
-        network_inputs.append(prewhiten(cv2.cvtColor(square, cv2.COLOR_BGR2RGB)))
-        indices.append(first_index + position)
-        if len(display_images) == batch_size:
+    skipped = []
+    for start in range(0, len(paths), batch_size):
+        network_inputs, display_images, indices = [], [], []
+        for position in range(start, min(start + batch_size, len(paths))):
+            image = read_image(paths[position])
+            if image is None:
+                skipped.append(paths[position])
+                logger.debug('skipping %s: not a readable image', paths[position])
+                continue
+            square = centre_square(image, image_size)
+            display_images.append(square)
+            network_inputs.append(prewhiten(cv2.cvtColor(square, cv2.COLOR_BGR2RGB)))
+            indices.append(first_index + position)
+        if display_images:
             yield np.stack(network_inputs), np.stack(display_images), np.array(indices, np.int64)
-            network_inputs, display_images, indices = [], [], []
-            num_batches += 1
-            if num_batches == max_batches:
-                break
     if skipped:
         logger.warning('skipped %d unreadable images (first: %s)', len(skipped), skipped[0])
         if len(skipped) == len(paths):
             raise ValueError(f'none of the {len(paths)} images can be read (first: {paths[0]}); OpenCV must '
                              'be able to decode them (JPEG, PNG, ...).')
-    if display_images:
-        yield np.stack(network_inputs), np.stack(display_images), np.array(indices, np.int64)

@@ -112,3 +112,8 @@ def latest_checkpoint(folder):
         match = re.search(r'-(\d+)$', prefix)
         return int(match.group(1)) if match else -1
     return max(prefixes, key=lambda prefix: (step(prefix), prefix))
+
+
+def checkpoint_files(prefix):
+    """The files of a TensorFlow checkpoint (`<prefix>.index` and its `.data-*` shards), sorted."""
+    return [prefix + '.index'] + sorted(glob.glob(glob.escape(prefix) + '.data-*'))

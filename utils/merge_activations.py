@@ -4,7 +4,7 @@
     python vgg16_activations.py --num_shards 2 --shard_index 1 --out_dir states
     python utils/merge_activations.py --states states/state-*.npz --out_dir pictures
 
-Reads the states (`utils.shards.ShardState`), refuses states that do not belong together (another example,
+Reads the states (`utils.states.ShardState`), refuses states that do not belong together (another example,
 model, dataset, batch size, --num_samples or --layers, or the same shard twice) with a one-line error, merges
 them layer by layer, prints each layer's receptive field and writes per layer
 
@@ -24,7 +24,7 @@ import argparse  # noqa: E402
 import logging  # noqa: E402
 import tempfile  # noqa: E402
 
-from utils import cli, shards  # noqa: E402
+from utils import cli, states  # noqa: E402
 
 logger = logging.getLogger('merge_activations')
 
@@ -42,18 +42,17 @@ def parse_args(argv):
     cli.add_tensorboard_argument(parser)
     parser.add_argument('--logging_level', default='WARNING', type=str.upper, choices=cli.LOGGING_LEVELS,
                         help='how much to log (default: %(default)s)')
-    return parser.parse_args(argv)
+    return cli.parse_args(parser, argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    cli.setup_logging(args.logging_level)
     cli.ensure_output_dirs(args)
-    states = shards.merge_states([shards.ShardState.load(path) for path in args.states])
-    shards.warn_if_incomplete(states)
-    for state in states:
-        state.save(shards.state_path(args.out_dir, state.layer))
-    shards.draw_states(states, args.out_dir, args.num_channels, args.tensorboard_dir)
+    merged = states.merge_states([states.ShardState.load(path) for path in args.states])
+    states.warn_if_incomplete(merged)
+    for state in merged:
+        state.save(states.state_path(args.out_dir, state.layer))
+    states.draw_states(merged, args.out_dir, args.num_channels, args.tensorboard_dir)
     logger.info('pictures and merged states are in %s', args.out_dir)
     return 0
 

@@ -19,6 +19,9 @@ import h5py
 import numpy as np
 import tensorflow as tf
 
+from utils import images, pipeline
+from utils.cli import find_layers
+
 tf1 = tf.compat.v1
 
 # Convolutions per block, as in VGG16.
@@ -182,3 +185,43 @@ def build_session(image_size=IMAGE_SIZE, weights_path=None):
         images = tf1.placeholder(tf.float32, [None, image_size, image_size, 3], name='images')
         build(images, weights)
     return tf1.Session(graph=graph), images
+
+
+def probe_shape(args):
+    """`[--batch_size, --image_size, --image_size, 3]`: the batches the network takes."""
+    return [args.batch_size, args.image_size, args.image_size, 3]
+
+
+def open_model(args):
+    """VGG16 with the scripts' flags (`--image_size`, `--layers`) as a `utils.pipeline.Model`; close it when done.
+
+    Raises:
+        FileNotFoundError, ValueError: see `build_session` and `utils.cli.find_layers`.
+    """
+    session, images_ph = build_session(args.image_size)
+    with pipeline.closed_on_error(session):
+        layers = find_layers(session.graph, images_ph, args)
+        forward_func = lambda x, layers=layers: session.run(layers, feed_dict={images_ph: x})  # noqa: E731
+        return pipeline.Model(forward_func, layers, probe_shape(args), VALUE_RANGE,
+                              pipeline.model_id('vgg16', [default_weights_path()]), session.close)
+
+
+def open_dataset(args, model=None):
+    """The tiles of `--images_dir` (or scikit-image's photographs), `--max_images`, as a `utils.pipeline.Dataset`.
+
+    Each tile is named `<photograph>:y=<y>,x=<x>[,mirrored]` (`utils.images.tile_id`); the network inputs are
+    `preprocess`ed, the display images uint8 BGR.
+
+    Raises:
+        FileNotFoundError: see `utils.images.load_photo_tiles`.
+    """
+    names, resized, positions = images.load_photo_tiles(args.images_dir, args.image_size, args.max_images)
+
+    def read(start, stop):
+        tiles = images.tile_batches(resized, positions[start:stop], args.image_size, args.batch_size)
+        return pipeline.numbered(((preprocess(batch), batch) for batch in tiles), start)
+
+    return pipeline.Dataset([images.tile_id(names, position) for position in positions], args.batch_size, read)
+
+
+EXAMPLE = pipeline.Example('vgg16', open_model, open_dataset)

@@ -1,0 +1,128 @@
+"""Tests of `utils/pictures.py`: the printed line, the channels drawn, the picture files. No network needed:
+the layers are `TopActivations` of generated feature maps with receptive fields of chosen boxes."""
+
+import glob
+import logging
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from activations import TopActivations
+from conftest import grid_field
+from recfield import ReceptiveField
+from utils.pictures import (channels_to_draw, describe_layer, draw_layers, write_image, write_layer_pictures,
+                            write_receptive_field_example)
+
+IMAGE_SIZE = 12
+
+
+def pool_field():
+    """The field of a 3x3 convolution, then a 2x2/2 max-pool, on 12x12 images: 4x4, stride 2, padding 1."""
+    return grid_field(6, 6, IMAGE_SIZE, before=(1, 1), after=(3, 3))
+
+
+def tracker_with_silent_channels(num_channels=5, silent=(1, 3)):
+    """Six 12x12 colour images on a 6x6 feature map; the `silent` channels never rise above 0."""
+    rng = np.random.default_rng(0)
+    features = rng.uniform(0.1, 1.0, (6, 6, 6, num_channels))
+    features[..., list(silent)] = 0.0
+    return TopActivations(2).update(rng.integers(0, 256, (6, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8), features)
+
+
+# -- the printed line -------------------------------------------------------------------------------------------
+
+def test_description_of_a_layer_with_known_geometry():
+    field = pool_field()
+    assert (field.size, field.stride, field.padding) == ((4, 4), (2, 2), (1, 1))
+    assert describe_layer('pool/MaxPool:0', field, 2) == ('pool/MaxPool:0 feature map is of shape 6x6x2 and has '
+                                                          'receptive field 4x4 (stride 2x2, padding 1x1)')
+
+
+def test_description_when_the_image_hides_the_geometry():
+    every_box_the_whole_image = np.tile(np.array([0, 0, 32, 32], np.int64), (2, 2, 1))
+    field = ReceptiveField.from_arrays(every_box_the_whole_image, (32, 32))
+    assert field.size is None
+    assert describe_layer('net/conv5:0', field, 512) == ('net/conv5:0 feature map is of shape 2x2x512 and has '
+                                                         'receptive field up to 32x32 (boxes clipped by the image; '
+                                                         'size, stride and padding unknown)')
+
+
+# -- the channels drawn -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('requested, expected', [(2, [0, 2]), (0, [0, 2, 4]), (3, [0, 2, 4])])
+def test_channels_to_draw_skip_silent_channels(requested, expected, caplog):
+    with caplog.at_level(logging.INFO, logger='utils.pictures'):
+        channels = channels_to_draw(tracker_with_silent_channels(), requested, 'layer')
+    assert list(channels) == expected
+    assert '2 of the 5 channels of layer never fire' in caplog.text
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
+
+
+def test_asking_for_more_channels_than_fire_warns(caplog):
+    with caplog.at_level(logging.WARNING, logger='utils.pictures'):
+        channels = channels_to_draw(tracker_with_silent_channels(), 10, 'layer')
+    assert list(channels) == [0, 2, 4]
+    assert '--num_channels 10 is more than the 3 channels of layer that fire' in caplog.text
+
+
+def test_a_tracker_that_saw_nothing_has_no_channels_to_draw():
+    assert list(channels_to_draw(TopActivations(2), 0, 'layer')) == []
+
+
+# -- files ------------------------------------------------------------------------------------------------------
+
+def test_layer_pictures_and_example_files(tmp_path):
+    field = pool_field()
+    full_path, crop_path = write_layer_pictures(str(tmp_path), 'net/pool/MaxPool:0', tracker_with_silent_channels(),
+                                                field, [0, 2])
+    assert os.path.basename(full_path) == 'net-pool-MaxPool0-full.jpg'
+    assert os.path.basename(crop_path) == 'net-pool-MaxPool0-crop.jpg'
+    assert cv2.imread(full_path).shape[1] == 2 * (IMAGE_SIZE + 2)
+    assert cv2.imread(crop_path).shape[1] == 2 * (4 + 2)  # the largest box, 4 wide
+    example = write_receptive_field_example(str(tmp_path), 'net/pool/MaxPool:0', field)
+    assert os.path.basename(example) == 'recfield-net-pool-MaxPool0.png'
+    np.testing.assert_array_equal(cv2.imread(example, cv2.IMREAD_UNCHANGED), field.draw_example())
+    assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(path) for path in (full_path, crop_path, example))
+
+
+def test_no_firing_channel_writes_nothing(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger='utils.pictures'):
+        assert write_layer_pictures(str(tmp_path), 'layer:0', TopActivations(1), None, []) is None
+    assert 'no channel of layer:0 fires' in caplog.text and not os.listdir(tmp_path)
+
+
+def test_write_image_needs_a_known_extension(tmp_path):
+    with pytest.raises(ValueError, match='.jpg or .png'):
+        write_image(str(tmp_path / 'picture.unknown'), np.zeros((4, 4, 3), np.uint8))
+    assert not os.listdir(tmp_path)
+
+
+def test_draw_layers_writes_the_pictures_of_every_layer_with_a_firing_channel(tmp_path, caplog):
+    layers = [('net/pool/MaxPool:0', pool_field(), tracker_with_silent_channels()),
+              ('net/silent:0', pool_field(), tracker_with_silent_channels(3, silent=(0, 1, 2))),
+              ('net/wide:0', pool_field(), tracker_with_silent_channels(4, silent=()))]
+    with caplog.at_level(logging.WARNING, logger='utils.pictures'):
+        draw_layers(iter(layers), str(tmp_path), num_channels=2)
+    assert sorted(os.listdir(tmp_path)) == ['net-pool-MaxPool0-crop.jpg', 'net-pool-MaxPool0-full.jpg',
+                                            'net-wide0-crop.jpg', 'net-wide0-full.jpg']
+    assert 'no channel of net/silent:0 fires' in caplog.text
+    for stem in ('net-pool-MaxPool0', 'net-wide0'):  # two channels each: 0 and 2, and 0 and 1
+        assert cv2.imread(str(tmp_path / f'{stem}-full.jpg')).shape[1] == 2 * (IMAGE_SIZE + 2)
+    # The same layer drawn alone gives the same file.
+    alone = tmp_path / 'alone'
+    alone.mkdir()
+    name, field, tracker = layers[0]
+    write_layer_pictures(str(alone), name, tracker, field, [0, 2])
+    assert (alone / 'net-pool-MaxPool0-full.jpg').read_bytes() == (tmp_path / 'net-pool-MaxPool0-full.jpg').read_bytes()
+
+
+def test_draw_layers_also_logs_the_pictures_for_tensorboard(tmp_path, caplog):
+    logs = tmp_path / 'logs'
+    with caplog.at_level(logging.INFO, logger='utils.pictures'):
+        draw_layers([('net/pool/MaxPool:0', pool_field(), tracker_with_silent_channels())], str(tmp_path), 0,
+                    tensorboard_dir=str(logs))
+    event_files = glob.glob(str(logs / 'events.out.tfevents.*'))
+    assert len(event_files) == 1 and os.path.getsize(event_files[0]) > 0
+    assert f'see them with: tensorboard --logdir {logs}' in caplog.text

@@ -1,0 +1,208 @@
+"""Tests of `utils/states.py` and `utils/merge_activations.py` without TensorFlow: saving, loading, merging
+and drawing the states of the box-filter example (`shard_fixtures`), scanned in shards in this process."""
+
+import logging
+import os
+import re
+
+import numpy as np
+import pytest
+
+from activations import TopActivations
+from shard_fixtures import (BOX_DESCRIPTIONS, BOX_FILTER_EXAMPLE, BOX_LAYERS, assert_same_state, box_filter_args,
+                            merge)
+from utils.shards import Scanner
+from utils.states import RUN_FIELDS, ShardState, merge_states, state_path
+
+CONV, POOL = (layer.name for layer in BOX_LAYERS)
+
+
+@pytest.fixture(scope='module')
+def scanner(tmp_path_factory):
+    """A `Scanner` of 10 images in batches of 4 (3 batches), 3 images per channel; each call of its `scan`
+    gives new states."""
+    with Scanner(BOX_FILTER_EXAMPLE, box_filter_args(tmp_path_factory.mktemp('unused'))) as box_scanner:
+        yield box_scanner
+
+
+def saved(states, folder):
+    """Saves shard states under their `state_path` names in `folder`; returns the paths, in order."""
+    paths = []
+    for state in states:
+        paths.append(state_path(str(folder), state.layer, state.shards[0], state.run['num_shards']))
+        state.save(paths[-1])
+    return paths
+
+
+def rewritten(path, **arrays):
+    """Writes the arrays of the `.npz` file at `path` again, with `arrays` replacing or adding some."""
+    with np.load(path, allow_pickle=False) as data:
+        kept = {name: data[name] for name in data.files}
+    np.savez(path, **{**kept, **arrays})
+    return path
+
+
+# -- files -------------------------------------------------------------------------------------------------------
+
+def test_state_paths():
+    assert state_path('out', 'net/pool/MaxPool:0', 1, 3) == os.path.join('out', 'state-net-pool-MaxPool0-1-of-3.npz')
+    assert state_path('out', 'net/pool/MaxPool:0') == os.path.join('out', 'state-net-pool-MaxPool0.npz')
+
+
+def test_save_load_round_trip_with_and_without_a_field(scanner, tmp_path):
+    states = scanner.scan(0, 2)  # shard 0 of 2 measures the field of the first layer, not the second
+    assert states[0].field is not None and states[1].field is None
+    paths = saved(states, tmp_path)
+    for state, path in zip(states, paths):
+        loaded = ShardState.load(path)
+        assert_same_state(loaded, state)  # the fields too: equal, or both None
+        assert loaded.run == state.run and loaded.run['layers'] == (CONV, POOL)
+        assert (loaded.shards, loaded.num_channels, loaded.draw_channels, loaded.source) == ((0,), 2, 0, path)
+        assert not loaded.complete
+    assert ShardState.load(paths[0]).describe() == BOX_DESCRIPTIONS[0]
+    assert ShardState.load(paths[1]).field is None
+
+
+def test_a_state_file_is_a_top_activations_file_of_plain_arrays(scanner, tmp_path):
+    state = scanner.scan(1, 2)[1]
+    path, = saved([state], tmp_path)
+    np.testing.assert_array_equal(TopActivations.load(path).firings, state.tracker.firings)
+    with np.load(path, allow_pickle=False) as data:
+        assert all(data[name].dtype != object for name in data.files)
+        np.testing.assert_array_equal(data['state_field_recfield'], state.field.recfield)
+        assert data['state_field_image_size'].tolist() == [12, 12]
+    assert sorted(state.image_ids) == state.tracker.kept_image_indices.tolist()
+    assert set(state.image_ids.values()) <= {f'grey-{index}.png' for index in range(4, 10)}  # shard 1: 4 to 9
+
+
+@pytest.mark.parametrize('arrays, words', [
+    ({'state_field_recfield': np.full((6, 6, 4), 13, np.int64)}, 'outside the 12x12 image'),
+    ({'state_field_recfield': np.zeros((6, 6, 4), np.float32)}, 'int array'),
+    ({'state_field_image_size': np.array([12], np.int64)}, 'image_size'),
+])
+def test_a_state_with_damaged_field_arrays_is_refused_by_name(scanner, tmp_path, arrays, words):
+    path, = saved(scanner.scan(0, 2)[:1], tmp_path)
+    with pytest.raises(ValueError, match=words) as error:
+        ShardState.load(rewritten(path, **arrays))
+    assert str(error.value).startswith(f'{path}: its receptive field is damaged')
+
+
+def test_a_state_of_another_version_is_refused(scanner, tmp_path):
+    path, = saved(scanner.scan(0, 1)[:1], tmp_path)
+    with pytest.raises(ValueError, match='is a state of version 1; this code reads version 2'):
+        ShardState.load(rewritten(path, state_version=np.int64(1)))
+
+
+# -- merging -----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('order', [(0, 1), (1, 0)])
+def test_merged_shards_hold_the_state_of_one_scan(scanner, order):
+    states = [state for index in order for state in scanner.scan(index, 2)]
+    merged = merge_states(states)
+    single = scanner.scan(0, 1)
+    assert [state.layer for state in merged] == [CONV, POOL]  # the run's --layers order
+    for state, expected in zip(merged, single):
+        assert state.shards == (0, 1) and state.complete and state.run['num_shards'] == 2
+        assert_same_state(state, expected)
+        assert state.tracker.num_seen == 10
+
+
+def changed(state, **run):
+    """The state with some `run` values changed."""
+    state.run.update(run)
+    return state
+
+
+@pytest.mark.parametrize('key, value, words', [
+    ('example', 'vgg16', 'different examples (box_filter and vgg16)'),
+    ('model', 'box filter 5x5', 'different models'),
+    ('dataset', '11 images, names sha256:0123456789abcdef', 'different datasets'),
+    ('batch_size', 8, 'different batch sizes (4 and 8)'),
+    ('num_samples', 2, 'different --num_samples (3 and 2)'),
+    ('layers', (CONV,), f'different --layers ({CONV},{POOL} and {CONV})'),
+    ('num_shards', 3, 'different numbers of shards (2 and 3)'),
+])
+def test_states_of_another_run_are_refused(scanner, key, value, words):
+    assert key in RUN_FIELDS
+    first, second = scanner.scan(0, 2)[0], changed(scanner.scan(1, 2)[0], **{key: value})
+    message = f'cannot merge shard 0 of 2 and shard 1 of 2: they come from {words}'
+    with pytest.raises(ValueError, match=re.escape(message)):
+        merge_states([first, second])
+
+
+def test_states_that_do_not_belong_together_are_refused(scanner):
+    conv_0, _ = scanner.scan(0, 2)
+    conv_1, pool_1 = scanner.scan(1, 2)
+    with pytest.raises(ValueError, match=f'they hold different layers \\({CONV} and {POOL}\\)'):
+        conv_0.merge(pool_1)
+    with pytest.raises(ValueError, match='both hold shard 0 of 2 of'):
+        merge_states([conv_0, scanner.scan(0, 2)[0]])
+    with pytest.raises(ValueError, match="give every layer's states of the same shards"):
+        merge_states([conv_0, pool_1])
+    with pytest.raises(ValueError, match='no states to merge'):
+        merge_states([])
+    other_channels = scanner.scan(1, 2)[0]
+    other_channels.num_channels = 3
+    with pytest.raises(ValueError, match='different receptive fields or channel counts'):
+        conv_0.merge(other_channels)
+    conv_1.field = scanner.field(1)  # the other layer's: both states have a field, and they differ
+    with pytest.raises(ValueError, match='different receptive fields or channel counts'):
+        conv_0.merge(conv_1)
+
+
+# -- merge_activations.py ----------------------------------------------------------------------------------------
+
+def test_merging_some_shards_warns_and_draws_the_layers_it_can(scanner, tmp_path, capsys, caplog):
+    (tmp_path / 'states').mkdir()
+    paths = saved(scanner.scan(0, 2), tmp_path / 'states')
+    with caplog.at_level(logging.WARNING):
+        assert merge(paths, tmp_path / 'out') == 0
+    assert capsys.readouterr().out.splitlines() == BOX_DESCRIPTIONS[:1]
+    assert 'lack shard 1 of 2' in caplog.text
+    assert f'no receptive field of {POOL}: shard 1 of 2, which measures it, is missing' in caplog.text
+    assert sorted(os.listdir(tmp_path / 'out')) == ['conv-Relu0-crop.jpg', 'conv-Relu0-full.jpg',
+                                                   'state-conv-Relu0.npz', 'state-pool-MaxPool0.npz']
+    assert ShardState.load(str(tmp_path / 'out' / 'state-pool-MaxPool0.npz')).shards == (0,)
+
+
+@pytest.fixture
+def shard_files(scanner, tmp_path):
+    """`{(shard_index, layer): path}` of both shards of a 2-shard scan, saved."""
+    folder = tmp_path / 'states'
+    folder.mkdir()
+    states = scanner.scan(0, 2) + scanner.scan(1, 2)
+    return {(state.shards[0], state.layer): path for state, path in zip(states, saved(states, folder))}
+
+
+def assert_one_line_error(capsys, words, out_dir=None):
+    error = capsys.readouterr().err
+    assert error.startswith('error: ') and words in error and error.count('\n') == 1, error
+    assert out_dir is None or not os.path.exists(out_dir) or not os.listdir(out_dir)
+
+
+@pytest.mark.parametrize('key, value, words', [
+    ('model', 'box filter 5x5', 'different models'),
+    ('layers', (CONV,), 'different --layers'),
+    ('dataset', '13 images, names sha256:0123456789abcdef', 'different datasets'),
+])
+def test_merge_refuses_states_of_another_run_in_one_line(shard_files, tmp_path, capsys, key, value, words):
+    other = changed(ShardState.load(shard_files[1, CONV]), **{key: value})
+    other.save(str(tmp_path / 'other.npz'))
+    assert merge([shard_files[0, CONV], tmp_path / 'other.npz'], tmp_path / 'out') == 2
+    assert_one_line_error(capsys, words, tmp_path / 'out')
+
+
+def test_merge_refuses_the_same_shard_twice(shard_files, tmp_path, capsys):
+    assert merge([shard_files[0, CONV]] * 2, tmp_path / 'out') == 2
+    assert_one_line_error(capsys, 'both hold shard 0 of 2', tmp_path / 'out')
+
+
+def test_merge_refuses_layers_with_states_of_different_shards(shard_files, tmp_path, capsys):
+    assert merge([shard_files[0, CONV], shard_files[1, POOL]], tmp_path / 'out') == 2
+    assert_one_line_error(capsys, 'give every layer\'s states of the same shards', tmp_path / 'out')
+
+
+def test_merge_refuses_a_file_that_is_not_a_state(tmp_path, capsys):
+    TopActivations(2).update(None, np.ones((1, 2, 2, 3))).save(str(tmp_path / 'tracker.npz'))
+    assert merge([tmp_path / 'tracker.npz'], tmp_path / 'out') == 2
+    assert_one_line_error(capsys, 'is not a state of a sharded scan', tmp_path / 'out')

@@ -1,0 +1,165 @@
+"""The files a run writes for its layers: the printed line, the pictures, the receptive-field examples.
+
+Nothing here needs TensorFlow or the model: a layer is its name, its channel count, its
+`recfield.ReceptiveField` and its `activations.TopActivations`, so merged shard states draw through the
+same code as a single run.
+"""
+
+import contextlib
+import logging
+import os
+import shlex
+
+import cv2
+import numpy as np
+
+from utils.files import atomic_write
+from utils.layers import file_stem
+from utils.montage import layer_pictures
+from utils.tensorboard_logs import EventLog
+
+logger = logging.getLogger(__name__)
+
+
+def describe_layer(name, field, num_channels):
+    """`<name> feature map is of shape HxWxC and has receptive field ...`, one line.
+
+    The receptive field reads `SxS (stride TxT, padding PxP)`, or, where the image clips too many box edges
+    for the geometry to be derived, `up to HxW (boxes clipped by the image; size, stride and padding
+    unknown)` with the largest box measured.
+    """
+    return (f'{name} feature map is of shape {_feature_shape(field, num_channels)} and has receptive field '
+            f'{_receptive_field_text(field)}')
+
+
+def _feature_shape(field, num_channels):
+    return 'x'.join(str(value) for value in tuple(field.feature_shape) + (num_channels,))
+
+
+def _receptive_field_text(field):
+    if field.size is None:
+        largest = 'x'.join(str(value) for value in field.max())
+        return f'up to {largest} (boxes clipped by the image; size, stride and padding unknown)'
+
+    def pair(values):
+        return f'{values[0]}x{values[1]}'
+    return f'{pair(field.size)} (stride {pair(field.stride)}, padding {pair(field.padding)})'
+
+
+def channels_to_draw(tracker, requested, layer_name):
+    """The channels of a layer to draw: the first `requested` ones that fire.
+
+    A channel fires when its strongest firing over all images is above 0. Channels that never fire (dead
+    ReLUs) have no strongest images to show, so they are left out (logged at INFO).
+
+    Args:
+        tracker: the layer's `TopActivations`, after the scan.
+        requested: `--num_channels`; 0 means every channel that fires.
+        layer_name: for the log.
+
+    Returns:
+        int array of channel indices, ascending. A request for more channels than fire gets those that
+        fire, with a warning.
+    """
+    firing = np.flatnonzero(tracker.firings[:, 0] > 0) if tracker.num_seen else np.zeros(0, np.int64)
+    silent = tracker.num_channels - len(firing)
+    if silent:
+        logger.info('%d of the %d channels of %s never fire on these images; they are not drawn.', silent,
+                    tracker.num_channels, layer_name)
+    if requested > len(firing):
+        logger.warning('--num_channels %d is more than the %d channels of %s that fire; drawing all of them.',
+                       requested, len(firing), layer_name)
+    return firing[:requested] if requested else firing
+
+
+def write_image(path, image):
+    """Writes a uint8 BGR (or grey) image atomically; the format follows the extension (`.jpg`, `.png`)."""
+    try:
+        ok, encoded = cv2.imencode(os.path.splitext(path)[1], image)
+    except cv2.error:  # no encoder for that extension
+        ok = False
+    if not ok:
+        raise ValueError(f'OpenCV cannot encode an image as {path}; use a .jpg or .png name.')
+    with atomic_write(path) as stream:
+        stream.write(encoded.tobytes())
+
+
+def write_layer_pictures(out_dir, layer_name, tracker, field, channels):
+    """Writes `<stem>-full.jpg` and `<stem>-crop.jpg` of one layer (`utils.montage.layer_pictures`).
+
+    Args:
+        out_dir: an existing folder.
+        layer_name: the tensor name; the file stem is `utils.layers.file_stem(layer_name)`.
+        tracker: the layer's `TopActivations`, updated with BGR display images.
+        field: the layer's `ReceptiveField`.
+        channels: the channels to draw, one column each (see `channels_to_draw`).
+
+    Returns:
+        `(full_path, crop_path)`, or None when `channels` is empty (logged as a warning).
+    """
+    if not len(channels):
+        logger.warning('no channel of %s fires on these images; no pictures written for it.', layer_name)
+        return None
+    full, crop = layer_pictures(tracker, field, channels)
+    stem = os.path.join(out_dir, file_stem(layer_name))
+    paths = f'{stem}-full.jpg', f'{stem}-crop.jpg'
+    for path, picture in zip(paths, (full, crop)):
+        write_image(path, picture)
+    return paths
+
+
+def write_receptive_field_example(out_dir, layer_name, field):
+    """Writes `recfield-<stem>.png`: the centre feature pixel's box (`ReceptiveField.draw_example`).
+
+    Returns:
+        the file's path.
+    """
+    path = os.path.join(out_dir, f'recfield-{file_stem(layer_name)}.png')
+    write_image(path, field.draw_example())
+    return path
+
+
+def draw_layers(layers, out_dir, num_channels, tensorboard_dir=None):
+    """Writes the `-full`/`-crop` pictures of layers whose top activations and receptive fields are known.
+
+    Args:
+        layers: iterable of `(name, field, tracker)`: the layer's tensor name, its `ReceptiveField` and its
+            `TopActivations`.
+        out_dir: an existing folder.
+        num_channels: `--num_channels` (see `channels_to_draw`).
+        tensorboard_dir: a TensorBoard log folder where the pictures are also written
+            (`log_layer_pictures`), or None.
+    """
+    with EventLog(tensorboard_dir) if tensorboard_dir else contextlib.nullcontext() as log:
+        for name, field, tracker in layers:
+            channels = channels_to_draw(tracker, num_channels, name)
+            paths = write_layer_pictures(out_dir, name, tracker, field, channels)
+            if log is not None and paths is not None:
+                log_layer_pictures(log, name, field, tracker, channels, paths)
+    if tensorboard_dir:
+        logger.info('image summaries are in %s; see them with: tensorboard --logdir %s', tensorboard_dir,
+                    shlex.quote(tensorboard_dir))
+
+
+def log_layer_pictures(log, name, field, tracker, channels, paths):
+    """Adds a layer's `-full` and `-crop` pictures to a TensorBoard log, as they are on disk.
+
+    Their tags are `<layer>/full` and `<layer>/crop` (`conv1/conv1:0/crop`); their description gives the
+    receptive field, the feature map's shape and the channels drawn.
+
+    Args:
+        log: a `utils.tensorboard_logs.EventLog`.
+        name: the layer's tensor name.
+        field: its `ReceptiveField`.
+        tracker: its `TopActivations`.
+        channels: the channels drawn, one column each.
+        paths: `(full_path, crop_path)` from `write_layer_pictures`.
+    """
+    description = (f'`{name}`: receptive field {_receptive_field_text(field)}, feature map '
+                   f'{_feature_shape(field, tracker.num_channels)}.\n\n'
+                   f'One column per channel ({", ".join(str(channel) for channel in channels)}), with the '
+                   f'{tracker.num_samples} images it fires on the most, strongest on top. *crop*: the receptive '
+                   'field of the strongest pixel; *full*: the whole image with that receptive field boxed.')
+    for kind, path in zip(('full', 'crop'), paths):
+        log.add_image_file(f'{name}/{kind}', path, description)
+    log.flush()

@@ -1,0 +1,280 @@
+"""The steps every example runs, driven by a forward function: receptive fields, the scan, the pictures.
+
+A `Model` is a function that runs a float32 batch and returns the feature maps of the chosen layers, with
+the layers' names and channel counts; a `Dataset` is an ordered list of images, each with a name that is the
+same on every machine, read in batches. Nothing here imports TensorFlow: a TF1 session, a Keras model or
+anything else plugs in through `forward_func`.
+
+    forward_func = lambda x, layers=layers: session.run(layers, feed_dict={images_ph: x})
+    model = Model(forward_func, layers, imshape, value_range)
+    fields = measure_receptive_fields(model)                # prints one line per layer
+    trackers = scan(model, dataset, num_samples)            # shard 0 of 1: the whole dataset
+    draw(model, fields, trackers, out_dir, num_channels)
+
+A sharded run (`utils.shards`) calls the same `scan` for shard I of N.
+"""
+
+import collections
+import contextlib
+import hashlib
+import inspect
+import logging
+import os
+
+import numpy as np
+import progressbar
+
+from activations import TopActivations
+from recfield import ReceptiveField
+from utils.pictures import describe_layer, draw_layers, write_receptive_field_example
+
+logger = logging.getLogger(__name__)
+
+Layer = collections.namedtuple('Layer', 'name num_channels')
+Layer.__doc__ = 'A chosen layer as the pipeline sees it: its tensor name and its number of channels.'
+
+Example = collections.namedtuple('Example', 'name open_model open_dataset')
+Example.__doc__ = """An example as shards and Dask workers open it from its script's flags: its name,
+`open_model(args)` returning a `Model` of the `--layers`, and `open_dataset(args, model)` returning its `Dataset`
+(module-level functions, so that a Dask task can carry them)."""
+
+
+class Model:
+    """A network as the pipeline runs it.
+
+    Attributes:
+        forward_func: function from a float32 batch `imshape` (or with fewer images) to a list of feature
+            maps `[batch, h, w, channels]`, one per layer. If it takes a keyword `layers`, it is also called
+            with a sublist of the layer objects given here, and must then return only their maps: receptive
+            fields of a shallow layer then run only the part of the network that layer needs.
+        layers: list of `Layer`.
+        imshape: `[batch_size, height, width, channels]` of the receptive-field probe batches.
+        value_range: `(low, high)` of the values the network takes (see `recfield.ReceptiveField`).
+        model_id: what tells two runs of the same model apart from others (`model_id`), or ''.
+    """
+
+    def __init__(self, forward_func, layers, imshape, value_range, model_id='', close=None):
+        """Args:
+            forward_func, imshape, value_range, model_id: see the attributes.
+            layers: objects with a `name` and a 4-D `shape` whose last entry is the channel count (TensorFlow
+                tensors, Keras outputs), or `Layer`s; given back to `forward_func` as its `layers` keyword.
+            close: function releasing the model (a session's `close`), called by `close()`.
+
+        Raises:
+            ValueError: a layer whose channel count is unknown.
+        """
+        self.forward_func = forward_func
+        self._layer_objects = list(layers)
+        self.layers = [layer if isinstance(layer, Layer) else _as_layer(layer) for layer in self._layer_objects]
+        self.imshape = list(imshape)
+        self.value_range = tuple(value_range)
+        self.model_id = model_id
+        self._close = close
+        try:
+            self._selects_layers = 'layers' in inspect.signature(forward_func).parameters
+        except (TypeError, ValueError):  # a callable without a signature (some builtins)
+            self._selects_layers = False
+
+    @property
+    def layer_names(self):
+        return [layer.name for layer in self.layers]
+
+    def run(self, batch):
+        """All layers' feature maps of a batch, checked: a list of arrays `[len(batch), h, w, channels]`.
+
+        Raises:
+            ValueError: `forward_func` returned something else.
+        """
+        maps = self.forward_func(batch)
+        if not isinstance(maps, (list, tuple)) or len(maps) != len(self.layers):
+            got = f'{len(maps)} values' if isinstance(maps, (list, tuple)) else type(maps).__name__
+            raise ValueError(f'forward_func returned {got}; it must return a list of {len(self.layers)} feature '
+                             'maps, one per layer, e.g. lambda x: session.run(layers, feed_dict={images: x}).')
+        maps = [np.asarray(feature_map) for feature_map in maps]
+        for layer, feature_map in zip(self.layers, maps):
+            if feature_map.ndim != 4 or feature_map.shape[0] != len(batch) or \
+                    feature_map.shape[3] != layer.num_channels:
+                raise ValueError(f'forward_func returned a map of shape {feature_map.shape} for {layer.name}; '
+                                 f'expected [{len(batch)}, height, width, {layer.num_channels}].')
+        return maps
+
+    def layer_forward_func(self, index):
+        """A forward function for the `index`-th layer alone, as `recfield.ReceptiveField` takes it."""
+        if self._selects_layers:
+            chosen = [self._layer_objects[index]]
+            return lambda batch: self.forward_func(batch, layers=chosen)
+        return lambda batch: [self.forward_func(batch)[index]]
+
+    def close(self):
+        if self._close is not None:
+            self._close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+def model_id(example, paths):
+    """`<example> <file names> sha256:<first 16 hex digits>`, over the contents of `paths` in order.
+
+    The same model files give the same id on every machine (`Model.model_id`).
+    """
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, 'rb') as stream:
+            for chunk in iter(lambda: stream.read(1 << 20), b''):
+                digest.update(chunk)
+    return f'{example} {"+".join(os.path.basename(path) for path in paths)} sha256:{digest.hexdigest()[:16]}'
+
+
+def _as_layer(tensor):
+    shape = tuple(tensor.shape)
+    channels = shape[-1] if len(shape) == 4 else None
+    if channels is None:
+        raise ValueError(f'layer {tensor.name} has shape {shape}; a layer must be a feature map [batch, height, '
+                         'width, channels] with a known number of channels.')
+    return Layer(str(tensor.name), int(channels))
+
+
+class Dataset:
+    """An ordered list of images, read in batches.
+
+    Attributes:
+        ids: a name per image, in dataset order, the same on every machine (`photo.jpg:y=0,x=64`,
+            `data_batch_2.bin:17`, `Name/Name_0001.jpg`).
+        batch_size: images per batch.
+    """
+
+    def __init__(self, ids, batch_size, read):
+        """Args:
+            ids, batch_size: see the attributes.
+            read: function `(start, stop)` yielding `(network_inputs, display_images, indices)` for the images
+                `start` (a multiple of `batch_size`) to `stop`: float32 inputs, uint8 BGR images for the
+                pictures, and their dataset indices. Every image must be in the batch of `index //
+                batch_size` (unreadable images may leave a batch short), so that any shard sees the same
+                batches as a whole scan.
+        """
+        self.ids, self.batch_size, self.read = list(ids), int(batch_size), read
+
+    def __len__(self):
+        return len(self.ids)
+
+
+def numbered(batches, start=0):
+    """`(inputs, display_images)` batches with the dataset indices of their images, counting from `start`."""
+    for inputs, display_images in batches:
+        yield inputs, display_images, np.arange(start, start + len(display_images))
+        start += len(display_images)
+
+
+@contextlib.contextmanager
+def closed_on_error(session):
+    """Closes `session` (anything with `close`) if the block raises: for functions that open a `Model`."""
+    try:
+        yield
+    except BaseException:
+        session.close()
+        raise
+
+
+def shard_bounds(num_images, batch_size, num_shards, shard_index):
+    """The images of one shard: `[start, stop)` of the dataset indices.
+
+    Shards are contiguous runs of whole batches (the last batch of the dataset may be short), as equal in
+    length as whole batches allow; shards beyond the number of batches are empty.
+    """
+    num_batches = -(-num_images // batch_size)
+    first, last = (num_batches * shard_index // num_shards, num_batches * (shard_index + 1) // num_shards)
+    return min(first * batch_size, num_images), min(last * batch_size, num_images)
+
+
+def scan(model, dataset, num_samples, shard_index=0, num_shards=1):
+    """Runs shard `shard_index` of `num_shards` of the dataset (by default all of it) through the model.
+
+    Returns:
+        list of `activations.TopActivations`, one per layer, tracking all its channels, with the images'
+        dataset indices.
+    """
+    start, stop = shard_bounds(len(dataset), dataset.batch_size, num_shards, shard_index)
+    if start == stop:
+        logger.warning('shard %d of %d is empty: the dataset has fewer batches (%d images in batches of %d) '
+                       'than shards.', shard_index, num_shards, len(dataset), dataset.batch_size)
+    return track_top_activations(model, dataset.read(start, stop), num_samples,
+                                 num_batches=-(-(stop - start) // dataset.batch_size), first_index=start)
+
+
+def track_top_activations(model, batches, num_samples, num_batches=None, first_index=0):
+    """Keeps each channel's strongest images, for every layer; one `forward_func` call per batch.
+
+    Args:
+        model: a `Model`.
+        batches: iterable of `(network_inputs, display_images)` or `(network_inputs, display_images,
+            indices)` (the images' indices in the whole dataset; without them they count from `first_index`).
+        num_samples: images kept per channel.
+        num_batches: length of `batches`, for the progress bar (None: unknown).
+        first_index: see `activations.TopActivations`.
+
+    Returns:
+        list of `activations.TopActivations`, one per layer.
+    """
+    trackers = [TopActivations(num_samples, first_index) for _ in model.layers]
+    max_value = progressbar.UnknownLength if num_batches is None else num_batches
+    with progressbar.ProgressBar(max_value=max_value, prefix='top activations (batches) ') as bar:
+        for number, (inputs, display_images, *indices) in enumerate(batches, start=1):
+            for tracker, feature_map in zip(trackers, model.run(inputs)):
+                tracker.update(display_images, feature_map, *indices)
+            bar.update(number)
+    return trackers
+
+
+def measure_receptive_field(model, index):
+    """The `index`-th layer's receptive field (`recfield.ReceptiveField`), with a progress bar."""
+    # The number of probes depends on the receptive field, unknown in advance: count probe images.
+    forward_func = model.layer_forward_func(index)
+    with progressbar.ProgressBar(max_value=progressbar.UnknownLength,
+                                 prefix=f'receptive field of {model.layers[index].name} (probe images) ') as bar:
+        def forward(batch):
+            feature_maps = forward_func(batch)
+            bar.update(bar.value + len(batch))
+            return feature_maps
+        return ReceptiveField(model.imshape, forward, value_range=model.value_range)
+
+
+def measure_receptive_fields(model, indices=None):
+    """Measures the layers' receptive fields, printing each layer's `describe_layer` line when it is known.
+
+    Args:
+        model: a `Model`.
+        indices: the layers to measure (default: all).
+
+    Returns:
+        dict from layer index to `recfield.ReceptiveField`, in the order measured.
+    """
+    fields = {}
+    for index in range(len(model.layers)) if indices is None else indices:
+        fields[index] = measure_receptive_field(model, index)
+        print(describe_layer(model.layers[index].name, fields[index], model.layers[index].num_channels),
+              flush=True)
+    return fields
+
+
+def draw(model, fields, trackers, out_dir, num_channels, tensorboard_dir=None):
+    """Writes every layer's `-full`/`-crop` pictures (`utils.pictures.draw_layers`).
+
+    Args:
+        model: the `Model` (for the layer names).
+        fields: the layers' receptive fields, a dict by layer index or a list.
+        trackers: the layers' `TopActivations`, in layer order.
+        out_dir, num_channels, tensorboard_dir: see `utils.pictures.draw_layers`.
+    """
+    draw_layers(((layer.name, fields[index], tracker) for index, (layer, tracker)
+                 in enumerate(zip(model.layers, trackers))), out_dir, num_channels, tensorboard_dir)
+    logger.info('pictures are in %s', out_dir)
+
+
+def draw_receptive_fields(model, fields, out_dir):
+    """Writes `recfield-<layer>.png` of every layer (`utils.pictures.write_receptive_field_example`)."""
+    for index, layer in enumerate(model.layers):
+        write_receptive_field_example(out_dir, layer.name, fields[index])

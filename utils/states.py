@@ -1,0 +1,224 @@
+"""The state of a sharded scan, per layer: saved, loaded, merged exactly, drawn. No TensorFlow needed.
+
+A shard's state (`ShardState`) holds its `activations.TopActivations` (numbered by dataset index, so that
+ties go to the earlier image of the whole dataset, as in one scan), the kept images' names, the layer's
+`recfield.ReceptiveField` if that shard measured it, and what tells states that belong together (`RUN_FIELDS`:
+the example, the model, the dataset, the batch size, `--num_samples`, `--layers`, the number of shards).
+Merging the states of all shards gives the state, and the pictures, of a single run.
+
+A shard's state is saved as `<out_dir>/state-<layer>-<I>-of-<N>.npz`, a merged one as `state-<layer>.npz`:
+numpy arrays only (no pickle), written atomically. A state file is also a `TopActivations` file:
+`TopActivations.load` reads it.
+"""
+
+import logging
+import os
+
+import numpy as np
+
+from activations import TopActivations
+from recfield import ReceptiveField
+from utils.layers import file_stem
+from utils.pictures import describe_layer, draw_layers
+
+logger = logging.getLogger(__name__)
+
+STATE_VERSION = 2
+# What must be equal for two states to merge, and how an error names a difference.
+RUN_FIELDS = {'example': 'examples', 'model': 'models', 'dataset': 'datasets', 'batch_size': 'batch sizes',
+              'num_samples': '--num_samples', 'layers': '--layers', 'num_shards': 'numbers of shards'}
+
+
+def state_path(out_dir, layer_name, shard_index=None, num_shards=None):
+    """`<out_dir>/state-<layer>-<I>-of-<N>.npz` of a shard, or `<out_dir>/state-<layer>.npz` of a merge."""
+    shard = '' if shard_index is None else f'-{shard_index}-of-{num_shards}'
+    return os.path.join(out_dir, f'state-{file_stem(layer_name)}{shard}.npz')
+
+
+class ShardState:
+    """What scanning one or more shards found for one layer, with what merging and drawing it needs.
+
+    Attributes:
+        layer: the layer's tensor name.
+        tracker: its `activations.TopActivations`, indexed by dataset index, with the kept images.
+        image_ids: dict from the dataset index of every kept image to its name (`utils.pipeline.Dataset`).
+        field: the layer's `recfield.ReceptiveField`, or None where another shard measures it.
+        num_channels: the layer's channel count.
+        run: the values that must be equal for states to merge (`RUN_FIELDS`); `layers` is a tuple.
+        shards: sorted tuple of the shard indices scanned.
+        draw_channels: the run's `--num_channels`, the default of `utils/merge_activations.py`.
+        source: where the state comes from (a file, a shard), for messages.
+    """
+
+    def __init__(self, layer, tracker, image_ids, field, num_channels, run, shards, draw_channels, source):
+        self.layer, self.tracker, self.image_ids, self.field = layer, tracker, dict(image_ids), field
+        self.num_channels, self.run, self.shards = int(num_channels), dict(run), tuple(sorted(shards))
+        self.draw_channels, self.source = int(draw_channels), source
+
+    @property
+    def complete(self):
+        """Whether the state covers every shard of its run."""
+        return self.shards == tuple(range(self.run['num_shards']))
+
+    def describe(self):
+        """The layer's `utils.pictures.describe_layer` line (needs the field)."""
+        return describe_layer(self.layer, self.field, self.num_channels)
+
+    def merge(self, other):
+        """Adds the state of other shards of the same run and layer; returns self.
+
+        Raises:
+            ValueError: the states do not belong together (another layer, model, dataset, ...), or both hold
+                the same shard.
+        """
+        if other.layer != self.layer:
+            raise ValueError(f'cannot merge {self.source} and {other.source}: they hold different layers '
+                             f'({self.layer} and {other.layer}).')
+        check_same_run(self, other)
+        differ = self.field is not None and other.field is not None and other.field != self.field
+        if differ or other.num_channels != self.num_channels:
+            raise ValueError(f'cannot merge {self.source} and {other.source}: {self.layer} has different receptive '
+                             'fields or channel counts in them (another model or image size?).')
+        both = sorted(set(self.shards) & set(other.shards))
+        if both:
+            raise ValueError(f'cannot merge {self.source} and {other.source}: both hold shard {both[0]} of '
+                             f'{self.run["num_shards"]} of {self.layer}.')
+        self.tracker.merge(other.tracker)
+        kept = set(self.tracker.kept_image_indices.tolist())
+        self.image_ids = {index: name for index, name in {**self.image_ids, **other.image_ids}.items()
+                          if index in kept}
+        self.shards = tuple(sorted(self.shards + other.shards))
+        self.field = self.field if self.field is not None else other.field
+        return self
+
+    def save(self, path):
+        """Writes the state to an `.npz` file (no pickle), atomically.
+
+        The file is the tracker's `TopActivations.save` file with the state's arrays added (named `state_*`
+        and `run_*`).
+        """
+        self.tracker.save(path, **self._arrays())
+
+    def _arrays(self):
+        kept = self.tracker.kept_image_indices
+        field = self.field.to_arrays() if self.field is not None else {
+            'recfield': np.zeros((0, 0, 4), np.int64), 'image_size': np.zeros(2, np.int64)}
+        arrays = {
+            'state_version': STATE_VERSION,
+            'state_layer': np.str_(self.layer),
+            'state_image_ids': np.array([self.image_ids[int(index)] for index in kept], dtype=np.str_)
+            if len(kept) else np.zeros(0, np.str_),
+            'state_num_channels': self.num_channels,
+            'state_shards': np.array(self.shards, np.int64),
+            'state_draw_channels': self.draw_channels,
+            **{f'state_field_{key}': value for key, value in field.items()},
+        }
+        for key in RUN_FIELDS:
+            value = self.run[key]
+            arrays[f'run_{key}'] = np.array(value, dtype=np.str_) if isinstance(value, (str, tuple)) else value
+        return arrays
+
+    @classmethod
+    def load(cls, path):
+        """Reads a state written by `save`.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: the file is not a state (or of another version).
+        """
+        tracker = TopActivations.load(path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                version = int(data['state_version'])
+                if version != STATE_VERSION:
+                    raise ValueError(f'{path} is a state of version {version}; this code reads version '
+                                     f'{STATE_VERSION}. Scan again with this version.')
+                boxes = data['state_field_recfield']
+                try:
+                    field = ReceptiveField.from_arrays(boxes, data['state_field_image_size']) if boxes.size else None
+                except ValueError as error:
+                    raise ValueError(f'{path}: its receptive field is damaged ({error})') from error
+                ids = dict(zip(tracker.kept_image_indices.tolist(), data['state_image_ids'].tolist()))
+                run = {key: data[f'run_{key}'] for key in RUN_FIELDS}
+                run = {key: tuple(value.tolist()) if value.ndim else value.item() for key, value in run.items()}
+                return cls(str(data['state_layer']), tracker, ids, field, int(data['state_num_channels']), run,
+                           data['state_shards'].tolist(), int(data['state_draw_channels']), path)
+        except KeyError as error:
+            raise ValueError(f'{path} is not a state of a sharded scan (it has no {error}); states are written by '
+                             'the *_activations.py scripts with --num_shards and --shard_index.') from error
+
+
+def check_same_run(state, other):
+    """Raises ValueError, naming the difference, unless the two states' `run` values are equal."""
+    for key, what in RUN_FIELDS.items():
+        if state.run[key] != other.run[key]:
+            raise ValueError(f'cannot merge {state.source} and {other.source}: they come from different {what} '
+                             f'({_text(state.run[key])} and {_text(other.run[key])}).')
+
+
+def _text(values):
+    return ','.join(map(str, values)) if isinstance(values, tuple) else str(values)
+
+
+def merge_states(states):
+    """Merges the states of one run, layer by layer (into the first state of each layer).
+
+    Args:
+        states: `ShardState`s of the same run: the same example, model, dataset, batch size, `num_samples`,
+            `--layers` and number of shards; each layer's states of different shards, and every layer with
+            states of the same shards.
+
+    Returns:
+        list of merged `ShardState`, one per layer, in the run's `--layers` order.
+
+    Raises:
+        ValueError: no states, or states that do not belong together (see `ShardState.merge`).
+    """
+    if not states:
+        raise ValueError('there are no states to merge.')
+    merged = {}
+    for state in states:
+        check_same_run(states[0], state)
+        if state.layer in merged:
+            merged[state.layer].merge(state)
+        else:
+            merged[state.layer] = state
+    layers = [name for name in states[0].run['layers'] if name in merged]
+    for name in layers[1:]:
+        if merged[name].shards != merged[layers[0]].shards:
+            raise ValueError(f'the states of {layers[0]} are of shards {_text(merged[layers[0]].shards)} but those '
+                             f'of {name} of shards {_text(merged[name].shards)}; give every layer\'s states of the '
+                             'same shards.')
+    return [merged[name] for name in layers]
+
+
+def warn_if_incomplete(states):
+    """Warns when merged states lack some shards of their run: their pictures show part of the dataset."""
+    if states and not states[0].complete:
+        missing = sorted(set(range(states[0].run['num_shards'])) - set(states[0].shards))
+        logger.warning('the states lack shard%s %s of %d: the pictures show part of the dataset only.',
+                       's' if len(missing) > 1 else '', ', '.join(map(str, missing)), states[0].run['num_shards'])
+
+
+def draw_states(states, out_dir, num_channels=None, tensorboard_dir=None):
+    """For every state: prints its `describe_layer` line and writes its `-full`/`-crop` pictures.
+
+    Args:
+        states: merged `ShardState`s of one run.
+        out_dir: an existing folder.
+        num_channels: `--num_channels` (see `utils.pictures.channels_to_draw`); None for the run's.
+        tensorboard_dir: see `utils.pictures.draw_layers`.
+    """
+    def described():
+        for state in states:
+            if state.field is None:
+                logger.warning('no receptive field of %s: shard %d of %d, which measures it, is missing; it is not '
+                               'drawn.', state.layer, state.run['layers'].index(state.layer) % state.run['num_shards'],
+                               state.run['num_shards'])
+                continue
+            print(state.describe(), flush=True)
+            yield state.layer, state.field, state.tracker
+
+    if states:
+        draw_layers(described(), out_dir, states[0].draw_channels if num_channels is None else num_channels,
+                    tensorboard_dir)
