@@ -3,6 +3,8 @@
 `ReceptiveField(imshape, forward_func)` finds, for every pixel of one layer's feature map, the box of input
 pixels it depends on. It needs nothing but a function that runs the forward pass: it feeds probe images
 (a reference image with some rows, or some columns, changed) and records which feature pixels change.
+`measure_receptive_fields(imshape, forward_func, num_layers)` measures several layers from one set of
+probes, with a `forward_func` that returns every layer's map.
 
 Rows and columns are measured separately by the same code (columns are rows of the transposed image). For
 one axis the measurement is either
@@ -43,12 +45,14 @@ class ReceptiveField:
             library: the box of feature pixel `i` is centred at `-padding + i * stride + (size - 1) / 2`.
             Each is `None` where the image is too small to show an unclipped box edge, or where the boxes
             do not follow that convention (a network whose branches are not aligned).
-        num_probe_images: how many probe images were run (references and batch padding excluded).
+        height, width: the probe images' size; `feature_shape`: `(feat_h, feat_w)`.
+        num_probe_images: how many probe images were run (references and batch padding excluded); fields
+            measured together (`measure_receptive_fields`) share their probes and this count.
         whole_image: True when every feature pixel depends on the whole image (see the warning).
     """
 
     def __init__(self, imshape, forward_func, value_range=(-1.0, 1.0), num_trials=2, multiplex=True,
-                 tolerance=0.0, seed=0):
+                 tolerance=0.0, seed=0, extreme_references=True):
         """Measures the receptive fields.
 
         Args:
@@ -67,73 +71,16 @@ class ReceptiveField:
             tolerance: a feature value counts as changed when it moves by more than this. 0 (exact) is right
                 on CPUs; raise it only if the forward pass is not bit-reproducible (some GPU kernels).
             seed: seed of the random references and probe values.
+            extreme_references: also run every probe on a reference at each end of the value range with the
+                lit lines at the other end (two more runs): exact for units that only a strong same-signed
+                change wakes. False halves the probe images where no such units can be.
 
         Raises:
             ValueError: `imshape` is not four known positive integers, or `forward_func` does not return
                 one 4-D feature map with `batch_size` images.
         """
-        self.imshape = _check_imshape(imshape)
-        self.batch_size, self.height, self.width, self.channels = self.imshape
-        low, high = (float(v) for v in value_range)
-        if not high > low:
-            raise ValueError(f'value_range must be (low, high) with high > low, got {value_range!r}.')
-        if num_trials < 1:
-            raise ValueError(f'num_trials must be at least 1, got {num_trials}.')
-        self._forward_func = forward_func
-        self._tolerance = float(tolerance)
-        self.num_probe_images = 0
-
-        # Each reference is used twice, with the probed lines moved up by the full value range in one trial
-        # and down in the other (random signs per pixel): a unit that a change cannot reach in one direction
-        # (a dead ReLU, a max-pool ignoring a smaller value) is reached in the other. The first reference is
-        # a quiet grey (mid-range, faint noise), which saturates no unit; later ones are full-range noise.
-        rng = np.random.default_rng(seed)
-        image_shape = (self.height, self.width, self.channels)
-        middle, half_range = (low + high) / 2, (high - low) / 2
-        self._trials = []  # (reference image, probe values, reference feature map)
-        for trial in range(num_trials):
-            if trial % 2 == 0:
-                amplitude = 0.02 if trial == 0 else 1.0
-                reference = (middle + amplitude * half_range * rng.uniform(-1, 1, image_shape)).astype(np.float32)
-                change = (high - low) * rng.choice([-1.0, 1.0], image_shape).astype(np.float32)
-                reference_map = self._forward(np.repeat(reference[None], self.batch_size, axis=0))
-                if np.isnan(reference_map).any():
-                    raise ValueError('forward_func returned NaN for a reference image; check value_range '
-                                     'and the network\'s weights.')
-                self.feature_shape = reference_map.shape[1:3]
-            probe_values = reference + change if trial % 2 == 0 else reference - change
-            self._trials.append((reference, probe_values, reference_map))
-        mixes_batch = self._mixes_batch()
-
-        periods = self._estimate_periods() if multiplex else (None, None)
-        rows = self._measure_axis(ROWS, periods[ROWS])
-        columns = self._measure_axis(COLUMNS, periods[COLUMNS])
-        self.recfield = np.stack([rows[0], columns[0], rows[1], columns[1]], axis=-1).astype(np.int64)
-
-        unresponsive = (self.recfield[..., 2] == 0) & (self.recfield[..., 3] == 0)
-        if unresponsive.any():
-            logger.warning('%d of %d feature pixels did not change for any probe; their boxes are empty. '
-                           'Is the layer constant (dead units, zero weights)?',
-                           int(unresponsive.sum()), unresponsive.size)
-        full = (self.recfield == [0, 0, self.height, self.width]).all(axis=-1)
-        self.whole_image = mixes_batch or (bool(full.all()) and max(self.feature_shape) > 1)
-        if mixes_batch:
-            logger.warning(
-                'The feature map of an image changes with the other images in its batch: the forward pass '
-                'mixes images, as BatchNorm does in training mode, so every feature pixel depends on the whole '
-                'image (and batch) and these boxes mean nothing. Feed the training-phase flag as False (e.g. '
-                'phase_train: False) in forward_func.')
-        elif self.whole_image:
-            logger.warning(
-                'Every feature pixel depends on the whole image. Either the receptive field is larger than '
-                'the image (use larger images to see it), or the forward pass mixes all pixels: a BatchNorm '
-                'layer in training mode or a per-image normalisation inside the graph. Then feed the '
-                'training-phase flag as False (e.g. phase_train: False) and normalise images before the '
-                'input placeholder.')
-        self.size, self.stride, self.padding = _geometry(self.recfield)
-        # Measured: from here on the field is a plain value (it can be pickled, e.g. to a Dask client), and it
-        # keeps neither the network nor the probe images alive.
-        self._forward_func = self._trials = None
+        prober = _Prober(imshape, forward_func, None, value_range, num_trials, extreme_references, tolerance, seed)
+        self.__dict__.update(vars(prober.measure(multiplex)[0]))
 
     @classmethod
     def from_arrays(cls, recfield, image_size):
@@ -161,13 +108,18 @@ class ReceptiveField:
         limits = np.array([height, width, height, width])
         if (boxes < 0).any() or (boxes > limits).any() or (boxes[..., :2] > boxes[..., 2:]).any():
             raise ValueError(f'receptive field boxes lie outside the {height}x{width} image they were measured on.')
+        return cls._of_boxes(boxes, height, width, num_probe_images=0)
+
+    @classmethod
+    def _of_boxes(cls, boxes, height, width, num_probe_images, mixes_batch=False):
+        """A field with these boxes; geometry and `whole_image` derived from them."""
         field = cls.__new__(cls)
         field.height, field.width = height, width
-        field.recfield = boxes.astype(np.int64)
-        field.feature_shape = field.recfield.shape[:2]
-        field.num_probe_images = 0
+        field.recfield = np.asarray(boxes, np.int64)
+        field.feature_shape = tuple(field.recfield.shape[:2])
+        field.num_probe_images = num_probe_images
         full = (field.recfield == [0, 0, height, width]).all(axis=-1)
-        field.whole_image = bool(full.all()) and max(field.feature_shape) > 1
+        field.whole_image = mixes_batch or (bool(full.all()) and max(field.feature_shape) > 1)
         field.size, field.stride, field.padding = _geometry(field.recfield)
         return field
 
@@ -198,16 +150,124 @@ class ReceptiveField:
             cv2.rectangle(canvas, (int(x1), int(y1)), (int(x2) - 1, int(y2) - 1), 255, 1)
         return canvas
 
-    # -- running the network ------------------------------------------------------------------------------
+
+def measure_receptive_fields(imshape, forward_func, num_layers, value_range=(-1.0, 1.0), num_trials=2,
+                             multiplex=True, tolerance=0.0, seed=0, extreme_references=True):
+    """The receptive fields of several layers, measured from one set of probe images.
+
+    Every probe batch is one `forward_func` call returning all layers' maps, so the layers share the probes
+    (a deep layer's forward pass computes the shallow ones anyway). Each axis is multiplexed when that takes
+    fewer probes for every layer, and probed line by line otherwise (one line-by-line pass serves all layers).
+    The boxes are those `ReceptiveField` measures layer by layer.
+
+    Args:
+        imshape, value_range, num_trials, multiplex, tolerance, seed, extreme_references: as for
+            `ReceptiveField`.
+        forward_func: function from a float32 batch `imshape` to a list of `num_layers` feature maps
+            `[batch_size, feat_h, feat_w, channels]`, e.g. `lambda x: sess.run(layers, feed_dict={images: x})`.
+        num_layers: how many maps `forward_func` returns.
+
+    Returns:
+        list of `ReceptiveField`, one per layer, in order; each has the shared `num_probe_images`.
+
+    Raises:
+        ValueError: see `ReceptiveField`.
+    """
+    if int(num_layers) < 1:
+        raise ValueError(f'num_layers must be at least 1, got {num_layers}.')
+    prober = _Prober(imshape, forward_func, int(num_layers), value_range, num_trials, extreme_references,
+                     tolerance, seed)
+    return prober.measure(multiplex)
+
+
+class _Prober:
+    """Runs probe images through the network under every trial and says which feature pixels change.
+
+    A trial is a reference image and the values lit lines take in it. Pairs of trials share a reference and
+    move the lit lines by the full value range up in one and down in the other (random signs per pixel): a
+    unit that a change cannot reach in one direction (a dead ReLU, a max-pool ignoring a smaller value) is
+    reached in the other. The first reference is a quiet grey (mid-range, faint noise), which saturates no
+    unit; later ones are full-range noise. Two more trials start from the ends of the value range and swing
+    the lit lines to the other end: units that only wake when most of their window moves one way (all-positive
+    or all-negative kernels with a negative bias, dead at grey) are awake at one end, and any lit line moves them.
+    """
+
+    def __init__(self, imshape, forward_func, num_layers, value_range, num_trials, extreme_references, tolerance,
+                 seed):
+        """`num_layers` None: `forward_func` returns one map (array or one-element list), as for
+        `ReceptiveField`; else a list of that many maps."""
+        self.imshape = _check_imshape(imshape)
+        self.batch_size, self.height, self.width, self.channels = self.imshape
+        low, high = (float(v) for v in value_range)
+        if not high > low:
+            raise ValueError(f'value_range must be (low, high) with high > low, got {value_range!r}.')
+        if num_trials < 1:
+            raise ValueError(f'num_trials must be at least 1, got {num_trials}.')
+        self._forward_func, self._num_layers = forward_func, num_layers
+        self._tolerance = float(tolerance)
+        self.feature_shapes = None
+        self.num_probe_images = 0
+
+        rng = np.random.default_rng(seed)
+        image_shape = (self.height, self.width, self.channels)
+        middle, half_range = (low + high) / 2, (high - low) / 2
+        references = []  # (reference image, probe values)
+        for trial in range(num_trials):
+            if trial % 2 == 0:
+                amplitude = 0.02 if trial == 0 else 1.0
+                reference = (middle + amplitude * half_range * rng.uniform(-1, 1, image_shape)).astype(np.float32)
+                change = (high - low) * rng.choice([-1.0, 1.0], image_shape).astype(np.float32)
+            references.append((reference, reference + change if trial % 2 == 0 else reference - change))
+        if extreme_references:
+            lowest, highest = np.full(image_shape, low, np.float32), np.full(image_shape, high, np.float32)
+            references += [(lowest, highest), (highest, lowest)]
+        self._trials = []  # (reference image, probe values, reference feature maps)
+        for reference, probe_values in references:
+            if not self._trials or reference is not self._trials[-1][0]:
+                reference_maps = self._forward(np.repeat(reference[None], self.batch_size, axis=0))
+                if any(np.isnan(feature_map).any() for feature_map in reference_maps):
+                    raise ValueError('forward_func returned NaN for a reference image; check value_range '
+                                     'and the network\'s weights.')
+                self.feature_shapes = [feature_map.shape[1:3] for feature_map in reference_maps]
+            self._trials.append((reference, probe_values, reference_maps))
+
+    def measure(self, multiplex):
+        """Measures every layer's boxes; returns a list of `ReceptiveField`."""
+        mixes_batch = self._mixes_batch()
+        periods = self._estimate_periods() if multiplex else None
+        rows = self._measure_axis(ROWS, periods)
+        columns = self._measure_axis(COLUMNS, periods)
+        fields = []
+        for layer, mixes in enumerate(mixes_batch):
+            boxes = np.stack([rows[layer][0], columns[layer][0], rows[layer][1], columns[layer][1]], axis=-1)
+            fields.append(ReceptiveField._of_boxes(boxes, self.height, self.width, self.num_probe_images, mixes))
+            # One warning about a batch-mixing forward pass is enough, however many layers show it.
+            first_mixing = mixes and not any(mixes_batch[:layer])
+            _warn_about(fields[-1], first_mixing, self._layer_name(layer), any(mixes_batch))
+        return fields
+
+    def _layer_name(self, layer):
+        return 'the layer' if self._num_layers is None else f'layer {layer} of forward_func'
 
     def _forward(self, batch):
-        """Runs `forward_func` on one full batch and returns its 4-D feature map, checked."""
+        """Runs `forward_func` on one full batch; returns its 4-D feature maps, checked, as a list."""
         result = self._forward_func(batch)
-        if isinstance(result, (list, tuple)):
-            if len(result) != 1:
-                raise ValueError(f'forward_func returned {len(result)} values; it must return the feature '
-                                 'map of one layer, e.g. lambda x: sess.run([layer], feed_dict={images: x}).')
-            result = result[0]
+        if self._num_layers is None:
+            if isinstance(result, (list, tuple)):
+                if len(result) != 1:
+                    raise ValueError(f'forward_func returned {len(result)} values; it must return the feature '
+                                     'map of one layer, e.g. lambda x: sess.run([layer], feed_dict={images: x}).')
+                result = result[0]
+            results = [result]
+        elif not isinstance(result, (list, tuple)) or len(result) != self._num_layers:
+            got = f'{len(result)} values' if isinstance(result, (list, tuple)) else type(result).__name__
+            raise ValueError(f'forward_func returned {got}; it must return a list of {self._num_layers} feature '
+                             'maps, one per layer, e.g. lambda x: sess.run(layers, feed_dict={images: x}).')
+        else:
+            results = list(result)
+        return [self._checked_map(result, layer) for layer, result in enumerate(results)]
+
+    def _checked_map(self, result, layer):
         try:
             feature_map = np.asarray(result)
         except Exception as error:  # an object numpy cannot turn into an array
@@ -223,101 +283,145 @@ class ReceptiveField:
         if feature_map.shape[0] != self.batch_size:
             raise ValueError(f'forward_func returned {feature_map.shape[0]} feature maps for a batch of '
                              f'{self.batch_size} images; it must return one per image, in order.')
-        if hasattr(self, 'feature_shape') and feature_map.shape[1:3] != self.feature_shape:
+        if self.feature_shapes is not None and feature_map.shape[1:3] != self.feature_shapes[layer]:
             raise ValueError(f'forward_func returned feature maps of size {feature_map.shape[1:3]}, earlier '
-                             f'{self.feature_shape}; the forward pass must not change between calls.')
+                             f'{self.feature_shapes[layer]}; the forward pass must not change between calls.')
         return feature_map
 
-    def _run_probes(self, probes):
+    def run(self, probes):
         """Runs probe images through the network for every reference.
 
         Args:
             probes: list of `(axis, lit_lines)`: light these rows (`ROWS`) or columns (`COLUMNS`).
 
         Returns:
-            bool array `[len(probes), feat_h, feat_w]`: which feature pixels changed for each probe under
-            any reference.
+            per layer, bool array `[len(probes), feat_h, feat_w]`: which feature pixels changed for each
+            probe under any reference.
         """
-        changed = np.zeros((len(probes),) + tuple(self.feature_shape), bool)
-        for reference, probe_values, reference_map in self._trials:
+        changed = [np.zeros((len(probes),) + tuple(shape), bool) for shape in self.feature_shapes]
+        for reference, probe_values, reference_maps in self._trials:
             for start in range(0, len(probes), self.batch_size):
                 chunk = probes[start:start + self.batch_size]
                 # Fill the batch with the reference so that fixed-shape placeholders work.
                 batch = np.repeat(reference[None], self.batch_size, axis=0)
                 for position, (axis, lines) in enumerate(chunk):
                     _light(batch[position], probe_values, lines, axis)
-                feature_map = self._forward(batch)
-                difference = np.abs(feature_map[:len(chunk)] - reference_map[:len(chunk)])
-                # NaN compares False with '>' but is a change all the same.
-                moved = (difference > self._tolerance) | np.isnan(difference)
-                changed[start:start + len(chunk)] |= moved.any(axis=-1)
+                for layer, feature_map in enumerate(self._forward(batch)):
+                    changed[layer][start:start + len(chunk)] |= self._moved(
+                        feature_map[:len(chunk)], reference_maps[layer][:len(chunk)]).any(axis=-1)
         self.num_probe_images += len(probes) * len(self._trials)
         return changed
 
+    def _moved(self, feature_map, reference_map):
+        """bool, where `feature_map` differs from `reference_map` by more than the tolerance (NaN counts)."""
+        if not self._tolerance:
+            return feature_map != reference_map  # one pass over the map; NaN != NaN, so NaN counts
+        difference = np.abs(feature_map - reference_map)
+        # NaN compares False with '>' but is a change all the same.
+        return (difference > self._tolerance) | np.isnan(difference)
+
     def _mixes_batch(self):
-        """True when the output for one image depends on the other images of its batch."""
+        """Per layer, True when the output for one image depends on the other images of its batch."""
         if self.batch_size < 2:
-            return False
-        reference, probe_values, reference_map = self._trials[0]
+            return [False] * len(self.feature_shapes)
+        reference, probe_values, reference_maps = self._trials[0]
         batch = np.repeat(reference[None], self.batch_size, axis=0)
         batch[1:] = probe_values
-        return not np.array_equal(self._forward(batch)[0], reference_map[0])
+        return [not np.array_equal(feature_map[0], reference_map[0])
+                for feature_map, reference_map in zip(self._forward(batch), reference_maps)]
 
     # -- one axis -----------------------------------------------------------------------------------------
 
-    def _measure_axis(self, axis, period):
-        """Returns `(start, stop)`, int arrays `[feat_h, feat_w]`: each box's extent along `axis`.
+    def _measure_axis(self, axis, periods):
+        """Per layer `(start, stop)`, int arrays `[feat_h, feat_w]`: each box's extent along `axis`.
 
-        Lines `period` apart are lit together when that takes fewer probes; None probes line by line.
+        With `periods` (per layer and axis), lines the largest period apart are lit together when that takes
+        fewer probes; layers whose boxes do not decode cleanly, or all when multiplexing does not pay, are
+        probed line by line.
         """
         length = self.height if axis == ROWS else self.width
+        extents = [None] * len(self.feature_shapes)
+        period = None if periods is None else max(layer_periods[axis] for layer_periods in periods)
         if period is not None and period + 2 * (math.ceil(length / period) - 1) < length:
-            extent = self._measure_multiplexed(axis, length, period)
-            if extent is not None:
-                return extent
-            logger.debug('axis %d: multiplexed probes did not decode cleanly; probing line by line', axis)
-        changed = self._run_probes([(axis, [line]) for line in range(length)])
-        return _hull(changed)
+            extents = self._measure_multiplexed(axis, length, period)
+            if any(extent is None for extent in extents):
+                logger.debug('axis %d: multiplexed probes did not decode cleanly; probing line by line', axis)
+        if any(extent is None for extent in extents):
+            changed = self.run([(axis, [line]) for line in range(length)])
+            extents = [_hull(changed[layer]) if extent is None else extent
+                       for layer, extent in enumerate(extents)]
+        return extents
 
     def _estimate_periods(self):
-        """Spacings of lit rows and of lit columns wider than any box, from one probe lighting the middle line.
+        """Per layer, spacings of lit rows and of lit columns wider than any box, from one probe lighting the
+        middle line.
 
         If `n` feature lines change when one input line is lit and the layer's stride is `s`, the
         receptive field is shorter than `(n + 1) * s`. The stride is bounded by image size over feature-map
         size. An estimate that is too small is caught when decoding.
 
         Returns:
-            `(row period, column period)`.
+            list of `(row period, column period)`.
         """
         lengths = (self.height, self.width)
-        changed = self._run_probes([(axis, [lengths[axis] // 2]) for axis in (ROWS, COLUMNS)])
+        changed = self.run([(axis, [lengths[axis] // 2]) for axis in (ROWS, COLUMNS)])
         periods = []
-        for axis in (ROWS, COLUMNS):
-            affected = changed[axis].sum(axis=axis).max()
-            stride = math.ceil(lengths[axis] / self.feature_shape[axis])
-            periods.append(int((affected + 1) * stride + 1))
-        return tuple(periods)
+        for layer_changed, feature_shape in zip(changed, self.feature_shapes):
+            layer_periods = []
+            for axis in (ROWS, COLUMNS):
+                affected = layer_changed[axis].sum(axis=axis).max()
+                stride = math.ceil(lengths[axis] / feature_shape[axis])
+                layer_periods.append(int((affected + 1) * stride + 1))
+            periods.append(tuple(layer_periods))
+        return periods
 
     def _measure_multiplexed(self, axis, length, period):
-        """Measures one axis with lines `period` apart; returns None where the result is not consistent."""
+        """Measures one axis with lines `period` apart; per layer the extents, or None where the result is
+        not consistent."""
         num_blocks = math.ceil(length / period)
         lines = np.arange(length)
         probes = [(axis, lines[lines % period == phase]) for phase in range(period)]
         probes += [(axis, lines[:block * period]) for block in range(1, num_blocks)]
         probes += [(axis, lines[block * period:]) for block in range(1, num_blocks)]
-        changed = self._run_probes(probes)
+        return [_decode_layer(changed, period, num_blocks, length) for changed in self.run(probes)]
 
-        # Decode each distinct pattern of observations once: feature pixels share very few of them.
-        unique_patterns, pattern_of_pixel = _unique_rows(changed.reshape(len(changed), -1).T)
-        decoded = np.zeros((len(unique_patterns), 2), np.int64)
-        for index, pattern in enumerate(unique_patterns):
-            extent = _decode_pattern(pattern[:period], pattern[period:period + num_blocks - 1],
-                                     pattern[period + num_blocks - 1:], period, length)
-            if extent is None:
-                return None
-            decoded[index] = extent
-        extents = decoded[pattern_of_pixel.reshape(-1)].reshape(tuple(self.feature_shape) + (2,))
-        return extents[..., 0], extents[..., 1]
+
+def _decode_layer(changed, period, num_blocks, length):
+    """One layer's extents from multiplexed observations `[probes, feat_h, feat_w]`, or None."""
+    feature_shape = changed.shape[1:]
+    # Decode each distinct pattern of observations once: feature pixels share very few of them.
+    unique_patterns, pattern_of_pixel = _unique_rows(changed.reshape(len(changed), -1).T)
+    decoded = np.zeros((len(unique_patterns), 2), np.int64)
+    for index, pattern in enumerate(unique_patterns):
+        extent = _decode_pattern(pattern[:period], pattern[period:period + num_blocks - 1],
+                                 pattern[period + num_blocks - 1:], period, length)
+        if extent is None:
+            return None
+        decoded[index] = extent
+    extents = decoded[pattern_of_pixel.reshape(-1)].reshape(tuple(feature_shape) + (2,))
+    return extents[..., 0], extents[..., 1]
+
+
+def _warn_about(field, mixes_batch, layer_name, any_mixing=False):
+    """Logs what makes a measured field suspect: empty boxes, a batch-mixing or whole-image forward pass."""
+    unresponsive = (field.recfield[..., 2] == 0) & (field.recfield[..., 3] == 0)
+    if unresponsive.any():
+        logger.warning('%d of %d feature pixels of %s did not change for any probe; their boxes are empty. '
+                       'Is the layer constant (dead units, zero weights)?',
+                       int(unresponsive.sum()), unresponsive.size, layer_name)
+    if mixes_batch:
+        logger.warning(
+            'The feature map of an image changes with the other images in its batch: the forward pass '
+            'mixes images, as BatchNorm does in training mode, so every feature pixel depends on the whole '
+            'image (and batch) and these boxes mean nothing. Feed the training-phase flag as False (e.g. '
+            'phase_train: False) in forward_func.')
+    elif field.whole_image and not any_mixing:
+        logger.warning(
+            'Every feature pixel of %s depends on the whole image. Either the receptive field is larger than '
+            'the image (use larger images to see it), or the forward pass mixes all pixels: a BatchNorm '
+            'layer in training mode or a per-image normalisation inside the graph. Then feed the '
+            'training-phase flag as False (e.g. phase_train: False) and normalise images before the '
+            'input placeholder.', layer_name)
 
 
 def _decode_pattern(phase_changed, prefix_changed, suffix_changed, period, length):
@@ -431,7 +535,8 @@ def _geometry(recfield):
     all equal the smallest start, clipped stops the largest stop. So a start is exact where it is above the
     smallest, a stop where it is below the largest. The stride comes from two exact starts or two exact stops,
     the size from one exact start and one exact stop (of the same or different pixels), the padding from an
-    exact start.
+    exact start. Where the edge boxes follow no rule (dilated taps near the border skip lines, so those boxes
+    are neither clipped nor regular), the geometry is that of the interior boxes (`_interior_geometry`).
 
     Returns:
         `(size, stride, padding)`, each a `(y, x)` tuple, or None where some axis cannot be derived.
@@ -444,7 +549,7 @@ def _geometry(recfield):
         if not ((starts == starts[:, :1]).all() and (stops == stops[:, :1]).all()):
             per_axis.append(None)  # boxes differ along the other axis: not one geometry
             continue
-        per_axis.append(_axis_geometry(starts[:, 0], stops[:, 0]))
+        per_axis.append(_axis_geometry(starts[:, 0], stops[:, 0]) or _interior_geometry(starts[:, 0], stops[:, 0]))
     if any(values is None for values in per_axis):
         return None, None, None
     return tuple(tuple(int(values[i]) for values in per_axis) for i in range(3))
@@ -470,4 +575,28 @@ def _axis_geometry(starts, stops):
     if np.any(index[exact_start] * stride - padding != starts[exact_start]) or np.any(
             index[exact_stop] * stride - padding + size != stops[exact_stop]):
         return None
+    return size, stride, padding
+
+
+def _interior_geometry(starts, stops):
+    """`(size, stride, padding)` of the longest run of consecutive feature lines whose boxes follow one
+    affine rule (both edges step by the same positive stride), or None when no run of 3 lines does, or two
+    runs of that length follow different rules."""
+    steps = np.diff(starts)
+    regular = (steps > 0) & (steps == np.diff(stops))
+    runs = []  # (number of lines, first line, stride)
+    first = 0
+    for line in range(1, len(steps) + 1):
+        if line == len(steps) or not (regular[first] and regular[line] and steps[line] == steps[first]):
+            if regular[first]:
+                runs.append((line - first + 1, first, int(steps[first])))
+            first = line
+    if not runs:
+        return None
+    longest = max(length for length, _, _ in runs)
+    rules = {(stride, int(stops[first] - starts[first]), first * stride - int(starts[first]))
+             for length, first, stride in runs if length == longest}
+    if longest < 3 or len(rules) != 1:
+        return None
+    stride, size, padding = rules.pop()
     return size, stride, padding

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import tf1
-from recfield import ReceptiveField, _unique_rows
+from recfield import ReceptiveField, _unique_rows, measure_receptive_fields
 from utils.closed_form import VGG16_TABLE, boxes_from_dependencies, chain_dependencies, chain_geometry
 
 
@@ -110,7 +110,9 @@ def test_line_by_line_gives_the_same_boxes(name, batch_size):
     line_by_line, _ = run_chain(layers, image_size, batch_size=batch_size, multiplex=False)
     np.testing.assert_array_equal(multiplexed.recfield, expected)
     np.testing.assert_array_equal(line_by_line.recfield, expected)
-    assert line_by_line.num_probe_images == 2 * (image_size[0] + image_size[1])
+    # Every line, each run four times: twice on grey (random signs, then the opposite), and from each end of
+    # the value range.
+    assert line_by_line.num_probe_images == 4 * (image_size[0] + image_size[1])
 
 
 def test_multiplexing_needs_far_fewer_probes_on_a_large_image():
@@ -409,9 +411,9 @@ def test_fields_are_equal_when_boxes_and_image_size_are(measured_field):
 
 @pytest.mark.slow
 def test_keras_vgg16_matches_the_published_table():
-    """All layers from one shared set of probes: every layer probes line by line with the same
-    deterministic images, so one pass of the network (all layers' outputs, each reduced to a random
-    projection of its channels) answers every layer's forward_func from a cache."""
+    """All 13 layers from one set of probes (`measure_receptive_fields`), each layer's output reduced to a
+    random projection of its channels (less to compare). Random-sign runs only: this is about geometry;
+    masking has its own tests, and the two extreme-reference runs would double the time."""
     model = tf.keras.applications.VGG16(weights=None, include_top=False, input_shape=(224, 224, 3))
     names = sorted(VGG16_TABLE)
     projections = [tf.constant(np.random.default_rng(index).normal(size=(model.get_layer(name).output.shape[-1],)))
@@ -423,18 +425,9 @@ def test_keras_vgg16_matches_the_published_table():
         return [tf.tensordot(tf.cast(output, tf.float64), projection, 1)[..., None]
                 for output, projection in zip(all_layers(batch), projections)]
 
-    cache = {}
-
-    def forward_for(index):
-        def forward(batch):
-            key = batch.tobytes()
-            if key not in cache:
-                cache[key] = [output.numpy() for output in project_all(tf.constant(batch))]
-            return cache[key][index]
-        return forward
-
-    for index, name in enumerate(names):
-        rf = ReceptiveField([16, 224, 224, 3], forward_for(index), multiplex=False)
+    fields = measure_receptive_fields([16, 224, 224, 3], lambda batch: [output.numpy() for output in project_all(
+        tf.constant(batch))], len(names), extreme_references=False)
+    for name, rf in zip(names, fields):
         size, stride, padding = VGG16_TABLE[name]
         assert (rf.size, rf.stride, rf.padding) == ((size, size), (stride, stride), (padding, padding)), name
         # Every box is the closed-form one: centre -padding + i * stride + (size - 1) / 2, clipped.
@@ -444,3 +437,110 @@ def test_keras_vgg16_matches_the_published_table():
         np.testing.assert_array_equal(rf.recfield[..., 2], np.broadcast_to(stops[:, None], rf.feature_shape))
         np.testing.assert_array_equal(rf.recfield[..., 1], np.broadcast_to(starts[None, :], rf.feature_shape))
         np.testing.assert_array_equal(rf.recfield[..., 3], np.broadcast_to(stops[None, :], rf.feature_shape))
+
+
+# -- units that only a strong same-signed change wakes (issue 11) -------------------------------------------------
+
+def build_one_signed_layer(imshape, kernel, stride, dilation, sign, value_range, channels=4, seed=5):
+    """A first layer whose kernels are all positive (or all negative), with a bias that keeps every unit dead
+    at mid-range: a unit wakes only when most of its window moves towards one end of the value range, as in
+    a layer trained on bright (or dark) images. VALID padding: with SAME, a corner unit sees too few pixels
+    ever to wake, so it depends on none. Returns `(session, images, output)`."""
+    rng = np.random.default_rng(seed)
+    low, high = value_range
+    magnitudes = rng.uniform(0.5, 1.0, (kernel, kernel, imshape[-1], channels))
+    filters = (sign * magnitudes).astype(np.float32)
+    total = filters.reshape(-1, channels).sum(axis=0)
+    middle, wakes_at = (low + high) / 2, (high if sign > 0 else low)
+    # pre-activation at a flat image of value v is total * v + bias: negative at the middle, positive at the end.
+    bias = (-(total * middle + 0.5 * total * (wakes_at - middle))).astype(np.float32)
+    graph = tf.Graph()
+    with graph.as_default():
+        images = tf1.placeholder(tf.float32, imshape)
+        output = tf.nn.relu(tf.nn.conv2d(images, filters, stride, 'VALID', dilations=dilation) + bias)
+    return tf1.Session(graph=graph), images, output
+
+
+@pytest.mark.parametrize('value_range', [(-1.0, 1.0), (0.0, 1.0), (0.0, 255.0)])
+@pytest.mark.parametrize('kernel, stride, dilation', [(3, 1, 1), (5, 1, 1), (3, 2, 1), (3, 1, 2), (5, 2, 2)])
+@pytest.mark.parametrize('sign', [1, -1])
+def test_units_woken_only_by_one_end_of_the_range_are_measured_exactly(kernel, stride, dilation, sign,
+                                                                        value_range):
+    imshape = [4, 20, 20, 3]
+    session, images, output = build_one_signed_layer(imshape, kernel, stride, dilation, sign, value_range)
+    with session:
+        assert session.run(output, {images: np.full(imshape, sum(value_range) / 2, np.float32)}).max() == 0
+        rf = ReceptiveField(imshape, lambda batch: session.run([output], {images: batch}), value_range=value_range)
+    layer = [dict(kernel=kernel, stride=stride, dilation=dilation, padding='VALID')]
+    expected = boxes_from_dependencies(chain_dependencies(20, layer), chain_dependencies(20, layer))
+    np.testing.assert_array_equal(rf.recfield, expected)
+
+
+# -- geometry of dilated networks (issue 11) ----------------------------------------------------------------------
+
+def test_geometry_of_a_dilated_network_comes_from_its_interior_boxes():
+    # Near the border the dilated taps skip lines, so edge boxes are neither clipped nor regular; the interior
+    # ones follow size 21, stride 2, padding 9 (closed form: chain_geometry).
+    layers = [dict(kernel=3), dict(kernel=3, stride=2, padding='VALID'), dict(kernel=5, dilation=2)]
+    rf, expected = run_chain(layers, (64, 64))
+    np.testing.assert_array_equal(rf.recfield, expected)
+    pads = [dict(layer, pad_before=pad) for layer, pad in zip(layers, (1, 0, 4))]
+    assert chain_geometry(pads) == (21, 2, 9)
+    assert (rf.size, rf.stride, rf.padding) == ((21, 21), (2, 2), (9, 9))
+
+
+# -- several layers from one set of probes (measure_receptive_fields, issue 11) -----------------------------------
+
+def build_chain_layers(layers, image_size, batch_size):
+    """Builds the chain; returns `(session, images placeholder, every layer's output)`."""
+    graph = new_graph()
+    with graph.as_default():
+        images = tf1.placeholder(tf.float32, [batch_size, image_size[0], image_size[1], 3])
+        outputs = [images]
+        for layer in layers:
+            outputs.append(apply_layer(outputs[-1], layer))
+    return tf1.Session(graph=graph), images, outputs[1:]
+
+
+@pytest.mark.parametrize('name', ['max and avg pooling', 'dilated convs', 'strided 1x1 (sparse field)', 'deep chain'])
+def test_all_layers_at_once_give_the_boxes_of_each_layer_alone_from_fewer_probes(name):
+    layers, image_size = CHAINS[name]
+    imshape = [3, image_size[0], image_size[1], 3]
+    session, images, outputs = build_chain_layers(layers, image_size, imshape[0])
+    with session:
+        together = measure_receptive_fields(imshape, lambda batch: session.run(outputs, {images: batch}),
+                                            len(outputs))
+        alone = [ReceptiveField(imshape, lambda batch, output=output: session.run([output], {images: batch}))
+                 for output in outputs]
+    assert len(together) == len(layers)
+    plain = [geometry_only(layer) for layer in layers]
+    for depth, (field, expected) in enumerate(zip(together, alone), start=1):
+        np.testing.assert_array_equal(field.recfield, expected.recfield, err_msg=f'layer {depth}')
+        assert (field.size, field.stride, field.padding) == (expected.size, expected.stride, expected.padding)
+        closed_form = boxes_from_dependencies(chain_dependencies(image_size[0], plain[:depth]),
+                                              chain_dependencies(image_size[1], plain[:depth]))
+        np.testing.assert_array_equal(field.recfield, closed_form, err_msg=f'layer {depth}')
+    # One set of probes, shared: every field counts all of them, fewer than the layers took one by one.
+    assert len({field.num_probe_images for field in together}) == 1
+    assert 0 < together[0].num_probe_images < sum(field.num_probe_images for field in alone)
+
+
+def test_one_layer_at_once_is_a_receptive_field():
+    layers, image_size = CHAINS['max and avg pooling']
+    session, images, outputs = build_chain_layers(layers, image_size, 3)
+    imshape = [3, image_size[0], image_size[1], 3]
+    with session:
+        [field] = measure_receptive_fields(imshape, lambda batch: session.run(outputs[-1:], {images: batch}), 1)
+        alone = ReceptiveField(imshape, lambda batch: session.run(outputs[-1:], {images: batch}))
+    assert field == alone and field.num_probe_images == alone.num_probe_images
+
+
+@pytest.mark.parametrize('forward_func, num_layers, words', [
+    (lambda batch: [batch, batch], 3, 'returned 2 values; it must return a list of 3 feature maps'),
+    (lambda batch: [batch, batch, batch, batch], 3, 'returned 4 values; it must return a list of 3'),
+    (lambda batch: batch, 2, 'must return a list of 2 feature maps'),
+    (lambda batch: [batch], 0, 'num_layers must be at least 1, got 0'),
+])
+def test_a_forward_func_that_does_not_return_num_layers_maps_is_refused(forward_func, num_layers, words):
+    with pytest.raises(ValueError, match=words):
+        measure_receptive_fields([3, 8, 8, 1], forward_func, num_layers)
