@@ -54,7 +54,7 @@ def main(argv=None):
     forward_func = lambda x, layers=layers: session.run(layers, feed_dict={images_ph: x})  # noqa: E731
     with pipeline.Model(forward_func, layers, images_ph.shape.as_list(), cifar10_model.VALUE_RANGE,
                         close=session.close) as model:
-        fields = pipeline.measure_receptive_fields(model)
+        fields = pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args))
         trackers = pipeline.scan(model, dataset, args.num_samples)
         pipeline.draw(model, fields, trackers, args.out_dir, args.num_channels, args.tensorboard_dir)
 

@@ -39,7 +39,8 @@ def main(argv=None):
         cifar10_model.restore_checkpoint(session, args.train_dir, required=False)
         forward_func = lambda x, layers=layers: session.run(layers, feed_dict={images_ph: x})  # noqa: E731
         model = pipeline.Model(forward_func, layers, images_ph.shape.as_list(), cifar10_model.VALUE_RANGE)
-        pipeline.draw_receptive_fields(model, pipeline.measure_receptive_fields(model), args.out_dir)
+        fields = pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args))
+        pipeline.draw_receptive_fields(model, fields, args.out_dir)
     session.close()
     return 0
 

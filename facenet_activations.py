@@ -55,7 +55,7 @@ def main(argv=None):
     with pipeline.Model(forward_func, layers, facenet.probe_shape(args, net), facenet.VALUE_RANGE,
                         close=net.session.close) as model:
         dataset = facenet.open_dataset(args, model)
-        fields = pipeline.measure_receptive_fields(model)
+        fields = pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args))
         trackers = pipeline.scan(model, dataset, args.num_samples)
         pipeline.draw(model, fields, trackers, args.out_dir, args.num_channels, args.tensorboard_dir)
 

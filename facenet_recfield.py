@@ -40,7 +40,8 @@ def main(argv=None):
         forward_func = lambda x, layers=layers: net.session.run(  # noqa: E731
             layers, feed_dict={net.images_ph: x, **net.feed_dict})
         model = pipeline.Model(forward_func, layers, facenet.probe_shape(args, net), facenet.VALUE_RANGE)
-        pipeline.draw_receptive_fields(model, pipeline.measure_receptive_fields(model), args.out_dir)
+        fields = pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args))
+        pipeline.draw_receptive_fields(model, fields, args.out_dir)
     net.session.close()
     return 0
 

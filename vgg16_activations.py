@@ -50,7 +50,7 @@ def main(argv=None):
     with pipeline.Model(forward_func, layers, vgg16.probe_shape(args), vgg16.VALUE_RANGE, close=session.close) \
             as model:
         dataset = vgg16.open_dataset(args)
-        fields = pipeline.measure_receptive_fields(model)
+        fields = pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args))
         trackers = pipeline.scan(model, dataset, args.num_samples)
         pipeline.draw(model, fields, trackers, args.out_dir, args.num_channels, args.tensorboard_dir)
 

@@ -36,7 +36,8 @@ def main(argv=None):
     if layers is not None:  # else --print_all_names printed the layers
         forward_func = lambda x, layers=layers: session.run(layers, feed_dict={images_ph: x})  # noqa: E731
         model = pipeline.Model(forward_func, layers, vgg16.probe_shape(args), vgg16.VALUE_RANGE)
-        pipeline.draw_receptive_fields(model, pipeline.measure_receptive_fields(model), args.out_dir)
+        fields = pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args))
+        pipeline.draw_receptive_fields(model, fields, args.out_dir)
     session.close()
     return 0
 

@@ -2,12 +2,17 @@
 
 import io
 import os
+import re
 import subprocess
 import sys
 import tarfile
+import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# The receptive-field cache of every script the tests run, in-process or as a subprocess, lands in a folder of
+# this test session, never in the user's ~/.cache.
+os.environ['XDG_CACHE_HOME'] = tempfile.mkdtemp(prefix='strongest-conv-activations-tests-')
 sys.path.insert(0, REPO)
 
 import cv2  # noqa: E402
@@ -33,6 +38,20 @@ def run_script(script, *args, timeout=300):
     """
     return subprocess.run([sys.executable, script, *map(str, args)], cwd=REPO, capture_output=True, text=True,
                           timeout=timeout)
+
+
+RECFIELD_SUMMARY = re.compile(r'^receptive fields: (\d+) layers?, (\d+) probe images, [\d.]+ s$', re.MULTILINE)
+
+
+def layer_lines(stdout):
+    """The `describe_layer` lines of a run's output, one per layer, without the summary lines of the receptive
+    fields and the scan (which hold timings, and which a merge does not print)."""
+    return [line for line in stdout.splitlines() if ' feature map is of shape ' in line]
+
+
+def probe_image_counts(stdout):
+    """`[(layers, probe images)]` of every `receptive fields: <n> layers, <p> probe images, <t> s` line."""
+    return [(int(layers), int(probes)) for layers, probes in RECFIELD_SUMMARY.findall(stdout)]
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ import pytest
 from conftest import run_script
 from utils import merge_activations, pipeline, vgg16
 from utils.cli import run_main
+from utils.recfield_cache import default_dir as default_cache_dir
 
 LAYERS = [vgg16.relu_tensor_name(1, 2), vgg16.relu_tensor_name(3, 3)]
 FLAGS = ['--max_images', '12', '--image_size', '64', '--layers', ','.join(LAYERS), '--num_samples', '3',
@@ -112,9 +113,11 @@ def box_filter_images(num_images, seed=0):
     return ((grey - 128) / 128).astype(np.float32), np.repeat(grey, 3, axis=-1).astype(np.uint8)
 
 
-def open_box_filter_model(args):
-    """The box-filter network as a `pipeline.Model` (it ignores `args`)."""
-    return pipeline.Model(box_filter_maps, BOX_LAYERS, BOX_IMSHAPE, BOX_VALUE_RANGE, model_id='box filter 3x3')
+def open_box_filter_model(args, fingerprint=None):
+    """The box-filter network as a `pipeline.Model` (it ignores `args`); its receptive fields are cached only
+    when given a `fingerprint` (numpy layers have no graph to take one from)."""
+    return pipeline.Model(box_filter_maps, BOX_LAYERS, BOX_IMSHAPE, BOX_VALUE_RANGE, model_id='box filter 3x3',
+                          fingerprint=fingerprint)
 
 
 def open_box_filter_dataset(args, model=None):
@@ -135,5 +138,6 @@ def box_filter_args(out_dir, **flags):
     """The flags an `*_activations.py` script would parse for the box-filter example (`utils.shards.run`)."""
     values = dict(num_images=10, batch_size=4, num_samples=3, num_channels=0, layers=[layer.name for layer in
                   BOX_LAYERS], out_dir=str(out_dir), tensorboard_dir=None, print_all_names=False, num_shards=None,
-                  shard_index=None, dask_scheduler=None, dask_workers=None)
+                  shard_index=None, dask_scheduler=None, dask_workers=None, recfield_cache=default_cache_dir(),
+                  no_recfield_cache=False)
     return argparse.Namespace(**{**values, **flags})

@@ -9,7 +9,8 @@ from utils import benchmark_recfield, cli
 def test_main_measures_both_ways_and_checks_them(capsys):
     benchmark_recfield.main(['--size', '40', '--batch_size', '4'])
     out = capsys.readouterr().out
-    assert 'Row by row runs 160 probe images per layer' in out  # 2 trials x (40 rows + 40 columns)
+    # Every line 4 times (2 trials on grey, and from each end of the value range) x (40 rows + 40 columns).
+    assert 'Row by row runs 320 probe images per layer' in out
     rows = {line.split()[0]: line.split() for line in out.splitlines()
             if line.split() and line.split()[0] in benchmark_recfield.LAYERS}
     assert {name: row[1:5] for name, row in rows.items()} == {
@@ -18,7 +19,7 @@ def test_main_measures_both_ways_and_checks_them(capsys):
         'conv3': ['10,10', '35,35', '4,4', '14,14'],
     }
     # conv2's boxes are small next to 40 pixels: multiplexed probes are fewer.
-    assert int(rows['conv2'][6]) < 160 and float(rows['conv2'][7].rstrip('x')) > 1
+    assert int(rows['conv2'][6]) < 320 and float(rows['conv2'][7].rstrip('x')) > 1
     assert 'check: both ways gave identical boxes, equal to the closed-form ones: OK' in out
 
 

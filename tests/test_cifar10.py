@@ -20,7 +20,7 @@ import tensorflow as tf
 
 import cifar10_activations
 import cifar10_recfield
-from conftest import run_script
+from conftest import layer_lines, probe_image_counts, run_script
 from utils import cifar10_input, cifar10_model, cifar10_train, pipeline
 from utils.cifar10_input import BATCHES_DIR, TRAIN_FILES
 from utils.cli import run_main
@@ -237,7 +237,7 @@ def test_model_runs_the_latest_checkpoint(trained):
         expected = brute_force_features(train_dir, images[:BATCH_SIZE, 4:28, 4:28])
         for layer, feature_map in zip(model.layers, model.run(inputs)):
             np.testing.assert_allclose(feature_map, expected[layer.name], rtol=1e-4, atol=1e-4, err_msg=layer.name)
-        [conv2] = model.layer_forward_func(1)(inputs)
+        [conv2] = model.forward_func_for([1])(inputs)
         np.testing.assert_allclose(conv2, expected['conv2/conv2:0'], rtol=1e-4, atol=1e-4)
     with pytest.raises(RuntimeError):  # closed with the with-block
         model.run(inputs)
@@ -264,6 +264,32 @@ def test_recfield_needs_no_checkpoint(tmp_path):
         # The centre pixel's box, end-exclusive, is outlined in white.
         assert (drawing[start, start:stop] == 255).all() and (drawing[start:stop, stop - 1] == 255).all()
         assert (drawing[:start] != 255).all() and (drawing[stop:] != 255).all()
+
+
+@pytest.mark.slow
+def test_a_second_run_takes_the_receptive_fields_from_the_cache(tmp_path):
+    cache = tmp_path / 'cache'
+
+    def recfield_run(name, *flags):
+        """Runs cifar10_recfield.py (no checkpoint needed) into `tmp_path / name`; returns its stdout."""
+        result = run_script('cifar10_recfield.py', '--train_dir', tmp_path / 'no-checkpoints', '--batch_size', 16,
+                            '--out_dir', tmp_path / name, *flags)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    first, second = (recfield_run(name, '--recfield_cache', cache) for name in ('first', 'second'))
+    assert len(os.listdir(cache)) == 2  # an entry per layer
+    [(layers, probe_images)] = probe_image_counts(first)
+    assert layers == 2 and probe_images > 0
+    assert probe_image_counts(second) == [(2, 0)]  # 0 probe images: both fields from the cache
+    assert layer_lines(second) == layer_lines(first) and len(layer_lines(first)) == 2
+    drawings = sorted(name for name in os.listdir(tmp_path / 'first'))
+    assert [(tmp_path / 'second' / name).read_bytes() for name in drawings] == [
+        (tmp_path / 'first' / name).read_bytes() for name in drawings]
+
+    uncached = recfield_run('uncached', '--recfield_cache', tmp_path / 'unused', '--no_recfield_cache')
+    assert probe_image_counts(uncached) == [(2, probe_images)] and layer_lines(uncached) == layer_lines(first)
+    assert not (tmp_path / 'unused').exists()  # nothing written
 
 
 def test_recfield_uses_a_checkpoint_and_takes_any_layer(trained, tmp_path, capsys):

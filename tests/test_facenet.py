@@ -20,7 +20,7 @@ import tensorflow as tf
 
 import facenet_activations
 import facenet_recfield
-from conftest import assert_shards_read_like_the_whole, run_script, tf1
+from conftest import assert_shards_read_like_the_whole, layer_lines, run_script, tf1
 from facenet_fixtures import CHANNELS, PAIRS_ORDER, build_small_facenet
 from utils import facenet, lfw, pipeline
 from utils.cli import run_main
@@ -82,8 +82,10 @@ def model(small_facenet_path):
 
 @pytest.fixture(scope='module')
 def receptive_fields(model):
-    """The measured receptive field of every default layer (phase_train fed False), by layer name."""
-    return {layer.name: pipeline.measure_receptive_field(model, index) for index, layer in enumerate(model.layers)}
+    """The measured receptive field of every default layer (phase_train fed False), by layer name: all from
+    one set of probes, as the scripts measure them."""
+    fields = pipeline.measure_receptive_fields(model)
+    return {layer.name: fields[index] for index, layer in enumerate(model.layers)}
 
 
 def expected_lines(model, receptive_fields):
@@ -127,7 +129,7 @@ def test_phase_train_true_is_reported_as_whole_image(network, caplog):
     training_mode = pipeline.Model(lambda x: network.session.run([layer], {network.images_ph: x, phase_train: True}),
                                    [layer], [2, 160, 160, 3], facenet.VALUE_RANGE)
     with caplog.at_level(logging.WARNING, logger='recfield'):
-        field = pipeline.measure_receptive_field(training_mode, 0)
+        [field] = pipeline.measure_receptive_fields(training_mode).values()
     assert field.whole_image and (field.recfield == [0, 0, 160, 160]).all()
     assert any('mixes images' in record.getMessage() and 'phase_train: False' in record.getMessage()
                for record in caplog.records)
@@ -154,7 +156,7 @@ def test_model_runs_with_batchnorm_in_inference_mode(model, network, rng):
                                for mode in (False, True))
         np.testing.assert_allclose(feature_map, inference, rtol=1e-5, atol=1e-5, err_msg=layer.name)
         assert np.abs(feature_map - training).max() > 1e-3, layer.name
-    [alone] = model.layer_forward_func(2)(batch)  # only that layer is asked of the session
+    [alone] = model.forward_func_for([2])(batch)  # only that layer is asked of the session
     np.testing.assert_array_equal(alone, maps[2])
 
 
@@ -242,7 +244,7 @@ def test_batches_with_an_unreadable_face_scan_the_same_faces_whole_or_sharded(mo
 def test_activations_script(activations_run, model, receptive_fields, network, lfw_folder):
     out_dir, result = activations_run
     # The same receptive fields as measured here, one line per layer.
-    assert result.stdout.splitlines() == expected_lines(model, receptive_fields)
+    assert layer_lines(result.stdout) == expected_lines(model, receptive_fields)
     for name, field in receptive_fields.items():
         for kind, cell_width in (('full', 160), ('crop', field.max()[1])):
             picture = cv2.imread(os.path.join(out_dir, f'{file_stem(name)}-{kind}.jpg'))
@@ -270,7 +272,7 @@ def test_recfield_script(small_facenet_path, model, receptive_fields, tmp_path):
     result = run_script('facenet_recfield.py', '--model_path', small_facenet_path, '--out_dir', tmp_path,
                         '--batch_size', BATCH_SIZE, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.splitlines() == expected_lines(model, receptive_fields)
+    assert layer_lines(result.stdout) == expected_lines(model, receptive_fields)
     for name, field in receptive_fields.items():
         drawn = cv2.imread(str(tmp_path / f'recfield-{file_stem(name)}.png'), cv2.IMREAD_GRAYSCALE)
         np.testing.assert_array_equal(drawn, field.draw_example())

@@ -1,4 +1,5 @@
-"""Tests of `utils/pipeline.py`: models from TensorFlow tensors or from anything else, scans, fields, pictures.
+"""Tests of `utils/pipeline.py`: models from TensorFlow tensors or from anything else, scans, fields and their
+cache, pictures.
 
 The pipeline only calls `forward_func`: the box-filter network written in numpy (`shard_fixtures`) must go
 through it as a TensorFlow graph of the same layers does, with the same results.
@@ -6,6 +7,7 @@ through it as a TensorFlow graph of the same layers does, with the same results.
 
 import logging
 import os
+import re
 
 import cv2
 import numpy as np
@@ -13,25 +15,31 @@ import pytest
 import tensorflow as tf
 
 from activations import TopActivations
-from conftest import build_session, run_script, tf1
+from conftest import build_session, layer_lines, probe_image_counts, run_script, tf1
 from shard_fixtures import (BOX_DESCRIPTIONS, BOX_IMSHAPE, BOX_LAYERS, BOX_VALUE_RANGE, box_filter_args,
                             box_filter_images, box_filter_maps, open_box_filter_dataset, open_box_filter_model)
 from utils import pipeline
 from utils.layers import file_stem
 from utils.pipeline import Layer, Model, shard_bounds
+from utils.recfield_cache import RecfieldCache
+
+
+def build_box_filter_graph(kernel_size=3):
+    """The box-filter network's TF graph on 12x12 grey images (in the default graph), with a flag that flips
+    the filter's sign; returns `(images, flip, conv, pool)`."""
+    images = tf1.placeholder(tf.float32, [None, 12, 12, 1], name='images')
+    flip = tf1.placeholder_with_default(1.0, [], name='flip')
+    box = np.ones((kernel_size, kernel_size))
+    kernel = np.stack([box, -box], axis=-1)[:, :, None].astype(np.float32)
+    conv = tf.nn.relu(flip * tf.nn.conv2d(images, kernel, 1, 'SAME'), name='conv/Relu')
+    pool = tf.nn.max_pool2d(conv, 2, 2, 'VALID', name='pool/MaxPool')
+    return images, flip, conv, pool
 
 
 @pytest.fixture(scope='module')
 def network():
-    """The box-filter network as a TF graph on 12x12 grey images, with a flag that flips the filter's sign."""
-    def build():
-        images = tf1.placeholder(tf.float32, [None, 12, 12, 1], name='images')
-        flip = tf1.placeholder_with_default(1.0, [], name='flip')
-        kernel = np.stack([np.ones((3, 3)), -np.ones((3, 3))], axis=-1)[:, :, None].astype(np.float32)
-        conv = tf.nn.relu(flip * tf.nn.conv2d(images, kernel, 1, 'SAME'), name='conv/Relu')
-        pool = tf.nn.max_pool2d(conv, 2, 2, 'VALID', name='pool/MaxPool')
-        return images, flip, conv, pool
-    session, (images, flip, conv, pool) = build_session(build)
+    """`(session, images, flip, [conv, pool])` of the box-filter network's TF graph."""
+    session, (images, flip, conv, pool) = build_session(build_box_filter_graph)
     yield session, images, flip, [conv, pool]
     session.close()
 
@@ -99,7 +107,7 @@ def test_run_refuses_what_is_not_one_map_per_layer(forward_func, words):
         model.run(box_filter_images(3)[0])
 
 
-def test_layer_forward_func_passes_the_layer_when_forward_func_takes_layers(network):
+def test_forward_func_for_passes_the_layers_when_forward_func_takes_layers(network):
     session, images_ph, _, layers = network
     asked = []
 
@@ -109,18 +117,26 @@ def test_layer_forward_func_passes_the_layer_when_forward_func_takes_layers(netw
 
     model = Model(forward, layers, BOX_IMSHAPE, BOX_VALUE_RANGE)
     inputs, _ = box_filter_images(4)
-    pool_map, = model.layer_forward_func(1)(inputs)
+    pool_map, = model.forward_func_for([1])(inputs)
     assert asked == [[layers[1]]]  # the tensor itself: only the part of the graph it needs runs
     np.testing.assert_array_equal(pool_map, session.run(layers[1], {images_ph: inputs}))
+    maps = model.forward_func_for([1, 0])(inputs)
+    assert asked[1:] == [[layers[1], layers[0]]]  # in the order asked
+    for feature_map, expected in zip(maps, session.run([layers[1], layers[0]], {images_ph: inputs}), strict=True):
+        np.testing.assert_array_equal(feature_map, expected)
 
 
-def test_layer_forward_func_picks_the_map_otherwise():
+def test_forward_func_for_picks_the_maps_otherwise():
     counting = CountingForward(box_filter_maps)  # no `layers` keyword
     model = Model(counting, BOX_LAYERS, BOX_IMSHAPE, BOX_VALUE_RANGE)
     inputs, _ = box_filter_images(4)
-    pool_map, = model.layer_forward_func(1)(inputs)
+    pool_map, = model.forward_func_for([1])(inputs)
     assert counting.batch_sizes == [4]
     np.testing.assert_array_equal(pool_map, box_filter_maps(inputs)[1])
+    maps = model.forward_func_for([1, 0])(inputs)
+    assert counting.batch_sizes == [4, 4]  # one pass for both layers
+    for feature_map, expected in zip(maps, box_filter_maps(inputs)[::-1], strict=True):
+        np.testing.assert_array_equal(feature_map, expected)
 
 
 def test_model_closes_what_it_holds():
@@ -196,14 +212,21 @@ def test_what_forward_func_feeds_reaches_every_batch(network):
 
 # -- receptive fields and pictures ------------------------------------------------------------------------------
 
-def test_measure_receptive_fields_prints_each_layers_line(capsys):
+def test_measure_receptive_fields_prints_each_layers_line_then_a_summary(capsys):
     fields = pipeline.measure_receptive_fields(numpy_model())
-    assert capsys.readouterr().out.splitlines() == BOX_DESCRIPTIONS
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[:2] == BOX_DESCRIPTIONS and len(printed) == 3
+    [(num_layers, both_layers_probes)] = probe_image_counts(printed[2])
+    assert num_layers == 2 and both_layers_probes > 0
     assert sorted(fields) == [0, 1]
     assert (fields[1].size, fields[1].stride, fields[1].padding) == ((4, 4), (2, 2), (1, 1))
     only_pool = pipeline.measure_receptive_fields(numpy_model(), [1])
     assert list(only_pool) == [1] and only_pool[1] == fields[1]
-    assert capsys.readouterr().out.splitlines() == BOX_DESCRIPTIONS[1:]
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[:1] == BOX_DESCRIPTIONS[1:] and [count[0] for count in probe_image_counts(printed[1])] == [1]
+    in_given_order = pipeline.measure_receptive_fields(numpy_model(), [1, 0])
+    assert list(in_given_order) == [1, 0] and in_given_order == fields
+    assert layer_lines(capsys.readouterr().out) == BOX_DESCRIPTIONS[::-1]
 
 
 def run_whole_pipeline(model, out_dir):
@@ -224,7 +247,10 @@ def test_a_network_in_numpy_goes_through_the_whole_pipeline_as_tensorflow_does(n
     numpy_fields, numpy_trackers = run_whole_pipeline(numpy_model(), tmp_path / 'numpy')
     numpy_lines = capsys.readouterr().out
     tf_fields, tf_trackers = run_whole_pipeline(tf_model(network), tmp_path / 'tensorflow')
-    assert capsys.readouterr().out == numpy_lines == '\n'.join(BOX_DESCRIPTIONS) + '\n'
+    tf_lines = capsys.readouterr().out
+    assert layer_lines(tf_lines) == layer_lines(numpy_lines) == BOX_DESCRIPTIONS
+    assert probe_image_counts(tf_lines) == probe_image_counts(numpy_lines)  # the same probes, one set for both
+    assert all(lines.splitlines()[-1].startswith('scan: 10 images, ') for lines in (numpy_lines, tf_lines))
     assert numpy_fields == tf_fields
     assert_same_trackers(numpy_trackers, tf_trackers)
     stems = [file_stem(layer.name) for layer in BOX_LAYERS]
@@ -236,6 +262,70 @@ def test_a_network_in_numpy_goes_through_the_whole_pipeline_as_tensorflow_does(n
     # Two channels, each a column of 3 images of 12 pixels in bordered cells, under a caption strip.
     full = cv2.imread(str(tmp_path / 'numpy' / 'pool-MaxPool0-full.jpg'))
     assert full.shape[1] == 2 * (12 + 2) and full.shape[0] > 3 * (12 + 2)
+
+
+# -- the receptive-field cache ----------------------------------------------------------------------------------
+
+def fingerprinted_model():
+    """The box-filter network in numpy, counting its forward calls (`CountingForward`), with a fingerprint:
+    its fields can be cached."""
+    return Model(CountingForward(box_filter_maps), BOX_LAYERS, BOX_IMSHAPE, BOX_VALUE_RANGE, fingerprint='box filter')
+
+
+def test_fields_in_the_cache_are_not_measured_again(tmp_path, capsys):
+    cache = RecfieldCache(str(tmp_path / 'cache'))
+    first = fingerprinted_model()
+    measured = pipeline.measure_receptive_fields(first, cache=cache)
+    [(_, num_probe_images)] = probe_image_counts(capsys.readouterr().out)
+    assert num_probe_images > 0 and sum(first.forward_func.batch_sizes) > num_probe_images  # and references
+    assert len(os.listdir(tmp_path / 'cache')) == 2  # an entry per layer
+    later = fingerprinted_model()
+    cached = pipeline.measure_receptive_fields(later, cache=cache)
+    printed = capsys.readouterr().out
+    assert layer_lines(printed) == BOX_DESCRIPTIONS and cached == measured
+    assert re.search(r'^receptive fields: 2 layers, 0 probe images, [\d.]+ s$', printed, re.MULTILINE)
+    assert later.forward_func.batch_sizes == [4]  # one pass that checks the feature-map sizes, no probes
+    only_pool = pipeline.measure_receptive_fields(fingerprinted_model(), [1], cache=cache)
+    assert only_pool == {1: measured[1]} and probe_image_counts(capsys.readouterr().out) == [(1, 0)]
+
+
+def test_a_cached_field_of_another_feature_map_size_is_measured_again(tmp_path, capsys, caplog):
+    cache = RecfieldCache(str(tmp_path / 'cache'))
+    measured = pipeline.measure_receptive_fields(fingerprinted_model(), cache=cache)
+    # As if the network had changed under the same fingerprint: the conv layer's entry holds a 6x6 field.
+    conv_key = RecfieldCache.key('box filter', 'conv/Relu:0', BOX_IMSHAPE[1:], BOX_VALUE_RANGE)
+    cache.save(conv_key, measured[1])
+    capsys.readouterr()
+    with caplog.at_level(logging.WARNING, logger='utils.pipeline'):
+        again = pipeline.measure_receptive_fields(fingerprinted_model(), cache=cache)
+    assert ('the cached receptive field of conv/Relu:0 is for a (6, 6) feature map, the network gives (12, 12); '
+            'measuring again.') in caplog.text
+    assert again == measured and probe_image_counts(capsys.readouterr().out)[0][1] > 0
+    assert cache.load(conv_key) == measured[0]  # stored again, right
+
+
+def test_a_model_without_a_fingerprint_caches_nothing(tmp_path, capsys):
+    cache_dir = tmp_path / 'cache'
+    model = numpy_model()
+    assert model.fingerprint() is None
+    for _ in range(2):
+        pipeline.measure_receptive_fields(model, cache=RecfieldCache(str(cache_dir)))
+        assert probe_image_counts(capsys.readouterr().out)[0][1] > 0
+    assert not cache_dir.exists() or not os.listdir(cache_dir)
+
+
+def test_the_fingerprint_of_a_graph_is_its_structure_and_weights(network):
+    fingerprint = tf_model(network).fingerprint()
+    assert fingerprint.startswith('graph sha256:') and tf_model(network).fingerprint() == fingerprint
+
+    def fingerprint_of(kernel_size):
+        """The fingerprint of the box-filter graph built again in a graph of its own."""
+        session, (_, _, conv, pool) = build_session(lambda: build_box_filter_graph(kernel_size))
+        session.close()
+        return Model(lambda x: [x, x], [conv, pool], BOX_IMSHAPE, BOX_VALUE_RANGE).fingerprint()
+    assert fingerprint_of(3) == fingerprint  # the same graph in a later run
+    assert fingerprint_of(5) != fingerprint  # other weights
+    assert Model(lambda x: [x, x], network[3], BOX_IMSHAPE, BOX_VALUE_RANGE, fingerprint='mine').fingerprint() == 'mine'
 
 
 # -- the TensorFlow boundary ------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import pytest
 
 import vgg16_activations
 from activations import TopActivations
+from conftest import layer_lines, probe_image_counts
 from facenet_fixtures import make_lfw
 from shard_fixtures import (BOX_DESCRIPTIONS, BOX_FILTER_EXAMPLE, FLAGS, LAYERS, assert_same_state, box_filter_args,
                             merge, open_box_filter_dataset, open_box_filter_model, run_scripts_together,
@@ -56,20 +57,39 @@ def test_shard_flags_ask_for_a_sharded_run():
 
 # -- the box-filter example, in this process ---------------------------------------------------------------------
 
-def test_scanner_reads_a_shard_and_measures_the_fields_of_its_layers(tmp_path):
+def test_scanner_reads_a_shard_and_shard_0_measures_every_field(tmp_path):
     with shards.Scanner(BOX_FILTER_EXAMPLE, box_filter_args(tmp_path)) as scanner:
         batches = list(scanner.dataset.read(4, 10))
         assert [batch[2].tolist() for batch in batches] == [[4, 5, 6, 7], [8, 9]]
         states = scanner.scan(1, 2)
+        first_states = scanner.scan(0, 2)
         run = scanner.run_values(2)
-    # Shard 1 of 2 measures the field of the second layer only (layer i by shard i % N).
-    assert [state.field is None for state in states] == [True, False]
-    assert states[1].describe() == BOX_DESCRIPTIONS[1]
+        assert scanner.fields() is scanner.fields()  # measured once per scanner
+    # Shard 0 measures every layer's field (one set of probes), the other shards none.
+    assert [state.field for state in states] == [None, None]
+    assert [state.describe() for state in first_states] == BOX_DESCRIPTIONS
     assert [state.shards for state in states] == [(1,), (1,)] and states[0].source == 'shard 1 of 2'
     assert all(index >= 4 for state in states for index in state.image_ids)  # shard 1: batches 1 and 2
     assert run['example'] == 'box_filter' and run['model'] == 'box filter 3x3' and run['num_shards'] == 2
     assert run['dataset'].startswith('10 images, names sha256:') and run['batch_size'] == 4
     assert run['layers'] == ('conv/Relu:0', 'pool/MaxPool:0') and run['num_samples'] == 3
+
+
+def test_scanner_takes_the_fields_from_the_scripts_recfield_cache(tmp_path, capsys):
+    example = pipeline.Example('box_filter', lambda args: open_box_filter_model(args, fingerprint='box filter'),
+                               open_box_filter_dataset)
+    cache_dir = tmp_path / 'cache'
+    counts = []
+    for _ in range(2):  # the second scanner, a later run, finds the fields the first one stored
+        with shards.Scanner(example, box_filter_args(tmp_path, recfield_cache=str(cache_dir))) as scanner:
+            assert [state.describe() for state in scanner.scan(0, 1)] == BOX_DESCRIPTIONS
+        counts += probe_image_counts(capsys.readouterr().out)
+    assert counts[0][0] == 2 and counts[0][1] > 0 and counts[1] == (2, 0)
+    assert len(list(cache_dir.glob('*.npz'))) == 2
+    with shards.Scanner(example, box_filter_args(tmp_path, recfield_cache=str(cache_dir),
+                                                 no_recfield_cache=True)) as scanner:
+        scanner.fields()
+    assert probe_image_counts(capsys.readouterr().out)[0][1] > 0  # --no_recfield_cache measures again
 
 
 def test_a_scanner_closes_its_model_when_the_dataset_does_not_open(tmp_path):
@@ -95,15 +115,16 @@ def test_box_filter_shards_merge_to_the_pictures_of_a_single_run(tmp_path, capsy
         fields = pipeline.measure_receptive_fields(model)
         trackers = pipeline.scan(model, open_box_filter_dataset(box_filter_args(single)), 3)
         pipeline.draw(model, fields, trackers, str(single), num_channels=0)
-    assert capsys.readouterr().out.splitlines() == BOX_DESCRIPTIONS
+    assert layer_lines(capsys.readouterr().out) == BOX_DESCRIPTIONS
     for index in range(3):  # 3 batches, 3 shards
         args = box_filter_args(tmp_path / 'states', num_shards=3, shard_index=index)
         assert shards.run(BOX_FILTER_EXAMPLE, args) == 0
-        printed = capsys.readouterr().out.splitlines()
+        printed = capsys.readouterr().out
         saved = [f'saved {state_path(args.out_dir, layer, index, 3)}' for layer in ('conv/Relu:0', 'pool/MaxPool:0')]
-        # Each shard prints the lines of the fields it measured: shard 0 the first layer's, 1 the second's.
-        assert printed == ([BOX_DESCRIPTIONS[0]] if index == 0 else []) + saved[:1] + (
-            [BOX_DESCRIPTIONS[1]] if index == 1 else []) + saved[1:]
+        # Shard 0 measures every field and prints their lines, the others only scan.
+        assert layer_lines(printed) == (BOX_DESCRIPTIONS if index == 0 else [])
+        assert [num_layers for num_layers, _ in probe_image_counts(printed)] == ([2] if index == 0 else [])
+        assert printed.splitlines()[-2:] == saved
     assert merge(sorted((tmp_path / 'states').glob('state-*.npz')), tmp_path / 'merged') == 0
     assert capsys.readouterr().out.splitlines() == BOX_DESCRIPTIONS
     assert len(pictures(single)) == 4 and pictures(tmp_path / 'merged') == pictures(single)
@@ -115,21 +136,23 @@ def test_box_filter_shards_merge_to_the_pictures_of_a_single_run(tmp_path, capsy
 # -- VGG16 from the command line (slow) ----------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_shard_runs_save_one_state_per_layer_and_measure_every_other_field(vgg16_scans):
+def test_shard_runs_save_one_state_per_layer_and_shard_0_measures_every_field(vgg16_scans):
     for index in (0, 1):
         out_dir, result = vgg16_scans[f'shard-{index}-of-2']
         assert sorted(os.listdir(out_dir)) == [f'state-{file_stem(layer)}-{index}-of-2.npz' for layer in LAYERS]
-        # Shard 0 measures the receptive field of the first layer, shard 1 that of the second.
-        assert [line.split()[0] for line in result.stdout.splitlines() if 'feature map' in line] == [LAYERS[index]]
+        # Shard 0 measures the receptive fields of every layer (or finds them cached), shard 1 none.
+        assert [line.split()[0] for line in layer_lines(result.stdout)] == (LAYERS if index == 0 else [])
+        assert [num_layers for num_layers, _ in probe_image_counts(result.stdout)] == ([2] if index == 0 else [])
         states = [ShardState.load(path) for path in shard_state_paths(vgg16_scans, f'shard-{index}-of-2')]
-        assert [state.field is not None for state in states] == [index == 0, index == 1]
+        assert [state.field is not None for state in states] == [index == 0] * 2
+    assert layer_lines(vgg16_scans['shard-0-of-2'][1].stdout) == layer_lines(vgg16_scans['single'][1].stdout)
 
 
 @pytest.mark.slow
 def test_merged_shards_draw_the_pictures_of_a_single_run(vgg16_scans, tmp_path, capsys):
     single_dir, single = vgg16_scans['single']
     assert merge(shard_state_paths(vgg16_scans, 'shard-0-of-2', 'shard-1-of-2'), tmp_path) == 0
-    assert capsys.readouterr().out.splitlines() == single.stdout.splitlines()  # the receptive field lines
+    assert capsys.readouterr().out.splitlines() == layer_lines(single.stdout)  # the receptive field lines
     assert list(pictures(tmp_path)) == PICTURES
     assert pictures(tmp_path) == pictures(single_dir)
 
@@ -163,11 +186,12 @@ def test_state_files_are_top_activations_files_of_plain_arrays(vgg16_scans):
 @pytest.mark.slow
 def test_merging_some_shards_warns_and_merges_with_the_rest_later(vgg16_scans, tmp_path, caplog):
     first = tmp_path / 'first'
-    assert merge(shard_state_paths(vgg16_scans, 'shard-0-of-2'), first) == 0
-    assert 'lack shard 1 of 2' in caplog.text
-    assert f'no receptive field of {LAYERS[1]}: shard 1 of 2, which measures it, is missing' in caplog.text
-    assert list(pictures(first)) == PICTURES[:2]  # the first layer only
-    assert merge(sorted(map(str, first.glob('state-*.npz'))) + shard_state_paths(vgg16_scans, 'shard-1-of-2'),
+    assert merge(shard_state_paths(vgg16_scans, 'shard-1-of-2'), first) == 0
+    assert 'lack shard 0 of 2' in caplog.text
+    for layer in LAYERS:
+        assert f'no receptive field of {layer}: shard 0 of 2, which measures the receptive fields' in caplog.text
+    assert list(pictures(first)) == []  # no layer has its field yet
+    assert merge(sorted(map(str, first.glob('state-*.npz'))) + shard_state_paths(vgg16_scans, 'shard-0-of-2'),
                  tmp_path / 'all') == 0
     assert pictures(tmp_path / 'all') == pictures(vgg16_scans['single'][0])
 
@@ -208,7 +232,8 @@ def scan_whole_and_in_shards(script, flags, tmp_path, capsys, num_shards=2):
     for result in results:
         assert result.returncode == 0, result.stderr
     assert merge(sorted(states.glob('state-*.npz')), merged) == 0
-    assert capsys.readouterr().out.splitlines() == results[0].stdout.splitlines()
+    assert capsys.readouterr().out.splitlines() == layer_lines(results[0].stdout)
+    assert layer_lines(results[1].stdout) == layer_lines(results[0].stdout)  # shard 0 measured them all
     return single, merged
 
 

@@ -50,21 +50,23 @@ def test_state_paths():
 
 
 def test_save_load_round_trip_with_and_without_a_field(scanner, tmp_path):
-    states = scanner.scan(0, 2)  # shard 0 of 2 measures the field of the first layer, not the second
-    assert states[0].field is not None and states[1].field is None
+    # Shard 0 of 2 measures every layer's field, shard 1 none.
+    states = scanner.scan(0, 2) + scanner.scan(1, 2)
+    assert [state.field is not None for state in states] == [True, True, False, False]
     paths = saved(states, tmp_path)
     for state, path in zip(states, paths):
         loaded = ShardState.load(path)
         assert_same_state(loaded, state)  # the fields too: equal, or both None
         assert loaded.run == state.run and loaded.run['layers'] == (CONV, POOL)
-        assert (loaded.shards, loaded.num_channels, loaded.draw_channels, loaded.source) == ((0,), 2, 0, path)
+        assert (loaded.shards, loaded.num_channels, loaded.draw_channels, loaded.source) == (
+            state.shards, 2, 0, path)
         assert not loaded.complete
-    assert ShardState.load(paths[0]).describe() == BOX_DESCRIPTIONS[0]
-    assert ShardState.load(paths[1]).field is None
+    assert [ShardState.load(path).describe() for path in paths[:2]] == BOX_DESCRIPTIONS
+    assert ShardState.load(paths[2]).field is None and ShardState.load(paths[3]).field is None
 
 
 def test_a_state_file_is_a_top_activations_file_of_plain_arrays(scanner, tmp_path):
-    state = scanner.scan(1, 2)[1]
+    state = scanner.scan(0, 2)[1]  # shard 0: with the field
     path, = saved([state], tmp_path)
     np.testing.assert_array_equal(TopActivations.load(path).firings, state.tracker.firings)
     with np.load(path, allow_pickle=False) as data:
@@ -72,7 +74,7 @@ def test_a_state_file_is_a_top_activations_file_of_plain_arrays(scanner, tmp_pat
         np.testing.assert_array_equal(data['state_field_recfield'], state.field.recfield)
         assert data['state_field_image_size'].tolist() == [12, 12]
     assert sorted(state.image_ids) == state.tracker.kept_image_indices.tolist()
-    assert set(state.image_ids.values()) <= {f'grey-{index}.png' for index in range(4, 10)}  # shard 1: 4 to 9
+    assert set(state.image_ids.values()) <= {f'grey-{index}.png' for index in range(4)}  # shard 0: 0 to 3
 
 
 @pytest.mark.parametrize('arrays, words', [
@@ -145,24 +147,43 @@ def test_states_that_do_not_belong_together_are_refused(scanner):
     other_channels.num_channels = 3
     with pytest.raises(ValueError, match='different receptive fields or channel counts'):
         conv_0.merge(other_channels)
-    conv_1.field = scanner.field(1)  # the other layer's: both states have a field, and they differ
+    conv_1.field = scanner.fields()[1]  # the other layer's: both states have a field, and they differ
     with pytest.raises(ValueError, match='different receptive fields or channel counts'):
         conv_0.merge(conv_1)
 
 
 # -- merge_activations.py ----------------------------------------------------------------------------------------
 
-def test_merging_some_shards_warns_and_draws_the_layers_it_can(scanner, tmp_path, capsys, caplog):
+def merge_one_shard_of_two(scanner, shard_index, tmp_path, capsys, caplog):
+    """Scans one shard of 2, saves its states and merges them alone into `tmp_path / 'out'`; returns what
+    the merge printed (warnings go to `caplog`)."""
     (tmp_path / 'states').mkdir()
-    paths = saved(scanner.scan(0, 2), tmp_path / 'states')
+    paths = saved(scanner.scan(shard_index, 2), tmp_path / 'states')
+    capsys.readouterr()  # what the scan printed
     with caplog.at_level(logging.WARNING):
         assert merge(paths, tmp_path / 'out') == 0
-    assert capsys.readouterr().out.splitlines() == BOX_DESCRIPTIONS[:1]
-    assert 'lack shard 1 of 2' in caplog.text
-    assert f'no receptive field of {POOL}: shard 1 of 2, which measures it, is missing' in caplog.text
+    return capsys.readouterr().out
+
+
+def test_merging_some_shards_warns_and_draws_the_layers_it_can(scanner, tmp_path, capsys, caplog):
+    printed = merge_one_shard_of_two(scanner, 0, tmp_path, capsys, caplog)
+    # Shard 0 holds every field: every layer is drawn, from part of the dataset.
+    assert printed.splitlines() == BOX_DESCRIPTIONS
+    assert 'lack shard 1 of 2' in caplog.text and 'no receptive field' not in caplog.text
     assert sorted(os.listdir(tmp_path / 'out')) == ['conv-Relu0-crop.jpg', 'conv-Relu0-full.jpg',
+                                                   'pool-MaxPool0-crop.jpg', 'pool-MaxPool0-full.jpg',
                                                    'state-conv-Relu0.npz', 'state-pool-MaxPool0.npz']
     assert ShardState.load(str(tmp_path / 'out' / 'state-pool-MaxPool0.npz')).shards == (0,)
+
+
+def test_merging_without_shard_0_warns_and_draws_nothing(scanner, tmp_path, capsys, caplog):
+    assert merge_one_shard_of_two(scanner, 1, tmp_path, capsys, caplog) == ''
+    assert 'lack shard 0 of 2' in caplog.text
+    for layer in (CONV, POOL):
+        assert (f'no receptive field of {layer}: shard 0 of 2, which measures the receptive fields, is missing; '
+                'it is not drawn.') in caplog.text
+    assert sorted(os.listdir(tmp_path / 'out')) == ['state-conv-Relu0.npz', 'state-pool-MaxPool0.npz']
+    assert ShardState.load(str(tmp_path / 'out' / 'state-conv-Relu0.npz')).shards == (1,)
 
 
 @pytest.fixture

@@ -166,7 +166,7 @@ def test_model_runs_all_layers_or_one(vgg16_model, rng):
     batch = vgg16.preprocess(rng.integers(0, 256, (3, 32, 32, 3)))
     conv1_2, conv2_2 = vgg16_model.run(batch)
     assert conv1_2.shape == (3, 32, 32, 64) and conv2_2.shape == (3, 16, 16, 128)
-    [alone] = vgg16_model.layer_forward_func(1)(batch)  # only conv2_2 is asked of the session
+    [alone] = vgg16_model.forward_func_for([1])(batch)  # only conv2_2 is asked of the session
     np.testing.assert_array_equal(alone, conv2_2)
 
 

@@ -83,7 +83,7 @@ def measure(model, index):
     Raises:
         CheckFailed: the two ways give different boxes.
     """
-    forward_func = model.layer_forward_func(index)
+    forward_func = model.forward_func_for([index])
     probe = np.zeros(model.imshape, np.float32)
     forward_func(probe)  # warm-up: the first run of this fetch
     forward_seconds = float(np.median([timed(forward_func, probe) for _ in range(3)]))
@@ -125,9 +125,11 @@ def format_table(model, rows):
     row_by_row_probes = sorted({str(fields[False][0].num_probe_images) for *_, fields in rows})
     lines = [
         f'ReceptiveField on {height}x{width}x{channels} input, batch {batch_size}, '
-        f'{"/".join(str(layer.num_channels) for layer in model.layers)} channels; row by row (multiplex=False) against multiplexed (multiplex=True)',
+        f'{"/".join(str(layer.num_channels) for layer in model.layers)} channels; row by row (multiplex=False) '
+        'against multiplexed (multiplex=True)',
         'Statistic: one run of each way (wall time of the constructor), the median of 3 for a forward batch. Row '
-        f'by row runs {" or ".join(row_by_row_probes)} probe images per layer (every row and column, twice).',
+        f'by row runs {" or ".join(row_by_row_probes)} probe images per layer (every row and column, four times: '
+        'two random-sign runs and two extreme references).',
         '',
         f'{"layer":<7}{"feature":>10}{"size":>8}{"stride":>8}{"padding":>9}{"fwd s/batch":>13}{"probes mux":>12}'
         f'{"fewer":>8}{"s row":>9}{"s mux":>8}{"faster":>8}',

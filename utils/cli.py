@@ -11,6 +11,8 @@ import sys
 
 from utils.files import ensure_writable_dir
 from utils.layers import computed_tensors, describe_tensors, resolve_layers
+from utils.recfield_cache import RecfieldCache
+from utils.recfield_cache import default_dir as default_cache_dir
 
 LOGGING_LEVELS = ('DEBUG', 'INFO', 'WARNING', 'ERROR')
 
@@ -49,7 +51,8 @@ def _int(text):
 
 
 def add_common_arguments(parser, default_layers, default_out_dir, default_batch_size=16):
-    """Adds `--layers`, `--out_dir`, `--print_all_names`, `--batch_size` and `--logging_level`."""
+    """Adds `--layers`, `--out_dir`, `--print_all_names`, `--batch_size`, `--logging_level`, `--recfield_cache`
+    and `--no_recfield_cache`."""
     parser.add_argument('--layers', nargs='+', default=[','.join(default_layers)], metavar='NAMES',
                         help='tensor names of the layers to visualize, separated by commas or spaces (default: '
                              f'{",".join(default_layers)}); see --print_all_names')
@@ -61,6 +64,16 @@ def add_common_arguments(parser, default_layers, default_out_dir, default_batch_
                         help='images per forward pass (default: %(default)s)')
     parser.add_argument('--logging_level', default='WARNING', type=str.upper, choices=LOGGING_LEVELS,
                         help='how much to log (default: %(default)s)')
+    parser.add_argument('--recfield_cache', metavar='DIR', default=default_cache_dir(),
+                        help='keep measured receptive fields in this folder and reuse them in later runs of the '
+                             'same model, layers and image size (default: %(default)s)')
+    parser.add_argument('--no_recfield_cache', action='store_true',
+                        help='measure the receptive fields again and store nothing')
+
+
+def recfield_cache(args):
+    """The `utils.recfield_cache.RecfieldCache` of `--recfield_cache`, or None with `--no_recfield_cache`."""
+    return None if args.no_recfield_cache else RecfieldCache(args.recfield_cache)
 
 
 def add_activation_arguments(parser):

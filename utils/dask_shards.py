@@ -1,7 +1,7 @@
 """Scanning the shards of a dataset as tasks on a Dask cluster (`--dask_scheduler`, see `utils.shards`).
 
-The client submits one task per layer that measures its receptive field (`measure_field_task`, deepest
-layer first: the deeper, the more probes) and one task per shard that scans it (`scan_shard_task`), and
+The client submits one task that measures every layer's receptive field from one set of probes
+(`measure_fields_task`, first: it takes longest) and one task per shard that scans it (`scan_shard_task`), and
 merges the states as they come back, with a progress bar of finished tasks; the script then draws and saves
 the merged states. Small tasks let the scheduler keep every worker busy. Each worker process opens the
 example's network and dataset once and keeps them for its next tasks with the same flags.
@@ -48,12 +48,13 @@ def scan_shard_task(example, args, shard_index, num_shards):
         args: the script's parsed flags.
         shard_index, num_shards: which shard.
     """
-    return _scanner(example, args).scan(shard_index, num_shards, fields=False)
+    return _scanner(example, args).scan(shard_index, num_shards, fields=False, print_lines=False)
 
 
-def measure_field_task(example, args, layer_index):
-    """The Dask task of a layer's receptive field: returns `(layer_index, recfield.ReceptiveField)`."""
-    return layer_index, _scanner(example, args).field(layer_index)
+def measure_fields_task(example, args):
+    """The Dask task of the receptive fields: returns `{layer index: recfield.ReceptiveField}` of every layer,
+    measured from one set of probes (`utils.shards.Scanner.fields`)."""
+    return _scanner(example, args).fields(print_lines=False)
 
 
 def _scanner(example, args):
@@ -130,12 +131,10 @@ def scan_on_dask(address, example, args, num_shards=None, num_workers=None, task
     """
     with connect(address, num_workers, num_shards) as client:
         num_shards = num_shards or sum(client.nthreads().values())
-        num_layers = len(layer_names(args.layers))
-        logger.info('%d shards and %d receptive fields on %s (%d workers)', num_shards, num_layers, address,
-                    len(client.nthreads()))
-        # Submitted first, run first: the fields of the deepest layers take longest.
-        futures = [client.submit(measure_field_task, example, args, layer_index, pure=False, retries=RETRIES)
-                   for layer_index in reversed(range(num_layers))]
+        logger.info('%d shards and the receptive fields of %d layers on %s (%d workers)', num_shards,
+                    len(layer_names(args.layers)), address, len(client.nthreads()))
+        # Submitted first, run first: probing takes longer than a shard of a small dataset.
+        futures = [client.submit(measure_fields_task, example, args, pure=False, retries=RETRIES)]
         futures += [client.submit(task, example, args, index, num_shards, pure=False, retries=RETRIES)
                     for index in range(num_shards)]
         merged, fields = [], {}
@@ -143,8 +142,8 @@ def scan_on_dask(address, example, args, num_shards=None, num_workers=None, task
             with progressbar.ProgressBar(max_value=len(futures), prefix='shards and receptive fields ') as bar:
                 for done, future in enumerate(as_completed(futures), start=1):
                     result = future.result()
-                    if isinstance(result, tuple):  # (layer_index, field)
-                        fields[result[0]] = result[1]
+                    if isinstance(result, dict):  # {layer index: field}
+                        fields = result
                     else:
                         merged = merge_states(merged + result)
                     future.release()

@@ -7,7 +7,7 @@ anything else plugs in through `forward_func`.
 
     forward_func = lambda x, layers=layers: session.run(layers, feed_dict={images_ph: x})
     model = Model(forward_func, layers, imshape, value_range)
-    fields = measure_receptive_fields(model)                # prints one line per layer
+    fields = measure_receptive_fields(model, cache=cache)   # prints one line per layer
     trackers = scan(model, dataset, num_samples)            # shard 0 of 1: the whole dataset
     draw(model, fields, trackers, out_dir, num_channels)
 
@@ -20,13 +20,15 @@ import hashlib
 import inspect
 import logging
 import os
+import time
 
 import numpy as np
 import progressbar
 
+import recfield
 from activations import TopActivations
-from recfield import ReceptiveField
 from utils.pictures import describe_layer, draw_layers, write_receptive_field_example
+from utils.recfield_cache import RecfieldCache
 
 logger = logging.getLogger(__name__)
 
@@ -53,16 +55,19 @@ class Model:
         model_id: what tells two runs of the same model apart from others (`model_id`), or ''.
     """
 
-    def __init__(self, forward_func, layers, imshape, value_range, model_id='', close=None):
+    def __init__(self, forward_func, layers, imshape, value_range, model_id='', close=None, fingerprint=None):
         """Args:
             forward_func, imshape, value_range, model_id: see the attributes.
             layers: objects with a `name` and a 4-D `shape` whose last entry is the channel count (TensorFlow
                 tensors, Keras outputs), or `Layer`s; given back to `forward_func` as its `layers` keyword.
             close: function releasing the model (a session's `close`), called by `close()`.
+            fingerprint: what identifies the network's structure and weights for the receptive-field cache
+                (see `fingerprint()`); by default that of the layers' TensorFlow graph, if they have one.
 
         Raises:
             ValueError: a layer whose channel count is unknown.
         """
+        self._fingerprint = fingerprint
         self.forward_func = forward_func
         self._layer_objects = list(layers)
         self.layers = [layer if isinstance(layer, Layer) else _as_layer(layer) for layer in self._layer_objects]
@@ -98,12 +103,32 @@ class Model:
                                  f'expected [{len(batch)}, height, width, {layer.num_channels}].')
         return maps
 
-    def layer_forward_func(self, index):
-        """A forward function for the `index`-th layer alone, as `recfield.ReceptiveField` takes it."""
+    def forward_func_for(self, indices):
+        """A forward function returning the maps of the layers `indices` only, in that order."""
         if self._selects_layers:
-            chosen = [self._layer_objects[index]]
+            chosen = [self._layer_objects[index] for index in indices]
             return lambda batch: self.forward_func(batch, layers=chosen)
-        return lambda batch: [self.forward_func(batch)[index]]
+
+        def pick(batch):
+            maps = self.forward_func(batch)
+            return [maps[index] for index in indices]
+        return pick
+
+    def fingerprint(self):
+        """A SHA-256 of what the receptive fields depend on, or None when it is not known (no caching).
+
+        Unless given to the constructor: the layers' TensorFlow graph (`graph.as_graph_def()`, serialised
+        deterministically): its structure, and the weights it holds as constants (a frozen graph), so that a
+        changed graph never reuses a field measured on another. Variables restored from a checkpoint are not
+        part of it (see `utils.recfield_cache`).
+        """
+        if self._fingerprint is None:
+            graph = getattr(self._layer_objects[0], 'graph', None)
+            if graph is None or not hasattr(graph, 'as_graph_def'):
+                return None
+            graph_def = graph.as_graph_def().SerializeToString(deterministic=True)
+            self._fingerprint = 'graph sha256:' + hashlib.sha256(graph_def).hexdigest()
+        return self._fingerprint
 
     def close(self):
         if self._close is not None:
@@ -190,8 +215,9 @@ def shard_bounds(num_images, batch_size, num_shards, shard_index):
     return min(first * batch_size, num_images), min(last * batch_size, num_images)
 
 
-def scan(model, dataset, num_samples, shard_index=0, num_shards=1):
-    """Runs shard `shard_index` of `num_shards` of the dataset (by default all of it) through the model.
+def scan(model, dataset, num_samples, shard_index=0, num_shards=1, print_line=True):
+    """Runs shard `shard_index` of `num_shards` of the dataset (by default all of it) through the model, and
+    prints `scan: <n> images, <t> s` (unless `print_line` is False: on a Dask worker the client prints it).
 
     Returns:
         list of `activations.TopActivations`, one per layer, tracking all its channels, with the images'
@@ -201,8 +227,17 @@ def scan(model, dataset, num_samples, shard_index=0, num_shards=1):
     if start == stop:
         logger.warning('shard %d of %d is empty: the dataset has fewer batches (%d images in batches of %d) '
                        'than shards.', shard_index, num_shards, len(dataset), dataset.batch_size)
-    return track_top_activations(model, dataset.read(start, stop), num_samples,
-                                 num_batches=-(-(stop - start) // dataset.batch_size), first_index=start)
+    started = time.perf_counter()
+    trackers = track_top_activations(model, dataset.read(start, stop), num_samples,
+                                     num_batches=-(-(stop - start) // dataset.batch_size), first_index=start)
+    if print_line:
+        print_scan_line(trackers[0].num_seen if trackers else 0, time.perf_counter() - started)
+    return trackers
+
+
+def print_scan_line(num_images, seconds):
+    """Prints `scan: <n> images, <t> s`."""
+    print(f'scan: {num_images} images, {seconds:.1f} s', flush=True)
 
 
 def track_top_activations(model, batches, num_samples, num_batches=None, first_index=0):
@@ -229,35 +264,81 @@ def track_top_activations(model, batches, num_samples, num_batches=None, first_i
     return trackers
 
 
-def measure_receptive_field(model, index):
-    """The `index`-th layer's receptive field (`recfield.ReceptiveField`), with a progress bar."""
-    # The number of probes depends on the receptive field, unknown in advance: count probe images.
-    forward_func = model.layer_forward_func(index)
-    with progressbar.ProgressBar(max_value=progressbar.UnknownLength,
-                                 prefix=f'receptive field of {model.layers[index].name} (probe images) ') as bar:
-        def forward(batch):
-            feature_maps = forward_func(batch)
-            bar.update(bar.value + len(batch))
-            return feature_maps
-        return ReceptiveField(model.imshape, forward, value_range=model.value_range)
-
-
-def measure_receptive_fields(model, indices=None):
-    """Measures the layers' receptive fields, printing each layer's `describe_layer` line when it is known.
+def measure_receptive_fields(model, indices=None, cache=None, print_lines=True):
+    """Measures the layers' receptive fields from one set of probes, then prints one line per layer and
+    `receptive fields: <n> layers, <p> probe images, <t> s`.
 
     Args:
         model: a `Model`.
         indices: the layers to measure (default: all).
+        cache: a `utils.recfield_cache.RecfieldCache`, or None: fields found there are not measured again,
+            and measured ones are stored (needs `model.fingerprint()`).
+        print_lines: print the lines (False on a Dask worker: the client prints them).
 
     Returns:
-        dict from layer index to `recfield.ReceptiveField`, in the order measured.
+        dict from layer index to `recfield.ReceptiveField`, in the order of `indices`.
     """
-    fields = {}
-    for index in range(len(model.layers)) if indices is None else indices:
-        fields[index] = measure_receptive_field(model, index)
-        print(describe_layer(model.layers[index].name, fields[index], model.layers[index].num_channels),
-              flush=True)
-    return fields
+    indices = list(range(len(model.layers)) if indices is None else indices)
+    started = time.perf_counter()
+    keys = _cache_keys(model, indices) if cache is not None else {}
+    fields = {index: cache.load(key) for index, key in keys.items()}
+    fields = {index: field for index, field in fields.items() if field is not None}
+    if fields and not _fit_the_network(model, fields):
+        fields = {}
+    missing = [index for index in indices if index not in fields]
+    num_probe_images = 0
+    if missing:
+        measured = _probe(model, missing)
+        num_probe_images = measured[0].num_probe_images
+        for index, field in zip(missing, measured):
+            fields[index] = field
+            if index in keys:
+                cache.save(keys[index], field)
+    for index in indices if print_lines else ():
+        print(describe_layer(model.layers[index].name, fields[index], model.layers[index].num_channels), flush=True)
+    if print_lines:
+        print(f'receptive fields: {len(indices)} layer{"s" if len(indices) != 1 else ""}, {num_probe_images} probe '
+              f'images, {time.perf_counter() - started:.1f} s', flush=True)
+    return {index: fields[index] for index in indices}
+
+
+def _probe(model, indices):
+    """Measures the fields of the layers `indices` together (`recfield.measure_receptive_fields`)."""
+    forward_func = model.forward_func_for(indices)
+    what = model.layers[indices[0]].name if len(indices) == 1 else f'{len(indices)} layers'
+    # The number of probes depends on the receptive fields, unknown in advance: count probe images.
+    with progressbar.ProgressBar(max_value=progressbar.UnknownLength,
+                                 prefix=f'receptive fields of {what} (probe images) ') as bar:
+        def forward(batch):
+            feature_maps = forward_func(batch)
+            bar.update(bar.value + len(batch))
+            return feature_maps
+        return recfield.measure_receptive_fields(model.imshape, forward, len(indices), value_range=model.value_range)
+
+
+def _cache_keys(model, indices):
+    """`{index: cache key}` of the layers, or {} when the model has no fingerprint."""
+    fingerprint = model.fingerprint()
+    if fingerprint is None:
+        logger.info('the model has no fingerprint; its receptive fields are not cached.')
+        return {}
+    return {index: RecfieldCache.key(fingerprint, model.layers[index].name, model.imshape[1:], model.value_range)
+            for index in indices}
+
+
+def _fit_the_network(model, fields):
+    """Whether cached fields have the feature-map sizes the network gives now (one forward pass checks)."""
+    indices = list(fields)
+    low, high = model.value_range
+    batch = np.full(model.imshape, (low + high) / 2, np.float32)
+    maps = model.forward_func_for(indices)(batch)
+    for index, feature_map in zip(indices, maps):
+        if tuple(np.shape(feature_map)[1:3]) != tuple(fields[index].feature_shape):
+            logger.warning('the cached receptive field of %s is for a %s feature map, the network gives %s; '
+                           'measuring again.', model.layers[index].name, fields[index].feature_shape,
+                           tuple(np.shape(feature_map)[1:3]))
+            return False
+    return True
 
 
 def draw(model, fields, trackers, out_dir, num_channels, tensorboard_dir=None):

@@ -11,8 +11,8 @@ in a single run; each shard gives a `utils.states.ShardState` per layer, and sta
 
 A shard opens its example's model and dataset through the example's `utils.pipeline.Example` (the functions
 its script uses too) and runs the same `utils.pipeline.scan` as a single run. Receptive fields depend on the
-model and the image size, not on the data, so each is measured once per run, by one shard: the field of the
-i-th layer of `--layers` by shard `i % N`, so that merging and drawing need no model.
+model and the image size, not on the data, so they are measured once per run, all layers from one set of
+probes, by shard 0, which stores them in its states so that merging and drawing need no model.
 """
 
 import argparse
@@ -21,7 +21,7 @@ import logging
 import threading
 
 from utils import pipeline
-from utils.cli import ensure_output_dirs
+from utils.cli import ensure_output_dirs, recfield_cache
 from utils.states import ShardState, draw_states, state_path
 
 logger = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class Scanner:
         except BaseException:
             self.close()
             raise
-        self._fields = {}
+        self._fields = None
         self._fields_lock = threading.Lock()
 
     def __enter__(self):
@@ -95,12 +95,14 @@ class Scanner:
     def close(self):
         self.model.close()
 
-    def field(self, layer_index):
-        """The receptive field of the `layer_index`-th layer, measured on the first call."""
+    def fields(self, print_lines=True):
+        """Every layer's receptive field (`utils.pipeline.measure_receptive_fields`, with the script's
+        `--recfield_cache`), measured on the first call, which prints the lines unless `print_lines` is False."""
         with self._fields_lock:
-            if layer_index not in self._fields:
-                self._fields[layer_index] = pipeline.measure_receptive_field(self.model, layer_index)
-            return self._fields[layer_index]
+            if self._fields is None:
+                self._fields = pipeline.measure_receptive_fields(self.model, cache=recfield_cache(self.args),
+                                                                 print_lines=print_lines)
+            return self._fields
 
     def run_values(self, num_shards):
         """The `ShardState.run` values of this scanner's states."""
@@ -111,33 +113,35 @@ class Scanner:
                 'num_samples': self.args.num_samples, 'layers': tuple(self.model.layer_names),
                 'num_shards': num_shards}
 
-    def scan(self, shard_index, num_shards, fields=True):
-        """Scans one shard, and measures the receptive fields of the layers `shard_index` modulo `num_shards`.
+    def scan(self, shard_index, num_shards, fields=True, print_lines=True):
+        """Scans one shard; shard 0 also measures every layer's receptive field (one set of probes).
 
         Args:
             shard_index, num_shards: which shard (see `utils.pipeline.shard_bounds`).
-            fields: measure those receptive fields (False: every state's `field` is None, for a caller that
-                measures them on its own, as `utils.dask_shards` does).
+            fields: let shard 0 measure the receptive fields (False: every state's `field` is None, for a
+                caller that measures them on its own, as `utils.dask_shards` does).
+            print_lines: print the scan's line and the fields' lines.
 
         Returns:
             list of `ShardState`, one per layer.
         """
-        trackers = pipeline.scan(self.model, self.dataset, self.args.num_samples, shard_index, num_shards)
+        trackers = pipeline.scan(self.model, self.dataset, self.args.num_samples, shard_index, num_shards,
+                                 print_line=print_lines)
+        fields = self.fields(print_lines) if fields and shard_index == 0 else {}
         run = self.run_values(num_shards)
         states = []
         for number, (layer, tracker) in enumerate(zip(self.model.layers, trackers)):
-            field = self.field(number) if fields and number % num_shards == shard_index else None
             image_ids = {index: self.dataset.ids[index] for index in tracker.kept_image_indices.tolist()}
-            states.append(ShardState(layer.name, tracker, image_ids, field, layer.num_channels, run, [shard_index],
-                                     self.args.num_channels, f'shard {shard_index} of {num_shards}'))
+            states.append(ShardState(layer.name, tracker, image_ids, fields.get(number), layer.num_channels, run,
+                                     [shard_index], self.args.num_channels, f'shard {shard_index} of {num_shards}'))
         return states
 
 
 def run(example, args):
     """What an `*_activations.py` script does when `requested(args)`: scan a shard, or all on Dask.
 
-    With `--shard_index`, scans that shard, saves its states (`utils.states.state_path`) and prints the
-    `describe_layer` line of the layers whose receptive fields it measured; with `--dask_scheduler`, scans
+    With `--shard_index`, scans that shard and saves its states (`utils.states.state_path`); shard 0 measures
+    the receptive fields and prints their lines. With `--dask_scheduler`, scans
     every shard on the cluster (`utils.dask_shards`), then saves the merged states and draws them, printing
     every layer's line.
 
@@ -170,7 +174,5 @@ def run(example, args):
     for state in states:
         path = state_path(args.out_dir, state.layer, args.shard_index, args.num_shards)
         state.save(path)
-        if state.field is not None:
-            print(state.describe(), flush=True)
         print(f'saved {path}', flush=True)
     return 0

@@ -212,9 +212,8 @@ def draw_states(states, out_dir, num_channels=None, tensorboard_dir=None):
     def described():
         for state in states:
             if state.field is None:
-                logger.warning('no receptive field of %s: shard %d of %d, which measures it, is missing; it is not '
-                               'drawn.', state.layer, state.run['layers'].index(state.layer) % state.run['num_shards'],
-                               state.run['num_shards'])
+                logger.warning('no receptive field of %s: shard 0 of %d, which measures the receptive fields, is '
+                               'missing; it is not drawn.', state.layer, state.run['num_shards'])
                 continue
             print(state.describe(), flush=True)
             yield state.layer, state.field, state.tracker

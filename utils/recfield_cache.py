@@ -1,0 +1,89 @@
+"""Receptive fields measured once: stored per model, layer and probe setting, reused by later runs.
+
+A field depends on the network's structure and the probe images, not on the data, so every script keeps
+what it measures under `--recfield_cache` (default `~/.cache/strongest_conv_activations`, or under
+`$XDG_CACHE_HOME`) and later runs of the same model and settings spend no probe images. An entry is one
+`.npz` file of plain arrays (no pickle), named by a SHA-256 of its key: the model's fingerprint (see
+`utils.pipeline.Model.fingerprint`), the layer, the probe image shape, the value range and `METHOD_VERSION`.
+The fingerprint of a TensorFlow graph covers its structure and the weights it holds as constants (a frozen
+`.pb`, VGG16's graph); weights restored from a checkpoint are not in it, so retrained weights reuse the
+fields of the same network (boxes follow the architecture; only units dead under one set of weights and not
+the other could tell them apart).
+An entry that cannot be read, or whose stored key or arrays do not match, is ignored with a warning and
+measured again.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import zipfile
+
+import numpy as np
+
+from recfield import ReceptiveField
+from utils.files import atomic_write
+
+logger = logging.getLogger(__name__)
+
+# Bump when the way fields are measured changes what they hold: older entries then stop matching.
+METHOD_VERSION = 1
+CACHE_NAME = 'strongest_conv_activations'
+
+
+def default_dir():
+    """`$XDG_CACHE_HOME/strongest_conv_activations`, or `~/.cache/strongest_conv_activations`."""
+    root = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
+    return os.path.join(root, CACHE_NAME)
+
+
+class RecfieldCache:
+    """A folder of measured receptive fields.
+
+    Attributes:
+        folder: where the entries are (created when the first one is saved).
+    """
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    @staticmethod
+    def key(fingerprint, layer_name, image_shape, value_range):
+        """The text that identifies one field: what it was measured on and how (JSON, sorted keys)."""
+        return json.dumps({'method': METHOD_VERSION, 'model': fingerprint, 'layer': layer_name,
+                           'image_shape': [int(value) for value in image_shape],
+                           'value_range': [float(value) for value in value_range]}, sort_keys=True)
+
+    def path(self, key):
+        """The entry's file: `<folder>/<sha256 of key>.npz`."""
+        return os.path.join(self.folder, hashlib.sha256(key.encode()).hexdigest() + '.npz')
+
+    def load(self, key):
+        """The field stored under `key`, or None when there is none or it cannot be trusted (warned).
+
+        Returns:
+            a `recfield.ReceptiveField` or None.
+        """
+        path = self.path(key)
+        if not os.path.isfile(path):
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                stored_key = str(data['key'])
+                if stored_key != key:
+                    raise ValueError(f'it was stored for {stored_key}')
+                return ReceptiveField.from_arrays(data['recfield'], data['image_size'])
+        except (KeyError, ValueError, OSError, EOFError, TypeError, RuntimeError, zipfile.BadZipFile) as error:
+            logger.warning('ignoring receptive-field cache entry %s (%s); measuring again.', path, error)
+            return None
+
+    def save(self, key, field):
+        """Stores `field` under `key`, atomically; a folder that cannot be written is warned about, not fatal."""
+        path = self.path(key)
+        try:
+            os.makedirs(self.folder, exist_ok=True)
+            with atomic_write(path) as stream:
+                np.savez(stream, key=np.str_(key), **field.to_arrays())
+        except OSError as error:
+            logger.warning('cannot write the receptive-field cache %s (%s); the next run measures again.',
+                           self.folder, error.strerror or error)
