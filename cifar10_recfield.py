@@ -36,13 +36,12 @@ def main(argv=None):
     session, images_ph = cifar10_model.build_session(args.batch_size, args.cifar10_dir)
     layers = cli.prepare_layers(session.graph, images_ph, args)
     if layers is not None:  # else --print_all_names printed the layers
-        cifar10_model.restore_checkpoint(session, args.train_dir, required=False)
         forward_func = lambda x, layers=layers: session.run(layers, feed_dict={images_ph: x})  # noqa: E731
         model = pipeline.Model(forward_func, layers, images_ph.shape.as_list(), cifar10_model.VALUE_RANGE)
+        cifar10_model.restore_checkpoint(session, args.train_dir, required=False)  # fresh weights if none
         fields = pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args))
         pipeline.draw_receptive_fields(model, fields, args.out_dir)
     session.close()
-    return 0
 
 
 if __name__ == '__main__':

@@ -39,7 +39,6 @@ def main(argv=None):
         fields = pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args))
         pipeline.draw_receptive_fields(model, fields, args.out_dir)
     session.close()
-    return 0
 
 
 if __name__ == '__main__':

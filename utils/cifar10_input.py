@@ -12,7 +12,6 @@ receptive fields can be measured (a per-image normalisation inside the graph wou
 depend on the whole image).
 """
 
-import hashlib
 import logging
 import os
 
@@ -21,6 +20,7 @@ import tensorflow as tf
 
 from utils import pipeline
 from utils.download import download, extract_tar
+from utils.files import digest_files
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def maybe_download_and_extract(data_dir, url=DATA_URL, md5=DATA_MD5):
         logger.debug('CIFAR-10 is already in %s', folder)
         return folder
     archive = os.path.join(data_dir, ARCHIVE_NAME)
-    if os.path.isfile(archive) and (md5 is None or _file_md5(archive) == md5.lower()):
+    if os.path.isfile(archive) and (md5 is None or digest_files([archive], 'md5') == md5.lower()):
         logger.info('reusing %s', archive)
     else:
         logger.info('downloading CIFAR-10 from %s to %s', url, archive)
@@ -158,14 +158,6 @@ def maybe_download_and_extract(data_dir, url=DATA_URL, md5=DATA_MD5):
                          'it is not the binary version of CIFAR-10.')
     logger.info('CIFAR-10 unpacked into %s', folder)
     return folder
-
-
-def _file_md5(path):
-    digest = hashlib.md5()
-    with open(path, 'rb') as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def dataset(paths, batch_size, train, seed=None, skip=0):

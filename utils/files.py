@@ -1,6 +1,7 @@
 """Writing output files atomically, so that an interrupted run never leaves a half-written file behind."""
 
 import contextlib
+import hashlib
 import os
 import tempfile
 
@@ -64,3 +65,13 @@ def ensure_writable_dir(path, flag='--out_dir'):
         raise ValueError(f'cannot write to output folder {path} ({error.strerror or error}); give another '
                          f'folder with {flag}.') from error
     return path
+
+
+def digest_files(paths, algorithm='sha256'):
+    """The hex digest (`hashlib` algorithm) of the files' contents, read in order, in 1 MiB chunks."""
+    digest = hashlib.new(algorithm)
+    for path in paths:
+        with open(path, 'rb') as stream:
+            for chunk in iter(lambda: stream.read(1 << 20), b''):
+                digest.update(chunk)
+    return digest.hexdigest()

@@ -27,6 +27,7 @@ import progressbar
 
 import recfield
 from activations import TopActivations
+from utils.files import digest_files
 from utils.pictures import describe_layer, draw_layers, write_receptive_field_example
 from utils.recfield_cache import RecfieldCache
 
@@ -146,12 +147,7 @@ def model_id(example, paths):
 
     The same model files give the same id on every machine (`Model.model_id`).
     """
-    digest = hashlib.sha256()
-    for path in paths:
-        with open(path, 'rb') as stream:
-            for chunk in iter(lambda: stream.read(1 << 20), b''):
-                digest.update(chunk)
-    return f'{example} {"+".join(os.path.basename(path) for path in paths)} sha256:{digest.hexdigest()[:16]}'
+    return f'{example} {"+".join(os.path.basename(path) for path in paths)} sha256:{digest_files(paths)[:16]}'
 
 
 def _as_layer(tensor):
