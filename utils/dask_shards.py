@@ -26,7 +26,6 @@ import threading
 import progressbar
 from distributed import Client, LocalCluster, as_completed, get_worker
 
-from utils.cli import layer_names
 from utils.shards import Scanner
 from utils.states import merge_states
 
@@ -131,8 +130,8 @@ def scan_on_dask(address, example, args, num_shards=None, num_workers=None, task
     """
     with connect(address, num_workers, num_shards) as client:
         num_shards = num_shards or sum(client.nthreads().values())
-        logger.info('%d shards and the receptive fields of %d layers on %s (%d workers)', num_shards,
-                    len(layer_names(args.layers)), address, len(client.nthreads()))
+        logger.info('%d shards and the receptive fields on %s (%d workers)', num_shards, address,
+                    len(client.nthreads()))
         # Submitted first, run first: probing takes longer than a shard of a small dataset.
         futures = [client.submit(measure_fields_task, example, args, pure=False, retries=RETRIES)]
         futures += [client.submit(task, example, args, index, num_shards, pure=False, retries=RETRIES)

@@ -159,10 +159,10 @@ def run(example, args):
     if args.tensorboard_dir and args.dask_scheduler is None:
         raise ValueError('--tensorboard_dir takes the pictures, which a shard does not draw: give it to '
                          'utils/merge_activations.py, or scan with --dask_scheduler.')
-    ensure_output_dirs(args)
     if args.dask_scheduler is not None:
         from utils import dask_shards  # Dask is heavy: loaded only when asked for
 
+        ensure_output_dirs(args)
         states = dask_shards.scan_on_dask(args.dask_scheduler, example, args, args.num_shards, args.dask_workers)
         for state in states:
             state.save(state_path(args.out_dir, state.layer))
@@ -170,6 +170,7 @@ def run(example, args):
         logger.info('pictures and merged states are in %s', args.out_dir)
         return 0
     with Scanner(example, args) as scanner:
+        ensure_output_dirs(args)  # once the model and the data opened: bad input leaves no folder behind
         states = scanner.scan(args.shard_index, args.num_shards)
     for state in states:
         path = state_path(args.out_dir, state.layer, args.shard_index, args.num_shards)
