@@ -52,10 +52,19 @@ def _int(text):
 
 def add_common_arguments(parser, default_layers, default_out_dir, default_batch_size=16):
     """Adds `--layers`, `--out_dir`, `--print_all_names`, `--batch_size`, `--logging_level`, `--recfield_cache`
-    and `--no_recfield_cache`."""
-    parser.add_argument('--layers', nargs='+', default=[','.join(default_layers)], metavar='NAMES',
-                        help='tensor names of the layers to visualize, separated by commas or spaces (default: '
-                             f'{",".join(default_layers)}); see --print_all_names')
+    and `--no_recfield_cache`.
+
+    `default_layers` is a list of layer names, or a phrase saying how the script picks them when `--layers`
+    is not given (then `args.layers` is None).
+    """
+    if isinstance(default_layers, str):
+        default, shown = None, default_layers
+    else:
+        default = [','.join(default_layers)]
+        shown = default[0]
+    parser.add_argument('--layers', nargs='+', default=default, metavar='NAMES',
+                        help='names of the layers to visualize, separated by commas or spaces (default: '
+                             f'{shown}); see --print_all_names')
     parser.add_argument('--out_dir', default=default_out_dir,
                         help='folder for the pictures, created if missing (default: %(default)s)')
     parser.add_argument('--print_all_names', action='store_true',

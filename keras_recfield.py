@@ -1,0 +1,42 @@
+"""Receptive fields of your own Keras model's layers, measured by probing the network.
+
+For every --layers layer of --model (a Keras 3 .keras file or a legacy .h5, loaded in safe mode), on images
+of the model's input size (or --image_size), prints
+
+    <layer> feature map is of shape HxWxC and has receptive field SxS (stride TxT, padding PxP)
+
+and writes <out_dir>/recfield-<layer>.png, the receptive field of the centre feature pixel drawn on a grey
+image. No images are needed.
+
+    python keras_recfield.py --model my_model.keras
+    python keras_recfield.py --model my_model.keras --layers conv2d_1,add --image_size 128 128
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+
+from utils import cli, keras_model, pipeline
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    keras_model.add_arguments(parser)
+    cli.add_common_arguments(parser, 'the last layer of each resolution, at most five',
+                             os.path.join(tempfile.gettempdir(), 'keras_recfield'))
+    return cli.parse_args(parser, argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.print_all_names:
+        return keras_model.print_all_names(args)
+    model = keras_model.open_model(args)
+    cli.ensure_output_dirs(args)  # once the model and layers are known to be good
+    pipeline.draw_receptive_fields(model, pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args)),
+                                   args.out_dir)
+
+
+if __name__ == '__main__':
+    sys.exit(cli.run_main(main))
