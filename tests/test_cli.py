@@ -114,3 +114,11 @@ def test_run_main_returns_mains_value_and_lets_bugs_through():
     assert cli.run_main(lambda argv: None, []) == 0  # a main that just ends succeeded
     with pytest.raises(KeyError):
         cli.run_main(lambda argv: {}['bug'], [])
+
+
+def test_ctrl_c_is_one_line_and_exit_status_130(capsys):
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    assert cli.run_main(interrupted, []) == 130
+    assert capsys.readouterr().err == 'interrupted\n'

@@ -3,6 +3,7 @@
 Expected pictures are built independently with numpy slicing; no TensorFlow is needed.
 """
 
+import cv2
 import numpy as np
 import pytest
 
@@ -286,3 +287,35 @@ def test_captions_share_one_text_size():
     short = tile_columns(columns, ['#1', '#2'])
     mixed = tile_columns(columns, ['#1', '#2 with a much longer caption'])
     assert mixed.shape[0] < short.shape[0]  # smaller text, shorter strip, the same for both columns
+
+
+def test_columns_wider_than_a_jpeg_wrap_into_rows():
+    # 7 columns 10 pixels wide in pictures at most 35 wide: rows of 3, 3 and 1, the last padded with black;
+    # a row is as tall as its tallest column (5, 5, then 4).
+    columns = [np.full((4 + index % 2, 10, 3), index + 1, np.uint8) for index in range(7)]
+    tiled = tile_columns(columns, max_width=35)
+    assert tiled.shape == (5 + 5 + 4, 30, 3)
+    for index in range(7):
+        row, place = divmod(index, 3)
+        cell = tiled[row * 5:row * 5 + columns[index].shape[0], place * 10:place * 10 + 10]
+        assert (cell == index + 1).all()
+    assert (tiled[10:, 10:] == 0).all()
+    np.testing.assert_array_equal(tile_columns(columns[:3], max_width=35), tiled[:5])
+
+
+def test_wrapped_columns_keep_their_captions():
+    columns = [np.full((4, 40, 3), 200, np.uint8) for _ in range(4)]
+    captions = [f'#{index}' for index in range(4)]
+    tiled = tile_columns(columns, captions, max_width=80)
+    np.testing.assert_array_equal(tiled, np.concatenate([tile_columns(columns[:2], captions[:2]),
+                                                         tile_columns(columns[2:], captions[2:])]))
+    with pytest.raises(ValueError, match='3 captions for 4 columns'):
+        tile_columns(columns, captions[:3], max_width=80)
+
+
+def test_a_layer_of_a_thousand_channels_fits_a_jpeg():
+    # FaceNet's Mixed_6a has 1,088 channels: one row of 130-pixel columns would be 141,440 pixels wide.
+    columns = [np.zeros((5 * 130, 130, 3), np.uint8)] * 1088
+    tiled = tile_columns(columns)
+    assert tiled.shape[1] <= 65500 and tiled.shape[0] == 3 * 5 * 130
+    assert cv2.imencode('.jpg', tiled[:, :, 0])[0]

@@ -12,8 +12,8 @@ import pytest
 from activations import TopActivations
 from conftest import grid_field
 from recfield import ReceptiveField
-from utils.pictures import (channels_to_draw, describe_layer, draw_layers, write_image, write_layer_pictures,
-                            write_receptive_field_example)
+from utils.pictures import (channels_to_draw, check_picture_size, describe_layer, draw_layers, write_image,
+                            write_layer_pictures, write_receptive_field_example)
 
 IMAGE_SIZE = 12
 
@@ -126,3 +126,10 @@ def test_draw_layers_also_logs_the_pictures_for_tensorboard(tmp_path, caplog):
     event_files = glob.glob(str(logs / 'events.out.tfevents.*'))
     assert len(event_files) == 1 and os.path.getsize(event_files[0]) > 0
     assert f'see them with: tensorboard --logdir {logs}' in caplog.text
+
+
+def test_pictures_taller_than_a_jpeg_are_refused_before_the_run():
+    check_picture_size(5, 128)
+    check_picture_size(503, 128)
+    with pytest.raises(ValueError, match='--num_samples 600 with 128-pixel images .* use at most 503'):
+        check_picture_size(600, 128)

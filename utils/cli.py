@@ -195,8 +195,9 @@ def run_main(main, argv=None):
     """Runs `main(argv)` and turns bad input into a one-line message.
 
     Returns:
-        `main`'s return value (None counts as 0), or 2 after a `ValueError` or `OSError` (a missing file, an
-        unwritable folder): those are printed as `error: <message>` on stderr, without a traceback.
+        `main`'s return value (None counts as 0); 2 after a `ValueError` or `OSError` (a missing file, an
+        unwritable folder), printed as `error: <message>` on stderr without a traceback; 130 after Ctrl-C,
+        printed as `interrupted` (outputs are written atomically, so none is left half-written).
     """
     try:
         status = main(argv)
@@ -204,3 +205,6 @@ def run_main(main, argv=None):
     except (ValueError, OSError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print('interrupted', file=sys.stderr)
+        return 130

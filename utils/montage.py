@@ -14,6 +14,7 @@ import numpy as np
 
 BOX_COLOR = (0, 255, 0)
 BORDER = 1
+MAX_SIDE = 65500  # the largest width or height a JPEG file can hold
 _FONT = cv2.FONT_HERSHEY_PLAIN
 
 
@@ -83,24 +84,34 @@ def crop_column(images, boxes, crop_size):
     return np.concatenate(cells, axis=0)
 
 
-def tile_columns(columns, captions=None):
+def tile_columns(columns, captions=None, max_width=MAX_SIDE):
     """Puts columns side by side, optionally with a small caption above each.
+
+    Columns that would make the picture wider than `max_width` pixels (JPEG stores at most 65,500 a side)
+    wrap into further rows of columns, under the first.
 
     Args:
         columns: list of uint8 `[h, w, 3]` columns (heights may differ; shorter ones are padded black).
         captions: None, or one string per column; a caption may have several lines separated by newlines.
+        max_width: the widest picture to make.
 
     Returns:
         uint8 image.
     """
     if not columns:
         raise ValueError('there are no columns to tile.')
+    if captions is not None and len(captions) != len(columns):
+        raise ValueError(f'{len(captions)} captions for {len(columns)} columns.')
+    per_row = max(1, max_width // max(column.shape[1] for column in columns))
+    if len(columns) > per_row:
+        rows = [tile_columns(columns[start:start + per_row],
+                             None if captions is None else captions[start:start + per_row], max_width)
+                for start in range(0, len(columns), per_row)]
+        return np.concatenate([np.pad(row, ((0, 0), (0, rows[0].shape[1] - row.shape[1]), (0, 0))) for row in rows])
     height = max(column.shape[0] for column in columns)
     padded = [np.pad(column, ((0, height - column.shape[0]), (0, 0), (0, 0))) for column in columns]
     if captions is not None:
-        if len(captions) != len(columns):
-            raise ValueError(f'{len(captions)} captions for {len(columns)} columns.')
-        # One text size for the whole picture: the largest at which every caption fits its column.
+        # One text size for the row: the largest at which every caption fits its column.
         scale = min(_caption_scale(caption, column.shape[1]) for column, caption in zip(padded, captions))
         padded = [_captioned(column, caption, scale) for column, caption in zip(padded, captions)]
         # Captions with fewer lines get shorter strips: pad them with black on top so the columns line up.

@@ -15,7 +15,7 @@ import numpy as np
 
 from utils.files import atomic_write
 from utils.layers import file_stem
-from utils.montage import layer_pictures
+from utils.montage import BORDER, MAX_SIDE, layer_pictures
 from utils.tensorboard_logs import EventLog
 
 logger = logging.getLogger(__name__)
@@ -70,6 +70,22 @@ def channels_to_draw(tracker, requested, layer_name):
         logger.warning('--num_channels %d is more than the %d channels of %s that fire; drawing all of them.',
                        requested, len(firing), layer_name)
     return firing[:requested] if requested else firing
+
+
+def check_picture_size(num_samples, image_height):
+    """Refuses, before a long run, `--num_samples` whose pictures would be taller than a JPEG can be.
+
+    A column holds `num_samples` images, each with a border, under a caption; wide layers wrap their columns
+    into rows (`utils.montage.tile_columns`), so only the height of one row can be too much.
+
+    Raises:
+        ValueError: the message gives the largest `--num_samples` that fits.
+    """
+    caption_room = 40
+    fitting = (MAX_SIDE - caption_room) // (image_height + 2 * BORDER)
+    if num_samples > fitting:
+        raise ValueError(f'--num_samples {num_samples} with {image_height}-pixel images makes pictures taller than '
+                         f'the {MAX_SIDE} pixels a JPEG can hold; use at most {fitting}.')
 
 
 def write_image(path, image):

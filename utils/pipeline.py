@@ -28,7 +28,7 @@ import progressbar
 import recfield
 from activations import TopActivations
 from utils.files import digest_files
-from utils.pictures import describe_layer, draw_layers, write_receptive_field_example
+from utils.pictures import check_picture_size, describe_layer, draw_layers, write_receptive_field_example
 from utils.recfield_cache import RecfieldCache
 
 logger = logging.getLogger(__name__)
@@ -219,6 +219,7 @@ def scan(model, dataset, num_samples, shard_index=0, num_shards=1, print_line=Tr
         list of `activations.TopActivations`, one per layer, tracking all its channels, with the images'
         dataset indices.
     """
+    check_picture_size(num_samples, model.imshape[1])  # before the long run, not after it
     start, stop = shard_bounds(len(dataset), dataset.batch_size, num_shards, shard_index)
     if start == stop:
         logger.warning('shard %d of %d is empty: the dataset has fewer batches (%d images in batches of %d) '
