@@ -38,8 +38,8 @@ class TopActivations:
                 parts of a dataset and are merged later need the parts' true offsets, so that ties are broken
                 by the earlier image of the whole dataset.
         """
-        if int(num_samples) < 1:
-            raise ValueError(f'num_samples must be at least 1, got {num_samples}.')
+        if not _is_whole_number(num_samples) or int(num_samples) < 1:
+            raise ValueError(f'num_samples must be a whole number, at least 1, got {num_samples!r}.')
         self.num_samples = int(num_samples)
         self.next_index = int(first_index)
         self.num_seen = 0
@@ -83,6 +83,10 @@ class TopActivations:
         indices = np.asarray(indices, np.int64)
         if indices.shape != (batch_size,):
             raise ValueError(f'indices must have one entry per image ({batch_size}), got shape {indices.shape}.')
+        # An image counted twice would take two places in a channel's top list.
+        if len(np.unique(indices)) != batch_size or np.isin(indices, self.indices).any():
+            raise ValueError('indices must be distinct and new: each image is given to update once, under one '
+                             'index.')
 
         # Maximum over rows first, then over columns: long contiguous inner loops, about twice as fast as
         # one reduction over all pixels.
@@ -307,3 +311,13 @@ class Activations:
         """
         boxes = [recfield.recfield[y, x] for y, x in self.coords]
         return full_column(self.images, boxes), crop_column(self.images, boxes, recfield.max())
+
+
+def _is_whole_number(value):
+    """True for an int, or a float with no fractional part (not for bools or strings)."""
+    if isinstance(value, (bool, str, bytes)):
+        return False
+    try:
+        return float(value).is_integer()
+    except (TypeError, ValueError):
+        return False

@@ -201,8 +201,10 @@ class _Prober:
         low, high = (float(v) for v in value_range)
         if not high > low:
             raise ValueError(f'value_range must be (low, high) with high > low, got {value_range!r}.')
-        if num_trials < 1:
-            raise ValueError(f'num_trials must be at least 1, got {num_trials}.')
+        if not _is_positive_integer(num_trials):
+            raise ValueError(f'num_trials must be a whole number, at least 1, got {num_trials!r}.')
+        if not float(tolerance) >= 0:
+            raise ValueError(f'tolerance must be 0 or more (how far a value may move unnoticed), got {tolerance!r}.')
         self._forward_func, self._num_layers = forward_func, num_layers
         self._tolerance = float(tolerance)
         self.feature_shapes = None
@@ -225,9 +227,9 @@ class _Prober:
         for reference, probe_values in references:
             if not self._trials or reference is not self._trials[-1][0]:
                 reference_maps = self._forward(np.repeat(reference[None], self.batch_size, axis=0))
-                if any(np.isnan(feature_map).any() for feature_map in reference_maps):
-                    raise ValueError('forward_func returned NaN for a reference image; check value_range '
-                                     'and the network\'s weights.')
+                if not all(np.isfinite(feature_map).all() for feature_map in reference_maps):
+                    raise ValueError('forward_func returned NaN or infinity for a reference image; check '
+                                     'value_range and the network\'s weights.')
                 self.feature_shapes = [feature_map.shape[1:3] for feature_map in reference_maps]
             self._trials.append((reference, probe_values, reference_maps))
 
@@ -321,13 +323,23 @@ class _Prober:
         return (difference > self._tolerance) | np.isnan(difference)
 
     def _mixes_batch(self):
-        """Per layer, True when the output for one image depends on the other images of its batch."""
-        if self.batch_size < 2:
-            return [False] * len(self.feature_shapes)
+        """Per layer, True when the output for one image depends on the other images of its batch.
+
+        Raises:
+            ValueError: the same batch gives different maps twice (a forward pass that is not repeatable).
+        """
         reference, probe_values, reference_maps = self._trials[0]
         batch = np.repeat(reference[None], self.batch_size, axis=0)
+        # The same batch again first: a forward pass that is not repeatable would pass for one that mixes images.
+        for feature_map, reference_map in zip(self._forward(batch), reference_maps):
+            if self._moved(feature_map, reference_map).any():
+                raise ValueError('forward_func gave different maps for the same batch twice: it is not '
+                                 'deterministic (dropout or noise left on, or a GPU kernel that is not '
+                                 'reproducible). Run the model in inference mode, or pass a tolerance.')
+        if self.batch_size < 2:
+            return [False] * len(self.feature_shapes)
         batch[1:] = probe_values
-        return [not np.array_equal(feature_map[0], reference_map[0])
+        return [self._moved(feature_map[0], reference_map[0]).any()
                 for feature_map, reference_map in zip(self._forward(batch), reference_maps)]
 
     # -- one axis -----------------------------------------------------------------------------------------

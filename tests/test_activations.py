@@ -680,3 +680,26 @@ def test_save_with_extra_arrays(tmp_path):
     assert_same_tracker(TopActivations.load(path), tracker)
     with pytest.raises(ValueError, match='firings'):
         tracker.save(path, firings=np.zeros(3))
+
+
+# -- bad arguments (issue 14) ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('num_samples', [2.7, '3', True, 0, None])
+def test_num_samples_must_be_a_whole_number(num_samples):
+    with pytest.raises(ValueError, match='num_samples must be a whole number'):
+        TopActivations(num_samples)
+
+
+def test_num_samples_may_be_a_whole_float():
+    assert TopActivations(3.0).num_samples == 3
+
+
+def test_an_image_given_twice_is_refused(rng):
+    features = rng.normal(size=(3, 2, 2, 4))
+    top = TopActivations(5)
+    with pytest.raises(ValueError, match='indices must be distinct and new'):
+        top.update(None, features, indices=[5, 5, 5])
+    top.update(None, features, indices=[0, 1, 2])
+    with pytest.raises(ValueError, match='indices must be distinct and new'):
+        top.update(None, features, indices=[2, 3, 4])  # image 2 again
+    assert sorted(set(top.indices.ravel().tolist())) == [0, 1, 2]

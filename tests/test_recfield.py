@@ -544,3 +544,41 @@ def test_one_layer_at_once_is_a_receptive_field():
 def test_a_forward_func_that_does_not_return_num_layers_maps_is_refused(forward_func, num_layers, words):
     with pytest.raises(ValueError, match=words):
         measure_receptive_fields([3, 8, 8, 1], forward_func, num_layers)
+
+
+# -- bad arguments and forward passes (issue 14) -----------------------------------------------------------------
+
+def box_filter(batch):
+    """A 3x3 box filter: a deterministic forward pass of known field."""
+    padded = np.pad(batch.sum(axis=-1), ((0, 0), (1, 1), (1, 1)))
+    return sum(padded[:, dy:dy + batch.shape[1], dx:dx + batch.shape[2]]
+               for dy in range(3) for dx in range(3))[..., None]
+
+
+@pytest.mark.parametrize('options, words', [
+    ({'tolerance': -1}, 'tolerance must be 0 or more'),
+    ({'num_trials': 1.5}, 'num_trials must be a whole number'),
+    ({'num_trials': 0}, 'num_trials must be a whole number'),
+])
+def test_bad_options_are_refused(options, words):
+    with pytest.raises(ValueError, match=words):
+        ReceptiveField([2, 8, 8, 1], box_filter, **options)
+
+
+def test_a_forward_pass_that_is_not_repeatable_is_named_as_such():
+    noise = np.random.default_rng(0)
+    with pytest.raises(ValueError, match='not deterministic'):
+        ReceptiveField([2, 8, 8, 1], lambda batch: box_filter(batch) + noise.normal(size=(2, 8, 8, 1)))
+    # With one image per batch too, where mixing cannot be checked.
+    with pytest.raises(ValueError, match='not deterministic'):
+        ReceptiveField([1, 8, 8, 1], lambda batch: box_filter(batch) + noise.normal(size=(1, 8, 8, 1)))
+
+
+def test_an_infinite_output_is_an_error_not_a_batchnorm_warning():
+    with pytest.raises(ValueError, match='NaN or infinity'):
+        ReceptiveField([2, 8, 8, 1], lambda batch: box_filter(batch) * np.inf)
+
+
+def test_the_box_filter_measures_3x3():
+    rf = ReceptiveField([2, 8, 8, 1], box_filter)
+    assert (rf.size, rf.stride, rf.padding) == ((3, 3), (1, 1), (1, 1))
