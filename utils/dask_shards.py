@@ -23,9 +23,9 @@ import logging
 import os
 import threading
 
-import progressbar
 from distributed import Client, LocalCluster, as_completed, get_worker
 
+from utils.progress import progress_bar
 from utils.shards import Scanner
 from utils.states import merge_states
 
@@ -138,7 +138,7 @@ def scan_on_dask(address, example, args, num_shards=None, num_workers=None, task
                     for index in range(num_shards)]
         merged, fields = [], {}
         try:
-            with progressbar.ProgressBar(max_value=len(futures), prefix='shards and receptive fields ') as bar:
+            with progress_bar('shards and receptive fields ', len(futures)) as bar:
                 for done, future in enumerate(as_completed(futures), start=1):
                     result = future.result()
                     if isinstance(result, dict):  # {layer index: field}

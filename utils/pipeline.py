@@ -23,12 +23,12 @@ import os
 import time
 
 import numpy as np
-import progressbar
 
 import recfield
 from activations import TopActivations
 from utils.files import digest_files
 from utils.pictures import check_picture_size, describe_layer, draw_layers, write_receptive_field_example
+from utils.progress import progress_bar
 from utils.recfield_cache import RecfieldCache
 
 logger = logging.getLogger(__name__)
@@ -252,8 +252,7 @@ def track_top_activations(model, batches, num_samples, num_batches=None, first_i
         list of `activations.TopActivations`, one per layer.
     """
     trackers = [TopActivations(num_samples, first_index) for _ in model.layers]
-    max_value = progressbar.UnknownLength if num_batches is None else num_batches
-    with progressbar.ProgressBar(max_value=max_value, prefix='top activations (batches) ') as bar:
+    with progress_bar('top activations (batches) ', num_batches) as bar:
         for number, (inputs, display_images, *indices) in enumerate(batches, start=1):
             for tracker, feature_map in zip(trackers, model.run(inputs)):
                 tracker.update(display_images, feature_map, *indices)
@@ -304,8 +303,7 @@ def _probe(model, indices):
     forward_func = model.forward_func_for(indices)
     what = model.layers[indices[0]].name if len(indices) == 1 else f'{len(indices)} layers'
     # The number of probes depends on the receptive fields, unknown in advance: count probe images.
-    with progressbar.ProgressBar(max_value=progressbar.UnknownLength,
-                                 prefix=f'receptive fields of {what} (probe images) ') as bar:
+    with progress_bar(f'receptive fields of {what} (probe images) ') as bar:
         def forward(batch):
             feature_maps = forward_func(batch)
             bar.update(bar.value + len(batch))
