@@ -8,6 +8,7 @@ and the receptive-field boxes in closed form. Bad input runs `main` in this proc
 """
 
 import argparse
+import glob
 import os
 import re
 import shutil
@@ -408,3 +409,83 @@ def test_more_channels_than_the_layer_has_draws_them_all(trained, tmp_path, capl
     assert run_activations(trained, tmp_path / 'all', '--layers', 'conv1/conv1:0', '--num_channels', 'all',
                            '--num_samples', 2) == 0
     assert cv2.imread(str(tmp_path / 'all' / 'conv1-conv10-full.jpg')).shape[1] == firing * (CROP + 2)
+
+
+# -- damaged checkpoints ----------------------------------------------------------------------------------------
+
+def damage(path, how):
+    """Truncates the file at `path` to half its size, or overwrites it with as many random bytes."""
+    data = open(path, 'rb').read()
+    if how == 'truncated':
+        data = data[:len(data) // 2]
+    else:
+        data = np.random.default_rng(0).integers(0, 256, len(data), dtype=np.uint8).tobytes()
+    with open(path, 'wb') as stream:
+        stream.write(data)
+
+
+def damaged_train_dir(trained, folder, file_name, how):
+    """A copy of the trained folder whose file `file_name` (`{latest}` stands for the latest checkpoint's
+    prefix) is damaged; returns `(train_dir, damaged path)`."""
+    train_dir = str(folder / 'train')
+    shutil.copytree(trained[0], train_dir)
+    path = os.path.join(train_dir, file_name.format(latest=f'model.ckpt-{TRAIN_STEPS}'))
+    if '*' in path:
+        [path] = glob.glob(path)
+    damage(path, how)
+    return train_dir, path
+
+
+DAMAGED_CHECKPOINTS = {  # file, damage, what the error says
+    'truncated-data': ('{latest}.data-*', 'truncated', 'Read less bytes than requested'),
+    'random-data': ('{latest}.data-*', 'random', 'Checksum does not match'),
+    'truncated-index': ('{latest}.index', 'truncated', 'not an sstable'),
+    'random-state': ('checkpoint', 'random', "codec can't decode"),
+}
+
+
+def assert_damaged_checkpoint_error(error, train_dir, path, reason):
+    """`error` (stderr) is one line that names the damaged file, quotes `reason` and says what to do."""
+    assert error.startswith('error: ') and error.count('\n') == 1 and reason in error, error
+    named = path if path.endswith('checkpoint') else os.path.join(train_dir, f'model.ckpt-{TRAIN_STEPS}')
+    assert named in error
+    assert f'delete the checkpoint files in {train_dir} and train again' in error and '--train_dir' in error
+
+
+@pytest.mark.parametrize('case', sorted(DAMAGED_CHECKPOINTS))
+def test_damaged_checkpoint_is_a_one_line_error(trained, tmp_path, capsys, case):
+    file_name, how, reason = DAMAGED_CHECKPOINTS[case]
+    train_dir, path = damaged_train_dir(trained, tmp_path, file_name, how)
+    assert run_activations(trained, tmp_path / 'out', **{'--train_dir': train_dir}) == 2
+    assert_damaged_checkpoint_error(capsys.readouterr().err, train_dir, path, reason)
+    assert not os.path.exists(tmp_path / 'out') or not os.listdir(tmp_path / 'out')
+
+
+@pytest.mark.parametrize('case', ['truncated-data', 'random-state'])
+def test_training_does_not_resume_from_a_damaged_checkpoint(trained, tmp_path, capsys, case):
+    file_name, how, reason = DAMAGED_CHECKPOINTS[case]
+    train_dir, path = damaged_train_dir(trained, tmp_path, file_name, how)
+    before = sorted(os.listdir(train_dir))
+    argv = strings('--data_dir', trained[1], '--train_dir', train_dir, '--batch_size', BATCH_SIZE,
+                   '--max_steps', TRAIN_STEPS + 1)
+    assert run_main(cifar10_train.main, argv) == 2
+    assert_damaged_checkpoint_error(capsys.readouterr().err, train_dir, path, reason)
+    assert sorted(os.listdir(train_dir)) == before  # nothing trained from scratch over it
+
+
+def test_checkpoint_without_its_data_file_is_named(trained, tmp_path, capsys):
+    train_dir, path = damaged_train_dir(trained, tmp_path, '{latest}.data-*', 'random')
+    os.remove(path)
+    assert run_activations(trained, tmp_path / 'out', **{'--train_dir': train_dir}) == 2
+    error = capsys.readouterr().err
+    assert f'checkpoint {train_dir}/model.ckpt-{TRAIN_STEPS} has an index but no .data-* file' in error
+
+
+@pytest.mark.slow
+def test_damaged_checkpoint_as_a_user_sees_it(trained, tmp_path):
+    train_dir, path = damaged_train_dir(trained, tmp_path, '{latest}.data-*', 'truncated')
+    result = run_script('cifar10_activations.py', '--train_dir', train_dir, '--data_dir', trained[1], '--out_dir',
+                        tmp_path / 'out', '--batches', 1, '--batch_size', BATCH_SIZE)
+    assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr[-3000:]
+    assert_damaged_checkpoint_error(result.stderr.splitlines()[-1] + '\n', train_dir, path,
+                                    'Read less bytes than requested')

@@ -2,12 +2,14 @@
 with exit code 2."""
 
 import argparse
+import logging
 
+import progressbar
 import pytest
 import tensorflow as tf
 
 from conftest import tf1
-from utils import cli
+from utils import cli, progress
 
 
 def parser_with_all_flags():
@@ -122,3 +124,14 @@ def test_ctrl_c_is_one_line_and_exit_status_130(capsys):
 
     assert cli.run_main(interrupted, []) == 130
     assert capsys.readouterr().err == 'interrupted\n'
+
+
+def test_quiet_leaves_results_and_errors_only(monkeypatch):
+    monkeypatch.setattr(logging.getLogger(), 'level', logging.WARNING)
+    parser = argparse.ArgumentParser()
+    cli.add_logging_arguments(parser)
+    cli.parse_args(parser, ['--quiet'])
+    assert logging.getLogger().level == logging.ERROR and not progress.enabled
+    assert isinstance(progress.progress_bar('x ', 3), progressbar.NullBar)
+    cli.parse_args(parser, [])
+    assert progress.enabled and not isinstance(progress.progress_bar('x ', 3), progressbar.NullBar)

@@ -6,7 +6,9 @@ import os
 
 import pytest
 
-from conftest import make_tar, send_bytes, send_half_then_hang_up
+from conftest import make_tar, run_script, send_bytes, send_half_then_hang_up
+from utils import download as download_script
+from utils.cli import run_main
 from utils.download import download, extract_tar
 
 ARCHIVE = make_tar({'dataset/a.bin': b'a' * 5000, 'dataset/b.bin': b'b' * 300})
@@ -90,3 +92,29 @@ def test_extract_replaces_an_older_copy(tmp_path):
     archive.write_bytes(ARCHIVE)
     extract_tar(str(archive), str(tmp_path))
     assert sorted(os.listdir(tmp_path / 'dataset')) == ['a.bin', 'b.bin']
+
+
+# -- as a script ----------------------------------------------------------------------------------------------
+
+def test_script_help_lists_its_arguments():
+    result = run_script('utils/download.py', '--help')
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith('usage: download.py') and '--md5' in result.stdout and not result.stderr
+
+
+def test_script_downloads_and_extracts(http_server, tmp_path):
+    http_server.routes['/data.tar.gz'] = lambda handler: send_bytes(handler, ARCHIVE)
+    destination = tmp_path / 'data.tar.gz'
+    assert run_main(download_script.main, [http_server.url + '/data.tar.gz', str(destination), '--md5',
+                                           hashlib.md5(ARCHIVE).hexdigest(), '--extract']) == 0
+    assert destination.read_bytes() == ARCHIVE
+    assert (tmp_path / 'dataset' / 'b.bin').read_bytes() == b'b' * 300
+
+
+def test_script_bad_input_is_one_line(http_server, tmp_path):
+    http_server.routes['/data.tar.gz'] = lambda handler: send_bytes(handler, ARCHIVE)
+    result = run_script('utils/download.py', http_server.url + '/data.tar.gz', tmp_path / 'x.tar.gz', '--md5',
+                        '0' * 32)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].startswith('error: downloaded x.tar.gz has MD5 ')
+    assert 'Traceback' not in result.stderr and os.listdir(tmp_path) == []

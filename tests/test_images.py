@@ -1,7 +1,12 @@
 """Tests of `utils/images.py`: reading photographs and image folders, resizing, tiling."""
 
+import contextlib
+import glob
 import logging
+import os
+import threading
 
+import cv2
 import numpy as np
 import pytest
 
@@ -98,3 +103,82 @@ def test_spread_keeps_the_ends_and_order():
 def test_bundled_photos_give_a_few_hundred_tiles_at_128():
     resized = [images.resize_shorter_side(photo, 320) for _, photo in images.skimage_photos()]
     assert 200 <= len(images.tile_positions(resized, 128, 64)) <= 500
+
+
+def read_in_thread(folder, timeout=20, **kwargs):
+    """`read_images_dir(folder)` in a thread that must end within `timeout` seconds, or the test fails.
+
+    Returns:
+        what it returned, or raises what it raised.
+    """
+    outcome = {}
+
+    def read():
+        try:
+            outcome['result'] = images.read_images_dir(folder, **kwargs)
+        except Exception as error:  # handed to the test
+            outcome['error'] = error
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        for fifo in glob.glob(os.path.join(folder, '**', '*fifo*'), recursive=True):  # let a blocked open return
+            with contextlib.suppress(OSError):
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail(f'read_images_dir({folder}) still running after {timeout} s: it blocks on a special file')
+    if 'error' in outcome:
+        raise outcome['error']
+    return outcome['result']
+
+
+@pytest.mark.skipif(not hasattr(os, 'mkfifo'), reason='FIFOs need a POSIX system')
+def test_images_dir_skips_a_fifo_without_opening_it(tmp_path, caplog):
+    image_paths, other_paths = write_mixed_images_dir(str(tmp_path))
+    fifo = str(tmp_path / 'nested' / 'a-fifo.jpg')
+    os.mkfifo(fifo)
+    with caplog.at_level(logging.WARNING, logger='utils.images'):
+        found, skipped = read_in_thread(str(tmp_path))
+    assert [path for path, _ in found] == image_paths
+    assert skipped == sorted(other_paths + [fifo])
+    assert f'skipped 3 of 6 files under {tmp_path} that are not readable images' in caplog.text
+    assert images.read_image(fifo) is None
+
+
+def test_images_dir_counts_subfolders_that_cannot_be_listed(tmp_path, caplog, monkeypatch):
+    # The tests run as root, whom chmod 000 does not stop: the subfolder is made unlistable by an os.scandir
+    # that refuses it, the call os.walk makes for every folder (it reports the error to its onerror).
+    image_paths, _ = write_mixed_images_dir(str(tmp_path))
+    locked = str(tmp_path / 'nested')
+    real_scandir = os.scandir
+
+    def scandir(path='.'):
+        if os.fspath(path) == locked:
+            raise PermissionError(13, 'Permission denied', os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, 'scandir', scandir)
+    with caplog.at_level(logging.WARNING, logger='utils.images'):
+        found, skipped = images.read_images_dir(str(tmp_path))
+    assert [path for path, _ in found] == [path for path in image_paths if not path.startswith(locked)]
+    assert skipped[-1] == locked
+    assert (f"skipped 1 subfolders under {tmp_path} that cannot be listed (first: [Errno 13] Permission denied: "
+            f"'{locked}')") in caplog.text
+
+
+def test_images_smaller_than_the_resized_size_are_counted(tmp_path, caplog):
+    cv2.imwrite(str(tmp_path / 'dot.png'), np.full((1, 1, 3), 200, np.uint8))
+    cv2.imwrite(str(tmp_path / 'large.png'), np.zeros((100, 120, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / 'small.png'), np.zeros((20, 30, 3), np.uint8))
+    with caplog.at_level(logging.WARNING, logger='utils.images'):
+        found, _ = images.read_images_dir(str(tmp_path), shorter_side=64)
+    assert [image.shape[:2] for _, image in found] == [(64, 64), (64, 77), (64, 96)]
+    assert [record.getMessage() for record in caplog.records] == [
+        f'enlarged 2 of 3 images under {tmp_path} to 64 pixels on their shorter side: they come out blurred, or '
+        f'flat if tiny (first: {tmp_path}/dot.png (1x1))']
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger='utils.images'):
+        images.read_images_dir(str(tmp_path), shorter_side=20)
+        images.read_images_dir(str(tmp_path))
+    [warning] = [record.getMessage() for record in caplog.records]
+    assert warning.startswith(f'enlarged 1 of 3 images under {tmp_path} to 20 pixels')

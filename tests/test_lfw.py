@@ -31,6 +31,15 @@ def test_read_pairs_bad_line(tmp_path, text, words):
         lfw.read_pairs(str(path))
 
 
+def test_read_pairs_of_a_binary_file_names_it(tmp_path):
+    path = tmp_path / 'pairs.txt'
+    path.write_bytes(b'10\t300\nAda_Lovelace\t1\t2\n\x89PNG\r\n\x1a\n\x00\xff')  # byte 24 is 0x89
+    with pytest.raises(ValueError) as raised:
+        lfw.read_pairs(str(path))
+    assert str(raised.value) == (f'{path} is not a text file (byte 24 is not UTF-8): expected LFW\'s pairs.txt, '
+                                 'lines of "Name n1 n2" or "Name1 n1 Name2 n2".')
+
+
 def test_pairs_give_unique_paths_in_first_appearance_order(lfw_folder):
     lfw_dir, pairs_path = lfw_folder
     paths = lfw.image_paths(lfw_dir, pairs_path)

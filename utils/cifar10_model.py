@@ -216,9 +216,16 @@ def restore_checkpoint(session, train_dir, required=True):
 
     Raises:
         FileNotFoundError: `required` and no checkpoint; the message gives the training command.
-        ValueError: the checkpoint does not hold this network's variables.
+        ValueError: the checkpoint does not hold this network's variables, or its files are damaged (truncated,
+            overwritten, half copied).
     """
-    checkpoint = tf1.train.latest_checkpoint(train_dir) if os.path.isdir(train_dir) else None
+    damaged = (f'delete the checkpoint files in {train_dir} and train again (`{TRAIN_COMMAND} --train_dir '
+               f'{train_dir}`), or point --train_dir at a folder with a good checkpoint.')
+    try:
+        checkpoint = tf1.train.latest_checkpoint(train_dir) if os.path.isdir(train_dir) else None
+    except (tf.errors.OpError, ValueError) as error:  # an unreadable `checkpoint` file
+        raise ValueError(f'cannot read {os.path.join(train_dir, "checkpoint")}, the file naming the latest '
+                         f'checkpoint ({_first_line(error)}); {damaged}') from error
     with session.graph.as_default():
         if checkpoint is None:
             if required:
@@ -229,15 +236,30 @@ def restore_checkpoint(session, train_dir, required=True):
             logger.info('no checkpoint in %s: using freshly initialised weights', train_dir)
             session.run(tf1.global_variables_initializer())
             return None
+        if len(checkpoint_files(checkpoint)) < 2:
+            raise ValueError(f'checkpoint {checkpoint} has an index but no .data-* file; {damaged}')
         saver = tf1.train.Saver(tf1.global_variables())
         try:
             saver.restore(session, checkpoint)
         except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError, ValueError) as error:
-            message = str(error).strip().split('\n')[0]
-            raise ValueError(f'cannot restore {checkpoint}: {message}. It was not written for this network; '
-                             f'train one with `{TRAIN_COMMAND} --train_dir <folder>`.') from error
+            raise ValueError(f'cannot restore {checkpoint}: {_first_line(error)}. It was not written for this '
+                             f'network; train one with `{TRAIN_COMMAND} --train_dir <folder>`.') from error
+        except tf.errors.OpError as error:  # DataLossError, OutOfRangeError, ...: damaged files
+            raise ValueError(f'checkpoint {checkpoint} is damaged ({_op_error_reason(error)}); {damaged}') from error
     logger.info('restored %s', checkpoint)
     return checkpoint
+
+
+def _first_line(error):
+    """The first line of an exception's message."""
+    return str(error).strip().split('\n')[0]
+
+
+def _op_error_reason(error):
+    """What a TensorFlow op error says went wrong: its last line that is not the failing node's name."""
+    lines = [line.strip() for line in error.message.splitlines()]
+    reasons = [line for line in lines if line and not line.startswith(('[[', 'Node:'))]
+    return reasons[-1] if reasons else type(error).__name__
 
 
 def add_arguments(parser, train_dir_help):

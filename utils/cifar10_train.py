@@ -27,6 +27,7 @@ import progressbar  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from utils import cifar10_input, cifar10_model, cli  # noqa: E402
+from utils.progress import progress_bar  # noqa: E402
 
 tf1 = tf.compat.v1
 logger = logging.getLogger('cifar10_train')
@@ -53,8 +54,7 @@ def parse_args(argv):
     parser.add_argument('--save_steps', type=cli.positive_int, default=1000,
                         help='write a checkpoint every this many steps (default: %(default)s)')
     parser.add_argument('--seed', type=int, default=0, help='random seed (default: %(default)s)')
-    parser.add_argument('--logging_level', default='INFO', type=str.upper, choices=cli.LOGGING_LEVELS,
-                        help='how much to log (default: %(default)s)')
+    cli.add_logging_arguments(parser, 'INFO')
     return cli.parse_args(parser, argv)
 
 
@@ -113,8 +113,8 @@ def train(session, tensors, batches, max_steps, train_dir, log_steps, save_steps
     losses, accuracies, start = [], [], time.time()
     widgets = ['training ', progressbar.SimpleProgress(), ' ', progressbar.Bar(), ' ',
                progressbar.Variable('loss', precision=3), ' ', progressbar.ETA()]
-    with progressbar.ProgressBar(min_value=first_step, max_value=max_steps, initial_value=step,
-                                 widgets=widgets, variables={'loss': None}) as bar:
+    with progress_bar('', max_steps, min_value=first_step, initial_value=step, widgets=widgets,
+                      variables={'loss': None}) as bar:
         while step < max_steps:
             images, labels = next(batches)
             _, loss, accuracy = session.run([tensors['train_op'], tensors['loss'], tensors['accuracy']],

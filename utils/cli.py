@@ -9,6 +9,7 @@ import argparse
 import logging
 import sys
 
+from utils import progress
 from utils.files import ensure_writable_dir
 from utils.layers import computed_tensors, describe_tensors, resolve_layers
 from utils.recfield_cache import RecfieldCache
@@ -71,13 +72,20 @@ def add_common_arguments(parser, default_layers, default_out_dir, default_batch_
                         help='print the name and shape of every tensor computed from the images, then exit')
     parser.add_argument('--batch_size', type=positive_int, default=default_batch_size,
                         help='images per forward pass (default: %(default)s)')
-    parser.add_argument('--logging_level', default='WARNING', type=str.upper, choices=LOGGING_LEVELS,
-                        help='how much to log (default: %(default)s)')
+    add_logging_arguments(parser)
     parser.add_argument('--recfield_cache', metavar='DIR', default=default_cache_dir(),
                         help='keep measured receptive fields in this folder and reuse them in later runs of the '
                              'same model, layers and image size (default: %(default)s)')
     parser.add_argument('--no_recfield_cache', action='store_true',
                         help='measure the receptive fields again and store nothing')
+
+
+def add_logging_arguments(parser, default_level='WARNING'):
+    """Adds `--logging_level` and `--quiet` (see `parse_args`)."""
+    parser.add_argument('--logging_level', default=default_level, type=str.upper, choices=LOGGING_LEVELS,
+                        help='how much to log (default: %(default)s)')
+    parser.add_argument('--quiet', action='store_true',
+                        help='print only results and errors: no progress bars, no warnings')
 
 
 def recfield_cache(args):
@@ -125,19 +133,22 @@ def add_tensorboard_argument(parser):
 
 
 def parse_args(parser, argv):
-    """Parses a script's flags and sets up logging at its `--logging_level`.
+    """Parses a script's flags and sets up logging at its `--logging_level`, or errors only and no progress bars
+    with `--quiet` (`add_logging_arguments`).
 
     Returns:
         the parsed flags.
     """
     args = parser.parse_args(argv)
-    setup_logging(args.logging_level)
+    setup_logging('ERROR' if args.quiet else args.logging_level)
+    progress.enabled = not args.quiet
     return args
 
 
 def setup_logging(level):
     """Logs to stderr at `level` (a name from LOGGING_LEVELS)."""
-    logging.basicConfig(level=getattr(logging, level), format='%(levelname)s %(name)s: %(message)s')
+    logging.basicConfig(format='%(levelname)s %(name)s: %(message)s')
+    logging.getLogger().setLevel(getattr(logging, level))  # also where handlers exist already (basicConfig skips)
 
 
 def prepare_layers(graph, images_ph, args):

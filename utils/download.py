@@ -3,20 +3,28 @@
 `download` streams a URL into a temporary file beside the destination and renames it into place only once
 the whole body has arrived (and its MD5 matches, when one is given). `extract_tar` unpacks an archive
 through the standard library's `data` filter, which refuses members that would land outside the target
-folder (`../`, absolute paths, links pointing out, devices), into a temporary folder first.
+folder (`../`, absolute paths, links pointing out, devices), into a temporary folder first. As a script:
+`python utils/download.py URL DESTINATION [--md5 HEX] [--extract]`.
 """
 
-import hashlib
-import logging
 import os
-import shutil
-import tarfile
-import tempfile
+import sys
 
-import progressbar
-import requests
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 
-from utils.files import atomic_write
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import logging  # noqa: E402
+import shutil  # noqa: E402
+import tarfile  # noqa: E402
+import tempfile  # noqa: E402
+
+import progressbar  # noqa: E402
+import requests  # noqa: E402
+
+from utils import cli  # noqa: E402
+from utils.files import atomic_write  # noqa: E402
+from utils.progress import progress_bar  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +81,7 @@ def write_response(response, destination, md5=None):
     digest = hashlib.md5()
     received = 0
     widgets = [f'{name} ', progressbar.DataSize(), ' ', progressbar.Bar(), ' ', progressbar.FileTransferSpeed()]
-    with atomic_write(destination) as stream, progressbar.ProgressBar(
-            max_value=expected_size or progressbar.UnknownLength, widgets=widgets) as bar:
+    with atomic_write(destination) as stream, progress_bar('', expected_size or None, widgets=widgets) as bar:
         for chunk in response.iter_content(CHUNK_SIZE):
             stream.write(chunk)
             digest.update(chunk)
@@ -130,3 +137,28 @@ def extract_tar(archive, target_dir):
         return names
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description='Downloads a file atomically, checked, with a progress bar; '
+                                                 'optionally unpacks it when it is a tar archive.')
+    parser.add_argument('url', help='the http(s) address of the file')
+    parser.add_argument('destination', help='where to write the file; its folder must exist')
+    parser.add_argument('--md5', metavar='HEX', help='expected MD5 of the file; a mismatch leaves nothing behind')
+    parser.add_argument('--extract', action='store_true',
+                        help='then unpack the file, a tar archive (any compression), into its folder, safely')
+    cli.add_logging_arguments(parser, 'INFO')
+    return cli.parse_args(parser, argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    download(args.url, args.destination, args.md5)
+    if args.extract:
+        names = extract_tar(args.destination, os.path.dirname(os.path.abspath(args.destination)))
+        logger.info('extracted %s', ', '.join(names))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(cli.run_main(main))

@@ -149,8 +149,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('file_id', help='the Drive id of the file (from https://drive.google.com/file/d/ID/view)')
     parser.add_argument('destination', help='where to write the file; its folder must exist')
-    parser.add_argument('--logging_level', default='INFO', type=str.upper, choices=cli.LOGGING_LEVELS,
-                        help='how much to log (default: %(default)s)')
+    cli.add_logging_arguments(parser, 'INFO')
     return cli.parse_args(parser, argv)
 
 

@@ -38,8 +38,7 @@ def parse_args(argv):
                              'folder of utils/cifar10_train.py')
     parser.add_argument('--logdir', required=True,
                         help='folder for the TensorBoard event file, created if missing')
-    parser.add_argument('--logging_level', default='WARNING', type=str.upper, choices=cli.LOGGING_LEVELS,
-                        help='how much to log (default: %(default)s)')
+    cli.add_logging_arguments(parser)
     return cli.parse_args(parser, argv)
 
 

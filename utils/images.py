@@ -53,7 +53,12 @@ def skimage_photos(names=SKIMAGE_PHOTOS):
 
 
 def read_image(path):
-    """Reads an image file as uint8 BGR, or returns None when it is not a readable image."""
+    """Reads an image file as uint8 BGR, or returns None when it is not a readable image.
+
+    Only regular files are opened: a FIFO, socket or device under a folder would block or never end.
+    """
+    if not os.path.isfile(path):
+        return None
     try:
         data = np.fromfile(path, np.uint8)  # not cv2.imread: it cannot open every non-ASCII path
     except OSError:
@@ -65,7 +70,9 @@ def read_image(path):
 def read_images_dir(folder, shorter_side=None):
     """Every readable image under a folder, recursively, in sorted path order.
 
-    Files that are not readable images are skipped; how many is logged as a warning.
+    Files that are not readable images (FIFOs and other non-regular files included, never opened) are
+    skipped, and so are subfolders that cannot be listed; each kind is counted in a warning, and so are
+    images smaller than `shorter_side`, which are enlarged.
 
     Args:
         folder: the folder to search.
@@ -73,7 +80,8 @@ def read_images_dir(folder, shorter_side=None):
             that a folder of large photographs is never held in memory at full size.
 
     Returns:
-        `(images, skipped)`: a list of `(path, uint8 BGR image)` and a list of skipped paths.
+        `(images, skipped)`: a list of `(path, uint8 BGR image)` and a list of skipped paths (files and
+        unlistable subfolders).
 
     Raises:
         FileNotFoundError: the folder does not exist, or holds no readable image.
@@ -81,18 +89,32 @@ def read_images_dir(folder, shorter_side=None):
     if not os.path.isdir(folder):
         raise FileNotFoundError(f'--images_dir {folder} is not a folder; give a folder of images (searched '
                                 'recursively).')
-    paths = sorted(os.path.join(root, name) for root, _, names in os.walk(folder) for name in names)
-    images, skipped = [], []
+    unlisted = []
+    paths = sorted(os.path.join(root, name) for root, _, names in os.walk(folder, onerror=unlisted.append)
+                   for name in names)
+    images, skipped, enlarged = [], [], []
     for path in paths:
         image = read_image(path)
         if image is None:
             skipped.append(path)
             logger.debug('skipping %s: not a readable image', path)
-        else:
-            images.append((path, image if shorter_side is None else resize_shorter_side(image, shorter_side)))
+            continue
+        if shorter_side is not None:
+            if min(image.shape[:2]) < shorter_side:
+                enlarged.append(f'{path} ({image.shape[0]}x{image.shape[1]})')
+            image = resize_shorter_side(image, shorter_side)
+        images.append((path, image))
     if skipped:
         logger.warning('skipped %d of %d files under %s that are not readable images (first: %s)',
                        len(skipped), len(paths), folder, skipped[0])
+    if unlisted:
+        logger.warning('skipped %d subfolders under %s that cannot be listed (first: %s)', len(unlisted),
+                       folder, unlisted[0])
+        skipped += sorted(error.filename for error in unlisted)
+    if enlarged:
+        logger.warning('enlarged %d of %d images under %s to %d pixels on their shorter side: they come out '
+                       'blurred, or flat if tiny (first: %s)', len(enlarged), len(images), folder, shorter_side,
+                       enlarged[0])
     if not images:
         raise FileNotFoundError(f'no readable image under {folder} ({len(paths)} files); OpenCV must be able to '
                                 'decode them (JPEG, PNG, BMP, TIFF, ...).')

@@ -37,24 +37,30 @@ def read_pairs(path):
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: a line that is neither `Name n1 n2` nor `Name1 n1 Name2 n2`.
+        ValueError: the file is not text, or has a line that is neither `Name n1 n2` nor `Name1 n1 Name2 n2`.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f'no pairs file at {path}; give it with --pairs, or leave --pairs and '
                                 '--facenet_dir out to use every image under --lfw_dir.')
+    with open(path, 'rb') as stream:
+        data = stream.read()
+    try:
+        lines = data.decode('utf-8').splitlines()
+    except UnicodeDecodeError as error:
+        raise ValueError(f'{path} is not a text file (byte {error.start} is not UTF-8): expected LFW\'s pairs.txt, '
+                         'lines of "Name n1 n2" or "Name1 n1 Name2 n2".') from error
     pairs = []
-    with open(path, encoding='utf-8') as stream:
-        for line_number, line in enumerate(stream, start=1):
-            fields = line.split()
-            if not fields or (line_number == 1 and all(field.isdigit() for field in fields)):
-                continue
-            if len(fields) == 3 and fields[1].isdigit() and fields[2].isdigit():
-                pairs.append(((fields[0], int(fields[1])), (fields[0], int(fields[2]))))
-            elif len(fields) == 4 and fields[1].isdigit() and fields[3].isdigit():
-                pairs.append(((fields[0], int(fields[1])), (fields[2], int(fields[3]))))
-            else:
-                raise ValueError(f'{path}, line {line_number}: expected "Name n1 n2" or "Name1 n1 Name2 n2", '
-                                 f'got {line.strip()!r}.')
+    for line_number, line in enumerate(lines, start=1):
+        fields = line.split()
+        if not fields or (line_number == 1 and all(field.isdigit() for field in fields)):
+            continue
+        if len(fields) == 3 and fields[1].isdigit() and fields[2].isdigit():
+            pairs.append(((fields[0], int(fields[1])), (fields[0], int(fields[2]))))
+        elif len(fields) == 4 and fields[1].isdigit() and fields[3].isdigit():
+            pairs.append(((fields[0], int(fields[1])), (fields[2], int(fields[3]))))
+        else:
+            raise ValueError(f'{path}, line {line_number}: expected "Name n1 n2" or "Name1 n1 Name2 n2", '
+                             f'got {line.strip()!r}.')
     return pairs
 
 

@@ -40,8 +40,7 @@ def parse_args(argv):
                         help='channels to draw per layer: the first ones that fire; "all" or 0 for every channel '
                              'that fires (default: the --num_channels of the scan)')
     cli.add_tensorboard_argument(parser)
-    parser.add_argument('--logging_level', default='WARNING', type=str.upper, choices=cli.LOGGING_LEVELS,
-                        help='how much to log (default: %(default)s)')
+    cli.add_logging_arguments(parser)
     return cli.parse_args(parser, argv)
 
 

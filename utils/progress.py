@@ -10,6 +10,7 @@ import sys
 import progressbar
 
 LOG_INTERVAL_S = 30
+enabled = True  # False with a script's --quiet (utils.cli.parse_args): no bars at all
 
 
 def progress_bar(prefix, max_value=None, **options):
@@ -20,6 +21,9 @@ def progress_bar(prefix, max_value=None, **options):
         max_value: the count at the end, or None.
         **options: more `progressbar.ProgressBar` arguments (`min_value`, `initial_value`, `widgets`, ...).
     """
+    if not enabled:
+        return progressbar.NullBar(max_value=progressbar.UnknownLength if max_value is None else max_value,
+                                   **options)
     if not sys.stderr.isatty():
         options.setdefault('min_poll_interval', LOG_INTERVAL_S)
     return progressbar.ProgressBar(prefix=prefix, max_value=progressbar.UnknownLength if max_value is None
