@@ -227,3 +227,43 @@ def test_merge_refuses_a_file_that_is_not_a_state(tmp_path, capsys):
     TopActivations(2).update(None, np.ones((1, 2, 2, 3))).save(str(tmp_path / 'tracker.npz'))
     assert merge([tmp_path / 'tracker.npz'], tmp_path / 'out') == 2
     assert_one_line_error(capsys, 'is not a state of a sharded scan', tmp_path / 'out')
+
+
+def damage(path, name, change):
+    """Rewrites one array of the state file at `path` through `change(array)`; returns the path."""
+    with np.load(path, allow_pickle=False) as data:
+        array = data[name].copy()
+    return rewritten(path, **{name: change(array)})
+
+
+def with_nan(firings):
+    firings[0, 0] = np.nan
+    return firings
+
+
+@pytest.mark.parametrize('name, change, words', [
+    ('coords', lambda coords: coords + 1000, 'feature coordinates lie outside'),
+    ('coords', lambda coords: coords[:, :1], 'arrays do not fit together'),
+    ('firings', with_nan, 'NaN or infinite'),
+    ('state_image_ids', lambda ids: ids[:1], 'names 1 images but keeps'),
+    ('image_indices', lambda indices: indices + 10 ** 6, 'but not stored'),
+    ('state_num_channels', lambda channels: channels + 1, 'arrays do not fit together'),
+])
+def test_merge_refuses_a_damaged_state_naming_it_and_writes_nothing(shard_files, tmp_path, capsys, name, change,
+                                                                   words):
+    damaged = damage(shard_files[0, CONV], name, change)
+    assert merge([damaged, shard_files[1, CONV]], tmp_path / 'out') == 2
+    assert_one_line_error(capsys, words, tmp_path / 'out')
+    assert merge([damaged], tmp_path / 'out') == 2  # alone, so that the line must name it
+    error = capsys.readouterr().err
+    assert error.startswith(f'error: {damaged}') and words in error, error
+
+
+def test_a_pickled_array_is_refused_naming_the_file(shard_files, tmp_path, capsys):
+    path = shard_files[0, CONV]
+    with np.load(path, allow_pickle=False) as data:
+        kept = {name: data[name] for name in data.files}
+    np.savez(path, **{**kept, 'state_layer': np.array([{'a': 1}], dtype=object)})
+    assert merge([path], tmp_path / 'out') == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f'error: {path}') and 'allow_pickle' in error and error.count('\n') == 1, error

@@ -138,14 +138,47 @@ class ShardState:
                     field = ReceptiveField.from_arrays(boxes, data['state_field_image_size']) if boxes.size else None
                 except ValueError as error:
                     raise ValueError(f'{path}: its receptive field is damaged ({error})') from error
-                ids = dict(zip(tracker.kept_image_indices.tolist(), data['state_image_ids'].tolist()))
+                image_ids = data['state_image_ids'].tolist()
+                if len(image_ids) != len(tracker.kept_image_indices):
+                    raise ValueError(f'{path}: it names {len(image_ids)} images but keeps '
+                                     f'{len(tracker.kept_image_indices)}; the file is damaged.')
+                ids = dict(zip(tracker.kept_image_indices.tolist(), image_ids))
                 run = {key: data[f'run_{key}'] for key in RUN_FIELDS}
                 run = {key: tuple(value.tolist()) if value.ndim else value.item() for key, value in run.items()}
-                return cls(str(data['state_layer']), tracker, ids, field, int(data['state_num_channels']), run,
-                           data['state_shards'].tolist(), int(data['state_draw_channels']), path)
+                state = cls(str(data['state_layer']), tracker, ids, field, int(data['state_num_channels']), run,
+                            data['state_shards'].tolist(), int(data['state_draw_channels']), path)
         except KeyError as error:
             raise ValueError(f'{path} is not a state of a sharded scan (it has no {error}); states are written by '
                              'the *_activations.py scripts with --num_shards and --shard_index.') from error
+        except ValueError as error:  # numpy's own words (a pickled array, a bad number) do not name the file
+            raise ValueError(error if str(path) in str(error) else f'{path}: {error}') from error
+        state.check()
+        return state
+
+    def check(self):
+        """Checks that the tracker's arrays fit together, its firings are finite, its feature coordinates lie
+        in the receptive field's map, and every kept image is there with its name.
+
+        Raises:
+            ValueError: naming `source` and what is wrong.
+        """
+        tracker = self.tracker
+        channels, kept = tracker.firings.shape if tracker.firings.ndim == 2 else (-1, -1)
+        if (tracker.firings.ndim != 2 or tracker.indices.shape != (channels, kept)
+                or tracker.coords.shape != (channels, kept, 2) or kept > tracker.num_samples
+                or (tracker.num_seen and channels != self.num_channels)):
+            raise ValueError(f'{self.source}: its arrays do not fit together (firings {tracker.firings.shape}, '
+                             f'indices {tracker.indices.shape}, coords {tracker.coords.shape}, '
+                             f'{self.num_channels} channels); the file is damaged.')
+        if not np.isfinite(tracker.firings).all():
+            raise ValueError(f'{self.source}: some firings are NaN or infinite; the file is damaged.')
+        if self.field is not None and kept and ((tracker.coords < 0).any() or (
+                tracker.coords >= np.array(self.field.feature_shape)).any()):
+            raise ValueError(f'{self.source}: some feature coordinates lie outside the {self.field.feature_shape} '
+                             'feature map; the file is damaged.')
+        missing = sorted(set(np.unique(tracker.indices).tolist()) - set(self.image_ids))
+        if tracker.keeps_images and missing:
+            raise ValueError(f'{self.source}: image {missing[0]} is kept but not stored; the file is damaged.')
 
 
 def check_same_run(state, other):
