@@ -20,7 +20,7 @@ from shard_fixtures import (BOX_DESCRIPTIONS, BOX_IMSHAPE, BOX_LAYERS, BOX_VALUE
                             box_filter_images, box_filter_maps, open_box_filter_dataset, open_box_filter_model)
 from utils import pipeline
 from utils.layers import file_stem
-from utils.pipeline import Layer, Model, shard_bounds
+from utils.pipeline import PROBE_BATCH_SIZE, Layer, Model, probe_shape, shard_bounds
 from utils.recfield_cache import RecfieldCache
 
 
@@ -335,3 +335,8 @@ def test_the_pipeline_shards_states_and_merge_import_no_tensorflow():
             "assert 'tensorflow' not in sys.modules, sorted(name for name in sys.modules if 'tensorflow' in name)")
     result = run_script('-c', code, timeout=120)  # a fresh interpreter, in the repository root
     assert result.returncode == 0, result.stderr
+
+
+def test_probe_batches_stay_small_whatever_the_scan_batch():
+    assert probe_shape(256, 64, 48) == [PROBE_BATCH_SIZE, 64, 48, 3]
+    assert probe_shape(4, 64, 48, 1) == [4, 64, 48, 1]

@@ -118,8 +118,9 @@ def open_model(args):
 
 
 def probe_shape(args, net):
-    """`[--batch_size, side, side, 3]`: the batches the network takes (its side is `net.image_size`)."""
-    return [args.batch_size, net.image_size, net.image_size, 3]
+    """The receptive-field probes' `[batch, side, side, 3]`, the side `net.image_size`
+    (`utils.pipeline.probe_shape`)."""
+    return pipeline.probe_shape(args.batch_size, net.image_size, net.image_size)
 
 
 def open_dataset(args, model):

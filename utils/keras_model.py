@@ -258,7 +258,7 @@ def open_model(args):
     digest = digest_files([args.model])
     return pipeline.Model(forward_function(model, layers), [pipeline.Layer(layer.name, int(layer.output.shape[-1]))
                                                             for layer in layers],
-                          [args.batch_size, height, width, channels], value_range(args.preprocess),
+                          pipeline.probe_shape(args.batch_size, height, width, channels), value_range(args.preprocess),
                           pipeline.model_id('keras', [args.model]), fingerprint=f'keras file sha256:{digest}')
 
 

@@ -142,6 +142,15 @@ class Model:
         self.close()
 
 
+PROBE_BATCH_SIZE = 16  # probe images per forward call, whatever batch size the scan uses: memory stays small
+
+
+def probe_shape(batch_size, height, width, channels=3):
+    """`Model.imshape` for a network that takes batches of any size: `[min(batch_size, PROBE_BATCH_SIZE),
+    height, width, channels]` (a large scan batch would make every probe batch as large)."""
+    return [min(int(batch_size), PROBE_BATCH_SIZE), int(height), int(width), int(channels)]
+
+
 def model_id(example, paths):
     """`<example> <file names> sha256:<first 16 hex digits>`, over the contents of `paths` in order.
 

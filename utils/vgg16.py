@@ -188,8 +188,8 @@ def build_session(image_size=IMAGE_SIZE, weights_path=None):
 
 
 def probe_shape(args):
-    """`[--batch_size, --image_size, --image_size, 3]`: the batches the network takes."""
-    return [args.batch_size, args.image_size, args.image_size, 3]
+    """The receptive-field probes' `[batch, --image_size, --image_size, 3]` (`utils.pipeline.probe_shape`)."""
+    return pipeline.probe_shape(args.batch_size, args.image_size, args.image_size)
 
 
 def open_model(args):
