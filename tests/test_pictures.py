@@ -133,3 +133,17 @@ def test_pictures_taller_than_a_jpeg_are_refused_before_the_run():
     check_picture_size(503, 128)
     with pytest.raises(ValueError, match='--num_samples 600 with 128-pixel images .* use at most 503'):
         check_picture_size(600, 128)
+
+
+def test_pictures_of_an_earlier_run_in_the_folder_are_mentioned(tmp_path, caplog):
+    layer = ('net/pool/MaxPool:0', pool_field(), tracker_with_silent_channels())
+    (tmp_path / 'net-old0-full.jpg').write_bytes(b'from an earlier run')
+    (tmp_path / 'notes.txt').write_text('not a picture of this tool')
+    with caplog.at_level(logging.WARNING, logger='utils.pictures'):
+        draw_layers([layer], str(tmp_path), num_channels=2)
+    assert f'pictures of an earlier run stay in {tmp_path}: 1, the first net-old0-full.jpg' in caplog.text
+    caplog.clear()
+    os.remove(tmp_path / 'net-old0-full.jpg')
+    with caplog.at_level(logging.WARNING, logger='utils.pictures'):
+        draw_layers([layer], str(tmp_path), num_channels=2)  # drawn again: its own pictures are not older ones
+    assert 'earlier run' not in caplog.text

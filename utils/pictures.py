@@ -146,15 +146,28 @@ def draw_layers(layers, out_dir, num_channels, tensorboard_dir=None):
         tensorboard_dir: a TensorBoard log folder where the pictures are also written
             (`log_layer_pictures`), or None.
     """
+    written = set()
     with EventLog(tensorboard_dir) if tensorboard_dir else contextlib.nullcontext() as log:
         for name, field, tracker in layers:
             channels = channels_to_draw(tracker, num_channels, name)
             paths = write_layer_pictures(out_dir, name, tracker, field, channels)
+            written.update(paths or ())
             if log is not None and paths is not None:
                 log_layer_pictures(log, name, field, tracker, channels, paths)
+    warn_about_older_pictures(out_dir, written)
     if tensorboard_dir:
         logger.info('image summaries are in %s; see them with: tensorboard --logdir %s', tensorboard_dir,
                     shlex.quote(tensorboard_dir))
+
+
+def warn_about_older_pictures(out_dir, written):
+    """Warns, with a count, about `-full`/`-crop` pictures in `out_dir` that this run did not write: layers of
+    an earlier run in the same folder, which could be taken for this run's."""
+    older = sorted(name for name in os.listdir(out_dir) if name.endswith(('-full.jpg', '-crop.jpg'))
+                   and os.path.join(out_dir, name) not in written)
+    if older:
+        logger.warning('pictures of an earlier run stay in %s: %d, the first %s; use another --out_dir or delete '
+                       'them.', out_dir, len(older), older[0])
 
 
 def log_layer_pictures(log, name, field, tracker, channels, paths):
