@@ -71,6 +71,8 @@ class TopActivations:
         features = np.asarray(features)
         if features.ndim != 4:
             raise ValueError(f'features must be [batch, height, width, channels], got shape {features.shape}.')
+        if not (np.issubdtype(features.dtype, np.integer) or np.issubdtype(features.dtype, np.floating)):
+            raise ValueError(f'features must be numbers (a feature map), got dtype {features.dtype}.')
         batch_size, num_channels = features.shape[0], features.shape[3]
         if not batch_size:
             return self

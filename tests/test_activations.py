@@ -703,3 +703,9 @@ def test_an_image_given_twice_is_refused(rng):
     with pytest.raises(ValueError, match='indices must be distinct and new'):
         top.update(None, features, indices=[2, 3, 4])  # image 2 again
     assert sorted(set(top.indices.ravel().tolist())) == [0, 1, 2]
+
+
+
+def test_features_must_be_numbers():
+    with pytest.raises(ValueError, match='features must be numbers'):
+        TopActivations(2).update(None, np.full((1, 2, 2, 1), 'a'))

@@ -319,3 +319,12 @@ def test_a_layer_of_a_thousand_channels_fits_a_jpeg():
     tiled = tile_columns(columns)
     assert tiled.shape[1] <= 65500 and tiled.shape[0] == 3 * 5 * 130
     assert cv2.imencode('.jpg', tiled[:, :, 0])[0]
+
+
+def test_layer_pictures_refuse_channels_and_fields_of_another_layer(rng):
+    images = rng.integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    top = TopActivations(2).update(images, rng.normal(size=(4, 8, 8, 3)))
+    with pytest.raises(ValueError, match='channel 3 is not one of the layer\'s 3 channels'):
+        layer_pictures(top, grid_field(8, 8, 16), [0, 3])
+    with pytest.raises(ValueError, match='outside the receptive field\'s \\(4, 4\\) map'):
+        layer_pictures(top, grid_field(4, 4, 16), [0])

@@ -153,6 +153,15 @@ def layer_pictures(top_activations, recfield, channels, captions=True):
     if top_activations.keeps_images is False:
         raise ValueError('the tracker was updated without images, so there is nothing to draw; pass the '
                          'display images to TopActivations.update.')
+    channels = list(channels)
+    outside = [channel for channel in channels if not 0 <= int(channel) < top_activations.num_channels]
+    if outside:
+        raise ValueError(f'channel {outside[0]} is not one of the layer\'s {top_activations.num_channels} channels.')
+    coords = top_activations.coords
+    if coords.size and (coords >= np.array(recfield.recfield.shape[:2])).any():
+        raise ValueError(f'the tracker\'s feature coordinates reach {tuple(coords.reshape(-1, 2).max(axis=0))}, '
+                         f'outside the receptive field\'s {recfield.recfield.shape[:2]} map: they are of '
+                         'different layers.')
     full_columns, crop_columns, texts = [], [], []
     crop_size = recfield.max()
     for channel in channels:
