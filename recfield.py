@@ -152,7 +152,7 @@ class ReceptiveField:
 
 
 def measure_receptive_fields(imshape, forward_func, num_layers, value_range=(-1.0, 1.0), num_trials=2,
-                             multiplex=True, tolerance=0.0, seed=0, extreme_references=True):
+                             multiplex=True, tolerance=0.0, seed=0, extreme_references=True, layer_names=None):
     """The receptive fields of several layers, measured from one set of probe images.
 
     Every probe batch is one `forward_func` call returning all layers' maps, so the layers share the probes
@@ -166,6 +166,7 @@ def measure_receptive_fields(imshape, forward_func, num_layers, value_range=(-1.
         forward_func: function from a float32 batch `imshape` to a list of `num_layers` feature maps
             `[batch_size, feat_h, feat_w, channels]`, e.g. `lambda x: sess.run(layers, feed_dict={images: x})`.
         num_layers: how many maps `forward_func` returns.
+        layer_names: the layers' names, for warnings (default: their positions).
 
     Returns:
         list of `ReceptiveField`, one per layer, in order; each has the shared `num_probe_images`.
@@ -176,7 +177,7 @@ def measure_receptive_fields(imshape, forward_func, num_layers, value_range=(-1.
     if int(num_layers) < 1:
         raise ValueError(f'num_layers must be at least 1, got {num_layers}.')
     prober = _Prober(imshape, forward_func, int(num_layers), value_range, num_trials, extreme_references,
-                     tolerance, seed)
+                     tolerance, seed, layer_names)
     return prober.measure(multiplex)
 
 
@@ -193,7 +194,7 @@ class _Prober:
     """
 
     def __init__(self, imshape, forward_func, num_layers, value_range, num_trials, extreme_references, tolerance,
-                 seed):
+                 seed, layer_names=None):
         """`num_layers` None: `forward_func` returns one map (array or one-element list), as for
         `ReceptiveField`; else a list of that many maps."""
         self.imshape = _check_imshape(imshape)
@@ -205,7 +206,7 @@ class _Prober:
             raise ValueError(f'num_trials must be a whole number, at least 1, got {num_trials!r}.')
         if not float(tolerance) >= 0:
             raise ValueError(f'tolerance must be 0 or more (how far a value may move unnoticed), got {tolerance!r}.')
-        self._forward_func, self._num_layers = forward_func, num_layers
+        self._forward_func, self._num_layers, self._layer_names = forward_func, num_layers, layer_names
         self._tolerance = float(tolerance)
         self.feature_shapes = None
         self.num_probe_images = 0
@@ -239,16 +240,22 @@ class _Prober:
         periods = self._estimate_periods() if multiplex else None
         rows = self._measure_axis(ROWS, periods)
         columns = self._measure_axis(COLUMNS, periods)
+        if any(mixes_batch):  # once, however many layers show it
+            logger.warning(
+                'The feature map of an image changes with the other images in its batch: the forward pass '
+                'mixes images, as BatchNorm does in training mode, so every feature pixel depends on the whole '
+                'image (and batch) and these boxes mean nothing. Feed the training-phase flag as False (e.g. '
+                'phase_train: False) in forward_func.')
         fields = []
         for layer, mixes in enumerate(mixes_batch):
             boxes = np.stack([rows[layer][0], columns[layer][0], rows[layer][1], columns[layer][1]], axis=-1)
             fields.append(ReceptiveField._of_boxes(boxes, self.height, self.width, self.num_probe_images, mixes))
-            # One warning about a batch-mixing forward pass is enough, however many layers show it.
-            first_mixing = mixes and not any(mixes_batch[:layer])
-            _warn_about(fields[-1], first_mixing, self._layer_name(layer), any(mixes_batch))
+            _warn_about(fields[-1], self._layer_name(layer), whole_image=not any(mixes_batch))
         return fields
 
     def _layer_name(self, layer):
+        if self._layer_names is not None:
+            return self._layer_names[layer]
         return 'the layer' if self._num_layers is None else f'layer {layer} of forward_func'
 
     def _forward(self, batch):
@@ -414,20 +421,15 @@ def _decode_layer(changed, period, num_blocks, length):
     return extents[..., 0], extents[..., 1]
 
 
-def _warn_about(field, mixes_batch, layer_name, any_mixing=False):
-    """Logs what makes a measured field suspect: empty boxes, a batch-mixing or whole-image forward pass."""
+def _warn_about(field, layer_name, whole_image):
+    """Logs what makes a measured field suspect: empty boxes, and (with `whole_image`) boxes that all cover
+    the whole image."""
     unresponsive = (field.recfield[..., 2] == 0) & (field.recfield[..., 3] == 0)
     if unresponsive.any():
         logger.warning('%d of %d feature pixels of %s did not change for any probe; their boxes are empty. '
                        'Is the layer constant (dead units, zero weights)?',
                        int(unresponsive.sum()), unresponsive.size, layer_name)
-    if mixes_batch:
-        logger.warning(
-            'The feature map of an image changes with the other images in its batch: the forward pass '
-            'mixes images, as BatchNorm does in training mode, so every feature pixel depends on the whole '
-            'image (and batch) and these boxes mean nothing. Feed the training-phase flag as False (e.g. '
-            'phase_train: False) in forward_func.')
-    elif field.whole_image and not any_mixing:
+    if whole_image and field.whole_image:
         logger.warning(
             'Every feature pixel of %s depends on the whole image. Either the receptive field is larger than '
             'the image (use larger images to see it), or the forward pass mixes all pixels: a BatchNorm '

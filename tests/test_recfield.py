@@ -582,3 +582,13 @@ def test_an_infinite_output_is_an_error_not_a_batchnorm_warning():
 def test_the_box_filter_measures_3x3():
     rf = ReceptiveField([2, 8, 8, 1], box_filter)
     assert (rf.size, rf.stride, rf.padding) == ((3, 3), (1, 1), (1, 1))
+
+
+def test_warnings_name_the_layer(caplog):
+    def forward(batch):  # the box filter, and a layer that nothing changes
+        return [box_filter(batch), np.zeros((len(batch), 4, 4, 1))]
+
+    with caplog.at_level(logging.WARNING, logger='recfield'):
+        fields = measure_receptive_fields([2, 8, 8, 1], forward, 2, layer_names=['net/box:0', 'net/dead:0'])
+    assert '16 of 16 feature pixels of net/dead:0 did not change for any probe' in caplog.text
+    assert 'net/box:0' not in caplog.text and fields[0].size == (3, 3)

@@ -317,7 +317,8 @@ def _probe(model, indices):
             feature_maps = forward_func(batch)
             bar.update(bar.value + len(batch))
             return feature_maps
-        return recfield.measure_receptive_fields(model.imshape, forward, len(indices), value_range=model.value_range)
+        return recfield.measure_receptive_fields(model.imshape, forward, len(indices), value_range=model.value_range,
+                                                 layer_names=[model.layers[index].name for index in indices])
 
 
 def _cache_keys(model, indices):
