@@ -10,7 +10,6 @@ both sides for a non-square input) and cut to its centre, then preprocessed with
 `keras.applications` (`PREPROCESSING`).
 """
 
-import difflib
 import logging
 import os
 import re
@@ -24,6 +23,7 @@ import tensorflow as tf
 
 from utils import cli, images, pipeline
 from utils.files import digest_files
+from utils.layers import suggest_names
 
 logger = logging.getLogger(__name__)
 
@@ -182,9 +182,8 @@ def find_layers(model, names):
     for name in names:
         layer = by_name.get(name)
         if layer is None:
-            close = difflib.get_close_matches(name, list(by_name), n=5)
-            hint = f'Did you mean {", ".join(close)}?' if close else 'No layer has a similar name.'
-            raise ValueError(f'no layer {name!r} in the model. {hint} Run with --print_all_names to list the layers.')
+            raise ValueError(f'no layer {name!r} in the model. {suggest_names(name, by_name)} Run with '
+                             '--print_all_names to list the layers.')
         if name not in candidates:
             raise ValueError(f'layer {name} has output shape {_shape_text(layer)}; a layer must have a 4-D output '
                              '[batch, height, width, channels], such as a convolution (see --print_all_names).')

@@ -56,7 +56,7 @@ def resolve_layers(graph, names, inputs):
     for name in names:
         tensor = by_name.get(name if ':' in name else f'{name}:0')
         if tensor is None:
-            raise ValueError(f'no layer {name!r} in the graph. {_suggestion(name, by_name)} '
+            raise ValueError(f'no layer {name!r} in the graph. {suggest_names(name, by_name)} '
                              'Run with --print_all_names to list every layer.')
         if tensor.shape.rank != 4:
             raise ValueError(f'layer {tensor.name} has shape {tensor.shape}; a layer must be a feature map '
@@ -65,10 +65,16 @@ def resolve_layers(graph, names, inputs):
     return layers
 
 
-def _suggestion(name, by_name):
-    """'Did you mean ...?' with close names, or names containing `name` (`conv5_3` finds the full name)."""
-    close = difflib.get_close_matches(name, list(by_name), n=5)
-    containing = [candidate for candidate in by_name if name in candidate and candidate not in close]
+def suggest_names(name, names):
+    """'Did you mean ...?' with close names, or names containing `name` (`conv5_3` finds the full name).
+
+    Args:
+        name: a layer name that is not among `names`.
+        names: the names there are (any iterable).
+    """
+    names = list(names)
+    close = difflib.get_close_matches(name, names, n=5)
+    containing = [candidate for candidate in names if name in candidate and candidate not in close]
     matches = close + containing[:5 - len(close)]
     return f'Did you mean {", ".join(matches)}?' if matches else 'No layer has a similar name.'
 

@@ -78,11 +78,8 @@ class Scanner:
         """
         self.example, self.args = example, args
         self.model = example.open_model(args)
-        try:
+        with pipeline.closed_on_error(self.model):
             self.dataset = example.open_dataset(args, self.model)
-        except BaseException:
-            self.close()
-            raise
         self._fields = None
         self._fields_lock = threading.Lock()
 
