@@ -237,13 +237,9 @@ def scan(model, dataset, num_samples, shard_index=0, num_shards=1, print_line=Tr
     trackers = track_top_activations(model, dataset.read(start, stop), num_samples,
                                      num_batches=-(-(stop - start) // dataset.batch_size), first_index=start)
     if print_line:
-        print_scan_line(trackers[0].num_seen if trackers else 0, time.perf_counter() - started)
+        print(f'scan: {trackers[0].num_seen if trackers else 0} images, {time.perf_counter() - started:.1f} s',
+              flush=True)
     return trackers
-
-
-def print_scan_line(num_images, seconds):
-    """Prints `scan: <n> images, <t> s`."""
-    print(f'scan: {num_images} images, {seconds:.1f} s', flush=True)
 
 
 def track_top_activations(model, batches, num_samples, num_batches=None, first_index=0):
