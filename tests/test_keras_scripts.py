@@ -177,8 +177,8 @@ def test_mobilenet_v2_closed_form_has_the_geometry_worked_out_by_hand():
 @pytest.fixture(scope='module')
 def sequential_scans(keras_models, photos_dir, tmp_path_factory):
     """`{run: (out_dir, CompletedProcess)}`: `single`, `shard-0` and `shard-1` (of 2, into one folder) and `dask`
-    (2 shards on a local cluster of one worker, with --tensorboard_dir), all finished successfully. The Dask run
-    names the default layers: without --layers, utils/dask_shards.py fails counting them (args.layers is None)."""
+    (2 shards on a local cluster of one worker, with --tensorboard_dir), all finished successfully, all with the
+    default layers (a Dask run without --layers once failed counting them: args.layers is None)."""
     root = tmp_path_factory.mktemp('keras_activations')
     common = ['--model', keras_models['sequential'], '--images_dir', photos_dir, '--batch_size', BATCH_SIZE,
               '--num_samples', NUM_SAMPLES, '--num_channels', NUM_CHANNELS]
@@ -186,7 +186,7 @@ def sequential_scans(keras_models, photos_dir, tmp_path_factory):
             'shard-0': ['--out_dir', root / 'states', '--num_shards', 2, '--shard_index', 0],
             'shard-1': ['--out_dir', root / 'states', '--num_shards', 2, '--shard_index', 1],
             'dask': ['--out_dir', root / 'dask', '--dask_scheduler', 'local', '--dask_workers', 1, '--num_shards', 2,
-                     '--tensorboard_dir', root / 'logs', '--layers', ','.join(SEQUENTIAL_DEFAULT_LAYERS)]}
+                     '--tensorboard_dir', root / 'logs']}
     results = run_scripts_together([('keras_activations.py', *common, *flags) for flags in runs.values()])
     for name, result in zip(runs, results):
         assert result.returncode == 0, f'{name}: {result.stderr[-3000:]}'
