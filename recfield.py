@@ -7,20 +7,27 @@ pixels it depends on. It needs nothing but a function that runs the forward pass
 probes, with a `forward_func` that returns every layer's map.
 
 Rows and columns are measured separately by the same code (columns are rows of the transposed image). For
-one axis the measurement is either
+one axis each layer is measured
 
 * row by row: one probe per input row, so the rows a feature pixel depends on are read off directly; or
 * multiplexed: when the receptive field is small next to the image, probe `k` of `S` lights every row
   `y` with `y % S == k` (rows further apart than the receptive field, so a feature pixel sees at most one
-  of them), which gives each box modulo `S`; a few "prefix" probes (rows `[0, j*S)` lit) and "suffix"
-  probes (rows `[j*S, H)` lit) then say which block of `S` rows the box starts and ends in. That needs
-  about `S + 2*H/S` probe images instead of `H`. Every decoded box is checked for consistency, and an axis
-  that does not decode cleanly is measured again row by row, so both ways give the same boxes.
+  of them), which gives each box modulo `S`; "prefix"/"suffix" probes (rows `[0, j*S)` or `[j*S, H)` lit)
+  or "band" probes (bands of `S` rows, one band in 3 or 4 lit, then bands of `3S` ...) then say where in
+  the image the box lies. About `S + 3 log3(H/S)` probe images instead of `H`; or
+* by an edge search, when the field is as large as the image: prefix probes `[0, t)` tell which boxes start
+  before `t`, suffix probes which stop after `H - t`; predicted edges are checked with two probes each and
+  the rest bisected (`_EdgeSearch`), about `log2(H)` probes plus two per distinct edge.
+
+Per axis the plan needing the fewest probes is chosen for all layers together (`_plan_axis`). Every decoded
+box is checked for consistency, and what does not decode cleanly is measured again row by row, so every way
+gives the same boxes.
 
 Masked probes (a dead ReLU, a unit saturated by the reference image, a max-pool that ignores the change)
-would shrink boxes, so every probe is run twice on a quiet grey reference (which saturates nothing), moving
-the lit pixels by the full value range up in one run and down in the other (random signs per pixel), and a
-feature pixel counts as changed when it changes in either run. More runs on noisy references can be asked for.
+would shrink boxes, so every probe is run on several references and a feature pixel counts as changed when
+it changes in any run (see `_Prober`): twice on a quiet grey reference, moving the lit pixels up in one run
+and down in the other, and from each end of the value range. The edge search asks on the grey references
+only and confirms on the others what its edges rest on.
 """
 
 import logging
@@ -208,6 +215,7 @@ class _Prober:
             raise ValueError(f'tolerance must be 0 or more (how far a value may move unnoticed), got {tolerance!r}.')
         self._forward_func, self._num_layers, self._layer_names = forward_func, num_layers, layer_names
         self._tolerance = float(tolerance)
+        self._num_grey_trials = int(num_trials)  # the first trials; the extreme references follow
         self.feature_shapes = None
         self.num_probe_images = 0
 
@@ -237,9 +245,8 @@ class _Prober:
     def measure(self, multiplex):
         """Measures every layer's boxes; returns a list of `ReceptiveField`."""
         mixes_batch = self._mixes_batch()
-        periods = self._estimate_periods() if multiplex else None
-        rows = self._measure_axis(ROWS, periods)
-        columns = self._measure_axis(COLUMNS, periods)
+        rows, columns = self._measure_axes() if multiplex else (
+            self._measure_line_by_line(axis, [None] * len(self.feature_shapes)) for axis in (ROWS, COLUMNS))
         if any(mixes_batch):  # once, however many layers show it
             logger.warning(
                 'The feature map of an image changes with the other images in its batch: the forward pass '
@@ -297,28 +304,36 @@ class _Prober:
                              f'{self.feature_shapes[layer]}; the forward pass must not change between calls.')
         return feature_map
 
-    def run(self, probes):
+    def run(self, probes, trials=None):
         """Runs probe images through the network for every reference.
 
         Args:
             probes: list of `(axis, lit_lines)`: light these rows (`ROWS`) or columns (`COLUMNS`).
+            trials: indices of the references to run them on (default: all).
 
         Returns:
             per layer, bool array `[len(probes), feat_h, feat_w]`: which feature pixels changed for each
             probe under any reference.
         """
         changed = [np.zeros((len(probes),) + tuple(shape), bool) for shape in self.feature_shapes]
-        for reference, probe_values, reference_maps in self._trials:
-            for start in range(0, len(probes), self.batch_size):
-                chunk = probes[start:start + self.batch_size]
-                # Fill the batch with the reference so that fixed-shape placeholders work.
-                batch = np.repeat(reference[None], self.batch_size, axis=0)
-                for position, (axis, lines) in enumerate(chunk):
-                    _light(batch[position], probe_values, lines, axis)
-                for layer, feature_map in enumerate(self._forward(batch)):
-                    changed[layer][start:start + len(chunk)] |= self._moved(
-                        feature_map[:len(chunk)], reference_maps[layer][:len(chunk)]).any(axis=-1)
-        self.num_probe_images += len(probes) * len(self._trials)
+        # Every (reference, probe) pair is one image; batches are filled across references, so that a round
+        # of few probes wastes little of a fixed-size batch.
+        trials = range(len(self._trials)) if trials is None else trials
+        images = [(trial, probe) for trial in trials for probe in range(len(probes))]
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start:start + self.batch_size]
+            # Fill the batch with a reference so that fixed-shape placeholders work.
+            batch = np.repeat(self._trials[0][0][None], self.batch_size, axis=0)
+            for position, (trial, probe) in enumerate(chunk):
+                reference, probe_values, _ = self._trials[trial]
+                batch[position] = reference
+                axis, lines = probes[probe]
+                _light(batch[position], probe_values, lines, axis)
+            for layer, feature_map in enumerate(self._forward(batch)):
+                for position, (trial, probe) in enumerate(chunk):
+                    reference_map = self._trials[trial][2][layer][position]
+                    changed[layer][probe] |= self._moved(feature_map[position], reference_map).any(axis=-1)
+        self.num_probe_images += len(images)
         return changed
 
     def _moved(self, feature_map, reference_map):
@@ -349,27 +364,97 @@ class _Prober:
         return [self._moved(feature_map[0], reference_map[0]).any()
                 for feature_map, reference_map in zip(self._forward(batch), reference_maps)]
 
-    # -- one axis -----------------------------------------------------------------------------------------
+    # -- the axes ----------------------------------------------------------------------------------------
 
-    def _measure_axis(self, axis, periods):
-        """Per layer `(start, stop)`, int arrays `[feat_h, feat_w]`: each box's extent along `axis`.
+    def _measure_axes(self):
+        """Per axis, per layer `(start, stop)`, int arrays `[feat_h, feat_w]`: each box's extent along the axis.
 
-        With `periods` (per layer and axis), lines the largest period apart are lit together when that takes
-        fewer probes; layers whose boxes do not decode cleanly, or all when multiplexing does not pay, are
-        probed line by line.
+        One probe lighting the middle line estimates each layer's box length (`_estimate_periods`). Per axis,
+        the layers whose boxes are short next to the image are multiplexed (lines a period apart lit
+        together), those with few distinct box edges are found by an edge search (`_EdgeSearch`), whichever
+        plan needs the fewest probes (`_plan_axis`); what does not decode cleanly, or all layers when neither
+        pays, is probed line by line.
         """
-        length = self.height if axis == ROWS else self.width
-        extents = [None] * len(self.feature_shapes)
-        period = None if periods is None else max(layer_periods[axis] for layer_periods in periods)
-        if period is not None and period + 2 * (math.ceil(length / period) - 1) < length:
-            extents = self._measure_multiplexed(axis, length, period)
-            if any(extent is None for extent in extents):
-                logger.debug('axis %d: multiplexed probes did not decode cleanly; probing line by line', axis)
-        if any(extent is None for extent in extents):
-            changed = self.run([(axis, [line]) for line in range(length)])
-            extents = [_hull(changed[layer]) if extent is None else extent
-                       for layer, extent in enumerate(extents)]
-        return extents
+        lengths = (self.height, self.width)
+        periods, middle_probes, middle_changed = self._estimate_periods()
+        extents = [[None] * len(self.feature_shapes) for _ in (ROWS, COLUMNS)]
+        searches = []
+        for axis in (ROWS, COLUMNS):
+            period, searched = _plan_axis(lengths[axis], [layer_periods[axis] for layer_periods in periods],
+                                          [shape[axis] for shape in self.feature_shapes])
+            if period is not None:
+                extents[axis] = self._measure_multiplexed(axis, lengths[axis], period)
+            searches += [_EdgeSearch(axis, lengths[axis], self.feature_shapes[layer], layer)
+                         for layer in searched if extents[axis][layer] is None]
+        if searches:
+            for search in searches:
+                search.observe(middle_probes[search.axis][1], middle_changed[search.layer][search.axis])
+            for search in self._search_edges(searches):
+                extents[search.axis][search.layer] = search.extents()
+        return [self._measure_line_by_line(axis, extents[axis]) for axis in (ROWS, COLUMNS)]
+
+    def _measure_line_by_line(self, axis, extents):
+        """`extents` with every None filled in from one probe per line of `axis` (one pass for all layers)."""
+        if all(extent is not None for extent in extents):
+            return extents
+        logger.debug('axis %d: probing line by line for %d layers', axis,
+                     sum(extent is None for extent in extents))
+        changed = self.run([(axis, [line]) for line in range(self.height if axis == ROWS else self.width)])
+        return [_hull(changed[layer]) if extent is None else extent for layer, extent in enumerate(extents)]
+
+    def _search_edges(self, searches):
+        """Runs the edge searches in rounds, all of them sharing each round's probes; returns those that ended
+        consistent (the others are left to line-by-line probing).
+
+        A change seen under any reference is proof, so the search asks its questions on the grey references
+        only; the unchanged probes that the found edges rest on (one per distinct edge) are then run on the
+        extreme references as well. A search that one of them contradicts goes on with every reference.
+        """
+        lengths = (self.height, self.width)
+        every_trial = list(range(len(self._trials)))
+        grey, extreme = every_trial[:self._num_grey_trials], every_trial[self._num_grey_trials:]
+        for search in searches:
+            search.full = not extreme
+        if any(search.needs_whole_image_probe() for search in searches):
+            # Lighting every line tells which feature pixels depend on the image at all.
+            self._observe_by_all(searches, [(ROWS, 0, self.height)], every_trial, whole_image=True)
+        while True:
+            active = [search for search in searches if not search.failed]
+            asked = {True: set(), False: set()}
+            for search in active:
+                asked[search.full] |= {(search.axis, kind, t) for kind, t in search.thresholds()}
+            asked[False] -= asked[True]
+            if asked[True]:
+                self._observe_by_all(active, sorted(asked[True]), every_trial)
+            if asked[False]:
+                self._observe_by_all(active, sorted(asked[False]), grey, confirmed=False)
+            if not asked[True] and not asked[False]:
+                unconfirmed = sorted({(search.axis, kind, t) for search in active
+                                      for kind, t in search.unconfirmed()})
+                if not unconfirmed:
+                    break
+                changed = self.run([(axis, _edge_lines(kind, t, lengths[axis])) for axis, kind, t in unconfirmed],
+                                   extreme)
+                for search in active:
+                    for index, (axis, kind, t) in enumerate(unconfirmed):
+                        if axis == search.axis:
+                            search.confirm(kind, t, changed[search.layer][index])
+        failed = [search for search in searches if search.failed]
+        if failed:
+            logger.debug('edge search inconsistent for %d layer axes; probing them line by line', len(failed))
+        return [search for search in searches if not search.failed]
+
+    def _observe_by_all(self, searches, probes, trials, confirmed=True, whole_image=False):
+        """Runs edge-search `probes` `(axis, kind, t)` under `trials` and shows each to every search of its
+        axis (a whole-image probe to all)."""
+        lengths = (self.height, self.width)
+        lit = [(axis, _edge_lines(kind, t, lengths[axis])) for axis, kind, t in probes]
+        changed = self.run(lit, trials)
+        for search in searches:
+            for index, (axis, lines) in enumerate(lit):
+                if whole_image or axis == search.axis:
+                    search.observe(np.arange(search.length) if whole_image else lines,
+                                   changed[search.layer][index], confirmed)
 
     def _estimate_periods(self):
         """Per layer, spacings of lit rows and of lit columns wider than any box, from one probe lighting the
@@ -380,10 +465,12 @@ class _Prober:
         size. An estimate that is too small is caught when decoding.
 
         Returns:
-            list of `(row period, column period)`.
+            `(periods, probes, changed)`: list of `(row period, column period)` per layer; the two probes run;
+            per layer what they changed (see `run`).
         """
         lengths = (self.height, self.width)
-        changed = self.run([(axis, [lengths[axis] // 2]) for axis in (ROWS, COLUMNS)])
+        probes = [(axis, np.array([lengths[axis] // 2])) for axis in (ROWS, COLUMNS)]
+        changed = self.run(probes)
         periods = []
         for layer_changed, feature_shape in zip(changed, self.feature_shapes):
             layer_periods = []
@@ -392,28 +479,268 @@ class _Prober:
                 stride = math.ceil(lengths[axis] / feature_shape[axis])
                 layer_periods.append(int((affected + 1) * stride + 1))
             periods.append(tuple(layer_periods))
-        return periods
+        return periods, probes, changed
 
     def _measure_multiplexed(self, axis, length, period):
         """Measures one axis with lines `period` apart; per layer the extents, or None where the result is
         not consistent."""
-        num_blocks = math.ceil(length / period)
         lines = np.arange(length)
+        blocks, block_probes = _block_probes(length, period)
         probes = [(axis, lines[lines % period == phase]) for phase in range(period)]
-        probes += [(axis, lines[:block * period]) for block in range(1, num_blocks)]
-        probes += [(axis, lines[block * period:]) for block in range(1, num_blocks)]
-        return [_decode_layer(changed, period, num_blocks, length) for changed in self.run(probes)]
+        probes += [(axis, lit) for lit in block_probes]
+        extents = [_decode_layer(changed, period, blocks, length) for changed in self.run(probes)]
+        if any(extent is None for extent in extents):
+            logger.debug('axis %d: multiplexed probes did not decode cleanly for %d layers', axis,
+                         sum(extent is None for extent in extents))
+        return extents
 
 
-def _decode_layer(changed, period, num_blocks, length):
-    """One layer's extents from multiplexed observations `[probes, feat_h, feat_w]`, or None."""
+START, STOP = 0, 1  # the two edges of a box along one axis
+
+
+class _EdgeSearch:
+    """Finds the box edges of one layer along one axis from "prefix" and "suffix" probes.
+
+    A prefix probe lights lines `[0, t)`: a feature pixel changes exactly when its box starts before `t`. A
+    suffix probe lights `[length - t, length)`: it changes exactly when the box stops after `length - t`. Both
+    edges are searched as `edge < t` questions: the start itself, and `length - stop` for the stop. A change is
+    proof (a lit line the pixel depends on), an unchanged probe only evidence (a masked probe looks the same),
+    as everywhere in this module.
+
+    Each feature pixel keeps the interval its edge lies in. Every round asks, for each distinct interval,
+    either about a predicted edge (`t = e` and `t = e + 1`: two probes that pin the edge if the prediction is
+    right) or, without a prediction in the interval, about its middle (bisection). Predictions follow the
+    boxes' translation rule: the edges already found that no border clips (above 0) give the stride between
+    feature lines (or image size over feature-map size, from one found edge); the stop of line `i` is
+    predicted as the start of line `n - 1 - i` mirrored, which holds where the network is symmetric. Before
+    any edge is found only the last feature line's start is bisected, whose box is the least clipped. So a
+    layer costs about `log2(length)` probes plus two per distinct edge, however large its boxes. Observations
+    that contradict each other (an interval that empties) mark the search failed.
+    """
+
+    def __init__(self, axis, length, feature_shape, layer):
+        self.axis, self.length, self.layer = axis, length, layer
+        self.failed = False
+        self.full = True  # every probe's "unchanged" stands on all references (see `observe`)
+        lines = np.indices(feature_shape)[axis]  # each feature pixel's line along the axis
+        num_lines = feature_shape[axis]
+        # Per edge kind: index of the pixel's line (mirrored for stops, so that both edges grow with it), the
+        # interval [low, high] of `start`, or of `length - stop`, and whether `low` stands on all references.
+        self._index = (lines, num_lines - 1 - lines)
+        self._num_lines = num_lines
+        self._low = [np.zeros(feature_shape, np.int64) for _ in (START, STOP)]
+        self._high = [np.full(feature_shape, length - 1, np.int64) for _ in (START, STOP)]
+        self._confirmed = [np.ones(feature_shape, bool) for _ in (START, STOP)]
+        self._responds = np.zeros(feature_shape, bool)  # changed by some probe: depends on the image
+        self._silent = None  # after the whole-image probe: depends on no line at all
+
+    def needs_whole_image_probe(self):
+        return not self._responds.all()
+
+    def observe(self, lines, changed, confirmed=True):
+        """Takes in what a probe lighting `lines` (sorted) changed, a bool array `[feat_h, feat_w]`.
+
+        Args:
+            confirmed: whether the probe ran on every reference. If not, its "unchanged" counts only until the
+                search is `full`, and the edges that rest on it are `unconfirmed` until `confirm`ed.
+        """
+        first, last = int(lines[0]), int(lines[-1])
+        contiguous = last - first + 1 == len(lines)
+        self._take_change(first, last, changed)
+        if contiguous and first == 0 and last == self.length - 1:
+            self._silent = ~changed
+        elif confirmed or not self.full:
+            # The box starts at or after the end of an unchanged prefix, stops at or before the start of an
+            # unchanged suffix.
+            kind, bound = (START, last + 1) if first == 0 else (STOP, self.length - first)
+            if contiguous and (first == 0 or last == self.length - 1):
+                raised = ~changed & (bound > self._low[kind])
+                self._low[kind][raised] = bound
+                self._confirmed[kind][raised] = confirmed
+        self._check()
+
+    def unconfirmed(self):
+        """`{(kind, t)}`: the probes, unchanged on the grey references, that found edges rest on."""
+        asked = set()
+        for kind in (START, STOP):
+            waiting = self._responds & ~self._confirmed[kind] & (self._low[kind] == self._high[kind])
+            asked |= {(kind, int(t)) for t in np.unique(self._low[kind][waiting])}
+        return asked
+
+    def confirm(self, kind, t, changed):
+        """Takes in what the edge-search probe `(kind, t)` changed on the references it had not run on."""
+        lines = _edge_lines(kind, t, self.length)
+        self._take_change(int(lines[0]), int(lines[-1]), changed)
+        resting = self._responds & ~self._confirmed[kind] & (self._low[kind] == t) & ~changed
+        self._confirmed[kind][resting] = True
+        self._check()
+
+    def _take_change(self, first, last, changed):
+        """A change is proof: the box reaches a lit line, which bounds both edges."""
+        self._responds |= changed
+        np.minimum(self._high[START], np.where(changed, last, self.length), out=self._high[START])
+        np.minimum(self._high[STOP], np.where(changed, self.length - 1 - first, self.length), out=self._high[STOP])
+
+    def _check(self):
+        """An emptied interval resting on grey references only is searched again on all of them (`full`);
+        one resting on all references, or a pixel that changed although lighting everything did not, fails
+        the search."""
+        if self._silent is not None and (self._silent & self._responds).any():
+            self.failed = True
+        for kind in (START, STOP):
+            emptied = (self._low[kind] > self._high[kind]) & self._responds
+            if (emptied & self._confirmed[kind]).any():
+                self.failed = True
+            elif emptied.any():
+                self._low[kind][emptied] = 0
+                self._confirmed[kind][emptied] = True
+                self.full = True
+
+    def thresholds(self):
+        """The probes this search asks for next: a set of `(kind, t)`, `kind` START (lines `[0, t)`) or STOP
+        (lines `[length - t, length)`); empty when every edge is known."""
+        if self.failed or self._silent is None and not self._responds.all():
+            return set()
+        found = [self._found_edges(kind) for kind in (START, STOP)]
+        wanted = set()
+        for kind in (START, STOP):
+            open_pixels = self._responds & (self._low[kind] < self._high[kind])
+            if not open_pixels.any():
+                continue
+            rule = _edge_rule(found[kind] if len(found[kind]) >= 2 else found[kind] | found[1 - kind],
+                              self.length, self._num_lines)
+            if rule is None and (kind == STOP and self._open_anywhere(START)):
+                continue  # wait for the starts: a found start predicts the stops
+            index, low, high = (array[open_pixels] for array in (self._index[kind], self._low[kind],
+                                                                  self._high[kind]))
+            if rule is None:  # bisect the interval of the highest line only
+                anchor = index == index.max()
+                index, low, high = index[anchor], low[anchor], high[anchor]
+            for interval_low, interval_high in set(zip(low.tolist(), high.tolist())):
+                in_interval = (low == interval_low) & (high == interval_high)
+                predicted = set() if rule is None else {
+                    edge for edge in np.unique(rule(index[in_interval])).tolist()
+                    if interval_low <= edge <= interval_high}
+                if predicted:
+                    wanted |= {(kind, t) for edge in predicted for t in (edge, edge + 1)
+                               if interval_low < t <= interval_high}
+                else:
+                    wanted.add((kind, (interval_low + interval_high + 1) // 2))
+        return wanted
+
+    def _open_anywhere(self, kind):
+        return bool((self._responds & (self._low[kind] < self._high[kind])).any())
+
+    def _found_edges(self, kind):
+        """`{(line index, edge)}` of the pixels whose edge is known and clipped by no border (above 0)."""
+        known = self._responds & (self._low[kind] == self._high[kind]) & (self._low[kind] > 0)
+        return set(zip(self._index[kind][known].tolist(), self._low[kind][known].tolist()))
+
+    def extents(self):
+        """`(start, stop)` int arrays `[feat_h, feat_w]`, `(0, 0)` for pixels that depend on no line."""
+        silent = ~self._responds
+        start = np.where(silent, 0, self._low[START])
+        stop = np.where(silent, 0, self.length - self._low[STOP])
+        return start, stop
+
+
+def _edge_rule(found, length, num_lines):
+    """Predicted edge per line index from found `{(index, edge)}`: the stride between the two farthest apart
+    found lines, or `length / num_lines` from one; None when nothing is found."""
+    if not found:
+        return None
+    points = sorted(found)
+    (first_index, first_edge), (last_index, last_edge) = points[0], points[-1]
+    stride = (length / num_lines if last_index == first_index
+              else (last_edge - first_edge) / (last_index - first_index))
+    return lambda index: np.clip(np.round(last_edge + (index - last_index) * stride), 0, length - 1).astype(np.int64)
+
+
+def _edge_lines(kind, threshold, length):
+    """The lines an edge-search probe lights: `[0, t)` for a start, `[length - t, length)` for a stop."""
+    return np.arange(threshold) if kind == START else np.arange(length - threshold, length)
+
+
+def _plan_axis(length, periods, num_lines):
+    """Which layers to multiplex, at which period, and which to search by edges, in the fewest probes.
+
+    Args:
+        length: the image's size along the axis.
+        periods: per layer, the period its boxes need (`_Prober._estimate_periods`).
+        num_lines: per layer, the feature map's size along the axis.
+
+    Returns:
+        `(period or None, layers to search by edges)`; layers in neither are probed line by line, which is
+        chosen (period None, no layers to search) when it is cheapest.
+    """
+    best_cost, best = length, (None, [])  # line by line: one probe per line serves every layer
+    for period in sorted(set(periods)) + [None]:
+        if period is not None and period >= length:
+            continue
+        multiplexed = [layer for layer, needed in enumerate(periods) if period is not None and needed <= period]
+        searched = [layer for layer in range(len(periods)) if layer not in multiplexed]
+        cost = 0 if period is None else period + len(_block_probes(length, period)[1])
+        cost += sum(_search_cost(length, periods[layer], num_lines[layer]) for layer in searched)
+        if cost < best_cost:
+            best_cost, best = cost, (period, searched)
+    return best
+
+
+def _block_probes(length, period):
+    """The probes that say which block of `period` lines each box lies in, whichever way needs fewer.
+
+    Halves: prefix probes (lines `[0, j * period)`) and suffix probes (`[j * period, length)`), two per block
+    border. Bands: levels that each multiply the known span of the start by a factor `m` of 3 or more with `m`
+    probes (`_decode_bands`); a factor of 2 would leave a box crossing a band border ambiguous.
+
+    Returns:
+        `(blocks, probes)`: `('halves', num_blocks)` or `('bands', factors)`, and the lit lines of each probe.
+    """
+    lines = np.arange(length)
+    num_blocks = math.ceil(length / period)
+    halves = [lines[:block * period] for block in range(1, num_blocks)]
+    halves += [lines[block * period:] for block in range(1, num_blocks)]
+    factors = _band_factors(length / period)
+    if len(halves) <= sum(factors):
+        return ('halves', num_blocks), halves
+    bands, width = [], period
+    for factor in factors:
+        bands += [lines[(lines % (factor * width)) // width == band] for band in range(factor)]
+        width *= factor
+    return ('bands', factors), bands
+
+
+def _band_factors(ratio):
+    """The fewest band probes that span `ratio` times the period: factors of 3 or more whose product reaches
+    it, with the least sum (e.g. 3, 3, 4 for 32)."""
+    best = []
+    for levels in range(1, max(1, math.ceil(math.log(ratio, 3))) + 1):
+        base = math.floor(ratio ** (1 / levels))
+        for larger in range(levels + 1):  # `larger` factors of base + 1, the rest of base
+            factors = [max(3, base)] * (levels - larger) + [max(3, base + 1)] * larger
+            if math.prod(factors) >= ratio and (not best or sum(factors) < sum(best)):
+                best = factors
+    return best if ratio > 1 else []
+
+
+def _search_cost(length, period, num_lines):
+    """About how many probes `_EdgeSearch` needs for one layer: a bisection, then two per distinct edge
+    (lines whose boxes reach past the image's border share the clipped edge)."""
+    stride = math.ceil(length / num_lines)
+    box = max(period - 2 * stride, stride)  # the estimate's box length (see `_estimate_periods`)
+    clipped = min(num_lines, (box - stride) // (2 * stride) + 1)  # lines clipped at each border
+    return math.ceil(math.log2(length)) + 2 * 2 * (num_lines - clipped) + 2
+
+
+def _decode_layer(changed, period, blocks, length):
+    """One layer's extents from multiplexed observations `[probes, feat_h, feat_w]` (the phase probes, then
+    the block probes of `blocks`, see `_block_probes`), or None."""
     feature_shape = changed.shape[1:]
     # Decode each distinct pattern of observations once: feature pixels share very few of them.
     unique_patterns, pattern_of_pixel = _unique_rows(changed.reshape(len(changed), -1).T)
     decoded = np.zeros((len(unique_patterns), 2), np.int64)
     for index, pattern in enumerate(unique_patterns):
-        extent = _decode_pattern(pattern[:period], pattern[period:period + num_blocks - 1],
-                                 pattern[period + num_blocks - 1:], period, length)
+        extent = _decode_pattern(pattern[:period], pattern[period:], period, blocks, length)
         if extent is None:
             return None
         decoded[index] = extent
@@ -438,16 +765,14 @@ def _warn_about(field, layer_name, whole_image):
             'input placeholder.', layer_name)
 
 
-def _decode_pattern(phase_changed, prefix_changed, suffix_changed, period, length):
+def _decode_pattern(phase_changed, block_changed, period, blocks, length):
     """Decodes one feature pixel's extent `(start, stop)` from multiplexed observations.
 
     Args:
         phase_changed: bool `[period]`, whether lighting every line `y % period == phase` changed the pixel.
-        prefix_changed: bool `[num_blocks - 1]`, whether lighting lines `[0, j * period)` changed it
-            (`j = 1 ..`): True exactly for `j > start // period`.
-        suffix_changed: bool `[num_blocks - 1]`, whether lighting lines `[j * period, length)` changed it:
-            True exactly for `j <= (stop - 1) // period`.
+        block_changed: bool, what the block probes of `blocks` (`_block_probes`) changed.
         period: spacing of the lit lines.
+        blocks: `('halves', num_blocks)` or `('bands', factors)`, see `_block_probes`.
         length: image size along the axis.
 
     Returns:
@@ -455,25 +780,59 @@ def _decode_pattern(phase_changed, prefix_changed, suffix_changed, period, lengt
         a box shorter than `period` (the estimate was too small, or a probe was masked).
     """
     if not phase_changed.any():
-        return (0, 0) if not prefix_changed.any() and not suffix_changed.any() else None
-    if phase_changed.all() or not _is_step(prefix_changed, rising=True) or not _is_step(suffix_changed,
-                                                                                     rising=False):
+        return (0, 0) if not block_changed.any() else None
+    if phase_changed.all():
         return None
-    first_block = int((~prefix_changed).sum())
-    last_block = int(suffix_changed.sum())
     # The box starts right after the longest run of unchanged phases (cyclically); that run must be unique.
     changed_phases = np.flatnonzero(phase_changed)
     gaps = np.diff(np.append(changed_phases, changed_phases[0] + period)) - 1
     longest = gaps.max()
     if (gaps == longest).sum() != 1:
         return None
-    start_phase = changed_phases[(np.argmax(gaps) + 1) % len(changed_phases)]
-    box_length = period - longest
-    start = first_block * period + start_phase
-    stop = start + box_length
-    if stop > length or (stop - 1) // period != last_block:
+    start_phase = int(changed_phases[(np.argmax(gaps) + 1) % len(changed_phases)])
+    box_length = period - int(longest)
+    kind, layout = blocks
+    if kind == 'halves':
+        start = _decode_halves(block_changed, start_phase, period, layout)
+    else:
+        start = _decode_bands(block_changed, start_phase, box_length, period, layout)
+    if start is None or start + box_length > length or (
+            kind == 'halves' and (start + box_length - 1) // period != int(block_changed[layout - 1:].sum())):
         return None
-    return int(start), int(stop)
+    return start, start + box_length
+
+
+def _decode_halves(block_changed, start_phase, period, num_blocks):
+    """The start from prefix probes (lines `[0, j * period)` lit, `j = 1 ..`: True exactly for
+    `j > start // period`) and suffix probes (`[j * period, length)`: True exactly for `j <= (stop - 1) //
+    period`), the first `num_blocks - 1` and the last of `block_changed`; None if they are no steps."""
+    prefix_changed, suffix_changed = block_changed[:num_blocks - 1], block_changed[num_blocks - 1:]
+    if not _is_step(prefix_changed, rising=True) or not _is_step(suffix_changed, rising=False):
+        return None
+    return int((~prefix_changed).sum()) * period + start_phase
+
+
+def _decode_bands(block_changed, start, box_length, period, factors):
+    """The start from band probes, level by level: with the start known modulo `width` (at first the period),
+    probe `k` of a level with factor `m` lights the lines `y` with `(y % (m * width)) // width == k`. A box
+    shorter than `width` touches its start's band, and the next one (cyclically) exactly when it crosses a
+    band border, which gives the start modulo `m * width`. None if the touched bands do not fit that."""
+    width, offset = period, 0
+    for factor in factors:
+        touched = np.flatnonzero(block_changed[offset:offset + factor])
+        offset += factor
+        crosses = start % width + box_length > width
+        if len(touched) != 1 + crosses:
+            return None
+        band = int(touched[0])
+        if crosses:
+            if touched[1] != band + 1:
+                if not (band == 0 and touched[1] == factor - 1):
+                    return None
+                band = factor - 1  # the box crosses from the last band into the first
+        start += band * width
+        width *= factor
+    return int(start)
 
 
 def _unique_rows(flags):

