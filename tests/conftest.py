@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zipfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -205,11 +206,32 @@ def make_tar(members, mode='w:gz'):
     return buffer.getvalue()
 
 
+def make_zip(members):
+    """A zip archive in memory; `members` maps member names to bytes (stored uncompressed)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, 'w') as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
 def send_half_then_hang_up(handler, body):
     """Announces all of `body` (Content-Length), sends only its first half and closes the connection."""
     handler.send_response(200)
     handler.send_header('Content-Length', str(len(body)))
     handler.end_headers()
     handler.wfile.write(body[:len(body) // 2])
+    handler.wfile.flush()
+    handler.close_connection = True
+
+
+def send_without_length(handler, body):
+    """Sends `body` with no Content-Length and closes the connection: the end of the body is where it stops, so
+    a body cut short looks complete (`body[:n]` plays a connection that broke after n bytes)."""
+    handler.send_response(200)
+    handler.send_header('Content-Type', 'application/octet-stream')
+    handler.send_header('Connection', 'close')
+    handler.end_headers()
+    handler.wfile.write(body)
     handler.wfile.flush()
     handler.close_connection = True

@@ -2,11 +2,13 @@
 unsafe archives."""
 
 import hashlib
+import io
 import os
+import tarfile
 
 import pytest
 
-from conftest import make_tar, run_script, send_bytes, send_half_then_hang_up
+from conftest import make_tar, make_zip, run_script, send_bytes, send_half_then_hang_up, send_without_length
 from utils import download as download_script
 from utils.cli import run_main
 from utils.download import download, extract_tar
@@ -36,6 +38,42 @@ def test_connection_dropped_midway_leaves_nothing(http_server, tmp_path):
     with pytest.raises(ConnectionError, match='run the command again'):
         download(http_server.url + '/data.tar.gz', str(tmp_path / 'data.tar.gz'))
     assert os.listdir(tmp_path) == []
+
+
+ZIP = make_zip({'model/weights.bin': bytes(range(256)) * 40, 'model/meta.txt': b'meta'})
+PLAIN_TAR = make_tar({'dataset/a.bin': b'a' * 5000, 'dataset/b.bin': b'b' * 300}, mode='w')
+
+
+def end_of_members(tar_bytes):
+    """Where a plain tar's end-of-archive blocks start: a cut there leaves every member whole."""
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as archive:
+        archive.getmembers()
+        return archive.offset
+
+
+@pytest.mark.parametrize('name, body, cut', [
+    ('data.tar.gz', ARCHIVE, len(ARCHIVE) // 2),
+    ('data.tar.gz', ARCHIVE, len(ARCHIVE) - 4),  # only gzip's length field is missing
+    ('data.tar', PLAIN_TAR, len(PLAIN_TAR) // 2),
+    ('data.tar', PLAIN_TAR, end_of_members(PLAIN_TAR)),
+    ('model.zip', ZIP, len(ZIP) // 2),
+    ('model.zip', ZIP, len(ZIP) - 1),
+], ids=['tgz-half', 'tgz-trailer', 'tar-half', 'tar-end-blocks', 'zip-half', 'zip-last-byte'])
+def test_body_cut_short_without_length_keeps_the_old_file(http_server, tmp_path, name, body, cut):
+    http_server.routes['/' + name] = lambda handler: send_without_length(handler, body[:cut])
+    (tmp_path / name).write_bytes(b'the good copy')
+    with pytest.raises(ValueError, match=f'downloaded {name} is not a complete (zip|tar) archive .*run the command'):
+        download(http_server.url + '/' + name, str(tmp_path / name))
+    assert (tmp_path / name).read_bytes() == b'the good copy'
+    assert os.listdir(tmp_path) == [name]  # no temporary file left
+
+
+@pytest.mark.parametrize('name, body', [('data.tar.gz', ARCHIVE), ('data.tar', PLAIN_TAR), ('model.zip', ZIP),
+                                        ('notes.bin', b'any bytes')])
+def test_whole_body_without_length_is_accepted(http_server, tmp_path, name, body):
+    http_server.routes['/' + name] = lambda handler: send_without_length(handler, body)
+    download(http_server.url + '/' + name, str(tmp_path / name))
+    assert (tmp_path / name).read_bytes() == body
 
 
 def test_http_error_is_clear(http_server, tmp_path):

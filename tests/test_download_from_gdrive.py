@@ -6,12 +6,12 @@ import urllib.parse
 
 import pytest
 
-from conftest import run_script, send_bytes
+from conftest import make_zip, run_script, send_bytes, send_without_length
 from utils import download_from_gdrive as gdrive
 from utils.cli import run_main
 
 FILE_ID = '0B5MzpY9kBtDVZ2RpVDYwWmxoSUk'
-CONTENT = bytes(range(256)) * 4000  # about 1 MB, several chunks
+CONTENT = make_zip({'20180402-114759/model.pb': bytes(range(256)) * 4000})  # a model.zip of about 1 MB
 
 
 def query(path):
@@ -119,6 +119,18 @@ def test_cookie_that_does_not_unlock_the_file_is_not_retried_forever(drive, tmp_
         gdrive.download_from_gdrive(FILE_ID, str(tmp_path / 'model.zip'), base_url=drive.uc_url)
     assert len(drive.requests) == 2
     assert os.listdir(tmp_path) == []
+
+
+def test_zip_cut_short_without_length_keeps_the_old_file(drive, tmp_path):
+    destination = tmp_path / 'model.zip'
+    destination.write_bytes(b'the good copy')
+    drive.routes['/uc'] = lambda handler: send_without_length(handler, CONTENT[:len(CONTENT) // 2])
+    with pytest.raises(ValueError, match='downloaded model.zip is not a complete zip archive'):
+        gdrive.download_from_gdrive(FILE_ID, str(destination), base_url=drive.uc_url)
+    assert destination.read_bytes() == b'the good copy' and os.listdir(tmp_path) == ['model.zip']
+    drive.routes['/uc'] = lambda handler: send_without_length(handler, CONTENT)
+    gdrive.download_from_gdrive(FILE_ID, str(destination), base_url=drive.uc_url)
+    assert destination.read_bytes() == CONTENT
 
 
 def test_http_error_and_unreachable_server(drive, tmp_path):

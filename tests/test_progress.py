@@ -1,5 +1,8 @@
 """utils.progress: bars redrawn live on a terminal, a line now and then when stderr is a file."""
 
+import os
+import pty
+import re
 import subprocess
 import sys
 
@@ -32,3 +35,51 @@ def test_a_bar_in_a_log_file_prints_a_few_lines_not_one_per_update(tmp_path):
 def test_a_bar_without_a_count_counts_up(monkeypatch):
     monkeypatch.setattr(progress, 'enabled', True)
     assert progress.progress_bar('probe images ').max_value is progressbar.UnknownLength
+
+
+# A bar on a terminal, with a log record and a print to stderr while it is live, and a record after it.
+LOGS_DURING_A_BAR = '''
+import logging, sys
+from utils import cli, progress
+cli.setup_logging('WARNING')
+logger = logging.getLogger('scan')
+with progress.progress_bar('items ', 3) as bar:
+    bar.update(1)
+    logger.warning('a log line')
+    bar.update(2)
+    print('a print to stderr', file=sys.stderr)
+    bar.update(3)
+logger.warning('after the bar')
+'''
+
+
+def run_on_a_terminal(code):
+    """Runs Python `code` with stdout and stderr on a pseudo-terminal; returns all it wrote, as text."""
+    master, slave = pty.openpty()
+    with subprocess.Popen([sys.executable, '-c', code], cwd=REPO, stdin=subprocess.DEVNULL, stdout=slave,
+                          stderr=slave) as process:
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 1 << 16)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        assert process.wait(timeout=60) == 0, b''.join(chunks)
+    os.close(master)
+    return b''.join(chunks).decode()
+
+
+def test_log_lines_print_above_a_live_bar_not_inside_it():
+    written = run_on_a_terminal(LOGS_DURING_A_BAR)
+    # What the terminal shows line by line: each carriage return or newline starts the line again.
+    pieces = [piece.rstrip() for piece in re.split(r'[\r\n]', written) if piece.strip()]
+    assert 'WARNING scan: a log line' in pieces and 'a print to stderr' in pieces, written
+    assert [piece for piece in pieces if 'a log line' in piece or 'a print' in piece] == [
+        'WARNING scan: a log line', 'a print to stderr'], written  # none glued to the bar's text
+    assert pieces.index('WARNING scan: a log line') < max(index for index, piece in enumerate(pieces)
+                                                          if '100% (3 of 3)' in re.sub(r'\x1b\[[\d;]*m', '', piece))
+    assert pieces[-1] == 'WARNING scan: after the bar', written  # logging's stream is given back

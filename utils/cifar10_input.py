@@ -16,11 +16,11 @@ import logging
 import os
 
 import numpy as np
-import tensorflow as tf
 
 from utils import pipeline
 from utils.download import download, extract_tar
 from utils.files import digest_files
+from utils.quiet_tf import tf
 
 logger = logging.getLogger(__name__)
 

@@ -7,9 +7,10 @@ Every `*_activations.py` script takes `add_common_arguments`, `add_activation_ar
 
 import argparse
 import logging
+import math
 import sys
 
-from utils import progress
+from utils import memory, progress
 from utils.files import ensure_writable_dir
 from utils.layers import computed_tensors, describe_tensors, resolve_layers
 from utils.recfield_cache import RecfieldCache
@@ -178,12 +179,36 @@ def prepare_layers(graph, images_ph, args):
 
 
 def find_layers(graph, images_ph, args):
-    """The `--layers` tensors (`utils.layers.resolve_layers`); unlike `prepare_layers`, writes nothing.
+    """The `--layers` tensors (`utils.layers.resolve_layers`), once the run is known to fit in memory
+    (`check_graph_memory`); unlike `prepare_layers`, writes nothing.
 
     Raises:
-        ValueError: see `utils.layers.resolve_layers`.
+        ValueError: see `utils.layers.resolve_layers` and `utils.memory.check_memory`.
     """
-    return resolve_layers(graph, layer_names(args.layers), images_ph)
+    layers = resolve_layers(graph, layer_names(args.layers), images_ph)
+    check_graph_memory(graph, images_ph, layers, args)
+    return layers
+
+
+def check_graph_memory(graph, images_ph, layers, args):
+    """Refuses a run of a TensorFlow graph that cannot fit in memory (`utils.memory`), from the tensors' static
+    shapes, before anything runs. Tensors whose size per image is unknown are left out.
+
+    Raises:
+        ValueError: see `utils.memory.check_memory`.
+    """
+    def per_image(tensor):
+        dims = tensor.shape.as_list()[1:] if tensor.shape.rank else []
+        return None if None in dims or not tensor.dtype.size else dims
+    input_shape = per_image(images_ph)
+    layer_shapes = [per_image(layer) for layer in layers]
+    if input_shape is None or None in layer_shapes:
+        return
+    largest = max((math.prod(dims) * tensor.dtype.size for tensor in computed_tensors(graph, images_ph)
+                   if (dims := per_image(tensor)) is not None), default=0)
+    needed = memory.needed_bytes(args.batch_size, input_shape, largest, layer_shapes,
+                                 getattr(args, 'num_samples', None), getattr(args, 'num_channels', None))
+    memory.check_memory(needed, image_size_flag='--image_size' if hasattr(args, 'image_size') else None)
 
 
 def ensure_output_dirs(args):

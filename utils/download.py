@@ -1,7 +1,9 @@
 """Downloading datasets and models: streamed with a progress bar, checked, and never left half-written.
 
 `download` streams a URL into a temporary file beside the destination and renames it into place only once
-the whole body has arrived (and its MD5 matches, when one is given). `extract_tar` unpacks an archive
+the whole body has arrived (and its MD5 matches, when one is given). Without an MD5, a `.zip` or tar archive
+is read to its end first (`check_archive`): a body cut short by a server that sent no Content-Length then
+fails instead of replacing a good file. Other files without an MD5 cannot be checked. `extract_tar` unpacks an archive
 through the standard library's `data` filter, which refuses members that would land outside the target
 folder (`../`, absolute paths, links pointing out, devices), into a temporary folder first. As a script:
 `python utils/download.py URL DESTINATION [--md5 HEX] [--extract]`.
@@ -15,9 +17,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
 import logging  # noqa: E402
+import lzma  # noqa: E402
 import shutil  # noqa: E402
 import tarfile  # noqa: E402
 import tempfile  # noqa: E402
+import zipfile  # noqa: E402
+import zlib  # noqa: E402
 
 import progressbar  # noqa: E402
 import requests  # noqa: E402
@@ -29,6 +34,8 @@ from utils.progress import progress_bar  # noqa: E402
 logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1 << 20
+ARCHIVE_KINDS = (('.zip', 'zip'), ('.tar', 'tar'), ('.tgz', 'tar'), ('.tar.gz', 'tar'), ('.tbz2', 'tar'),
+                 ('.tar.bz2', 'tar'), ('.txz', 'tar'), ('.tar.xz', 'tar'))
 
 
 def download(url, destination, md5=None, session=None, timeout=60):
@@ -73,15 +80,17 @@ def write_response(response, destination, md5=None):
 
     Raises:
         ConnectionError: fewer bytes arrived than the response's Content-Length announced.
-        ValueError: the MD5 differs.
+        ValueError: the MD5 differs, or, without `md5`, an archive does not read to its end (`check_archive`).
         requests.RequestException: the connection broke while reading.
+        In every case `destination` is left as it was.
     """
     name = os.path.basename(destination)
     expected_size = int(response.headers.get('Content-Length', 0)) or None
     digest = hashlib.md5()
     received = 0
     widgets = [f'{name} ', progressbar.DataSize(), ' ', progressbar.Bar(), ' ', progressbar.FileTransferSpeed()]
-    with atomic_write(destination) as stream, progress_bar('', expected_size or None, widgets=widgets) as bar:
+    with atomic_write(destination, 'w+b') as stream, \
+            progress_bar('', expected_size or None, widgets=widgets) as bar:
         for chunk in response.iter_content(CHUNK_SIZE):
             stream.write(chunk)
             digest.update(chunk)
@@ -93,7 +102,46 @@ def write_response(response, destination, md5=None):
         if md5 is not None and digest.hexdigest() != md5.lower():
             raise ValueError(f'downloaded {name} has MD5 {digest.hexdigest()}, expected {md5}: the file is '
                              'damaged or not the expected one; run the command again, or download it by hand.')
+        if md5 is None:
+            check_archive(stream, name)
     logger.info('downloaded %s (%d bytes)', destination, received)
+
+
+def check_archive(stream, name):
+    """Reads a `.zip` or tar archive (as `name` ends, `ARCHIVE_KINDS`) to its end; any other file passes.
+
+    A zip must open and every member match its CRC; a tar (any compression) must list every member, decompress
+    to its end (where gzip, bz2 and xz check their own lengths or CRCs) and end with the two zero blocks every
+    tar has.
+
+    Args:
+        stream: the file, open for reading (it is read from its start).
+        name: its file name, for the kind and for the message.
+
+    Raises:
+        ValueError: the archive is damaged or ends early.
+    """
+    kind = next((kind for ending, kind in ARCHIVE_KINDS if name.lower().endswith(ending)), None)
+    if kind is None:
+        return
+    stream.flush()
+    stream.seek(0)
+    try:
+        if kind == 'zip':
+            with zipfile.ZipFile(stream) as archive:
+                damaged = archive.testzip()
+            if damaged is not None:
+                raise zipfile.BadZipFile(f'member {damaged} does not match its CRC')
+        else:
+            with tarfile.open(fileobj=stream) as archive:
+                archive.getmembers()
+                while archive.fileobj.read(CHUNK_SIZE):
+                    pass
+                if archive.fileobj.tell() < archive.offset + 2 * tarfile.BLOCKSIZE:
+                    raise tarfile.ReadError('it ends before its end-of-archive blocks')
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as error:
+        raise ValueError(f'downloaded {name} is not a complete {kind} archive ({error}): the download was cut short '
+                         'or the file is damaged; run the command again.') from error
 
 
 def extract_tar(archive, target_dir):

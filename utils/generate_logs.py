@@ -14,17 +14,16 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
 import shlex  # noqa: E402
 
-import tensorflow as tf  # noqa: E402
 
 from utils import cifar10_model, cli  # noqa: E402
 from utils.files import ensure_writable_dir  # noqa: E402
 from utils.load import load_model  # noqa: E402
+from utils.quiet_tf import tf  # noqa: E402
 from utils.tensorboard_logs import EventLog  # noqa: E402
 
 tf1 = tf.compat.v1

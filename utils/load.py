@@ -14,8 +14,9 @@ import logging
 import os
 import re
 
-import tensorflow as tf
 from google.protobuf.message import DecodeError
+
+from utils.quiet_tf import tf
 
 tf1 = tf.compat.v1
 logger = logging.getLogger(__name__)

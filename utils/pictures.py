@@ -83,6 +83,9 @@ def check_picture_size(num_samples, image_height):
     """
     caption_room = 40
     fitting = (MAX_SIDE - caption_room) // (image_height + 2 * BORDER)
+    if not fitting:  # not even one image: no --num_samples helps
+        raise ValueError(f'{image_height}-pixel images are taller than the {MAX_SIDE} pixels a JPEG can hold; use '
+                         'smaller images (--image_size).')
     if num_samples > fitting:
         raise ValueError(f'--num_samples {num_samples} with {image_height}-pixel images makes pictures taller than '
                          f'the {MAX_SIDE} pixels a JPEG can hold; use at most {fitting}.')
