@@ -53,7 +53,7 @@ class TopActivations:
     def num_channels(self):
         return self.firings.shape[0]
 
-    def update(self, images, features, indices=None):
+    def update(self, images, features, indices=None, maxima=None):
         """Takes one batch into account.
 
         Args:
@@ -61,6 +61,9 @@ class TopActivations:
                 indices, firings and coordinates.
             features: the layer's feature maps `[batch, feat_h, feat_w, channels]`.
             indices: global image indices of the batch; by default they continue from the previous batch.
+            maxima: the maps' maxima `[batch, channels]` where the network computed them already
+                (`utils.tf_runtime.channel_maxima`), or None to compute them here; they must be the exact maxima.
+                Coordinates always come from `features`, for the images that enter a top list only.
 
         Returns:
             self.
@@ -71,9 +74,18 @@ class TopActivations:
         features = np.asarray(features)
         if features.ndim != 4:
             raise ValueError(f'features must be [batch, height, width, channels], got shape {features.shape}.')
-        if not (np.issubdtype(features.dtype, np.integer) or np.issubdtype(features.dtype, np.floating)):
-            raise ValueError(f'features must be numbers (a feature map), got dtype {features.dtype}.')
-        batch_size, num_channels = features.shape[0], features.shape[3]
+        _check_numbers(features, 'features')
+        if maxima is None:
+            # Maximum over rows first, then over columns: long contiguous inner loops, about twice as fast as
+            # one reduction over all pixels.
+            maxima = features.max(axis=1).max(axis=1) if len(features) else np.zeros((0, features.shape[3]))
+        else:
+            maxima = np.asarray(maxima)
+            if maxima.shape != (features.shape[0], features.shape[3]):
+                raise ValueError(f'maxima must be [batch, channels] of the features, {list(features.shape[::3])}; '
+                                 f'got shape {maxima.shape}.')
+            _check_numbers(maxima, 'maxima')
+        batch_size, num_channels = maxima.shape
         if not batch_size:
             return self
         if images is not None and len(images) != batch_size:
@@ -85,39 +97,43 @@ class TopActivations:
         indices = np.asarray(indices, np.int64)
         if indices.shape != (batch_size,):
             raise ValueError(f'indices must have one entry per image ({batch_size}), got shape {indices.shape}.')
-        # An image counted twice would take two places in a channel's top list.
-        if len(np.unique(indices)) != batch_size or np.isin(indices, self.indices).any():
+        # An image counted twice would take two places in a channel's top list. Indices rising above every
+        # kept one (the usual case) are distinct and new; others are checked in full.
+        rising = (np.diff(indices) > 0).all() and (not self.indices.size or indices[0] > self.indices.max())
+        if not rising and (len(np.unique(indices)) != batch_size or np.isin(indices, self.indices).any()):
             raise ValueError('indices must be distinct and new: each image is given to update once, under one '
                              'index.')
 
-        # Maximum over rows first, then over columns: long contiguous inner loops, about twice as fast as
-        # one reduction over all pixels.
-        batch_firings = features.max(axis=1).max(axis=1).T  # [channels, batch]
+        batch_firings = maxima.T  # [channels, batch]
         if np.isnan(batch_firings).any():
             raise ValueError('features contain NaN; check the network and its input.')
         self._check_keeps_images(images is not None)
         if not self.num_seen:
             self._set_empty(num_channels)
 
-        # Once a channel keeps num_samples images, only a batch reaching its weakest firing can change it.
+        # Once a channel keeps num_samples images, only images reaching its weakest firing can change it.
+        columns = np.arange(batch_size)  # the batch's images that may enter some channel's list
         if self.firings.shape[1] == self.num_samples:
-            changing = np.flatnonzero((batch_firings >= self.firings[:, -1:]).any(axis=1))
+            reaching = batch_firings >= self.firings[:, -1:]
+            changing, columns = np.flatnonzero(reaching.any(axis=1)), np.flatnonzero(reaching.any(axis=0))
         else:
             changing = np.arange(num_channels)
         if len(changing):
-            self._take_batch(changing, batch_firings[changing], features, images, indices)
+            self._take_batch(changing, columns, batch_firings[np.ix_(changing, columns)], features, images, indices)
         self.num_seen += batch_size
         self.next_index = int(indices.max()) + 1
         return self
 
-    def _take_batch(self, channels, batch_firings, features, images, indices):
-        """Updates the kept images of `channels` with a batch whose maxima there are `batch_firings`."""
+    def _take_batch(self, channels, columns, batch_firings, features, images, indices):
+        """Updates the kept images of `channels` with the images `columns` of a batch, whose maxima there are
+        `batch_firings`."""
         # Candidates per channel: the kept images, then the batch. Ordering by (-firing, index) keeps the
         # strongest and, among equal firings, the earlier image.
         kept_firings, kept_indices, kept_coords = self.firings[channels], self.indices[channels], self.coords[channels]
         num_kept = kept_firings.shape[1]
         candidate_firings = np.concatenate([kept_firings, batch_firings.astype(np.float64)], axis=1)
-        candidate_indices = np.concatenate([kept_indices, np.broadcast_to(indices, batch_firings.shape)], axis=1)
+        candidate_indices = np.concatenate([kept_indices, np.broadcast_to(indices[columns], batch_firings.shape)],
+                                           axis=1)
         order = np.lexsort((candidate_indices, -candidate_firings), axis=-1)[:, :self.num_samples]
 
         # Coordinates: kept ones are known; for images entering the top, find the argmax only there.
@@ -125,7 +141,7 @@ class TopActivations:
         if num_kept:
             coords = np.take_along_axis(kept_coords, np.minimum(order, num_kept - 1)[..., None], axis=1)
         rows, slots = np.nonzero(order >= num_kept)
-        positions = order[rows, slots] - num_kept
+        positions = columns[order[rows, slots] - num_kept]
         if len(positions):
             width = features.shape[2]
             flat = features[positions, :, :, channels[rows]].reshape(len(positions), -1).argmax(axis=1)
@@ -137,7 +153,7 @@ class TopActivations:
             self.firings[channels], self.indices[channels], self.coords[channels] = new_firings, new_indices, coords
         else:  # still filling up: every channel is in `channels`
             self.firings, self.indices, self.coords = new_firings, new_indices, coords
-        if images is not None:
+        if images is not None and len(positions):
             for position in np.unique(positions):
                 self._images[int(indices[position])] = np.array(images[position], copy=True)
             self._forget_unkept_images()
@@ -313,6 +329,11 @@ class Activations:
         """
         boxes = [recfield.recfield[y, x] for y, x in self.coords]
         return full_column(self.images, boxes), crop_column(self.images, boxes, recfield.max())
+
+
+def _check_numbers(array, name):
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise ValueError(f'{name} must be numbers (a feature map), got dtype {array.dtype}.')
 
 
 def _is_whole_number(value):

@@ -709,3 +709,33 @@ def test_an_image_given_twice_is_refused(rng):
 def test_features_must_be_numbers():
     with pytest.raises(ValueError, match='features must be numbers'):
         TopActivations(2).update(None, np.full((1, 2, 2, 1), 'a'))
+
+
+# -- maxima computed by the network ---------------------------------------------------------------------
+
+@pytest.mark.parametrize('kind', ['quantised', 'continuous', 'negative', 'constant'])
+@pytest.mark.parametrize('num_samples', [1, 5, 12])
+def test_maxima_given_with_the_maps_give_the_state_of_maps_alone(kind, num_samples):
+    images, features = make_data(kind)
+    features = np.maximum(features, 0) if kind == 'continuous' else features  # ReLU zeros: ties everywhere
+    given = TopActivations(num_samples)
+    for part in batches():
+        given.update(images[part], features[part], maxima=features[part].max(axis=(1, 2)))
+    assert_same_tracker(given, scan(images, features, num_samples))
+    assert_matches_reference(given, images, features, num_samples)
+
+
+def test_maxima_of_another_shape_or_with_nan_are_refused():
+    features = np.zeros((3, 2, 2, 4))
+    with pytest.raises(ValueError, match=r'maxima must be \[batch, channels\] of the features, \[3, 4\]; got shape '
+                                         r'\(4, 3\)'):
+        TopActivations(2).update(None, features, maxima=np.zeros((4, 3)))
+    with pytest.raises(ValueError, match='features contain NaN'):
+        TopActivations(2).update(None, features, maxima=np.full((3, 4), np.nan))
+
+
+def test_an_index_kept_earlier_is_refused_after_lower_ones():
+    features = np.ones((2, 1, 1, 1))
+    top = TopActivations(5).update(None, features, indices=[100, 101]).update(None, features, indices=[0, 1])
+    with pytest.raises(ValueError, match='indices must be distinct and new'):
+        top.update(None, features, indices=[100, 102])  # rising, but 100 is kept

@@ -1,5 +1,7 @@
 """Tests of utils/benchmark_scan.py: a run on tiny sizes, and its check of equal work."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -9,30 +11,32 @@ from utils import benchmark_scan
 
 
 def table_rows(table):
-    """The `(ms/batch, x (a), besides forward ms)` numbers of modes a, b and c in a printed table."""
-    rows = [line for line in table.splitlines() if line.startswith(('(a)', '(b)', '(c)'))]
-    assert [row[:3] for row in rows] == ['(a)', '(b)', '(c)']
-    return [tuple(map(float, row.split()[-3:])) for row in rows]
+    """The `(ms/batch, x (a), besides session.run ms, CPU ms/batch, x (a))` numbers of modes a, b, d and c in a
+    printed table."""
+    rows = [line for line in table.splitlines() if line.startswith(('(a)', '(b)', '(c)', '(d)'))]
+    assert [row[:3] for row in rows] == ['(a)', '(b)', '(d)', '(c)']
+    return [tuple(map(float, row.split()[-5:])) for row in rows]
 
 
 # In this process and not under capsys: a progress bar (track_top_activations draws one) drawn under capsys
 # breaks the later ones of the process (progressbar2 keeps the stream of its first bar).
-def test_benchmark_times_the_three_modes_and_checks_their_images():
+def test_benchmark_times_the_four_modes_and_checks_their_images():
     table = benchmark_scan.benchmark(num_batches=2, batch_size=8, num_samples=3)
     assert 'conv1/conv1:0 (64 ch) + conv2/conv2:0 (64 ch), 2 batches of 8 random 24x24x3 images' in table
     assert '(c) forward + 128 per-channel Activations' in table
-    ms_per_batch, ratio, besides_forward = zip(*table_rows(table))
-    assert min(ms_per_batch) > 0 and ratio[0] == 1.0
+    ms_per_batch, ratio, besides_forward, cpu_ms_per_batch, cpu_ratio = zip(*table_rows(table))
+    assert min(ms_per_batch) > 0 and ratio[0] == 1.0 and min(cpu_ms_per_batch) > 0 and cpu_ratio[0] == 1.0
     # The per-channel loop does the same work as TopActivations, in 128 small steps instead of one.
-    assert besides_forward[2] > besides_forward[1] > besides_forward[0]
-    assert 'check: (b) and (c) kept identical firings, coords and images for every channel: OK' in table
+    assert besides_forward[3] > besides_forward[1] > besides_forward[0]
+    assert re.search(r'^scan bookkeeping ratio \(b-a\)/a = [+-]\d+\.\d %', table, re.MULTILINE)
+    assert 'check: (b), (d) and (c) kept identical firings, coords and images for every channel: OK' in table
 
 
 @pytest.mark.slow
 def test_script_prints_the_table():
     result = run_script('utils/benchmark_scan.py', '--num_batches', '1', '--batch_size', '4')
     assert result.returncode == 0, result.stderr
-    assert len(table_rows(result.stdout)) == 3 and '1 batches of 4 random' in result.stdout
+    assert len(table_rows(result.stdout)) == 4 and '1 batches of 4 random' in result.stdout
 
 
 def test_help_says_what_it_measures(capsys):

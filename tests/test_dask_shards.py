@@ -21,6 +21,7 @@ from shard_fixtures import FLAGS, LAYERS, assert_same_state, shard_state_paths
 from utils import dask_shards, vgg16
 from utils.cli import run_main
 from utils.states import ShardState, state_path
+from utils.tf_runtime import session_config, thread_counts
 
 pytestmark = pytest.mark.slow
 WAIT_S = 60  # every wait is bounded
@@ -118,3 +119,18 @@ def test_local_cluster_from_the_command_line_draws_what_one_process_draws(vgg16_
     assert [(tmp_path / name).read_bytes() for name in names] == [(single_dir / name).read_bytes() for name in names]
     for layer in LAYERS:
         assert_same_state(ShardState.load(state_path(str(tmp_path), layer)), single_states[layer])
+
+
+def test_the_workers_of_a_local_cluster_share_the_cores_among_their_tensorflow_sessions(monkeypatch):
+    for variable in dask_shards.THREAD_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    def configured_threads():
+        config = session_config()
+        return config.intra_op_parallelism_threads, config.inter_op_parallelism_threads
+    with dask_shards.connect('local', num_workers=2) as client:
+        threads = client.run(configured_threads)  # in every worker process
+    share = max(1, (os.cpu_count() or 1) // 2)
+    assert list(threads.values()) == [(share, share)] * 2
+    monkeypatch.setenv('TF_NUM_INTRAOP_THREADS', '3')  # this process's setting wins
+    with dask_shards.connect('local', num_workers=2) as client:
+        assert set(client.run(thread_counts).values()) == {(3, share)}

@@ -22,6 +22,7 @@ from utils import pipeline
 from utils.layers import file_stem
 from utils.pipeline import PROBE_BATCH_SIZE, Layer, Model, probe_shape, shard_bounds
 from utils.recfield_cache import RecfieldCache
+from utils.tf_runtime import session_forward_funcs
 
 
 def build_box_filter_graph(kernel_size=3):
@@ -208,6 +209,47 @@ def test_what_forward_func_feeds_reaches_every_batch(network):
     flipped, _ = pipeline.track_top_activations(tf_model(network, {flip: -1.0}), [(inputs, display)], 2)
     # Flipping the sign swaps the two channels (a box filter and its negative).
     np.testing.assert_array_equal(flipped.firings, plain.firings[::-1])
+
+
+def test_a_scan_with_maxima_from_the_graph_keeps_what_a_scan_of_the_maps_keeps():
+    session, (images_ph, _, conv, pool) = build_session(build_box_filter_graph)  # a graph of its own: it grows
+    with session:
+        forward_func, maxima_forward_func = session_forward_funcs(session, images_ph, [conv, pool])
+        inputs, display = box_filter_images(40, seed=3)
+        inputs[[5, 30]], inputs[[6, 31]] = 0.9, -0.9  # plateaus: the strongest firings, at many pixels of a map
+        batch_sizes = []
+
+        def counting(batch):
+            batch_sizes.append(len(batch))
+            return maxima_forward_func(batch)
+        models = [Model(forward_func, [conv, pool], BOX_IMSHAPE, BOX_VALUE_RANGE),
+                  Model(forward_func, [conv, pool], BOX_IMSHAPE, BOX_VALUE_RANGE, maxima_forward_func=counting)]
+        from_maps, with_maxima = [
+            pipeline.track_top_activations(model, [(inputs[start:start + 8], display[start:start + 8])
+                                                   for start in range(0, 40, 8)], num_samples=3)
+            for model in models]
+    assert batch_sizes == [8] * 5
+    assert_same_trackers(with_maxima, from_maps)
+    for tracker, expected in zip(with_maxima, from_maps):
+        for channel in range(2):
+            for image, expected_image in zip(tracker.channel(channel)[3], expected.channel(channel)[3], strict=True):
+                np.testing.assert_array_equal(image, expected_image)
+    assert from_maps[0].indices[:, 0].tolist() == [5, 6] and from_maps[0].coords[:, 0].tolist() == [[1, 1]] * 2
+
+
+def test_run_with_maxima_refuses_what_is_not_a_map_and_its_maxima_per_layer():
+    batch = np.zeros((3, 12, 12, 1), np.float32)
+    maps = np.zeros((3, 6, 6, 2))
+
+    def model(pairs):
+        return Model(lambda x: [x, x], BOX_LAYERS, BOX_IMSHAPE, BOX_VALUE_RANGE, maxima_forward_func=lambda _: pairs)
+    assert len(model([(maps, np.zeros((3, 2)))] * 2).run_with_maxima(batch)) == 2
+    with pytest.raises(ValueError, match=r'must return a list of 2 \(feature map, maxima\) pairs'):
+        model([(maps, np.zeros((3, 2)))]).run_with_maxima(batch)
+    with pytest.raises(ValueError, match=r'maxima of shape \(2, 3\) for conv/Relu:0; expected \[3, 2\]'):
+        model([(maps, np.zeros((2, 3)))] * 2).run_with_maxima(batch)
+    with pytest.raises(ValueError, match=r'maxima_forward_func returned a map of shape \(3, 6, 6, 1\) for conv/Relu:0'):
+        model([(maps[..., :1], np.zeros((3, 2)))] * 2).run_with_maxima(batch)
 
 
 # -- receptive fields and pictures ------------------------------------------------------------------------------

@@ -1,16 +1,19 @@
 """What keeping each channel's strongest images costs during a scan, next to the forward pass itself.
 
-    python utils/benchmark_scan.py            # 20 batches of 128 images, about half a minute on 2 CPU cores
+    python utils/benchmark_scan.py            # 40 batches of 128 images, about half a minute on 2 CPU cores
     python utils/benchmark_scan.py --help
 
 The CIFAR-10 example's network (`utils.cifar10_model`, fresh weights; its conv1 and conv2 as a
-`utils.pipeline.Model` whose forward pass also computes the logits) runs on random 24x24 images, three ways per batch:
-(a) the forward pass alone (`Model.run`); (b) the pipeline's scan, `pipeline.track_top_activations`, which
-adds one `TopActivations` per layer; (c) the forward pass and the original tool's loop of one `Activations`
-per channel. The order of the modes turns from batch to batch, so that slow phases of a shared machine hit
-all of them; batch 0 warms up and is not counted. It prints the median time per batch and the time spent
-besides the forward pass. Unless (b) and (c) keep the same images for every channel, it ends with an `error:`
-line and exit status 2.
+`utils.pipeline.Model` whose forward pass also computes the logits) runs on random 24x24 images, four ways per batch:
+(a) the forward pass alone (`Model.run`, the maps fetched); (b) the pipeline's scan,
+`pipeline.track_top_activations`: the maps and their per-channel maxima, computed in the graph
+(`utils.tf_runtime.channel_maxima`), then one `TopActivations` per layer; (d) the same without maxima from the
+graph: the maps, then `TopActivations.update` computes them; (c) the forward pass and the original tool's loop
+of one `Activations` per channel. The order of the modes turns from batch to batch, so that slow phases of a shared
+machine hit all of them; batch 0 warms up and is not counted. It prints the median wall time per batch, the time
+spent besides `session.run`, the median CPU time per batch (of all the process's threads: steadier than the wall
+time when other programs share the cores), and the scan's bookkeeping ratio (b-a)/a in both. Unless (b), (c)
+and (d) keep the same images for every channel, it ends with an `error:` line and exit status 2.
 """
 
 import os
@@ -24,15 +27,16 @@ import logging  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
-from activations import Activations  # noqa: E402
+from activations import Activations, TopActivations  # noqa: E402
 from utils import cifar10_model, cli, pipeline  # noqa: E402
 from utils.cifar10_input import CROP_SIZE  # noqa: E402
+from utils.quiet_tf import tf  # noqa: E402
+from utils.tf_runtime import session_forward_funcs  # noqa: E402
 
 logger = logging.getLogger('benchmark_scan')
 
-MODES = ('a', 'b', 'c')
+MODES = ('a', 'b', 'd', 'c')
 LOGITS = 'softmax_linear/softmax_linear:0'
 
 
@@ -44,25 +48,29 @@ class CheckFailed(ValueError):
 
 
 def open_model(batch_size, forward_seconds):
-    """The CIFAR-10 network with fresh weights as a `pipeline.Model` of conv1 and conv2.
+    """The CIFAR-10 network with fresh weights as a `pipeline.Model` of conv1 and conv2, with its
+    `maxima_forward_func`.
 
-    Its forward pass also fetches the logits (the whole network runs) and appends its duration to the list
+    Both forward functions also run the logits (the whole network runs) and append their durations to the list
     `forward_seconds`.
     """
     session, images_ph = cifar10_model.build_session(batch_size)
     graph = session.graph
     layers = [graph.get_tensor_by_name(name) for name in cifar10_model.DEFAULT_LAYERS]
-    fetches = layers + [graph.get_tensor_by_name(LOGITS)]
     with graph.as_default():
         session.run(tf.compat.v1.global_variables_initializer())
+    forward_func, maxima_forward_func = session_forward_funcs(session, images_ph, layers,
+                                                              run_also=[graph.get_tensor_by_name(LOGITS)])
 
-    def forward_func(batch):
-        start = time.perf_counter()
-        feature_maps = session.run(fetches, feed_dict={images_ph: batch})[:len(layers)]
-        forward_seconds.append(time.perf_counter() - start)
-        return feature_maps
-    return pipeline.Model(forward_func, layers, images_ph.shape.as_list(), cifar10_model.VALUE_RANGE,
-                          close=session.close)
+    def timed(function):
+        def run(*args):
+            start = time.perf_counter()
+            result = function(*args)
+            forward_seconds.append(time.perf_counter() - start)
+            return result
+        return run
+    return pipeline.Model(timed(forward_func), layers, images_ph.shape.as_list(), cifar10_model.VALUE_RANGE,
+                          close=session.close, maxima_forward_func=timed(maxima_forward_func))
 
 
 def random_batches(num_batches, batch_size, seed):
@@ -75,18 +83,22 @@ def random_batches(num_batches, batch_size, seed):
 
 
 def time_modes(model, batches, num_samples, forward_seconds):
-    """Runs every batch through modes a, b and c, in turns.
+    """Runs every batch through modes a, b, d and c, in turns.
 
     Returns:
-        `(trackers, per_channel, totals, besides)`: (b)'s `TopActivations` per layer, (c)'s lists of
-        `Activations` per layer, and per mode the seconds of each batch, in all and besides the forward pass.
+        `(trackers, per_channel, totals, besides, cpu)`: (b)'s and (d)'s `TopActivations` per layer (a dict by
+        mode), (c)'s lists of `Activations` per layer, and per mode the seconds of each batch: wall, wall besides
+        `session.run`, and CPU.
     """
     per_channel = [[Activations(num_samples) for _ in range(layer.num_channels)] for layer in model.layers]
+    full_maps = [TopActivations(num_samples) for _ in model.layers]
     totals = {mode: [] for mode in MODES}
     besides = {mode: [] for mode in MODES}
+    cpu = {mode: [] for mode in MODES}
 
-    def record(mode, start):
+    def record(mode, start, cpu_start):
         totals[mode].append(time.perf_counter() - start)
+        cpu[mode].append(time.process_time() - cpu_start)
         besides[mode].append(totals[mode][-1] - sum(forward_seconds))
         forward_seconds.clear()
 
@@ -99,23 +111,26 @@ def time_modes(model, batches, num_samples, forward_seconds):
         # Mode b is the pipeline's own loop, pulling batches from here: from handing it a batch to its next
         # request, it works on that batch; modes a and c run on the same batch before or after.
         for number, (inputs, images) in enumerate(batches):
-            for mode in MODES[number % 3:] + MODES[:number % 3]:
+            for mode in MODES[number % len(MODES):] + MODES[:number % len(MODES)]:
                 forward_seconds.clear()
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.process_time()
                 if mode == 'a':
                     model.run(inputs)
                 elif mode == 'b':
                     yield inputs, images
+                elif mode == 'd':
+                    for tracker, feature_map in zip(full_maps, model.run(inputs)):
+                        tracker.update(images, feature_map)
                 else:
                     run_per_channel(inputs, images)
-                record(mode, start)
+                record(mode, start, cpu_start)
 
     trackers = pipeline.track_top_activations(model, feed_scan(), num_samples, num_batches=len(batches))
-    return trackers, per_channel, totals, besides
+    return {'b': trackers, 'd': full_maps}, per_channel, totals, besides, cpu
 
 
-def check_equal_work(trackers, per_channel, batches, layer_names):
-    """Raises CheckFailed unless each `Activations` holds exactly its channel of the `TopActivations`.
+def check_equal_work(trackers, per_channel, batches, layer_names, mode='b'):
+    """Raises CheckFailed unless each `Activations` holds exactly its channel of the `TopActivations` of `mode`.
 
     Firings and coordinates are compared directly, kept images by their dataset index (found from their bytes)
     and by content.
@@ -125,7 +140,7 @@ def check_equal_work(trackers, per_channel, batches, layer_names):
     for name, tracker, activations in zip(layer_names, trackers, per_channel):
         for channel, channel_activations in enumerate(activations):
             firings, coords, indices, images = tracker.channel(channel)
-            where = f'(b) and (c) differ on {name} channel {channel}'
+            where = f'({mode}) and (c) differ on {name} channel {channel}'
             if not np.array_equal(firings, channel_activations.firings):
                 raise CheckFailed(f'{where}: firings {firings} vs {channel_activations.firings}')
             if not np.array_equal(coords, channel_activations.coords):
@@ -138,55 +153,64 @@ def check_equal_work(trackers, per_channel, batches, layer_names):
                 raise CheckFailed(f'{where}: kept images')
 
 
-def format_table(model, num_samples, totals, besides):
+def format_table(model, num_samples, totals, besides, cpu, loads):
     """The result table from per-batch seconds of each mode (batch 0, the warm-up, left out)."""
     num_batches, batch_size = len(totals['a']) - 1, model.imshape[0]
     median = {mode: float(np.median(totals[mode][1:])) for mode in MODES}
     extra = {mode: float(np.median(besides[mode][1:])) for mode in MODES}
+    cpu_median = {mode: float(np.median(cpu[mode][1:])) for mode in MODES}
     forward = np.array(totals['a'][1:])
-    paired = {mode: float(np.median(np.array(totals[mode][1:]) / forward - 1)) for mode in ('b', 'c')}
+    paired = {mode: float(np.median(np.array(totals[mode][1:]) / forward - 1)) for mode in MODES[1:]}
     num_channels = sum(layer.num_channels for layer in model.layers)
     labels = {'a': '(a) forward only (Model.run)',
-              'b': '(b) track_top_activations: TopActivations',
+              'b': '(b) scan: maxima from the graph, TopActivations',
+              'd': '(d) maxima in numpy, TopActivations',
               'c': f'(c) forward + {num_channels} per-channel Activations'}
     lines = [
         f'Top activations of {" + ".join(f"{layer.name} ({layer.num_channels} ch)" for layer in model.layers)}, '
         f'{num_batches} batches of {batch_size} random {CROP_SIZE}x{CROP_SIZE}x3 images, {num_samples} kept per '
         'channel',
-        f'Statistic: median over {num_batches} batches of the time per batch (modes in turns on every batch; '
-        'one more warm-up batch not counted).',
+        f'Statistic: median over {num_batches} batches of the wall and the CPU time per batch (modes in turns on '
+        'every batch; one more warm-up batch not counted); load average before and after: '
+        f'{", ".join(f"{load:.2f}" for load in loads)}.',
         '',
-        f'{"mode":<44}{"ms/batch":>10}{"x (a)":>8}{"besides forward ms":>20}',
+        f'{"mode":<48}{"ms/batch":>10}{"x (a)":>8}{"besides session.run ms":>24}{"CPU ms/batch":>14}{"x (a)":>8}',
     ]
     for mode in MODES:
-        lines.append(f'{labels[mode]:<44}{median[mode] * 1e3:>10.2f}{median[mode] / median["a"]:>8.2f}'
-                     f'{extra[mode] * 1e3:>20.2f}')
+        lines.append(f'{labels[mode]:<48}{median[mode] * 1e3:>10.2f}{median[mode] / median["a"]:>8.2f}'
+                     f'{extra[mode] * 1e3:>24.2f}{cpu_median[mode] * 1e3:>14.2f}'
+                     f'{cpu_median[mode] / cpu_median["a"]:>8.2f}')
     lines += [
         '',
-        f'(b-a)/a = {(median["b"] / median["a"] - 1) * 100:+.1f} % of the forward pass '
-        f'(median of per-batch paired ratios: {paired["b"] * 100:+.1f} %)',
+        f'scan bookkeeping ratio (b-a)/a = {(median["b"] / median["a"] - 1) * 100:+.1f} % of the forward pass '
+        f'(median of per-batch paired ratios: {paired["b"] * 100:+.1f} %; CPU time: '
+        f'{(cpu_median["b"] / cpu_median["a"] - 1) * 100:+.1f} %)',
+        f'without maxima from the graph (d-a)/a = {(median["d"] / median["a"] - 1) * 100:+.1f} % '
+        f'(paired: {paired["d"] * 100:+.1f} %; CPU time: {(cpu_median["d"] / cpu_median["a"] - 1) * 100:+.1f} %)',
         f'(c-a)/a = {median["c"] / median["a"] - 1:.2f} x the forward pass '
         f'(median of per-batch paired ratios: {paired["c"]:.2f} x)',
-        f'besides the forward pass, (b) takes {extra["c"] / extra["b"]:.1f} x less time than (c)',
-        'check: (b) and (c) kept identical firings, coords and images for every channel: OK',
+        'check: (b), (d) and (c) kept identical firings, coords and images for every channel: OK',
     ]
     return '\n'.join(lines)
 
 
-def benchmark(num_batches=20, batch_size=128, num_samples=5, seed=0):
-    """Times the three modes on the same batches and checks their results; returns the table as text."""
+def benchmark(num_batches=40, batch_size=128, num_samples=5, seed=0):
+    """Times the four modes on the same batches and checks their results; returns the table as text."""
     batches = random_batches(num_batches + 1, batch_size, seed)  # +1: the warm-up batch
     forward_seconds = []
+    load_before = os.getloadavg()[0]
     with open_model(batch_size, forward_seconds) as model:
-        trackers, per_channel, totals, besides = time_modes(model, batches, num_samples, forward_seconds)
-    check_equal_work(trackers, per_channel, batches, model.layer_names)
-    return format_table(model, num_samples, totals, besides)
+        trackers, per_channel, totals, besides, cpu = time_modes(model, batches, num_samples, forward_seconds)
+    loads = (load_before, os.getloadavg()[0])
+    for mode, mode_trackers in trackers.items():
+        check_equal_work(mode_trackers, per_channel, batches, model.layer_names, mode)
+    return format_table(model, num_samples, totals, besides, cpu, loads)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('--num_batches', type=cli.positive_int, default=20, help='timed batches (plus 1 warm-up)')
+    parser.add_argument('--num_batches', type=cli.positive_int, default=40, help='timed batches (plus 1 warm-up)')
     parser.add_argument('--batch_size', type=cli.positive_int, default=128, help='images per batch')
     parser.add_argument('--num_samples', type=cli.positive_int, default=5, help='images kept per channel')
     parser.add_argument('--seed', type=int, default=0, help='seed of the random images')

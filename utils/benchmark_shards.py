@@ -3,12 +3,15 @@
     python utils/benchmark_shards.py          # the example's 360 tiles of 128x128, 5 layers: about 4 minutes
     python utils/benchmark_shards.py --help
 
-Runs `vgg16_activations.py` on the same tiles three ways, one after the other: (1) one process; (2) the 2
-shards of `--num_shards 2` as two processes at once, then `utils/merge_activations.py`; (3) `--dask_scheduler
-local --dask_workers 2 --num_shards 2`. The statistic is the wall time of one run of each, from starting the
-processes to the pictures written, so it includes what every process pays once (Python, TensorFlow, the
-graph, the weights, a Dask cluster) and the receptive fields. Unless the three ways write byte-identical
-pictures, it ends with an `error:` line and exit status 2.
+Runs `vgg16_activations.py` on the same tiles three ways, one after the other, every process or Dask worker with
+TensorFlow on one thread (`--threads`; `utils.tf_runtime.session_config`): (1) one process; (2) the 2 shards of
+`--num_shards 2` as two processes at once, then `utils/merge_activations.py`; (3) `--dask_scheduler local
+--dask_workers 2 --num_shards 2`. Every run measures the receptive fields (`--no_recfield_cache`). The statistics
+are the wall time of one run of each, from starting the processes to the pictures written, so it includes what
+every process pays once (Python, TensorFlow, the graph, the weights, a Dask cluster, the receptive fields), and
+the scan alone: the `scan:` line of the process, and of the slower of the two shards, giving the parallel
+efficiency of the scan, (1) / (2 x (2)). It prints the load average before and after. Unless the three ways write
+byte-identical pictures, it ends with an `error:` line and exit status 2.
 """
 
 import os
@@ -19,11 +22,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import argparse  # noqa: E402
 import glob  # noqa: E402
 import logging  # noqa: E402
+import re  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
 from utils import cli, images  # noqa: E402
+from utils.shards import THREAD_VARIABLES  # noqa: E402
 
 logger = logging.getLogger('benchmark_shards')
 
@@ -43,43 +48,68 @@ class CheckFailed(ValueError):
     """
 
 
-def run_together(commands):
-    """Starts Python scripts of the repository at once (argument lists) and waits for all; returns the seconds.
+def run_together(commands, threads=None):
+    """Starts Python scripts of the repository at once (argument lists) and waits for all.
+
+    Args:
+        commands: the scripts' argument lists.
+        threads: TensorFlow threads of each process (`utils.shards.THREAD_VARIABLES`), or None to leave them.
+
+    Returns:
+        `(wall seconds, [each script's standard output])`.
 
     Raises:
         CheckFailed: a script failed (the message has its last error line).
     """
+    env = dict(os.environ, **({variable: str(threads) for variable in THREAD_VARIABLES} if threads else {}))
     start = time.perf_counter()
-    processes = [subprocess.Popen([sys.executable, *map(str, command)], cwd=REPO, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True) for command in commands]
-    outcomes = [(command, process.communicate()[1], process.returncode)
-                for command, process in zip(commands, processes)]
-    for command, stderr, status in outcomes:
+    processes = [subprocess.Popen([sys.executable, *map(str, command)], cwd=REPO, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=env) for command in commands]
+    outcomes = [(command, *process.communicate(), process.returncode) for command, process in zip(commands, processes)]
+    seconds = time.perf_counter() - start
+    for command, _, stderr, status in outcomes:
         if status:
             raise CheckFailed(f'{" ".join(map(str, command))} failed: {stderr.strip().splitlines()[-1:]}')
-    return time.perf_counter() - start
+    return seconds, [stdout for _, stdout, _, _ in outcomes]
 
 
-def run_three_ways(flags, folder):
-    """Runs the example the three ways, writing pictures to `folder/<mode>`.
+def scan_seconds(stdout):
+    """The seconds of the `scan: <n> images, <t> s` line a script printed.
+
+    Raises:
+        CheckFailed: no such line.
+    """
+    found = re.search(r'^scan: \d+ images, ([\d.]+) s$', stdout, re.MULTILINE)
+    if not found:
+        raise CheckFailed(f'{SCRIPT} printed no scan line: {stdout.strip().splitlines()[-3:]}')
+    return float(found[1])
+
+
+def run_three_ways(flags, folder, threads=1):
+    """Runs the example the three ways, writing pictures to `folder/<mode>`, TensorFlow on `threads` threads per
+    process or worker.
 
     Returns:
-        `({mode: wall seconds}, seconds of the merge alone)`.
+        `({mode: wall seconds}, seconds of the merge alone, {'single': scan seconds, 'shards': the slower shard's})`.
     """
-    seconds = {}
+    seconds, scans = {}, {}
     logger.info('one process')
-    seconds['single'] = run_together([[SCRIPT, *flags, '--out_dir', os.path.join(folder, 'single')]])
+    seconds['single'], (output,) = run_together([[SCRIPT, *flags, '--out_dir', os.path.join(folder, 'single')]],
+                                                threads)
+    scans['single'] = scan_seconds(output)
     logger.info('2 shards at once, then the merge')
     states = os.path.join(folder, 'states')
-    scan = run_together([[SCRIPT, *flags, '--num_shards', 2, '--shard_index', index, '--out_dir', states]
-                         for index in range(2)])
-    merge = run_together([[os.path.join('utils', 'merge_activations.py'), '--out_dir', os.path.join(folder, 'shards'),
-                           '--states', *sorted(glob.glob(os.path.join(states, 'state-*.npz')))]])
+    scan, outputs = run_together([[SCRIPT, *flags, '--num_shards', 2, '--shard_index', index, '--out_dir', states]
+                                  for index in range(2)], threads)
+    scans['shards'] = max(map(scan_seconds, outputs))
+    merge, _ = run_together([[os.path.join('utils', 'merge_activations.py'), '--out_dir',
+                              os.path.join(folder, 'shards'),
+                              '--states', *sorted(glob.glob(os.path.join(states, 'state-*.npz')))]])
     seconds['shards'] = scan + merge
     logger.info('Dask LocalCluster')
-    seconds['dask'] = run_together([[SCRIPT, *flags, '--dask_scheduler', 'local', '--dask_workers', 2,
-                                     '--num_shards', 2, '--out_dir', os.path.join(folder, 'dask')]])
-    return seconds, merge
+    seconds['dask'], _ = run_together([[SCRIPT, *flags, '--dask_scheduler', 'local', '--dask_workers', 2,
+                                        '--num_shards', 2, '--out_dir', os.path.join(folder, 'dask')]], threads)
+    return seconds, merge, scans
 
 
 def check_same_pictures(folder):
@@ -102,12 +132,14 @@ def _read(path):
         return stream.read()
 
 
-def format_table(image_size, layers, num_images, seconds, merge, num_pictures):
-    """The result table from the wall seconds of each mode."""
+def format_table(image_size, layers, num_images, seconds, merge, num_pictures, scans=None, threads=1, loads=None):
+    """The result table from the wall seconds of each mode, the scan seconds (`run_three_ways`) and the load
+    averages `(before, after)` (`os.getloadavg()`)."""
     layers = ','.join(layers) if layers else 'the example\'s default layers'
     lines = [
         f'{SCRIPT} on {num_images} tiles of {image_size}x{image_size}, {layers}; '
-        f'os.cpu_count() = {os.cpu_count()}',
+        f'os.cpu_count() = {os.cpu_count()}; TensorFlow on {threads} thread{"s" if threads != 1 else ""} per process '
+        'or worker',
         'Statistic: wall time of one run of each, start of the processes to pictures written (start-up, graph, '
         'weights, scan, receptive fields, pictures).',
         '',
@@ -116,23 +148,32 @@ def format_table(image_size, layers, num_images, seconds, merge, num_pictures):
     for mode, label in MODES.items():
         lines.append(f'{label:<42}{seconds[mode]:>9.1f}{num_images / seconds[mode]:>10.2f}'
                      f'{seconds["single"] / seconds[mode]:>13.2f}')
-    lines += ['',
-              f'the merge (utils/merge_activations.py, in the 2-shard time) took {merge:.1f} s',
-              f'check: the three ways wrote byte-identical pictures ({num_pictures} files): OK']
+    lines += ['', f'the merge (utils/merge_activations.py, in the 2-shard time) took {merge:.1f} s']
+    if scans:
+        speedup = scans['single'] / scans['shards']
+        lines.append(f'scan alone (the scan: lines): 1 process {scans["single"]:.1f} s, 2 shards at once '
+                     f'{scans["shards"]:.1f} s (the slower): {speedup:.2f} x, parallel efficiency '
+                     f'{speedup / 2 * 100:.0f} %')
+    if loads:
+        lines.append('load average (1, 5, 15 min) before: {}, after: {}'.format(
+            *(', '.join(f'{value:.2f}' for value in load) for load in loads)))
+    lines.append(f'check: the three ways wrote byte-identical pictures ({num_pictures} files): OK')
     return '\n'.join(lines)
 
 
-def benchmark(image_size=128, max_images=0, layers=None):
-    """Runs and checks the three ways (`layers`: a list of tensor names, None for the example's); returns the table
-    as text."""
-    flags = ['--image_size', image_size, '--max_images', max_images]
+def benchmark(image_size=128, max_images=0, layers=None, threads=1):
+    """Runs and checks the three ways (`layers`: a list of tensor names, None for the example's; `threads`:
+    TensorFlow's per process or worker); returns the table as text."""
+    flags = ['--image_size', image_size, '--max_images', max_images, '--no_recfield_cache']
     flags += ['--layers', ','.join(layers)] if layers else []
     num_images = len(images.load_photo_tiles(None, image_size, max_images)[2])
     logger.info('%s on %d tiles: %s', SCRIPT, num_images, ' '.join(map(str, flags)))
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as folder:
-        seconds, merge = run_three_ways(flags, folder)
+        seconds, merge, scans = run_three_ways(flags, folder, threads)
         num_pictures = check_same_pictures(folder)
-    return format_table(image_size, layers, num_images, seconds, merge, num_pictures)
+    return format_table(image_size, layers, num_images, seconds, merge, num_pictures, scans, threads,
+                        (load_before, os.getloadavg()))
 
 
 def parse_args(argv=None):
@@ -142,6 +183,8 @@ def parse_args(argv=None):
     parser.add_argument('--max_images', type=cli.count_or_all, default=0, help='tiles to use; 0 or all for all')
     parser.add_argument('--layers', nargs='+', metavar='NAME',
                         help='tensor names of the layers to scan; None for the example\'s default layers')
+    parser.add_argument('--threads', type=cli.positive_int, default=1,
+                        help='TensorFlow threads of every process and Dask worker')
     return parser.parse_args(argv)
 
 
@@ -149,7 +192,7 @@ def main(argv=None):
     """Prints the three ways' wall times; raises CheckFailed when a run fails or their pictures differ."""
     args = parse_args(argv)
     cli.setup_logging('INFO')  # this script's own progress; the runs' logs are not shown
-    print(benchmark(args.image_size, args.max_images, args.layers), flush=True)
+    print(benchmark(args.image_size, args.max_images, args.layers, args.threads), flush=True)
 
 
 if __name__ == '__main__':

@@ -21,12 +21,12 @@ import logging
 import os
 import sys
 
-import tensorflow as tf
-
 from utils import pipeline
 from utils.cifar10_input import CROP_SIZE, NUM_CLASSES, open_dataset
 from utils.cli import find_layers
 from utils.load import checkpoint_files
+from utils.quiet_tf import tf
+from utils.tf_runtime import session_config, session_forward_funcs
 
 tf1 = tf.compat.v1
 logger = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ def build_session(batch_size, cifar10_dir=None):
         tf1.set_random_seed(0)  # the same fresh weights every run, for checkpoint-free receptive fields
         images = tf1.placeholder(tf.float32, [batch_size, CROP_SIZE, CROP_SIZE, 3], name='images')
         build(images)
-    return tf1.Session(graph=graph), images
+    return tf1.Session(graph=graph, config=session_config()), images
 
 
 def open_model(args):
@@ -198,9 +198,10 @@ def open_model(args):
     with pipeline.closed_on_error(session):
         layers = find_layers(session.graph, images_ph, args)
         checkpoint = restore_checkpoint(session, args.train_dir)
-        forward_func = lambda x, layers=layers: session.run(layers, feed_dict={images_ph: x})  # noqa: E731
+        forward_func, maxima_forward_func = session_forward_funcs(session, images_ph, layers)
         return pipeline.Model(forward_func, layers, images_ph.shape.as_list(), VALUE_RANGE,
-                              pipeline.model_id('cifar10', checkpoint_files(checkpoint)), session.close)
+                              pipeline.model_id('cifar10', checkpoint_files(checkpoint)), session.close,
+                              maxima_forward_func=maxima_forward_func)
 
 
 def restore_checkpoint(session, train_dir, required=True):

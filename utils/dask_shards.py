@@ -15,7 +15,8 @@ Workers need this repository's modules and requirements. A `LocalCluster`'s work
 `sys.path`; start remote workers (`dask worker tcp://scheduler:8786`) from the repository root or with it on
 `PYTHONPATH`, with the same package versions, and with the model and data at the paths the flags give.
 TensorFlow in a worker uses as many threads as the worker has (`--nthreads`) unless `TF_NUM_INTRAOP_THREADS`
-is set; a local cluster shares this machine's cores among its workers.
+and `TF_NUM_INTEROP_THREADS` are set (`utils.tf_runtime.session_config`); a local cluster shares this machine's
+cores equally among its workers.
 """
 
 import contextlib
@@ -26,13 +27,12 @@ import threading
 from distributed import Client, LocalCluster, as_completed, get_worker
 
 from utils.progress import progress_bar
-from utils.shards import Scanner
+from utils.shards import THREAD_VARIABLES, Scanner
 from utils.states import merge_states
 
 logger = logging.getLogger(__name__)
 
 RETRIES = 2
-THREAD_VARIABLES = ('TF_NUM_INTRAOP_THREADS', 'TF_NUM_INTEROP_THREADS')
 
 # In a worker process: the scanner of the latest flags, so that the tasks of a run share it.
 _opened = {}
@@ -84,7 +84,8 @@ def connect(address, num_workers=None, num_shards=None):
 
     A local cluster has `num_workers` worker processes (default: `num_shards` or the CPU cores, whichever
     is fewer) of one thread each, on 127.0.0.1 and without a dashboard; TensorFlow in each uses an equal part
-    of the cores. Client and cluster are closed at the end.
+    of the cores, unless this process's environment sets its thread counts (`utils.shards.THREAD_VARIABLES`).
+    Client and cluster are closed at the end.
 
     Raises:
         OSError: no scheduler answers at `address` (a `TimeoutError`).
@@ -102,7 +103,8 @@ def connect(address, num_workers=None, num_shards=None):
         num_workers = num_workers or max(1, min(num_shards or cores, cores))
         threads = str(max(1, cores // num_workers))
         with LocalCluster(n_workers=num_workers, threads_per_worker=1, processes=True, host='127.0.0.1',
-                          dashboard_address=None, env={variable: threads for variable in THREAD_VARIABLES},
+                          dashboard_address=None,
+                          env={variable: os.environ.get(variable, threads) for variable in THREAD_VARIABLES},
                           silence_logs=distributed_logger.level) as cluster:
             with Client(cluster) as client:
                 yield client

@@ -16,11 +16,11 @@ import glob
 import logging
 import os
 
-import tensorflow as tf
-
 from utils import lfw, pipeline
 from utils.cli import find_layers
 from utils.load import checkpoint_files, latest_checkpoint, load_model
+from utils.quiet_tf import tf
+from utils.tf_runtime import session_config, session_forward_funcs
 
 tf1 = tf.compat.v1
 logger = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def load_network(model_path):
         FileNotFoundError, ValueError: see `load_model`; also a graph without an `input:0` tensor.
     """
     graph = tf.Graph()
-    session = tf1.Session(graph=graph)
+    session = tf1.Session(graph=graph, config=session_config())
     try:
         with graph.as_default():
             load_model(model_path, session)
@@ -106,15 +106,15 @@ def open_model(args):
     net = load_network(model_path)
     with pipeline.closed_on_error(net.session):
         layers = find_layers(net.session.graph, net.images_ph, args)
-        forward_func = lambda x, layers=layers: net.session.run(  # noqa: E731
-            layers, feed_dict={net.images_ph: x, **net.feed_dict})
+        forward_func, maxima_forward_func = session_forward_funcs(net.session, net.images_ph, layers, net.feed_dict)
         if os.path.isdir(model_path):
             files = sorted(glob.glob(os.path.join(glob.escape(model_path), '*.meta')))
             files += checkpoint_files(latest_checkpoint(model_path))
         else:
             files = [model_path]
         return pipeline.Model(forward_func, layers, probe_shape(args, net), VALUE_RANGE,
-                              pipeline.model_id('facenet', files), net.session.close)
+                              pipeline.model_id('facenet', files), net.session.close,
+                              maxima_forward_func=maxima_forward_func)
 
 
 def probe_shape(args, net):

@@ -17,13 +17,15 @@ import zipfile
 
 import cv2
 import h5py
-import keras
 import numpy as np
-import tensorflow as tf
 
 from utils import cli, images, pipeline
 from utils.files import digest_files
 from utils.layers import suggest_names
+from utils.quiet_tf import tf
+from utils.tf_runtime import channel_maxima, limit_eager_threads
+
+import keras  # noqa: E402,I100 (after utils.quiet_tf: importing keras imports TensorFlow)
 
 logger = logging.getLogger(__name__)
 
@@ -240,6 +242,23 @@ def forward_function(model, layers):
     return forward_func
 
 
+def maxima_forward_function(model, layers):
+    """`maxima_forward_func(batch)` of a `utils.pipeline.Model` of `layers` (Keras layers of `model`): every layer's
+    `(feature map, maxima)`, the maxima by `utils.tf_runtime.channel_maxima`, in one compiled function."""
+    sub_model = keras.Model(model.inputs, [layer.output for layer in layers])
+
+    @tf.function(reduce_retracing=True)
+    def run(batch):
+        outputs = sub_model(batch, training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        return [(output, channel_maxima(output)) for output in outputs]
+
+    def maxima_forward_func(batch):
+        return [(np.asarray(feature_map), np.asarray(maxima))
+                for feature_map, maxima in run(tf.constant(batch, tf.float32))]
+    return maxima_forward_func
+
+
 def open_model(args):
     """The `--model` with the scripts' flags (`--layers`, `--image_size`, `--preprocess`, `--batch_size`) as a
     `utils.pipeline.Model`.
@@ -247,6 +266,7 @@ def open_model(args):
     Raises:
         FileNotFoundError, ValueError: see `load_model`, `find_layers`, `input_size` and `check_image_size`.
     """
+    limit_eager_threads()
     model = load_model(args.model, args.unsafe_load)
     layers = find_layers(model, chosen_layer_names(args, model))
     height, width = input_size(model, args.image_size)
@@ -258,7 +278,8 @@ def open_model(args):
     return pipeline.Model(forward_function(model, layers), [pipeline.Layer(layer.name, int(layer.output.shape[-1]))
                                                             for layer in layers],
                           pipeline.probe_shape(args.batch_size, height, width, channels), value_range(args.preprocess),
-                          pipeline.model_id('keras', [args.model]), fingerprint=f'keras file sha256:{digest}')
+                          pipeline.model_id('keras', [args.model]), fingerprint=f'keras file sha256:{digest}',
+                          maxima_forward_func=maxima_forward_function(model, layers))
 
 
 def check_image_size(model, layers, height, width):

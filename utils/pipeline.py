@@ -54,11 +54,16 @@ class Model:
         imshape: `[batch_size, height, width, channels]` of the receptive-field probe batches.
         value_range: `(low, high)` of the values the network takes (see `recfield.ReceptiveField`).
         model_id: what tells two runs of the same model apart from others (`model_id`), or ''.
+        maxima_forward_func: None, or a function from a batch to a list of `(feature map, maxima)`, one per
+            layer: the maps as `forward_func` gives them and their exact maxima `[batch, channels]`, computed by
+            the network (`utils.tf_runtime.channel_maxima`). The scan uses it when given: numpy then reads a map
+            again only where an image enters a channel's top list.
     """
 
-    def __init__(self, forward_func, layers, imshape, value_range, model_id='', close=None, fingerprint=None):
+    def __init__(self, forward_func, layers, imshape, value_range, model_id='', close=None, fingerprint=None,
+                 maxima_forward_func=None):
         """Args:
-            forward_func, imshape, value_range, model_id: see the attributes.
+            forward_func, imshape, value_range, model_id, maxima_forward_func: see the attributes.
             layers: objects with a `name` and a 4-D `shape` whose last entry is the channel count (TensorFlow
                 tensors, Keras outputs), or `Layer`s; given back to `forward_func` as its `layers` keyword.
             close: function releasing the model (a session's `close`), called by `close()`.
@@ -75,6 +80,7 @@ class Model:
         self.imshape = list(imshape)
         self.value_range = tuple(value_range)
         self.model_id = model_id
+        self.maxima_forward_func = maxima_forward_func
         self._close = close
         try:
             self._selects_layers = 'layers' in inspect.signature(forward_func).parameters
@@ -96,13 +102,35 @@ class Model:
             got = f'{len(maps)} values' if isinstance(maps, (list, tuple)) else type(maps).__name__
             raise ValueError(f'forward_func returned {got}; it must return a list of {len(self.layers)} feature '
                              'maps, one per layer, e.g. lambda x: session.run(layers, feed_dict={images: x}).')
-        maps = [np.asarray(feature_map) for feature_map in maps]
-        for layer, feature_map in zip(self.layers, maps):
-            if feature_map.ndim != 4 or feature_map.shape[0] != len(batch) or \
-                    feature_map.shape[3] != layer.num_channels:
-                raise ValueError(f'forward_func returned a map of shape {feature_map.shape} for {layer.name}; '
-                                 f'expected [{len(batch)}, height, width, {layer.num_channels}].')
-        return maps
+        return [self._checked_map(layer, feature_map, len(batch), 'forward_func')
+                for layer, feature_map in zip(self.layers, maps)]
+
+    def run_with_maxima(self, batch):
+        """All layers' `(feature map, maxima)` of a batch from `maxima_forward_func`, checked.
+
+        Raises:
+            ValueError: `maxima_forward_func` returned something else.
+        """
+        pairs = self.maxima_forward_func(batch)
+        if not isinstance(pairs, (list, tuple)) or len(pairs) != len(self.layers):
+            raise ValueError(f'maxima_forward_func must return a list of {len(self.layers)} (feature map, maxima) '
+                             'pairs, one per layer.')
+        checked = []
+        for layer, (feature_map, maxima) in zip(self.layers, pairs):
+            maxima = np.asarray(maxima)
+            if maxima.shape != (len(batch), layer.num_channels):
+                raise ValueError(f'maxima_forward_func returned maxima of shape {maxima.shape} for {layer.name}; '
+                                 f'expected [{len(batch)}, {layer.num_channels}].')
+            checked.append((self._checked_map(layer, feature_map, len(batch), 'maxima_forward_func'), maxima))
+        return checked
+
+    @staticmethod
+    def _checked_map(layer, feature_map, batch_size, function):
+        feature_map = np.asarray(feature_map)
+        if feature_map.ndim != 4 or feature_map.shape[0] != batch_size or feature_map.shape[3] != layer.num_channels:
+            raise ValueError(f'{function} returned a map of shape {feature_map.shape} for {layer.name}; '
+                             f'expected [{batch_size}, height, width, {layer.num_channels}].')
+        return feature_map
 
     def forward_func_for(self, indices):
         """A forward function returning the maps of the layers `indices` only, in that order."""
@@ -243,7 +271,8 @@ def scan(model, dataset, num_samples, shard_index=0, num_shards=1, print_line=Tr
 
 
 def track_top_activations(model, batches, num_samples, num_batches=None, first_index=0):
-    """Keeps each channel's strongest images, for every layer; one `forward_func` call per batch.
+    """Keeps each channel's strongest images, for every layer; one `maxima_forward_func` call per batch where
+    the model has one, else one `forward_func` call.
 
     Args:
         model: a `Model`.
@@ -259,8 +288,12 @@ def track_top_activations(model, batches, num_samples, num_batches=None, first_i
     trackers = [TopActivations(num_samples, first_index) for _ in model.layers]
     with progress_bar('top activations (batches) ', num_batches) as bar:
         for number, (inputs, display_images, *indices) in enumerate(batches, start=1):
-            for tracker, feature_map in zip(trackers, model.run(inputs)):
-                tracker.update(display_images, feature_map, *indices)
+            if model.maxima_forward_func is None:
+                for tracker, feature_map in zip(trackers, model.run(inputs)):
+                    tracker.update(display_images, feature_map, *indices)
+            else:
+                for tracker, (feature_map, maxima) in zip(trackers, model.run_with_maxima(inputs)):
+                    tracker.update(display_images, feature_map, *indices, maxima=maxima)
             bar.update(number)
     return trackers
 

@@ -13,6 +13,10 @@ A shard opens its example's model and dataset through the example's `utils.pipel
 its script uses too) and runs the same `utils.pipeline.scan` as a single run. Receptive fields depend on the
 model and the image size, not on the data, so they are measured once per run, all layers from one set of
 probes, by shard 0, which stores them in its states so that merging and drawing need no model.
+
+TensorFlow in a process takes every core unless THREAD_VARIABLES say otherwise: shards that run side by side
+on one machine should share its cores (`TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1` for two shards on
+two cores), as Dask workers do (`utils.dask_shards`).
 """
 
 import argparse
@@ -25,6 +29,10 @@ from utils.cli import ensure_output_dirs, recfield_cache
 from utils.states import ShardState, draw_states, state_path
 
 logger = logging.getLogger(__name__)
+
+# TensorFlow's threads per process (`utils.tf_runtime.session_config`): a machine's cores shared by the shards or
+# Dask workers that run on it at once.
+THREAD_VARIABLES = ('TF_NUM_INTRAOP_THREADS', 'TF_NUM_INTEROP_THREADS')
 
 
 def requested(args):

@@ -17,10 +17,11 @@ import os
 
 import h5py
 import numpy as np
-import tensorflow as tf
 
 from utils import images, pipeline
 from utils.cli import find_layers
+from utils.quiet_tf import tf
+from utils.tf_runtime import session_config, session_forward_funcs
 
 tf1 = tf.compat.v1
 
@@ -184,7 +185,7 @@ def build_session(image_size=IMAGE_SIZE, weights_path=None):
     with graph.as_default():
         images = tf1.placeholder(tf.float32, [None, image_size, image_size, 3], name='images')
         build(images, weights)
-    return tf1.Session(graph=graph), images
+    return tf1.Session(graph=graph, config=session_config()), images
 
 
 def probe_shape(args):
@@ -201,9 +202,10 @@ def open_model(args):
     session, images_ph = build_session(args.image_size)
     with pipeline.closed_on_error(session):
         layers = find_layers(session.graph, images_ph, args)
-        forward_func = lambda x, layers=layers: session.run(layers, feed_dict={images_ph: x})  # noqa: E731
+        forward_func, maxima_forward_func = session_forward_funcs(session, images_ph, layers)
         return pipeline.Model(forward_func, layers, probe_shape(args), VALUE_RANGE,
-                              pipeline.model_id('vgg16', [default_weights_path()]), session.close)
+                              pipeline.model_id('vgg16', [default_weights_path()]), session.close,
+                              maxima_forward_func=maxima_forward_func)
 
 
 def open_dataset(args, model=None):

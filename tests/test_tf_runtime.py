@@ -1,0 +1,85 @@
+"""Tests of `utils/tf_runtime.py`: the maps' maxima in the graph against numpy, the forward functions built on
+them, and the thread counts."""
+
+import numpy as np
+import pytest
+
+from conftest import build_session, tf1
+from keras_fixtures import build_sequential
+from utils import keras_model
+from utils.quiet_tf import tf
+from utils.tf_runtime import channel_maxima, limit_eager_threads, session_config, session_forward_funcs, thread_counts
+
+
+def build_maxima():
+    """A map placeholder `[None, 5, 7, 4]` and its `channel_maxima`."""
+    feature_map = tf1.placeholder(tf.float32, [None, 5, 7, 4])
+    return feature_map, channel_maxima(feature_map)
+
+
+def test_maxima_equal_numpys_also_with_nan_and_infinities(rng):
+    session, (feature_map, maxima) = build_session(build_maxima)
+    maps = rng.normal(size=(6, 5, 7, 4)).astype(np.float32)
+    maps[2, 1, 3, 0] = np.nan
+    maps[3, ..., 1] = -np.inf
+    maps[4, 0, 6, 2] = np.inf
+    with session:
+        np.testing.assert_array_equal(session.run(maxima, {feature_map: maps}), maps.max(axis=(1, 2)))
+
+
+def build_two_layers():
+    """images `[None, 5, 7, 2]` -> conv (ReLU of the images and their negation: ties at 0) -> pool; and the mean."""
+    images = tf1.placeholder(tf.float32, [None, 5, 7, 2], name='images')
+    scale = tf1.placeholder_with_default(1.0, [], name='scale')
+    conv = tf.nn.relu(tf.concat([images, -images], axis=-1) * scale, name='conv')
+    pool = tf.nn.max_pool2d(conv, 2, 1, 'VALID', name='pool')
+    return images, scale, [conv, pool], tf.reduce_mean(pool, name='mean')
+
+
+def test_session_functions_give_the_maps_and_their_maxima(rng):
+    session, (images, scale, layers, mean) = build_session(build_two_layers)
+    with session:
+        forward_func, maxima_forward_func = session_forward_funcs(session, images, layers, {scale: 2.0},
+                                                                  run_also=[mean])
+        batch = np.round(rng.normal(size=(4, 5, 7, 2)), 1).astype(np.float32)
+        maps = forward_func(batch)
+        assert len(maps) == 2 and np.array_equal(maps[0], session.run(layers[0], {images: batch, scale: 2.0}))
+        assert len(forward_func(batch, layers=layers[1:])) == 1
+        pairs = maxima_forward_func(batch)
+    assert len(pairs) == 2
+    for (feature_map, maxima), expected in zip(pairs, maps):
+        np.testing.assert_array_equal(feature_map, expected)
+        np.testing.assert_array_equal(maxima, expected.max(axis=(1, 2)))
+
+
+def test_keras_maxima_forward_function_gives_the_maps_and_their_maxima(rng):
+    model = build_sequential()
+    layers = [model.get_layer('conv1'), model.get_layer('pool1')]
+    batch = rng.normal(size=(3, 32, 32, 3)).astype(np.float32)
+    maps = keras_model.forward_function(model, layers)(batch)
+    pairs = keras_model.maxima_forward_function(model, layers)(batch)
+    assert len(pairs) == 2
+    for (feature_map, maxima), expected in zip(pairs, maps):
+        np.testing.assert_array_equal(feature_map, expected)
+        np.testing.assert_array_equal(maxima, expected.max(axis=(1, 2)))
+
+
+def test_thread_counts_come_from_the_environment(monkeypatch):
+    monkeypatch.delenv('TF_NUM_INTRAOP_THREADS', raising=False)
+    monkeypatch.setenv('TF_NUM_INTEROP_THREADS', '1')
+    assert thread_counts() == (0, 1)
+    config = session_config()
+    assert (config.intra_op_parallelism_threads, config.inter_op_parallelism_threads) == (0, 1)
+    monkeypatch.setenv('TF_NUM_INTRAOP_THREADS', 'two')
+    with pytest.raises(ValueError, match="TF_NUM_INTRAOP_THREADS='two' is not a thread count"):
+        session_config()
+
+
+def test_eager_threads_already_running_are_kept_with_a_warning(monkeypatch, caplog):
+    tf.constant(1.0) + 1  # the eager runtime runs: its thread pools exist
+    current = tf.config.threading.get_intra_op_parallelism_threads()
+    monkeypatch.setenv('TF_NUM_INTRAOP_THREADS', str(current + 1))
+    monkeypatch.delenv('TF_NUM_INTEROP_THREADS', raising=False)
+    limit_eager_threads()
+    assert tf.config.threading.get_intra_op_parallelism_threads() == current
+    assert f'asks for {current + 1}' in caplog.text

@@ -1,0 +1,96 @@
+"""How the examples run TensorFlow for the pipeline: threads per process, and the maps' maxima in the graph.
+
+A scan keeps, per channel, the images whose feature maps have the highest maxima. `channel_maxima` computes
+those maxima inside TensorFlow, on all its threads, as the maps come out of the network; the scan then reads
+a map again only where an image enters a channel's top list, to find where its maximum is
+(`utils.pipeline.Model.maxima_forward_func`).
+"""
+
+import logging
+import os
+
+import numpy as np
+
+from utils.quiet_tf import tf
+from utils.shards import THREAD_VARIABLES
+
+tf1 = tf.compat.v1
+logger = logging.getLogger(__name__)
+
+
+def thread_counts():
+    """`(intra_op, inter_op)` threads from THREAD_VARIABLES; 0 where unset: TensorFlow's default (every core).
+
+    Raises:
+        ValueError: a variable that is not a whole number of at least 0.
+    """
+    counts = []
+    for variable in THREAD_VARIABLES:
+        text = os.environ.get(variable, '').strip() or '0'
+        if not text.isdigit():
+            raise ValueError(f'{variable}={text!r} is not a thread count; set it to a whole number (0: every core) '
+                             'or unset it.')
+        counts.append(int(text))
+    return tuple(counts)
+
+
+def session_config():
+    """A `ConfigProto` with the thread counts of `thread_counts`, for every session the examples create."""
+    intra_op, inter_op = thread_counts()
+    return tf1.ConfigProto(intra_op_parallelism_threads=intra_op, inter_op_parallelism_threads=inter_op)
+
+
+def limit_eager_threads():
+    """Gives TensorFlow's eager runtime (Keras) the thread counts of `thread_counts`.
+
+    They can only be set before TensorFlow first runs anything; later calls keep the counts in place, with a
+    warning when they differ.
+    """
+    intra_op, inter_op = thread_counts()
+    threading = tf.config.threading
+    for count, current, setter in ((intra_op, threading.get_intra_op_parallelism_threads,
+                                    threading.set_intra_op_parallelism_threads),
+                                   (inter_op, threading.get_inter_op_parallelism_threads,
+                                    threading.set_inter_op_parallelism_threads)):
+        if count and current() != count:
+            try:
+                setter(count)
+            except RuntimeError:  # the runtime is already running: its pools exist
+                logger.warning('TensorFlow already runs with %d threads; %s asks for %d (set it before the first '
+                               'model runs).', current(), setter.__name__, count)
+
+
+def channel_maxima(feature_map):
+    """Each image's and channel's maximum of a feature map `[batch, height, width, channels]`, in the graph: a
+    tensor `[batch, channels]` (NaN where the map holds one)."""
+    # Rows first, then columns: faster than one reduction over both axes.
+    return tf.reduce_max(tf.reduce_max(feature_map, axis=1), axis=1)
+
+
+def session_forward_funcs(session, images_ph, layers, feed_dict=None, run_also=()):
+    """The `forward_func` and `maxima_forward_func` of a `utils.pipeline.Model` of a TF1 session's `layers`.
+
+    Args:
+        session: the session; its graph holds `images_ph` and `layers`.
+        images_ph: the input tensor the batches feed.
+        layers: the layers' tensors `[batch, height, width, channels]`.
+        feed_dict: more values fed with every batch (FaceNet's `phase_train: False`).
+        run_also: tensors run with every batch, their values dropped (a benchmark's whole network).
+
+    Returns:
+        `(forward_func, maxima_forward_func)`: `forward_func(batch, layers=layers)` gives the maps of `layers`
+        (any of them); `maxima_forward_func(batch)` gives `(feature map, maxima)` of every layer, the maxima
+        computed by `channel_maxima`, added to the session's graph.
+    """
+    feed_dict = dict(feed_dict or {})
+    with session.graph.as_default(), tf.name_scope('channel_maxima/'):
+        maxima = [channel_maxima(layer) for layer in layers]
+    run_also = list(run_also)
+
+    def forward_func(batch, layers=layers):
+        return session.run([*layers, *run_also], feed_dict={images_ph: batch, **feed_dict})[:len(layers)]
+
+    def maxima_forward_func(batch):
+        arrays = session.run([*layers, *maxima, *run_also], feed_dict={images_ph: batch, **feed_dict})
+        return list(zip(arrays[:len(layers)], arrays[len(layers):2 * len(layers)]))
+    return forward_func, maxima_forward_func
