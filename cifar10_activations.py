@@ -56,7 +56,8 @@ def main(argv=None):
                         close=session.close) as model:
         fields = pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args))
         trackers = pipeline.scan(model, dataset, args.num_samples)
-        pipeline.draw(model, fields, trackers, args.out_dir, args.num_channels, args.tensorboard_dir)
+        pipeline.draw(model, fields, trackers, args.out_dir, args.num_channels, args.tensorboard_dir, dataset,
+                      args.heatmap)
 
 
 if __name__ == '__main__':

@@ -47,7 +47,8 @@ def main(argv=None):
     cli.ensure_output_dirs(args)  # once the model, layers and images are known to be good
     fields = pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args))
     trackers = pipeline.scan(model, dataset, args.num_samples)
-    pipeline.draw(model, fields, trackers, args.out_dir, args.num_channels, args.tensorboard_dir)
+    pipeline.draw(model, fields, trackers, args.out_dir, args.num_channels, args.tensorboard_dir, dataset,
+                  args.heatmap)
 
 
 if __name__ == '__main__':

@@ -52,7 +52,8 @@ def main(argv=None):
         dataset = vgg16.open_dataset(args)
         fields = pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args))
         trackers = pipeline.scan(model, dataset, args.num_samples)
-        pipeline.draw(model, fields, trackers, args.out_dir, args.num_channels, args.tensorboard_dir)
+        pipeline.draw(model, fields, trackers, args.out_dir, args.num_channels, args.tensorboard_dir, dataset,
+                      args.heatmap)
 
 
 if __name__ == '__main__':

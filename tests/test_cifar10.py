@@ -182,8 +182,8 @@ def test_activations_pictures_match_brute_force(trained, tmp_path):
     assert result.returncode == 0, result.stderr
     assert printed_fields(result.stdout) == {'conv1/conv1:0': ('24x24x64', FIELDS['conv1/conv1:0']),
                                              'conv2/conv2:0': ('12x12x64', FIELDS['conv2/conv2:0'])}
-    assert sorted(os.listdir(tmp_path)) == ['conv1-conv10-crop.jpg', 'conv1-conv10-full.jpg',
-                                            'conv2-conv20-crop.jpg', 'conv2-conv20-full.jpg']
+    assert sorted(os.listdir(tmp_path)) == ['activations.json', 'conv1-conv10-crop.jpg', 'conv1-conv10-full.jpg',
+                                            'conv2-conv20-crop.jpg', 'conv2-conv20-full.jpg', 'index.html']
 
     scanned = images[:NUM_BATCHES * BATCH_SIZE, 4:28, 4:28]  # centre crops, in file order
     display = scanned[..., ::-1]  # the pictures are BGR

@@ -32,6 +32,7 @@ from utils.states import ShardState
 SCRIPTS = {'keras_activations.py': keras_activations, 'keras_recfield.py': keras_recfield}
 SEQUENTIAL_DEFAULT_LAYERS = ['conv1', 'pool1', 'drop']
 NUM_SAMPLES, NUM_CHANNELS, BATCH_SIZE = 3, 3, 4
+GALLERY_FILES = ['activations.json', 'index.html']  # beside the pictures of every activations run
 
 
 def picture_names(layers):
@@ -204,7 +205,7 @@ def test_activations_print_the_closed_form_fields_and_draw_every_layer(sequentia
     assert layer_lines(result.stdout) == closed_form_lines(sequential_fields, SEQUENTIAL_CHANNELS,
                                                            SEQUENTIAL_DEFAULT_LAYERS)
     assert 'skipped 1 of 11 files' in result.stderr  # the text file among the photographs
-    assert sorted(os.listdir(out_dir)) == picture_names(SEQUENTIAL_DEFAULT_LAYERS)
+    assert sorted(os.listdir(out_dir)) == sorted(picture_names(SEQUENTIAL_DEFAULT_LAYERS) + GALLERY_FILES)
     for layer in SEQUENTIAL_DEFAULT_LAYERS:
         for kind, cell in (('full', IMAGE_SIZE), ('crop', sequential_fields[layer].max()[0])):
             height, width = cv2.imread(str(out_dir / f'{layer}-{kind}.jpg')).shape[:2]
@@ -359,8 +360,8 @@ def test_mobilenet_v2_fields_are_the_closed_form_and_every_layer_is_drawn(mobile
     for line, (size, stride, padding) in zip(printed, list(MOBILENET_V2_GEOMETRY.values())[:3]):
         assert line.endswith(f'{size}x{size} (stride {stride}x{stride}, padding {padding}x{padding})'), line
     assert printed[3].endswith('up to 96x96 (boxes clipped by the image; size, stride and padding unknown)')
-    assert sorted(os.listdir(tmp_path)) == picture_names(MOBILENET_V2_DEFAULT_LAYERS)
-    for name in os.listdir(tmp_path):
+    assert sorted(os.listdir(tmp_path)) == sorted(picture_names(MOBILENET_V2_DEFAULT_LAYERS) + GALLERY_FILES)
+    for name in picture_names(MOBILENET_V2_DEFAULT_LAYERS):
         assert cv2.imread(str(tmp_path / name)).shape[1] > NUM_CHANNELS * 3, name
 
 

@@ -105,8 +105,8 @@ def test_draw_layers_writes_the_pictures_of_every_layer_with_a_firing_channel(tm
               ('net/wide:0', pool_field(), tracker_with_silent_channels(4, silent=()))]
     with caplog.at_level(logging.WARNING, logger='utils.pictures'):
         draw_layers(iter(layers), str(tmp_path), num_channels=2)
-    assert sorted(os.listdir(tmp_path)) == ['net-pool-MaxPool0-crop.jpg', 'net-pool-MaxPool0-full.jpg',
-                                            'net-wide0-crop.jpg', 'net-wide0-full.jpg']
+    assert sorted(os.listdir(tmp_path)) == ['activations.json', 'index.html', 'net-pool-MaxPool0-crop.jpg',
+                                            'net-pool-MaxPool0-full.jpg', 'net-wide0-crop.jpg', 'net-wide0-full.jpg']
     assert 'no channel of net/silent:0 fires' in caplog.text
     for stem in ('net-pool-MaxPool0', 'net-wide0'):  # two channels each: 0 and 2, and 0 and 1
         assert cv2.imread(str(tmp_path / f'{stem}-full.jpg')).shape[1] == 2 * (IMAGE_SIZE + 2)

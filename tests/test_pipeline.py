@@ -297,7 +297,7 @@ def test_a_network_in_numpy_goes_through_the_whole_pipeline_as_tensorflow_does(n
     assert_same_trackers(numpy_trackers, tf_trackers)
     stems = [file_stem(layer.name) for layer in BOX_LAYERS]
     names = sorted([f'{stem}-{kind}.jpg' for stem in stems for kind in ('full', 'crop')]
-                   + [f'recfield-{stem}.png' for stem in stems])
+                   + [f'recfield-{stem}.png' for stem in stems] + ['activations.json', 'index.html'])
     assert sorted(os.listdir(tmp_path / 'numpy')) == names
     for name in names:
         assert (tmp_path / 'numpy' / name).read_bytes() == (tmp_path / 'tensorflow' / name).read_bytes(), name

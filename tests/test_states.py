@@ -170,8 +170,8 @@ def test_merging_some_shards_warns_and_draws_the_layers_it_can(scanner, tmp_path
     # Shard 0 holds every field: every layer is drawn, from part of the dataset.
     assert printed.splitlines() == BOX_DESCRIPTIONS
     assert 'lack shard 1 of 2' in caplog.text and 'no receptive field' not in caplog.text
-    assert sorted(os.listdir(tmp_path / 'out')) == ['conv-Relu0-crop.jpg', 'conv-Relu0-full.jpg',
-                                                   'pool-MaxPool0-crop.jpg', 'pool-MaxPool0-full.jpg',
+    assert sorted(os.listdir(tmp_path / 'out')) == ['activations.json', 'conv-Relu0-crop.jpg', 'conv-Relu0-full.jpg',
+                                                   'index.html', 'pool-MaxPool0-crop.jpg', 'pool-MaxPool0-full.jpg',
                                                    'state-conv-Relu0.npz', 'state-pool-MaxPool0.npz']
     assert ShardState.load(str(tmp_path / 'out' / 'state-pool-MaxPool0.npz')).shards == (0,)
 

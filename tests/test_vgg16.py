@@ -229,8 +229,9 @@ def test_activations_prints_the_table_fields_at_128(activations_run):
 def test_activations_pictures_have_a_column_per_channel_and_a_row_per_sample(activations_run):
     result, out_dir = activations_run
     assert result.returncode == 0, result.stderr
-    assert sorted(os.listdir(out_dir)) == ['vgg_16-conv1-conv1_2-Relu0-crop.jpg', 'vgg_16-conv1-conv1_2-Relu0-full.jpg',
-                                           'vgg_16-conv5-conv5_3-Relu0-crop.jpg', 'vgg_16-conv5-conv5_3-Relu0-full.jpg']
+    assert sorted(os.listdir(out_dir)) == ['activations.json', 'index.html', 'vgg_16-conv1-conv1_2-Relu0-crop.jpg',
+                                           'vgg_16-conv1-conv1_2-Relu0-full.jpg', 'vgg_16-conv5-conv5_3-Relu0-crop.jpg',
+                                           'vgg_16-conv5-conv5_3-Relu0-full.jpg']
     conv1_2, conv5_3 = (out_dir / file_stem(name) for name in ACTIVATION_LAYERS)
     assert_grid(f'{conv1_2}-full.jpg', num_columns=4, num_rows=3, cell_size=128)
     assert_grid(f'{conv5_3}-full.jpg', num_columns=4, num_rows=3, cell_size=128)

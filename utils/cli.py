@@ -95,13 +95,17 @@ def recfield_cache(args):
 
 
 def add_activation_arguments(parser):
-    """Adds the flags of every `*_activations.py` script: `--num_channels`, `--num_samples`, `--tensorboard_dir` and
-    the shard flags (`add_shard_arguments`)."""
+    """Adds the flags of every `*_activations.py` script: `--num_channels`, `--num_samples`, `--heatmap`,
+    `--tensorboard_dir` and the shard flags (`add_shard_arguments`)."""
     parser.add_argument('--num_channels', type=count_or_all, default=10,
                         help='channels to draw per layer: the first ones that fire; "all" or 0 for every channel '
                              'that fires (default: %(default)s)')
     parser.add_argument('--num_samples', type=positive_int, default=5,
                         help='strongest images to show per channel (default: %(default)s)')
+    parser.add_argument('--heatmap', action='store_true',
+                        help='also draw, over each image of the pictures, where the channel fires on it: its feature '
+                             'map, placed by the receptive fields, as a translucent colour map (runs the kept images '
+                             'through the network again; single runs only, not shards or Dask)')
     add_tensorboard_argument(parser)
     add_shard_arguments(parser)
 

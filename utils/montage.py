@@ -102,7 +102,7 @@ def tile_columns(columns, captions=None, max_width=MAX_SIDE):
         raise ValueError('there are no columns to tile.')
     if captions is not None and len(captions) != len(columns):
         raise ValueError(f'{len(captions)} captions for {len(columns)} columns.')
-    per_row = max(1, max_width // max(column.shape[1] for column in columns))
+    per_row = columns_per_row(max(column.shape[1] for column in columns), max_width)
     if len(columns) > per_row:
         rows = [tile_columns(columns[start:start + per_row],
                              None if captions is None else captions[start:start + per_row], max_width)
@@ -118,6 +118,16 @@ def tile_columns(columns, captions=None, max_width=MAX_SIDE):
         height = max(column.shape[0] for column in padded)
         padded = [np.pad(column, ((height - column.shape[0], 0), (0, 0), (0, 0))) for column in padded]
     return np.concatenate(padded, axis=1)
+
+
+def columns_per_row(column_width, max_width=MAX_SIDE):
+    """How many columns `column_width` pixels wide `tile_columns` puts in one row of a picture."""
+    return max(1, max_width // column_width)
+
+
+def column_caption(channel, firings):
+    """The caption `layer_pictures` writes above a channel's column: its index and its strongest firing."""
+    return f'#{channel}\n{firings[0]:.3g}' if len(firings) else f'#{channel}'
 
 
 def _caption_scale(caption, width, largest=0.8, smallest=0.4):
@@ -138,7 +148,7 @@ def _captioned(column, caption, scale):
     return np.concatenate([strip, column], axis=0)
 
 
-def layer_pictures(top_activations, recfield, channels, captions=True):
+def layer_pictures(top_activations, recfield, channels, captions=True, images=None):
     """The `-full` and `-crop` pictures of one layer.
 
     Args:
@@ -146,6 +156,8 @@ def layer_pictures(top_activations, recfield, channels, captions=True):
         recfield: the layer's `recfield.ReceptiveField`.
         channels: channel indices, one column each, in order.
         captions: write the channel index and its strongest firing above each column.
+        images: None, or a dict from channel to the images to draw instead of its kept ones (the same size,
+            strongest first): the kept images with a heatmap over them.
 
     Returns:
         `(full_picture, crop_picture)`, uint8 images.
@@ -165,10 +177,11 @@ def layer_pictures(top_activations, recfield, channels, captions=True):
     full_columns, crop_columns, texts = [], [], []
     crop_size = recfield.max()
     for channel in channels:
-        firings, coords, _, images = top_activations.channel(channel)
+        firings, coords, _, kept_images = top_activations.channel(channel)
+        kept_images = kept_images if images is None else images[channel]
         boxes = [recfield.recfield[y, x] for y, x in coords]
-        full_columns.append(full_column(images, boxes))
-        crop_columns.append(crop_column(images, boxes, crop_size))
-        texts.append(f'#{channel}\n{firings[0]:.3g}' if len(firings) else f'#{channel}')
+        full_columns.append(full_column(kept_images, boxes))
+        crop_columns.append(crop_column(kept_images, boxes, crop_size))
+        texts.append(column_caption(channel, firings))
     texts = texts if captions else None
     return tile_columns(full_columns, texts), tile_columns(crop_columns, texts)

@@ -14,11 +14,14 @@ import cv2
 import numpy as np
 
 from utils.files import atomic_write
+from utils.gallery import GalleryLayer, write_gallery
 from utils.layers import file_stem
 from utils.montage import BORDER, MAX_SIDE, layer_pictures
 from utils.tensorboard_logs import EventLog
 
 logger = logging.getLogger(__name__)
+
+HEATMAP_OPACITY = 0.6  # of the colour where a channel fires at its strongest; the image shows through
 
 
 def describe_layer(name, field, num_channels):
@@ -103,7 +106,60 @@ def write_image(path, image):
         stream.write(encoded.tobytes())
 
 
-def write_layer_pictures(out_dir, layer_name, tracker, field, channels):
+def heatmap_centres(field, axis):
+    """Where, along `axis` (0: rows, 1: columns), a heatmap puts each feature pixel: at the centre of its
+    receptive field, `-padding + i * stride + (size - 1) / 2` with the measured geometry. Without one, at the
+    centres of the measured (clipped) boxes of the middle column (row), or, where those do not increase (boxes
+    that all cover the whole image), spread evenly over the image."""
+    count = field.feature_shape[axis]
+    if field.size is not None:
+        return -field.padding[axis] + np.arange(count) * field.stride[axis] + (field.size[axis] - 1) / 2
+    boxes = field.recfield[:, field.feature_shape[1] // 2] if axis == 0 else field.recfield[field.feature_shape[0] // 2]
+    centres = (boxes[:, axis] + boxes[:, axis + 2] - 1) / 2
+    if (np.diff(centres) > 0).all():
+        return centres
+    length = (field.height, field.width)[axis]
+    return (np.arange(count) + 0.5) * length / count - 0.5
+
+
+def overlay_heatmap(image, feature_map, field, strongest):
+    """An image with one channel's feature map on it, as a translucent colour map.
+
+    Each feature pixel sits at its receptive field's centre (`heatmap_centres`); between centres the map is
+    interpolated bilinearly, beyond the outer ones it keeps their values. Values are divided by `strongest` and
+    clipped to 0..1, and painted in the jet colour map (blue to red) at up to `HEATMAP_OPACITY`: where the
+    channel does not fire, the image is unchanged.
+
+    Args:
+        image: uint8 `[height, width]` or `[height, width, 3]` (BGR), of the field's image size.
+        feature_map: the channel's `[feat_h, feat_w]` map on that image.
+        field: the layer's `recfield.ReceptiveField`.
+        strongest: the value painted at full strength (the channel's top firing).
+
+    Returns:
+        uint8 `[height, width, 3]`.
+
+    Raises:
+        ValueError: an image or map of another size than the field's.
+    """
+    image = np.asarray(image)
+    if image.shape[:2] != (field.height, field.width) or np.shape(feature_map) != tuple(field.feature_shape):
+        raise ValueError(f'a heatmap of a {np.shape(feature_map)} map on a {image.shape[:2]} image does not fit a '
+                         f'receptive field of a {field.feature_shape} map on {field.height}x{field.width} images.')
+    if image.ndim == 2 or image.shape[2] == 1:
+        image = cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2BGR)
+    rows, columns = (np.interp(np.arange(length), heatmap_centres(field, axis), np.arange(field.feature_shape[axis]))
+                     for axis, length in enumerate(image.shape[:2]))
+    map_y, map_x = (grid.astype(np.float32) for grid in np.meshgrid(rows, columns, indexing='ij'))
+    values = cv2.remap(np.asarray(feature_map, np.float32), map_x, map_y, cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE)
+    strength = np.clip(values / strongest, 0, 1) if strongest > 0 else np.zeros_like(values)
+    colours = cv2.applyColorMap(np.round(strength * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    alpha = (HEATMAP_OPACITY * strength)[..., None]
+    return np.round(image * (1 - alpha) + colours * alpha).astype(np.uint8)
+
+
+def write_layer_pictures(out_dir, layer_name, tracker, field, channels, heatmaps=None):
     """Writes `<stem>-full.jpg` and `<stem>-crop.jpg` of one layer (`utils.montage.layer_pictures`).
 
     Args:
@@ -112,6 +168,8 @@ def write_layer_pictures(out_dir, layer_name, tracker, field, channels):
         tracker: the layer's `TopActivations`, updated with BGR display images.
         field: the layer's `ReceptiveField`.
         channels: the channels to draw, one column each (see `channels_to_draw`).
+        heatmaps: None, or a dict from each channel to its feature maps `[kept images, feat_h, feat_w]` on its
+            kept images, strongest first, drawn over them (`overlay_heatmap`).
 
     Returns:
         `(full_path, crop_path)`, or None when `channels` is empty (logged as a warning).
@@ -119,7 +177,14 @@ def write_layer_pictures(out_dir, layer_name, tracker, field, channels):
     if not len(channels):
         logger.warning('no channel of %s fires on these images; no pictures written for it.', layer_name)
         return None
-    full, crop = layer_pictures(tracker, field, channels)
+    images = None
+    if heatmaps is not None:
+        images = {}
+        for channel in channels:
+            firings, _, _, kept_images = tracker.channel(channel)
+            images[channel] = [overlay_heatmap(image, feature_map, field, firings[0])
+                               for image, feature_map in zip(kept_images, heatmaps[channel])]
+    full, crop = layer_pictures(tracker, field, channels, images=images)
     stem = os.path.join(out_dir, file_stem(layer_name))
     paths = f'{stem}-full.jpg', f'{stem}-crop.jpg'
     for path, picture in zip(paths, (full, crop)):
@@ -138,8 +203,10 @@ def write_receptive_field_example(out_dir, layer_name, field):
     return path
 
 
-def draw_layers(layers, out_dir, num_channels, tensorboard_dir=None):
-    """Writes the `-full`/`-crop` pictures of layers whose top activations and receptive fields are known.
+def draw_layers(layers, out_dir, num_channels, tensorboard_dir=None, image_names=None, heatmaps=None):
+    """Writes the `-full`/`-crop` pictures of layers whose top activations and receptive fields are known,
+    and the gallery of them all, `index.html` and `activations.json` (`utils.gallery.write_gallery`; not when
+    there are no layers).
 
     Args:
         layers: iterable of `(name, field, tracker)`: the layer's tensor name, its `ReceptiveField` and its
@@ -148,15 +215,23 @@ def draw_layers(layers, out_dir, num_channels, tensorboard_dir=None):
         num_channels: `--num_channels` (see `channels_to_draw`).
         tensorboard_dir: a TensorBoard log folder where the pictures are also written
             (`log_layer_pictures`), or None.
+        image_names: the images' names by dataset index, for the gallery; None names them by index.
+        heatmaps: None, or a function from the list of `(name, field, tracker, channels)` of the layers (the
+            channels to draw) to their heatmaps, a `write_layer_pictures` `heatmaps` dict per layer.
     """
-    written = set()
+    layers = [(name, field, tracker, channels_to_draw(tracker, num_channels, name)) for name, field, tracker in layers]
+    layer_heatmaps = [None] * len(layers) if heatmaps is None else heatmaps(layers)
+    written, shown = set(), []
     with EventLog(tensorboard_dir) if tensorboard_dir else contextlib.nullcontext() as log:
-        for name, field, tracker in layers:
-            channels = channels_to_draw(tracker, num_channels, name)
-            paths = write_layer_pictures(out_dir, name, tracker, field, channels)
+        for (name, field, tracker, channels), maps in zip(layers, layer_heatmaps):
+            paths = write_layer_pictures(out_dir, name, tracker, field, channels, maps)
             written.update(paths or ())
+            shown.append(GalleryLayer(name, describe_layer(name, field, tracker.num_channels), field, tracker,
+                                      channels, paths))
             if log is not None and paths is not None:
                 log_layer_pictures(log, name, field, tracker, channels, paths)
+    if shown:
+        write_gallery(out_dir, shown, image_names)
     warn_about_older_pictures(out_dir, written)
     if tensorboard_dir:
         logger.info('image summaries are in %s; see them with: tensorboard --logdir %s', tensorboard_dir,

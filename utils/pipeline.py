@@ -375,18 +375,79 @@ def _fit_the_network(model, fields):
     return True
 
 
-def draw(model, fields, trackers, out_dir, num_channels, tensorboard_dir=None):
-    """Writes every layer's `-full`/`-crop` pictures (`utils.pictures.draw_layers`).
+def draw(model, fields, trackers, out_dir, num_channels, tensorboard_dir=None, dataset=None, heatmap=False):
+    """Writes every layer's `-full`/`-crop` pictures and the gallery (`utils.pictures.draw_layers`).
 
     Args:
-        model: the `Model` (for the layer names).
+        model: the `Model` (for the layer names; run again for heatmaps).
         fields: the layers' receptive fields, a dict by layer index or a list.
         trackers: the layers' `TopActivations`, in layer order.
         out_dir, num_channels, tensorboard_dir: see `utils.pictures.draw_layers`.
+        dataset: the `Dataset` scanned: names the images in the gallery; read again for heatmaps.
+        heatmap: draw every channel's feature map over its images (`channel_heatmaps`); needs `dataset`.
+
+    Raises:
+        ValueError: `heatmap` without `dataset`, or see `channel_heatmaps`.
     """
+    if heatmap and dataset is None:
+        raise ValueError('heatmaps run the model again on the kept images: give draw the dataset.')
     draw_layers(((layer.name, fields[index], tracker) for index, (layer, tracker)
-                 in enumerate(zip(model.layers, trackers))), out_dir, num_channels, tensorboard_dir)
+                 in enumerate(zip(model.layers, trackers))), out_dir, num_channels, tensorboard_dir,
+                image_names=None if dataset is None else dataset.ids,
+                heatmaps=(lambda layers: channel_heatmaps(model, dataset, layers)) if heatmap else None)
     logger.info('pictures are in %s', out_dir)
+
+
+def channel_heatmaps(model, dataset, layers):
+    """Every drawn channel's feature maps on its kept images, computed again (`--heatmap`).
+
+    Only the batches that hold a kept image are read again (`Dataset.read`) and run (`Model.run`), whole, as
+    the scan ran them: networks with a fixed batch size take them, and the maps are the scan's. A map whose
+    maximum is not the firing the scan kept (a forward pass that is not deterministic) is warned about.
+
+    Args:
+        model, dataset: what was scanned.
+        layers: `(name, field, tracker, channels)` of every layer of the model, in its order, with the
+            channels to draw.
+
+    Returns:
+        list, per layer, of a dict from each channel drawn to its float32 maps `[kept images, feat_h, feat_w]`,
+        strongest first.
+
+    Raises:
+        ValueError: a kept image that the dataset does not read again.
+    """
+    slots = [{} for _ in layers]  # per layer: dataset index -> [(channel, rank)] of the maps it fills
+    for layer_slots, (_, _, tracker, channels) in zip(slots, layers):
+        for channel in channels:
+            for rank, index in enumerate(tracker.indices[channel].tolist()):
+                layer_slots.setdefault(index, []).append((channel, rank))
+    maps = [{channel: np.zeros((tracker.indices.shape[1], *field.feature_shape), np.float32) for channel in channels}
+            for _, field, tracker, channels in layers]
+    batch_size, wanted = dataset.batch_size, set().union(*slots)
+    batches = sorted({index // batch_size for index in wanted})
+    seen = set()
+    with progress_bar('heatmaps (batches) ', len(batches)) as bar:
+        for number, batch in enumerate(batches, start=1):
+            start = batch * batch_size
+            for inputs, _, indices in dataset.read(start, min(start + batch_size, len(dataset))):
+                for layer_maps, layer_slots, feature_map in zip(maps, slots, model.run(inputs)):
+                    for position, index in enumerate(np.asarray(indices).tolist()):
+                        for channel, rank in layer_slots.get(index, ()):
+                            layer_maps[channel][rank] = feature_map[position, :, :, channel]
+                seen.update(np.asarray(indices).tolist())
+            bar.update(number)
+    missing = sorted(wanted - seen)
+    if missing:
+        raise ValueError(f'image {dataset.ids[missing[0]]} was scanned but is not read again for the heatmaps; '
+                         'keep the images unchanged until the run ends, or leave out --heatmap.')
+    for (name, _, tracker, channels), layer_maps in zip(layers, maps):
+        recomputed = np.array([layer_maps[channel].reshape(len(layer_maps[channel]), -1).max(axis=1)
+                               for channel in channels])
+        if len(channels) and not np.allclose(recomputed, tracker.firings[channels], rtol=1e-4, atol=1e-6):
+            logger.warning('the feature maps of %s computed again for the heatmaps differ from the scan\'s (the '
+                           'forward pass is not deterministic?); the heatmaps may not match the firings.', name)
+    return maps
 
 
 def draw_receptive_fields(model, fields, out_dir):

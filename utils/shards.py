@@ -50,6 +50,9 @@ def check_arguments(args):
     Raises:
         ValueError: the message says which flags to give.
     """
+    if getattr(args, 'heatmap', False):
+        raise ValueError('--heatmap runs the kept images through the network again while drawing, which shards and '
+                         'Dask runs do not do; use it in a single run (without --num_shards or --dask_scheduler).')
     if args.dask_scheduler is not None:
         if args.shard_index is not None:
             raise ValueError('--shard_index scans one shard here; with --dask_scheduler every shard is scanned on '

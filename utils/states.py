@@ -253,4 +253,4 @@ def draw_states(states, out_dir, num_channels=None, tensorboard_dir=None):
 
     if states:
         draw_layers(described(), out_dir, states[0].draw_channels if num_channels is None else num_channels,
-                    tensorboard_dir)
+                    tensorboard_dir, {index: name for state in states for index, name in state.image_ids.items()})

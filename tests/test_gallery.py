@@ -1,0 +1,271 @@
+"""Tests of `utils/gallery.py` and the heatmaps: `activations.json` against the tracker's arrays, the montage
+layout the page cuts its patches from, heatmaps, and the page itself in headless Chromium (Debian's `chromium`
+and `chromium-driver`; skipped where they are missing, failed under CI). The run is the box-filter example of
+`shard_fixtures`, in numpy: no TensorFlow session."""
+
+import json
+import os
+import re
+import shutil
+import tempfile
+
+import cv2
+import numpy as np
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+import vgg16_activations
+from activations import TopActivations
+from conftest import grid_field
+from shard_fixtures import BOX_FILTER_EXAMPLE, box_filter_args, merge, open_box_filter_dataset, open_box_filter_model
+from utils import pipeline, shards
+from utils.gallery import montage_layout
+from utils.montage import BORDER, column_caption, crop_column, full_column, layer_pictures
+from utils.pictures import heatmap_centres, overlay_heatmap
+from utils.states import state_path
+
+NUM_SAMPLES = 3
+CHROMIUM, CHROMEDRIVER = '/usr/bin/chromium', '/usr/bin/chromedriver'
+CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+                  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+                  '--window-size=1200,900']
+
+
+def run_box_filter(out_dir, heatmap=False):
+    """What an example script does, on the box-filter network: fields, scan, pictures and gallery.
+
+    Returns:
+        `(model, dataset, fields, trackers)`.
+    """
+    out_dir.mkdir()
+    args = box_filter_args(out_dir, num_samples=NUM_SAMPLES)
+    model = open_box_filter_model(args)
+    dataset = open_box_filter_dataset(args)
+    fields = pipeline.measure_receptive_fields(model, print_lines=False)
+    trackers = pipeline.scan(model, dataset, NUM_SAMPLES, print_line=False)
+    pipeline.draw(model, fields, trackers, str(out_dir), 0, dataset=dataset, heatmap=heatmap)
+    return model, dataset, fields, trackers
+
+
+@pytest.fixture(scope='module')
+def gallery_run(tmp_path_factory):
+    """`(out_dir, model, dataset, fields, trackers)` of a box-filter run without heatmaps."""
+    out_dir = tmp_path_factory.mktemp('gallery') / 'plain'
+    return (out_dir, *run_box_filter(out_dir))
+
+
+def read_json(out_dir):
+    with open(out_dir / 'activations.json') as stream:
+        return json.load(stream)
+
+
+# -- activations.json --------------------------------------------------------------------------------------------
+
+def test_json_holds_every_tracked_channel_as_the_tracker_has_it(gallery_run):
+    out_dir, model, dataset, fields, trackers = gallery_run
+    document = read_json(out_dir)
+    assert document['version'] == 1
+    assert [layer['name'] for layer in document['layers']] == model.layer_names
+    for index, (layer, tracker) in enumerate(zip(document['layers'], trackers)):
+        field = fields[index]
+        assert layer['feature_map'] == [*field.feature_shape, tracker.num_channels]
+        assert layer['receptive_field'] == {'size': list(field.size), 'stride': list(field.stride),
+                                            'padding': list(field.padding)}
+        assert layer['images_seen'] == len(dataset) and layer['image_size'] == [field.height, field.width]
+        assert layer['drawn_channels'] == list(range(tracker.num_channels))  # --num_channels all; all fire
+        assert len(layer['channels']) == tracker.num_channels
+        for channel, ranked in enumerate(layer['channels']):
+            assert [record['firing'] for record in ranked] == tracker.firings[channel].tolist()  # exact floats
+            assert [record['index'] for record in ranked] == tracker.indices[channel].tolist()
+            assert [record['image'] for record in ranked] == [dataset.ids[i] for i in tracker.indices[channel]]
+            assert [record['feature_yx'] for record in ranked] == tracker.coords[channel].tolist()
+            assert [record['box'] for record in ranked] == [field.recfield[y, x].tolist()
+                                                            for y, x in tracker.coords[channel]]
+        stem = layer['name'].replace('/', '-').replace(':', '')
+        assert layer['pictures'] == {'full': f'{stem}-full.jpg', 'crop': f'{stem}-crop.jpg'}
+
+
+def test_a_merge_of_shards_writes_the_gallery_of_a_single_run(gallery_run, tmp_path):
+    out_dir = gallery_run[0]
+    for index in range(2):
+        args = box_filter_args(tmp_path / 'states', num_samples=NUM_SAMPLES, num_shards=2, shard_index=index)
+        assert shards.run(BOX_FILTER_EXAMPLE, args) == 0
+    paths = [state_path(str(tmp_path / 'states'), name, index, 2) for name in gallery_run[1].layer_names
+             for index in range(2)]
+    assert merge(paths, tmp_path / 'merged') == 0
+    for name in ('activations.json', 'index.html'):
+        assert (tmp_path / 'merged' / name).read_bytes() == (out_dir / name).read_bytes(), name
+
+
+def test_heatmap_is_for_single_runs(tmp_path, capsys):
+    args = box_filter_args(tmp_path, num_shards=2, shard_index=0, heatmap=True)
+    with pytest.raises(ValueError, match='--heatmap .* use it in a single run'):
+        shards.run(BOX_FILTER_EXAMPLE, args)
+    with pytest.raises(SystemExit) as exit_info:  # utils/merge_activations.py has no model to run
+        merge([tmp_path / 'state.npz'], tmp_path / 'merged', '--heatmap')
+    assert exit_info.value.code == 2 and 'unrecognized arguments: --heatmap' in capsys.readouterr().err
+    assert vgg16_activations.parse_args([]).heatmap is False  # off by default
+    assert vgg16_activations.parse_args(['--heatmap']).heatmap is True
+
+
+# -- where the page cuts its patches ----------------------------------------------------------------------------
+
+def wide_tracker(num_channels, height, width):
+    """Two colour images of `height` x `width` on a 3x3 feature map, every channel firing."""
+    rng = np.random.default_rng(5)
+    features = rng.uniform(0.5, 2.0, (2, 3, 3, num_channels))
+    return TopActivations(2).update(rng.integers(0, 256, (2, height, width, 3), dtype=np.uint8), features)
+
+
+@pytest.mark.parametrize('width', [12, 30000])  # 30000: two columns a row (a JPEG is at most 65,500 wide)
+def test_montage_layout_finds_every_cell_of_layer_pictures(width):
+    height, channels = 8, [0, 2, 3]
+    tracker = wide_tracker(4, height, width)
+    field = grid_field(3, 3, width)  # boxes reach row 7 at most: they fit the 8-row images
+    full, crop = layer_pictures(tracker, field, channels)
+    captions = [column_caption(channel, tracker.firings[channel]) for channel in channels]
+    crop_size = field.max()
+    rows = []
+    for picture, (cell_height, cell_width), column_of in (
+            (full, (height, width), full_column),
+            (crop, crop_size, lambda images, boxes: crop_column(images, boxes, crop_size))):
+        column_height = 2 * (cell_height + 2 * BORDER)
+        origins, shape = montage_layout(cell_width + 2 * BORDER, column_height, captions)
+        assert shape == picture.shape[:2]
+        rows.append(len({top for _, top in origins}))
+        for channel, (left, top) in zip(channels, origins):
+            _, coords, _, images = tracker.channel(channel)
+            expected = column_of(images, [field.recfield[y, x] for y, x in coords])
+            np.testing.assert_array_equal(picture[top:top + column_height, left:left + cell_width + 2 * BORDER],
+                                          expected)
+    assert rows == ([2, 1] if width == 30000 else [1, 1])  # the whole images of the wide layer wrap into 2 rows
+
+
+# -- heatmaps ----------------------------------------------------------------------------------------------------
+
+def test_a_heatmap_is_centred_on_the_receptive_field_of_its_feature_pixel():
+    field = grid_field(6, 6, 12, before=(1, 1), after=(3, 3))  # 4x4 boxes, stride 2, padding 1: centres 0.5 + 2i
+    assert (field.size, field.stride, field.padding) == ((4, 4), (2, 2), (1, 1))
+    np.testing.assert_array_equal(heatmap_centres(field, 0), 0.5 + 2 * np.arange(6))
+    image = np.full((12, 12), 100, np.uint8)  # grey: drawn in colour
+    feature_map = np.zeros((6, 6))
+    assert (overlay_heatmap(image, feature_map, field, 1.0) == 100).all()  # no firing: the image unchanged
+    feature_map[2, 3] = 1.0  # its box: rows 3..6, columns 5..8, centred at (4.5, 6.5)
+    changed = np.abs(overlay_heatmap(image, feature_map, field, 1.0).astype(int) - 100).sum(axis=2)
+    assert set(zip(*np.nonzero(changed == changed.max()))) == {(4, 6), (4, 7), (5, 6), (5, 7)}
+    assert changed[:2].max() == 0 and changed[:, :4].max() == 0  # nothing a feature pixel away or more
+
+
+def test_heatmap_centres_of_boxes_that_all_cover_the_image_spread_evenly():
+    field = grid_field(4, 4, 8, before=(20, 20), after=(20, 20))  # every box is the whole 8x8 image
+    assert field.size is None
+    np.testing.assert_array_equal(heatmap_centres(field, 1), [0.5, 2.5, 4.5, 6.5])
+    with pytest.raises(ValueError, match='does not fit'):
+        overlay_heatmap(np.zeros((9, 8), np.uint8), np.zeros((4, 4)), field, 1.0)
+
+
+def test_heatmaps_recompute_the_scan_maps_and_change_only_the_pictures(gallery_run, tmp_path):
+    out_dir, model, dataset, fields, trackers = gallery_run
+    layers = [(layer.name, fields[index], trackers[index], [0, 1]) for index, layer in enumerate(model.layers)]
+    for (_, field, tracker, channels), maps in zip(layers, pipeline.channel_heatmaps(model, dataset, layers)):
+        for channel in channels:
+            assert maps[channel].shape == (NUM_SAMPLES, *field.feature_shape)
+            np.testing.assert_array_equal(maps[channel].max(axis=(1, 2)), tracker.firings[channel])
+            for rank, (y, x) in enumerate(tracker.coords[channel]):
+                assert maps[channel][rank, y, x] == tracker.firings[channel][rank]
+    run_box_filter(tmp_path / 'heatmap', heatmap=True)
+    for name in sorted(os.listdir(out_dir)):
+        same = (tmp_path / 'heatmap' / name).read_bytes() == (out_dir / name).read_bytes()
+        assert same == (not name.endswith('.jpg')), name  # the gallery is the same: it cuts the pictures
+    with pytest.raises(ValueError, match='give draw the dataset'):
+        pipeline.draw(model, fields, trackers, str(tmp_path), 0, heatmap=True)
+
+
+# -- the page ----------------------------------------------------------------------------------------------------
+
+def test_the_page_needs_nothing_but_the_files_beside_it(gallery_run):
+    out_dir = gallery_run[0]
+    page = re.sub(r'<script>.*</script>', '', (out_dir / 'index.html').read_text(), flags=re.DOTALL)
+    assert '<link' not in page and '@import' not in page
+    references = re.findall(r'(?:src|href)="([^"]*)"|url\("([^"]*)"\)', page)  # src= matches data-full-src= too
+    targets = {target for pair in references for target in pair if target}
+    assert targets and not [target for target in targets if '//' in target or target.startswith('/')]
+    files = {target for target in targets if not target.startswith('#')}
+    assert files == set(os.listdir(out_dir)) - {'index.html'}
+
+
+@pytest.fixture(scope='module')
+def browser():
+    """Headless Chromium through chromedriver, both Debian's; never a downloaded driver."""
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not shutil.which(path)]
+    if missing:
+        message = f'{" and ".join(missing)} missing: apt-get install chromium chromium-driver'
+        if os.environ.get('CI'):
+            pytest.fail(message)
+        pytest.skip(message)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    with tempfile.TemporaryDirectory() as profile:
+        options.add_argument(f'--user-data-dir={profile}')
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)  # a driver path: no download
+        try:
+            yield driver
+        finally:
+            driver.quit()
+
+
+# The URL and natural width of every picture that a patch or the opened whole image shows.
+LOADED_PICTURES = """
+const done = arguments[arguments.length - 1];
+const urls = new Set([...document.querySelectorAll('.patch, #modal .full')].map(
+    element => getComputedStyle(element).backgroundImage).filter(url => url.startsWith('url(')).map(
+    url => url.slice(5, -2)));
+Promise.all([...urls].map(url => new Promise(resolve => {
+  const image = new Image();
+  image.onload = () => resolve([url, image.naturalWidth]);
+  image.onerror = () => resolve([url, 0]);
+  image.src = url;
+}))).then(done);
+"""
+
+
+def test_the_page_in_a_browser_shows_every_channel_and_opens_the_whole_image(gallery_run, browser, tmp_path):
+    out_dir = gallery_run[0]
+    document = read_json(out_dir)
+    browser.get((out_dir / 'index.html').as_uri())
+    sections = browser.find_elements(By.CSS_SELECTOR, 'section.layer')
+    assert [section.find_element(By.TAG_NAME, 'h2').text for section in sections] == [
+        layer['name'] for layer in document['layers']]
+    for section, layer in zip(sections, document['layers']):
+        cards = section.find_elements(By.CSS_SELECTOR, '.card')
+        assert [int(card.get_attribute('data-channel')) for card in cards] == layer['drawn_channels']
+        for card in cards:
+            patches = card.find_elements(By.CSS_SELECTOR, '.patch')
+            assert len(patches) == NUM_SAMPLES and all(patch.size['width'] > 0 for patch in patches)
+    loaded = dict(browser.execute_async_script(LOADED_PICTURES))
+    crops = {layer['pictures']['crop'] for layer in document['layers']}
+    assert {url.rsplit('/', 1)[-1] for url in loaded} == crops and all(loaded.values()), loaded
+
+    modal = browser.find_element(By.ID, 'modal')
+    assert not modal.is_displayed()
+    patch = sections[-1].find_elements(By.CSS_SELECTOR, '.patch')[1]
+    patch.click()
+    WebDriverWait(browser, 10).until(lambda _: modal.is_displayed())
+    record = document['layers'][-1]['channels'][0][1]
+    assert record['image'] in modal.find_element(By.TAG_NAME, 'figcaption').text
+    whole = modal.find_element(By.CSS_SELECTOR, '.full')
+    assert whole.size['width'] > 0 and whole.size['height'] > 0
+    loaded = dict(browser.execute_async_script(LOADED_PICTURES))
+    full = document['layers'][-1]['pictures']['full']
+    assert [loaded[url] > 0 for url in loaded if url.endswith('/' + full)] == [True]
+    screenshot = tmp_path / 'gallery.png'
+    assert browser.save_screenshot(str(screenshot))
+    picture = cv2.imread(str(screenshot))
+    assert picture is not None and picture.size and picture.std() > 0  # a page drawn, not a blank
+    modal.click()
+    WebDriverWait(browser, 10).until(lambda _: not modal.is_displayed())
