@@ -59,12 +59,12 @@ class ReceptiveField:
     """
 
     def __init__(self, imshape, forward_func, value_range=(-1.0, 1.0), num_trials=2, multiplex=True,
-                 tolerance=0.0, seed=0, extreme_references=True):
+                 tolerance=0.0, seed=0, extreme_references=True, full_batches=True):
         """Measures the receptive fields.
 
         Args:
             imshape: `[batch_size, height, width, channels]`, all four known positive integers. Every batch
-                sent to `forward_func` has exactly `batch_size` images.
+                sent to `forward_func` has exactly `batch_size` images (at most, with `full_batches` False).
             forward_func: function from a float32 batch `[batch_size, height, width, channels]` to that
                 layer's feature map `[batch_size, feat_h, feat_w, feat_channels]`, returned as an array or
                 as a one-element list, e.g. `lambda x: sess.run([layer], feed_dict={images_ph: x})`.
@@ -81,12 +81,16 @@ class ReceptiveField:
             extreme_references: also run every probe on a reference at each end of the value range with the
                 lit lines at the other end (two more runs): exact for units that only a strong same-signed
                 change wakes. False halves the probe images where no such units can be.
+            full_batches: fill every batch up to `batch_size` with reference images, for a network whose
+                batch size is fixed. False sends shorter batches where fewer probes are left (a round of
+                the edge search often has a few): faster, for a network that takes any batch size.
 
         Raises:
             ValueError: `imshape` is not four known positive integers, or `forward_func` does not return
                 one 4-D feature map with `batch_size` images.
         """
-        prober = _Prober(imshape, forward_func, None, value_range, num_trials, extreme_references, tolerance, seed)
+        prober = _Prober(imshape, forward_func, None, value_range, num_trials, extreme_references, tolerance, seed,
+                         full_batches=full_batches)
         self.__dict__.update(vars(prober.measure(multiplex)[0]))
 
     @classmethod
@@ -159,7 +163,8 @@ class ReceptiveField:
 
 
 def measure_receptive_fields(imshape, forward_func, num_layers, value_range=(-1.0, 1.0), num_trials=2,
-                             multiplex=True, tolerance=0.0, seed=0, extreme_references=True, layer_names=None):
+                             multiplex=True, tolerance=0.0, seed=0, extreme_references=True, layer_names=None,
+                             full_batches=True):
     """The receptive fields of several layers, measured from one set of probe images.
 
     Every probe batch is one `forward_func` call returning all layers' maps, so the layers share the probes
@@ -168,7 +173,7 @@ def measure_receptive_fields(imshape, forward_func, num_layers, value_range=(-1.
     The boxes are those `ReceptiveField` measures layer by layer.
 
     Args:
-        imshape, value_range, num_trials, multiplex, tolerance, seed, extreme_references: as for
+        imshape, value_range, num_trials, multiplex, tolerance, seed, extreme_references, full_batches: as for
             `ReceptiveField`.
         forward_func: function from a float32 batch `imshape` to a list of `num_layers` feature maps
             `[batch_size, feat_h, feat_w, channels]`, e.g. `lambda x: sess.run(layers, feed_dict={images: x})`.
@@ -184,7 +189,7 @@ def measure_receptive_fields(imshape, forward_func, num_layers, value_range=(-1.
     if int(num_layers) < 1:
         raise ValueError(f'num_layers must be at least 1, got {num_layers}.')
     prober = _Prober(imshape, forward_func, int(num_layers), value_range, num_trials, extreme_references,
-                     tolerance, seed, layer_names)
+                     tolerance, seed, layer_names, full_batches)
     return prober.measure(multiplex)
 
 
@@ -201,9 +206,10 @@ class _Prober:
     """
 
     def __init__(self, imshape, forward_func, num_layers, value_range, num_trials, extreme_references, tolerance,
-                 seed, layer_names=None):
+                 seed, layer_names=None, full_batches=True):
         """`num_layers` None: `forward_func` returns one map (array or one-element list), as for
         `ReceptiveField`; else a list of that many maps."""
+        self._full_batches = full_batches
         self.imshape = _check_imshape(imshape)
         self.batch_size, self.height, self.width, self.channels = self.imshape
         low, high = (float(v) for v in value_range)
@@ -266,7 +272,7 @@ class _Prober:
         return 'the layer' if self._num_layers is None else f'layer {layer} of forward_func'
 
     def _forward(self, batch):
-        """Runs `forward_func` on one full batch; returns its 4-D feature maps, checked, as a list."""
+        """Runs `forward_func` on one batch; returns its 4-D feature maps, checked, as a list."""
         result = self._forward_func(batch)
         if self._num_layers is None:
             if isinstance(result, (list, tuple)):
@@ -281,9 +287,9 @@ class _Prober:
                              'maps, one per layer, e.g. lambda x: sess.run(layers, feed_dict={images: x}).')
         else:
             results = list(result)
-        return [self._checked_map(result, layer) for layer, result in enumerate(results)]
+        return [self._checked_map(result, layer, len(batch)) for layer, result in enumerate(results)]
 
-    def _checked_map(self, result, layer):
+    def _checked_map(self, result, layer, batch_size):
         try:
             feature_map = np.asarray(result)
         except Exception as error:  # an object numpy cannot turn into an array
@@ -296,9 +302,9 @@ class _Prober:
             raise ValueError(f'forward_func returned an array of shape {feature_map.shape}; it must return a '
                              '4-D feature map [batch, height, width, channels]. Pick a convolutional layer '
                              '(not a fully connected one) or reshape its output.')
-        if feature_map.shape[0] != self.batch_size:
+        if feature_map.shape[0] != batch_size:
             raise ValueError(f'forward_func returned {feature_map.shape[0]} feature maps for a batch of '
-                             f'{self.batch_size} images; it must return one per image, in order.')
+                             f'{batch_size} images; it must return one per image, in order.')
         if self.feature_shapes is not None and feature_map.shape[1:3] != self.feature_shapes[layer]:
             raise ValueError(f'forward_func returned feature maps of size {feature_map.shape[1:3]}, earlier '
                              f'{self.feature_shapes[layer]}; the forward pass must not change between calls.')
@@ -323,7 +329,8 @@ class _Prober:
         for start in range(0, len(images), self.batch_size):
             chunk = images[start:start + self.batch_size]
             # Fill the batch with a reference so that fixed-shape placeholders work.
-            batch = np.repeat(self._trials[0][0][None], self.batch_size, axis=0)
+            batch = np.repeat(self._trials[0][0][None], self.batch_size if self._full_batches else len(chunk),
+                              axis=0)
             for position, (trial, probe) in enumerate(chunk):
                 reference, probe_values, _ = self._trials[trial]
                 batch[position] = reference

@@ -323,6 +323,23 @@ def test_forward_func_gets_full_batches_and_may_return_an_array():
     assert rf.size == (1, 1) and rf.stride == (1, 1) and rf.padding == (0, 0)
 
 
+def test_without_full_batches_the_last_batch_of_a_round_is_short_and_the_boxes_the_same():
+    layers, image_size = LARGE_FIELDS['six stride-2 convs at 64']
+    session, images, outputs = build_chain_layers(layers, image_size, None)
+    batch_sizes = []
+
+    def forward(batch):
+        batch_sizes.append(len(batch))
+        return session.run(outputs[-1:], {images: batch})
+    with session:
+        full = ReceptiveField([8, *image_size, 3], forward)
+        full_calls, batch_sizes[:] = len(batch_sizes), []
+        short = ReceptiveField([8, *image_size, 3], forward, full_batches=False)
+    assert short == full and short.num_probe_images == full.num_probe_images
+    assert max(batch_sizes) == 8 and min(batch_sizes) < 8 and len(batch_sizes) == full_calls
+    assert sum(batch_sizes) < 8 * full_calls  # what the short batches save
+
+
 def test_draw_example_marks_the_centre_box():
     rf, expected = run_chain([dict(kernel=5), dict(kind='max', kernel=2, stride=2)], (24, 20))
     picture = rf.draw_example()

@@ -114,7 +114,7 @@ def open_model(args):
             files = [model_path]
         return pipeline.Model(forward_func, layers, probe_shape(args, net), VALUE_RANGE,
                               pipeline.model_id('facenet', files), net.session.close,
-                              maxima_forward_func=maxima_forward_func)
+                              maxima_forward_func=maxima_forward_func, any_batch_size=True)
 
 
 def probe_shape(args, net):

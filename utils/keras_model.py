@@ -279,7 +279,7 @@ def open_model(args):
                                                             for layer in layers],
                           pipeline.probe_shape(args.batch_size, height, width, channels), value_range(args.preprocess),
                           pipeline.model_id('keras', [args.model]), fingerprint=f'keras file sha256:{digest}',
-                          maxima_forward_func=maxima_forward_function(model, layers))
+                          maxima_forward_func=maxima_forward_function(model, layers), any_batch_size=True)
 
 
 def check_image_size(model, layers, height, width):

@@ -58,12 +58,15 @@ class Model:
             layer: the maps as `forward_func` gives them and their exact maxima `[batch, channels]`, computed by
             the network (`utils.tf_runtime.channel_maxima`). The scan uses it when given: numpy then reads a map
             again only where an image enters a channel's top list.
+        any_batch_size: whether `forward_func` takes batches of any size up to `imshape[0]`: receptive-field
+            probes then send a round's last batch short instead of filling it with reference images.
     """
 
     def __init__(self, forward_func, layers, imshape, value_range, model_id='', close=None, fingerprint=None,
-                 maxima_forward_func=None):
+                 maxima_forward_func=None, any_batch_size=False):
         """Args:
-            forward_func, imshape, value_range, model_id, maxima_forward_func: see the attributes.
+            forward_func, imshape, value_range, model_id, maxima_forward_func, any_batch_size: see the
+                attributes.
             layers: objects with a `name` and a 4-D `shape` whose last entry is the channel count (TensorFlow
                 tensors, Keras outputs), or `Layer`s; given back to `forward_func` as its `layers` keyword.
             close: function releasing the model (a session's `close`), called by `close()`.
@@ -81,6 +84,7 @@ class Model:
         self.value_range = tuple(value_range)
         self.model_id = model_id
         self.maxima_forward_func = maxima_forward_func
+        self.any_batch_size = any_batch_size
         self._close = close
         try:
             self._selects_layers = 'layers' in inspect.signature(forward_func).parameters
@@ -347,7 +351,8 @@ def _probe(model, indices):
             bar.update(bar.value + len(batch))
             return feature_maps
         return recfield.measure_receptive_fields(model.imshape, forward, len(indices), value_range=model.value_range,
-                                                 layer_names=[model.layers[index].name for index in indices])
+                                                 layer_names=[model.layers[index].name for index in indices],
+                                                 full_batches=not model.any_batch_size)
 
 
 def _cache_keys(model, indices):

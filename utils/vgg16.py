@@ -205,7 +205,7 @@ def open_model(args):
         forward_func, maxima_forward_func = session_forward_funcs(session, images_ph, layers)
         return pipeline.Model(forward_func, layers, probe_shape(args), VALUE_RANGE,
                               pipeline.model_id('vgg16', [default_weights_path()]), session.close,
-                              maxima_forward_func=maxima_forward_func)
+                              maxima_forward_func=maxima_forward_func, any_batch_size=True)
 
 
 def open_dataset(args, model=None):
