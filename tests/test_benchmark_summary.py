@@ -1,0 +1,41 @@
+"""Tests of utils/benchmark_summary.py: the large-image part for real on a small image, the parts in order."""
+
+import pytest
+
+from utils import benchmark_recfield, benchmark_summary, cli
+
+
+def test_a_large_image_field_is_measured_and_checked_against_the_closed_form():
+    line = benchmark_summary.large_image_field(size=48, batch_size=4)
+    assert line.startswith('conv2 (receptive field 15, stride 2) on 48x48: ')
+    probes = int(line.split(': ')[1].split()[0])
+    assert 0 < probes < 4 * (48 + 48) and 'line by line would take 384' in line
+    assert line.endswith('check: boxes equal the closed-form ones: OK')
+
+
+def test_boxes_other_than_the_closed_form_end_the_script_with_an_error(monkeypatch, capsys):
+    closed_form = benchmark_recfield.closed_form_boxes
+    monkeypatch.setattr(benchmark_recfield, 'closed_form_boxes', lambda name, size: closed_form(name, size) + 1)
+    title, _ = benchmark_summary.PARTS['large_image']
+    monkeypatch.setitem(benchmark_summary.PARTS, 'large_image',
+                        (title, lambda: benchmark_summary.large_image_field(size=48, batch_size=4)))
+    assert cli.run_main(benchmark_summary.main, ['--parts', 'large_image']) == 2
+    assert 'error: conv2: the multiplexed boxes differ from the closed-form ones' in capsys.readouterr().err
+
+
+def test_main_prints_every_part_in_order(monkeypatch, capsys):
+    monkeypatch.setattr(benchmark_summary, 'PARTS', {name: (title, lambda name=name: f'table of {name}')
+                                                     for name, (title, _) in benchmark_summary.PARTS.items()})
+    benchmark_summary.main([])
+    out = capsys.readouterr().out
+    titles = [line for line in out.splitlines() if line.startswith('== ')]
+    assert titles == ['== 1. Receptive fields: VGG16 at 128x128', '== 2. Receptive fields: a field of 15 on 512x512',
+                      "== 3. The scan's bookkeeping", '== 4. Shards and Dask workers, one thread each']
+    assert [line for line in out.splitlines() if line.startswith('table of')] == [
+        'table of vgg16_recfield', 'table of large_image', 'table of scan', 'table of shards']
+
+
+def test_help_names_the_parts(capsys):
+    with pytest.raises(SystemExit, match='^0$'):
+        benchmark_summary.parse_args(['--help'])
+    assert 'large_image' in capsys.readouterr().out

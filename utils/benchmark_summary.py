@@ -1,0 +1,76 @@
+"""Every figure of the README's "Performance" section from one run: the benchmarks one after the other.
+
+    python utils/benchmark_summary.py        # about 15 minutes on 2 CPU cores
+    python utils/benchmark_summary.py --help
+
+1. Receptive fields of the VGG16 example at 128x128: its five default layers and conv5_3 alone, line by line
+   (before) against the method now (`utils/benchmark_vgg16_recfield.py`).
+2. A receptive field of 15 (the CIFAR-10 network's conv2) on 512x512 input: the probe images the method
+   needs, checked against the closed form (line by line would take `4 * (512 + 512)` probe images, far
+   too long to run here: it is computed, not measured).
+3. The scan's bookkeeping against the forward pass alone (`utils/benchmark_scan.py`).
+4. Shards and Dask workers against one process, one TensorFlow thread each (`utils/benchmark_shards.py`).
+
+Each part checks its own results; a failed check ends the script with an `error:` line and exit status 2.
+Times are of one run on whatever else the machine is doing: compare ratios within a part.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+
+from recfield import ReceptiveField  # noqa: E402
+from utils import benchmark_recfield, benchmark_scan, benchmark_shards, benchmark_vgg16_recfield, cli  # noqa: E402
+
+
+def large_image_field(layer='conv2', size=512, batch_size=16):
+    """Part 2: measures `layer` of `utils.benchmark_recfield`'s network on `size` x `size` input with the
+    default method and checks it against the closed form; returns a line of text.
+
+    Raises:
+        benchmark_recfield.CheckFailed: boxes other than the closed-form ones.
+    """
+    with benchmark_recfield.open_model([layer], batch_size, size) as model:
+        started = time.perf_counter()
+        field = ReceptiveField(model.imshape, model.forward_func_for([0]), value_range=model.value_range)
+        seconds = time.perf_counter() - started
+    benchmark_recfield.check_boxes(layer, field.recfield, benchmark_recfield.closed_form_boxes(layer, size),
+                                   'closed-form')
+    line_by_line = 4 * (size + size)
+    return (f'{layer} (receptive field {field.size[0]}, stride {field.stride[0]}) on {size}x{size}: '
+            f'{field.num_probe_images} probe images, {seconds:.1f} s; line by line would take {line_by_line} '
+            f'({line_by_line / field.num_probe_images:.1f}x). check: boxes equal the closed-form ones: OK')
+
+
+PARTS = {
+    'vgg16_recfield': ('Receptive fields: VGG16 at 128x128', benchmark_vgg16_recfield.benchmark),
+    'large_image': ('Receptive fields: a field of 15 on 512x512', large_image_field),
+    'scan': ("The scan's bookkeeping", benchmark_scan.benchmark),
+    'shards': ('Shards and Dask workers, one thread each', benchmark_shards.benchmark),
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--parts', nargs='+', choices=tuple(PARTS), default=list(PARTS),
+                        help='the parts to run, in order')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    """Runs the parts and prints each one's title and table as soon as it is done."""
+    args = parse_args(argv)
+    cli.setup_logging('WARNING')
+    for number, part in enumerate(args.parts, start=1):
+        title, run = PARTS[part]
+        print(f'== {number}. {title}', flush=True)
+        print(run(), end='\n\n', flush=True)
+
+
+if __name__ == '__main__':
+    sys.exit(cli.run_main(main))
