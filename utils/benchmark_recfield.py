@@ -15,18 +15,17 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from recfield import ReceptiveField  # noqa: E402
 from utils import cifar10_model, cli, pipeline  # noqa: E402
 from utils.closed_form import boxes_from_dependencies, chain_dependencies  # noqa: E402
+from utils.quiet_tf import tf  # noqa: E402
 
 tf1 = tf.compat.v1
 logger = logging.getLogger('benchmark_recfield')

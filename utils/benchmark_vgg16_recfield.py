@@ -17,15 +17,13 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
-import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from recfield import ReceptiveField, measure_receptive_fields  # noqa: E402
+from recfield import measure_receptive_fields  # noqa: E402
 from utils import cli, vgg16  # noqa: E402
 from utils.benchmark_recfield import CheckFailed, timed  # noqa: E402
 
@@ -63,10 +61,11 @@ def together(model, indices, **options):
     """
     forward_func = warmed_up(model, indices)
     fields = []
+    logger.info('measure_receptive_fields, %d layer(s), %s ...', len(indices), options or 'defaults')
+    options = {'full_batches': not model.any_batch_size, **options}  # short batches, as the example sends them
     seconds = timed(lambda: fields.extend(measure_receptive_fields(
         model.imshape, forward_func, len(indices), value_range=model.value_range, **options)))
-    logger.info('measure_receptive_fields, %d layer(s), %s: %d probe images, %.1f s', len(indices), options or
-                'defaults', fields[0].num_probe_images, seconds)
+    logger.info('%d probe images, %.1f s', fields[0].num_probe_images, seconds)
     return fields, seconds
 
 

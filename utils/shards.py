@@ -19,7 +19,6 @@ on one machine should share its cores (`TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_
 two cores), as Dask workers do (`utils.dask_shards`).
 """
 
-import argparse
 import hashlib
 import logging
 import threading

@@ -9,8 +9,6 @@ a map again only where an image enters a channel's top list, to find where its m
 import logging
 import os
 
-import numpy as np
-
 from utils.quiet_tf import tf
 from utils.shards import THREAD_VARIABLES
 
