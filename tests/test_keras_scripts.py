@@ -77,6 +77,19 @@ def test_print_all_names_of_a_free_size_model_needs_no_image_size(keras_models, 
     assert capsys.readouterr().out.splitlines() == ['conv (None, None, None, 3)', 'conv2 (None, None, None, 2)']
 
 
+@pytest.mark.parametrize('script', list(SCRIPTS))
+def test_an_image_size_that_cannot_fit_in_memory_is_refused_before_the_model_runs(keras_models, capsys, tmp_path,
+                                                                                   script):
+    out_dir = tmp_path / 'out'
+    images = ['--images_dir', str(tmp_path)] if script == 'keras_activations.py' else []
+    assert run_main(SCRIPTS[script].main, ['--model', keras_models['free_size'], '--image_size', '30000', '30000',
+                                           '--out_dir', str(out_dir), *images]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith('error: this run needs at least ') and 'GiB of memory for its receptive-field probes' \
+        in error and error.endswith('lower --batch_size or --image_size.') and '\n' not in error
+    assert not out_dir.exists()
+
+
 def not_a_model(folder):
     path = os.path.join(folder, 'notes.txt')
     with open(path, 'w') as stream:

@@ -19,7 +19,7 @@ import cv2
 import h5py
 import numpy as np
 
-from utils import cli, images, pipeline
+from utils import cli, images, memory, pipeline
 from utils.files import digest_files
 from utils.layers import suggest_names
 from utils.quiet_tf import tf
@@ -274,6 +274,7 @@ def open_model(args):
     if channels != 3:
         raise ValueError(f'the model takes {channels}-channel images; the Keras scripts feed colour images (3).')
     check_image_size(model, layers, height, width)
+    check_memory(model, layers, height, width, args)
     digest = digest_files([args.model])
     return pipeline.Model(forward_function(model, layers), [pipeline.Layer(layer.name, int(layer.output.shape[-1]))
                                                             for layer in layers],
@@ -295,6 +296,42 @@ def check_image_size(model, layers, height, width):
     except ValueError as error:
         raise ValueError(f'--image_size {height} {width} is too small for the layers: '
                          f'{" ".join(str(error).split())}') from error
+
+
+def check_memory(model, layers, height, width, args):
+    """Refuses a run that cannot fit in memory (`utils.memory`), from the shapes Keras infers on `height x width`
+    images for every layer with one 4-D output (float32), before the model runs.
+
+    Raises:
+        ValueError: see `utils.memory.check_memory`.
+    """
+    maps = []
+    for layer in model.layers:
+        try:
+            if len(layer.output.shape) == 4:
+                maps.append(layer.output)
+        except (AttributeError, ValueError):  # a layer with several outputs, or called more than once
+            continue
+    layer_shapes = _image_shapes(model, [layer.output for layer in layers], height, width)
+    try:
+        shapes = _image_shapes(model, maps, height, width)
+    except ValueError:  # a layer past the chosen ones that this image size is too small for: it never runs
+        shapes = layer_shapes
+    largest = max((4 * int(np.prod(shape)) for shape in shapes), default=0)
+    needed = memory.needed_bytes(args.batch_size, (height, width, int(model.inputs[0].shape[-1])), largest,
+                                 layer_shapes, getattr(args, 'num_samples', None), getattr(args, 'num_channels', None))
+    memory.check_memory(needed, image_size_flag='--image_size')
+
+
+def _image_shapes(model, tensors, height, width):
+    """The shapes of `tensors` (outputs of `model`'s layers) for one `height x width` image, without the batch."""
+    if not tensors:
+        return []
+    shapes = keras.Model(model.inputs[0], list(tensors)).compute_output_shape(
+        (None, height, width, int(model.inputs[0].shape[-1])))
+    if not isinstance(shapes[0], (tuple, list)):  # one shape, not a list of them
+        shapes = [shapes]
+    return [tuple(int(size) for size in shape[1:]) for shape in shapes]
 
 
 def chosen_layer_names(args, model):
