@@ -521,8 +521,12 @@ class _EdgeSearch:
     feature lines (or image size over feature-map size, from one found edge); the stop of line `i` is
     predicted as the start of line `n - 1 - i` mirrored, which holds where the network is symmetric. Before
     any edge is found only the last feature line's start is bisected, whose box is the least clipped. So a
-    layer costs about `log2(length)` probes plus two per distinct edge, however large its boxes. Observations
-    that contradict each other (an interval that empties) mark the search failed.
+    layer costs about `log2(length)` probes plus two per distinct edge, however large its boxes.
+
+    Unless `full`, "unchanged" may come from some references only (`observe(confirmed=False)`); the edges that
+    rest on it are `unconfirmed` until `confirm`ed on the others. An interval that empties (observations that
+    contradict each other) is searched again from scratch on all references where it rested on some only,
+    and fails the search where it rested on all of them.
     """
 
     def __init__(self, axis, length, feature_shape, layer):
