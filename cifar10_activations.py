@@ -25,6 +25,7 @@ import sys
 import tempfile
 
 from utils import cifar10_input, cifar10_model, cli, pipeline, shards
+from utils.tf_runtime import session_forward_funcs
 
 
 def parse_args(argv):
@@ -51,9 +52,10 @@ def main(argv=None):
         return 0
     dataset = cifar10_input.open_dataset(args)
     cifar10_model.restore_checkpoint(session, args.train_dir)
-    forward_func = lambda x, layers=layers: session.run(layers, feed_dict={images_ph: x})  # noqa: E731
+    # forward_func: session.run of the layers; maxima_forward_func: the same with each channel's maxima, for the scan.
+    forward_func, maxima_forward_func = session_forward_funcs(session, images_ph, layers)
     with pipeline.Model(forward_func, layers, images_ph.shape.as_list(), cifar10_model.VALUE_RANGE,
-                        close=session.close) as model:
+                        close=session.close, maxima_forward_func=maxima_forward_func) as model:
         fields = pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args))
         trackers = pipeline.scan(model, dataset, args.num_samples)
         pipeline.draw(model, fields, trackers, args.out_dir, args.num_channels, args.tensorboard_dir, dataset,

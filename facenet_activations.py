@@ -21,6 +21,7 @@ import sys
 import tempfile
 
 from utils import cli, facenet, pipeline, shards
+from utils.tf_runtime import session_forward_funcs
 
 
 def parse_args(argv):
@@ -49,11 +50,12 @@ def main(argv=None):
     layers = cli.prepare_layers(net.session.graph, net.images_ph, args)
     if layers is None:  # --print_all_names
         return 0
-    # net.feed_dict sets phase_train to False: BatchNorm in inference mode (see the README's note on BatchNorm).
-    forward_func = lambda x, layers=layers: net.session.run(  # noqa: E731
-        layers, feed_dict={net.images_ph: x, **net.feed_dict})
+    # forward_func: session.run of the layers, fed net.feed_dict too (phase_train False: BatchNorm in inference
+    # mode, see the README's note on BatchNorm); maxima_forward_func: the same with each channel's maxima.
+    forward_func, maxima_forward_func = session_forward_funcs(net.session, net.images_ph, layers, net.feed_dict)
     with pipeline.Model(forward_func, layers, facenet.probe_shape(args, net), facenet.VALUE_RANGE,
-                        close=net.session.close) as model:
+                        close=net.session.close, maxima_forward_func=maxima_forward_func,
+                        any_batch_size=True) as model:
         dataset = facenet.open_dataset(args, model)
         fields = pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args))
         trackers = pipeline.scan(model, dataset, args.num_samples)

@@ -22,6 +22,7 @@ import sys
 import tempfile
 
 from utils import cli, pipeline, shards, vgg16
+from utils.tf_runtime import session_forward_funcs
 
 
 def parse_args(argv):
@@ -46,9 +47,10 @@ def main(argv=None):
     layers = cli.prepare_layers(session.graph, images_ph, args)
     if layers is None:  # --print_all_names
         return 0
-    forward_func = lambda x, layers=layers: session.run(layers, feed_dict={images_ph: x})  # noqa: E731
-    with pipeline.Model(forward_func, layers, vgg16.probe_shape(args), vgg16.VALUE_RANGE, close=session.close) \
-            as model:
+    # forward_func: session.run of the layers; maxima_forward_func: the same with each channel's maxima, for the scan.
+    forward_func, maxima_forward_func = session_forward_funcs(session, images_ph, layers)
+    with pipeline.Model(forward_func, layers, vgg16.probe_shape(args), vgg16.VALUE_RANGE, close=session.close,
+                        maxima_forward_func=maxima_forward_func, any_batch_size=True) as model:
         dataset = vgg16.open_dataset(args)
         fields = pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args))
         trackers = pipeline.scan(model, dataset, args.num_samples)
