@@ -30,6 +30,7 @@ and down in the other, and from each end of the value range. The edge search ask
 only and confirms on the others what its edges rest on.
 """
 
+import inspect
 import logging
 import math
 
@@ -177,6 +178,9 @@ def measure_receptive_fields(imshape, forward_func, num_layers, value_range=(-1.
             `ReceptiveField`.
         forward_func: function from a float32 batch `imshape` to a list of `num_layers` feature maps
             `[batch_size, feat_h, feat_w, channels]`, e.g. `lambda x: sess.run(layers, feed_dict={images: x})`.
+            If it takes a keyword `layers`, it is also called with a list of positions (`0 .. num_layers - 1`)
+            and must then return those layers' maps only, in that order: probes that serve shallow layers
+            only then skip the rest of the network.
         num_layers: how many maps `forward_func` returns.
         layer_names: the layers' names, for warnings (default: their positions).
 
@@ -220,6 +224,10 @@ class _Prober:
         if not float(tolerance) >= 0:
             raise ValueError(f'tolerance must be 0 or more (how far a value may move unnoticed), got {tolerance!r}.')
         self._forward_func, self._num_layers, self._layer_names = forward_func, num_layers, layer_names
+        try:
+            self._selects_layers = num_layers is not None and 'layers' in inspect.signature(forward_func).parameters
+        except (TypeError, ValueError):  # a callable without a signature (some builtins)
+            self._selects_layers = False
         self._tolerance = float(tolerance)
         self._num_grey_trials = int(num_trials)  # the first trials; the extreme references follow
         self.feature_shapes = None
@@ -271,8 +279,23 @@ class _Prober:
             return self._layer_names[layer]
         return 'the layer' if self._num_layers is None else f'layer {layer} of forward_func'
 
-    def _forward(self, batch):
-        """Runs `forward_func` on one batch; returns its 4-D feature maps, checked, as a list."""
+    def _forward(self, batch, layers=None):
+        """Runs `forward_func` on one batch; returns its 4-D feature maps, checked, as a list over all layers.
+
+        With `layers` (positions), only those maps are needed: where `forward_func` selects layers it computes
+        only them, and the others are None.
+        """
+        if layers is not None and self._selects_layers:
+            layers = sorted(layers)
+            result = self._forward_func(batch, layers=layers)
+            if not isinstance(result, (list, tuple)) or len(result) != len(layers):
+                got = f'{len(result)} values' if isinstance(result, (list, tuple)) else type(result).__name__
+                raise ValueError(f'forward_func(batch, layers={layers}) returned {got}; called with layers, it must '
+                                 f'return one map per layer asked for ({len(layers)}), in that order.')
+            maps = [None] * self._num_layers
+            for layer, map_of_layer in zip(layers, result):
+                maps[layer] = self._checked_map(map_of_layer, layer, len(batch))
+            return maps
         result = self._forward_func(batch)
         if self._num_layers is None:
             if isinstance(result, (list, tuple)):
@@ -310,18 +333,22 @@ class _Prober:
                              f'{self.feature_shapes[layer]}; the forward pass must not change between calls.')
         return feature_map
 
-    def run(self, probes, trials=None):
+    def run(self, probes, trials=None, layers=None):
         """Runs probe images through the network for every reference.
 
         Args:
             probes: list of `(axis, lit_lines)`: light these rows (`ROWS`) or columns (`COLUMNS`).
             trials: indices of the references to run them on (default: all).
+            layers: positions of the layers the probes serve (default: all).
 
         Returns:
             per layer, bool array `[len(probes), feat_h, feat_w]`: which feature pixels changed for each
-            probe under any reference.
+            probe under any reference; None for the layers not in `layers`.
         """
-        changed = [np.zeros((len(probes),) + tuple(shape), bool) for shape in self.feature_shapes]
+        if layers is not None and set(layers) == set(range(len(self.feature_shapes))):
+            layers = None  # all of them: the plain call
+        changed = [np.zeros((len(probes),) + tuple(shape), bool) if layers is None or layer in layers else None
+                   for layer, shape in enumerate(self.feature_shapes)]
         # Every (reference, probe) pair is one image; batches are filled across references, so that a round
         # of few probes wastes little of a fixed-size batch.
         trials = range(len(self._trials)) if trials is None else trials
@@ -336,7 +363,9 @@ class _Prober:
                 batch[position] = reference
                 axis, lines = probes[probe]
                 _light(batch[position], probe_values, lines, axis)
-            for layer, feature_map in enumerate(self._forward(batch)):
+            for layer, feature_map in enumerate(self._forward(batch, layers)):
+                if changed[layer] is None:
+                    continue
                 for position, (trial, probe) in enumerate(chunk):
                     reference_map = self._trials[trial][2][layer][position]
                     changed[layer][probe] |= self._moved(feature_map[position], reference_map).any(axis=-1)
@@ -390,7 +419,8 @@ class _Prober:
             period, searched = _plan_axis(lengths[axis], [layer_periods[axis] for layer_periods in periods],
                                           [shape[axis] for shape in self.feature_shapes])
             if period is not None:
-                extents[axis] = self._measure_multiplexed(axis, lengths[axis], period)
+                multiplexed = [layer for layer in range(len(self.feature_shapes)) if layer not in searched]
+                extents[axis] = self._measure_multiplexed(axis, lengths[axis], period, multiplexed)
             searches += [_EdgeSearch(axis, lengths[axis], self.feature_shapes[layer], layer)
                          for layer in searched if extents[axis][layer] is None]
         if searches:
@@ -404,9 +434,10 @@ class _Prober:
         """`extents` with every None filled in from one probe per line of `axis` (one pass for all layers)."""
         if all(extent is not None for extent in extents):
             return extents
-        logger.debug('axis %d: probing line by line for %d layers', axis,
-                     sum(extent is None for extent in extents))
-        changed = self.run([(axis, [line]) for line in range(self.height if axis == ROWS else self.width)])
+        missing = [layer for layer, extent in enumerate(extents) if extent is None]
+        logger.debug('axis %d: probing line by line for %d layers', axis, len(missing))
+        changed = self.run([(axis, [line]) for line in range(self.height if axis == ROWS else self.width)],
+                           layers=missing)
         return [_hull(changed[layer]) if extent is None else extent for layer, extent in enumerate(extents)]
 
     def _search_edges(self, searches):
@@ -441,7 +472,7 @@ class _Prober:
                 if not unconfirmed:
                     break
                 changed = self.run([(axis, _edge_lines(kind, t, lengths[axis])) for axis, kind, t in unconfirmed],
-                                   extreme)
+                                   extreme, layers={search.layer for search in active})
                 for search in active:
                     for index, (axis, kind, t) in enumerate(unconfirmed):
                         if axis == search.axis:
@@ -456,7 +487,7 @@ class _Prober:
         axis (a whole-image probe to all)."""
         lengths = (self.height, self.width)
         lit = [(axis, _edge_lines(kind, t, lengths[axis])) for axis, kind, t in probes]
-        changed = self.run(lit, trials)
+        changed = self.run(lit, trials, layers={search.layer for search in searches})
         for search in searches:
             for index, (axis, lines) in enumerate(lit):
                 if whole_image or axis == search.axis:
@@ -488,17 +519,18 @@ class _Prober:
             periods.append(tuple(layer_periods))
         return periods, probes, changed
 
-    def _measure_multiplexed(self, axis, length, period):
-        """Measures one axis with lines `period` apart; per layer the extents, or None where the result is
-        not consistent."""
+    def _measure_multiplexed(self, axis, length, period, layers):
+        """Measures `layers` along one axis with lines `period` apart; per layer the extents, or None where
+        the result is not consistent (and for the other layers)."""
         lines = np.arange(length)
         blocks, block_probes = _block_probes(length, period)
         probes = [(axis, lines[lines % period == phase]) for phase in range(period)]
         probes += [(axis, lit) for lit in block_probes]
-        extents = [_decode_layer(changed, period, blocks, length) for changed in self.run(probes)]
-        if any(extent is None for extent in extents):
+        extents = [None if changed is None else _decode_layer(changed, period, blocks, length)
+                   for changed in self.run(probes, layers=layers)]
+        if any(extents[layer] is None for layer in layers):
             logger.debug('axis %d: multiplexed probes did not decode cleanly for %d layers', axis,
-                         sum(extent is None for extent in extents))
+                         sum(extents[layer] is None for layer in layers))
         return extents
 
 

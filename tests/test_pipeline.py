@@ -343,6 +343,23 @@ def test_a_model_that_takes_any_batch_size_gets_short_probe_batches_and_the_same
     assert any_size_count == fixed_count  # short batches leave out reference images, which are not counted
 
 
+def test_probes_that_serve_the_shallow_layer_do_not_run_the_deep_one(capsys):
+    # A 3x3 box filter (multiplexed probes) and a global sum (an edge search), as a network in numpy.
+    layers = [Layer('box', 2), Layer('sum', 1)]
+    maps = {'box': lambda batch: box_filter_maps(batch)[0],
+            'sum': lambda batch: batch.sum(axis=(1, 2, 3))[:, None, None, None]}
+    asked = []
+
+    def forward(batch, layers=layers):
+        asked.append(tuple(layer.name for layer in layers))
+        return [maps[layer.name](batch) for layer in layers]
+    model = Model(forward, layers, [4, 64, 64, 1], BOX_VALUE_RANGE)
+    fields = pipeline.measure_receptive_fields(model)
+    assert fields[0].size == (3, 3) and (fields[1].recfield == [0, 0, 64, 64]).all()
+    assert {('box',), ('sum',)} <= set(asked)  # each layer's own probes ran that layer alone
+    assert 'receptive fields: 2 layers' in capsys.readouterr().out
+
+
 def test_a_cached_field_of_another_feature_map_size_is_measured_again(tmp_path, capsys, caplog):
     cache = RecfieldCache(str(tmp_path / 'cache'))
     measured = pipeline.measure_receptive_fields(fingerprinted_model(), cache=cache)

