@@ -26,7 +26,7 @@ gives the same boxes.
 Masked probes (a dead ReLU, a unit saturated by the reference image, a max-pool that ignores the change)
 would shrink boxes, so every probe is run on several references and a feature pixel counts as changed when
 it changes in any run (see `_Prober`): twice on a quiet grey reference, moving the lit pixels up in one run
-and down in the other, and from each end of the value range. The edge search asks on the grey references
+and down in the other, and from each end of the value range. The edge search asks on the first reference
 only and confirms on the others what its edges rest on.
 """
 
@@ -229,7 +229,6 @@ class _Prober:
         except (TypeError, ValueError):  # a callable without a signature (some builtins)
             self._selects_layers = False
         self._tolerance = float(tolerance)
-        self._num_grey_trials = int(num_trials)  # the first trials; the extreme references follow
         self.feature_shapes = None
         self.num_probe_images = 0
 
@@ -444,15 +443,18 @@ class _Prober:
         """Runs the edge searches in rounds, all of them sharing each round's probes; returns those that ended
         consistent (the others are left to line-by-line probing).
 
-        A change seen under any reference is proof, so the search asks its questions on the grey references
-        only; the unchanged probes that the found edges rest on (one per distinct edge) are then run on the
-        extreme references as well. A search that one of them contradicts goes on with every reference.
+        A change seen under any reference is proof, so the search asks its questions on the first reference
+        (grey, lit lines moved up) only; the unchanged probes that the found edges rest on (one per distinct
+        edge) are then run on the other references as well. A search that one of them contradicts goes on with
+        every reference. Asking on one reference rather than on both grey ones costs a confirmation run more
+        per distinct edge and saves a run on every other probe: on VGG16 at 128x128 the edge searches of
+        conv4_3 and conv5_3 took 226 probe images instead of 288, with the same boxes.
         """
         lengths = (self.height, self.width)
         every_trial = list(range(len(self._trials)))
-        grey, extreme = every_trial[:self._num_grey_trials], every_trial[self._num_grey_trials:]
+        asking, confirming = every_trial[:1], every_trial[1:]
         for search in searches:
-            search.full = not extreme
+            search.full = not confirming
         if any(search.needs_whole_image_probe() for search in searches):
             # Lighting every line tells which feature pixels depend on the image at all.
             self._observe_by_all(searches, [(ROWS, 0, self.height)], every_trial, whole_image=True)
@@ -465,14 +467,14 @@ class _Prober:
             if asked[True]:
                 self._observe_by_all(active, sorted(asked[True]), every_trial)
             if asked[False]:
-                self._observe_by_all(active, sorted(asked[False]), grey, confirmed=False)
+                self._observe_by_all(active, sorted(asked[False]), asking, confirmed=False)
             if not asked[True] and not asked[False]:
                 unconfirmed = sorted({(search.axis, kind, t) for search in active
                                       for kind, t in search.unconfirmed()})
                 if not unconfirmed:
                     break
                 changed = self.run([(axis, _edge_lines(kind, t, lengths[axis])) for axis, kind, t in unconfirmed],
-                                   extreme, layers={search.layer for search in active})
+                                   confirming, layers={search.layer for search in active})
                 for search in active:
                     for index, (axis, kind, t) in enumerate(unconfirmed):
                         if axis == search.axis:
@@ -499,8 +501,9 @@ class _Prober:
         middle line.
 
         If `n` feature lines change when one input line is lit and the layer's stride is `s`, the
-        receptive field is shorter than `(n + 1) * s`. The stride is bounded by image size over feature-map
-        size. An estimate that is too small is caught when decoding.
+        receptive field is shorter than `(n + 1) * s` (a box of `L` lines holds the line of at least
+        `floor(L / s)` feature lines), so lines `(n + 1) * s` apart never meet in one box. The stride is
+        bounded by image size over feature-map size. An estimate that is too small is caught when decoding.
 
         Returns:
             `(periods, probes, changed)`: list of `(row period, column period)` per layer; the two probes run;
@@ -515,7 +518,7 @@ class _Prober:
             for axis in (ROWS, COLUMNS):
                 affected = layer_changed[axis].sum(axis=axis).max()
                 stride = math.ceil(lengths[axis] / feature_shape[axis])
-                layer_periods.append(int((affected + 1) * stride + 1))
+                layer_periods.append(int((affected + 1) * stride))
             periods.append(tuple(layer_periods))
         return periods, probes, changed
 
@@ -603,7 +606,7 @@ class _EdgeSearch:
         self._check()
 
     def unconfirmed(self):
-        """`{(kind, t)}`: the probes, unchanged on the grey references, that found edges rest on."""
+        """`{(kind, t)}`: the probes, unchanged on the references asked, that found edges rest on."""
         asked = set()
         for kind in (START, STOP):
             waiting = self._responds & ~self._confirmed[kind] & (self._low[kind] == self._high[kind])
@@ -625,7 +628,7 @@ class _EdgeSearch:
         np.minimum(self._high[STOP], np.where(changed, self.length - 1 - first, self.length), out=self._high[STOP])
 
     def _check(self):
-        """An emptied interval resting on grey references only is searched again on all of them (`full`);
+        """An emptied interval resting on some references only is searched again on all of them (`full`);
         one resting on all references, or a pixel that changed although lighting everything did not, fails
         the search."""
         if self._silent is not None and (self._silent & self._responds).any():
