@@ -351,8 +351,9 @@ def measure_receptive_fields(model, indices=None, cache=None, print_lines=True):
 def _probe(model, indices):
     """Measures the fields of the layers `indices` together (`recfield.measure_receptive_fields`)."""
     what = model.layers[indices[0]].name if len(indices) == 1 else f'{len(indices)} layers'
-    # The number of probes depends on the receptive fields, unknown in advance: count probe images.
-    with progress_bar(f'receptive fields of {what} (probe images) ') as bar:
+    # The number of probes depends on the receptive fields, unknown in advance: count the images run (probe
+    # images, and the references they are compared with, which the summary line's count leaves out).
+    with progress_bar(f'receptive fields of {what} (images run) ') as bar:
         probe_forward_func = model.probe_forward_func(indices)
 
         def forward(batch, layers=range(len(indices))):
