@@ -19,9 +19,9 @@ one axis each layer is measured
   before `t`, suffix probes which stop after `H - t`; predicted edges are checked with two probes each and
   the rest bisected (`_EdgeSearch`), about `log2(H)` probes plus two per distinct edge.
 
-Per axis the plan needing the fewest probes is chosen for all layers together (`_plan_axis`). Every decoded
-box is checked for consistency, and what does not decode cleanly is measured again row by row, so every way
-gives the same boxes.
+Per axis the plan needing the fewest probe images is chosen for all layers together (`_plan_axis`). Every
+decoded box is checked for consistency, and what does not decode cleanly is measured again row by row, so every
+way gives the same boxes.
 
 Masked probes (a dead ReLU, a unit saturated by the reference image, a max-pool that ignores the change)
 would shrink boxes, so every probe is run on several references and a feature pixel counts as changed when
@@ -258,8 +258,13 @@ class _Prober:
     def measure(self, multiplex):
         """Measures every layer's boxes; returns a list of `ReceptiveField`."""
         mixes_batch = self._mixes_batch()
-        rows, columns = self._measure_axes() if multiplex else (
-            self._measure_line_by_line(axis, [None] * len(self.feature_shapes)) for axis in (ROWS, COLUMNS))
+        # Where the images of a batch mix, every feature pixel depends on the whole image (and batch): probes
+        # sharing a batch would see each other, so such a layer gets the whole image, unprobed.
+        lengths = (self.height, self.width)
+        extents = [[(np.zeros(shape, np.int64), np.full(shape, lengths[axis], np.int64)) if mixes else None
+                    for shape, mixes in zip(self.feature_shapes, mixes_batch)] for axis in (ROWS, COLUMNS)]
+        rows, columns = self._measure_axes(extents) if multiplex else (
+            self._measure_line_by_line(axis, extents[axis]) for axis in (ROWS, COLUMNS))
         if any(mixes_batch):  # once, however many layers show it
             logger.warning(
                 'The feature map of an image changes with the other images in its batch: the forward pass '
@@ -401,27 +406,33 @@ class _Prober:
 
     # -- the axes ----------------------------------------------------------------------------------------
 
-    def _measure_axes(self):
-        """Per axis, per layer `(start, stop)`, int arrays `[feat_h, feat_w]`: each box's extent along the axis.
+    def _measure_axes(self, extents):
+        """Per axis, per layer `(start, stop)`, int arrays `[feat_h, feat_w]`: each box's extent along the axis,
+        measured where `extents` (the same, per axis) holds None.
 
         One probe lighting the middle line estimates each layer's box length (`_estimate_periods`). Per axis,
         the layers whose boxes are short next to the image are multiplexed (lines a period apart lit
         together), those with few distinct box edges are found by an edge search (`_EdgeSearch`), whichever
-        plan needs the fewest probes (`_plan_axis`); what does not decode cleanly, or all layers when neither
-        pays, is probed line by line.
+        plan needs the fewest probe images (`_plan_axis`); what does not decode cleanly, or all layers when
+        neither pays, is probed line by line.
         """
         lengths = (self.height, self.width)
+        unknown = [layer for layer, extent in enumerate(extents[ROWS]) if extent is None]
+        if not unknown:
+            return extents
         periods, middle_probes, middle_changed = self._estimate_periods()
-        extents = [[None] * len(self.feature_shapes) for _ in (ROWS, COLUMNS)]
         searches = []
         for axis in (ROWS, COLUMNS):
-            period, searched = _plan_axis(lengths[axis], [layer_periods[axis] for layer_periods in periods],
-                                          [shape[axis] for shape in self.feature_shapes])
+            period, searched = _plan_axis(lengths[axis], [periods[layer][axis] for layer in unknown],
+                                          [self.feature_shapes[layer][axis] for layer in unknown], len(self._trials))
+            searched = [unknown[position] for position in searched]
             if period is not None:
-                multiplexed = [layer for layer in range(len(self.feature_shapes)) if layer not in searched]
-                extents[axis] = self._measure_multiplexed(axis, lengths[axis], period, multiplexed)
+                multiplexed = [layer for layer in unknown if layer not in searched]
+                decoded = self._measure_multiplexed(axis, lengths[axis], period, multiplexed)
+                for layer in multiplexed:
+                    extents[axis][layer] = decoded[layer]
             searches += [_EdgeSearch(axis, lengths[axis], self.feature_shapes[layer], layer)
-                         for layer in searched if extents[axis][layer] is None]
+                         for layer in searched]
         if searches:
             for search in searches:
                 search.observe(middle_probes[search.axis][1], middle_changed[search.layer][search.axis])
@@ -707,26 +718,27 @@ def _edge_lines(kind, threshold, length):
     return np.arange(threshold) if kind == START else np.arange(length - threshold, length)
 
 
-def _plan_axis(length, periods, num_lines):
-    """Which layers to multiplex, at which period, and which to search by edges, in the fewest probes.
+def _plan_axis(length, periods, num_lines, runs=4):
+    """Which layers to multiplex, at which period, and which to search by edges, in the fewest probe images.
 
     Args:
         length: the image's size along the axis.
         periods: per layer, the period its boxes need (`_Prober._estimate_periods`).
         num_lines: per layer, the feature map's size along the axis.
+        runs: how many references every multiplexed or line-by-line probe runs on.
 
     Returns:
         `(period or None, layers to search by edges)`; layers in neither are probed line by line, which is
         chosen (period None, no layers to search) when it is cheapest.
     """
-    best_cost, best = length, (None, [])  # line by line: one probe per line serves every layer
+    best_cost, best = runs * length, (None, [])  # line by line: one probe per line serves every layer
     for period in sorted(set(periods)) + [None]:
         if period is not None and period >= length:
             continue
         multiplexed = [layer for layer, needed in enumerate(periods) if period is not None and needed <= period]
         searched = [layer for layer in range(len(periods)) if layer not in multiplexed]
-        cost = 0 if period is None else period + len(_block_probes(length, period)[1])
-        cost += sum(_search_cost(length, periods[layer], num_lines[layer]) for layer in searched)
+        cost = 0 if period is None else runs * (period + len(_block_probes(length, period)[1]))
+        cost += sum(_search_cost(length, periods[layer], num_lines[layer], runs) for layer in searched)
         if cost < best_cost:
             best_cost, best = cost, (period, searched)
     return best
@@ -769,13 +781,15 @@ def _band_factors(ratio):
     return best if ratio > 1 else []
 
 
-def _search_cost(length, period, num_lines):
-    """About how many probes `_EdgeSearch` needs for one layer: a bisection, then two per distinct edge
-    (lines whose boxes reach past the image's border share the clipped edge)."""
+def _search_cost(length, period, num_lines, runs):
+    """About how many probe images `_EdgeSearch` needs for one layer: a bisection and two probes per distinct
+    edge (lines whose boxes reach past the image's border share the clipped edge), asked on one reference,
+    and one probe per distinct edge confirmed on the other `runs - 1` (`_Prober._search_edges`)."""
     stride = math.ceil(length / num_lines)
-    box = max(period - 2 * stride, stride)  # the estimate's box length (see `_estimate_periods`)
+    box = max(period - stride, stride)  # the estimate's box length (see `_estimate_periods`)
     clipped = min(num_lines, (box - stride) // (2 * stride) + 1)  # lines clipped at each border
-    return math.ceil(math.log2(length)) + 2 * 2 * (num_lines - clipped) + 2
+    distinct_edges = 2 * (num_lines - clipped)
+    return math.ceil(math.log2(length)) + 2 + distinct_edges * (2 + runs - 1)
 
 
 def _decode_layer(changed, period, blocks, length):

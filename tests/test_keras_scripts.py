@@ -9,6 +9,7 @@ a Dask run drawing the pictures of a single run byte for byte.
 """
 
 import os
+import re
 
 import cv2
 import keras
@@ -373,6 +374,9 @@ def test_mobilenet_v2_fields_are_the_closed_form_and_every_layer_is_drawn(mobile
     for line, (size, stride, padding) in zip(printed, list(MOBILENET_V2_GEOMETRY.values())[:3]):
         assert line.endswith(f'{size}x{size} (stride {stride}x{stride}, padding {padding}x{padding})'), line
     assert printed[3].endswith('up to 96x96 (boxes clipped by the image; size, stride and padding unknown)')
+    # The layers whose boxes cover the image are edge-searched: fewer probe images than one per line (4 runs).
+    [num_probe_images] = re.findall(r'^receptive fields: 5 layers, (\d+) probe images', result.stdout, re.M)
+    assert int(num_probe_images) < 4 * (MOBILENET_SIZE + MOBILENET_SIZE)
     assert sorted(os.listdir(tmp_path)) == sorted(picture_names(MOBILENET_V2_DEFAULT_LAYERS) + GALLERY_FILES)
     for name in picture_names(MOBILENET_V2_DEFAULT_LAYERS):
         assert cv2.imread(str(tmp_path / name)).shape[1] > NUM_CHANNELS * 3, name
