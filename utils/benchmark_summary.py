@@ -1,6 +1,6 @@
 """Every figure of the README's "Performance" section from one run: the benchmarks one after the other.
 
-    python utils/benchmark_summary.py        # about 15 minutes on 2 CPU cores
+    python utils/benchmark_summary.py        # about 5 minutes on 2 CPU cores
     python utils/benchmark_summary.py --help
 
 1. Receptive fields of the VGG16 example at 128x128: its five default layers and conv5_3 alone, line by line
