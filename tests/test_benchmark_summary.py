@@ -5,12 +5,14 @@ import pytest
 from utils import benchmark_recfield, benchmark_summary, cli
 
 
-def test_a_large_image_field_is_measured_and_checked_against_the_closed_form():
-    line = benchmark_summary.large_image_field(size=48, batch_size=4)
-    assert line.startswith('conv2 (receptive field 15, stride 2) on 48x48: ')
-    probes = int(line.split(': ')[1].split()[0])
-    assert 0 < probes < 4 * (48 + 48) and 'line by line would take 384' in line
-    assert line.endswith('check: boxes equal the closed-form ones: OK')
+def test_large_image_fields_are_measured_and_checked_against_the_closed_form():
+    lines = benchmark_summary.large_image_fields(size=48, batch_size=4).splitlines()
+    assert [line.split(' on ')[0] for line in lines] == ['VGG16 conv2_2 (receptive field 14, stride 2)',
+                                                         'CIFAR-10 conv2 (receptive field 15, stride 2)']
+    for line in lines:
+        probes = int(line.split(': ')[1].split()[0])
+        assert 0 < probes < 4 * (48 + 48) and 'line by line would take 384' in line
+        assert line.endswith('check: boxes equal the closed-form ones: OK')
 
 
 def test_boxes_other_than_the_closed_form_end_the_script_with_an_error(monkeypatch, capsys):
@@ -29,7 +31,7 @@ def test_main_prints_every_part_in_order(monkeypatch, capsys):
     benchmark_summary.main([])
     out = capsys.readouterr().out
     titles = [line for line in out.splitlines() if line.startswith('== ')]
-    assert titles == ['== 1. Receptive fields: VGG16 at 128x128', '== 2. Receptive fields: a field of 15 on 512x512',
+    assert titles == ['== 1. Receptive fields: VGG16 at 128x128', '== 2. Receptive fields of 14 and 15 on 512x512',
                       "== 3. The scan's bookkeeping", '== 4. Shards and Dask workers, one thread each']
     assert [line for line in out.splitlines() if line.startswith('table of')] == [
         'table of vgg16_recfield', 'table of large_image', 'table of scan', 'table of shards']
