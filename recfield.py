@@ -168,10 +168,10 @@ def measure_receptive_fields(imshape, forward_func, num_layers, value_range=(-1.
                              full_batches=True):
     """The receptive fields of several layers, measured from one set of probe images.
 
-    Every probe batch is one `forward_func` call returning all layers' maps, so the layers share the probes
-    (a deep layer's forward pass computes the shallow ones anyway). Each axis is multiplexed when that takes
-    fewer probes for every layer, and probed line by line otherwise (one line-by-line pass serves all layers).
-    The boxes are those `ReceptiveField` measures layer by layer.
+    Every probe batch is one `forward_func` call returning the maps of the layers it serves, so the layers
+    share the probes (a deep layer's forward pass computes the shallow ones anyway). Per axis the layers are
+    multiplexed, edge-searched or probed line by line (one pass serving all), whichever plan takes the fewest
+    probe images. The boxes are those `ReceptiveField` measures layer by layer.
 
     Args:
         imshape, value_range, num_trials, multiplex, tolerance, seed, extreme_references, full_batches: as for
