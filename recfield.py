@@ -73,15 +73,17 @@ class ReceptiveField:
                 drawn from it; probes move the lit lines by its width, up or down.
             num_trials: how many times each probe is run (masking guard). Pairs of runs share a reference
                 and move the lit lines in opposite directions; the first pair's reference is a quiet grey,
-                later ones random noise over `value_range`.
+                later ones random noise over `value_range` (4 or 6 find more of the units that are hard to
+                wake, at the cost of more probe images). The edge search asks on the first run only and runs
+                the probes its edges rest on on the others.
             multiplex: light several rows per probe when the receptive field allows it. False probes row by
                 row (same boxes, more probe images).
             tolerance: a feature value counts as changed when it moves by more than this. 0 (exact) is right
                 on CPUs; raise it only if the forward pass is not bit-reproducible (some GPU kernels).
             seed: seed of the random references and probe values.
-            extreme_references: also run every probe on a reference at each end of the value range with the
+            extreme_references: also run the probes on a reference at each end of the value range with the
                 lit lines at the other end (two more runs): exact for units that only a strong same-signed
-                change wakes. False halves the probe images where no such units can be.
+                change wakes. False nearly halves the probe images where no such units can be.
             full_batches: fill every batch up to `batch_size` with reference images, for a network whose
                 batch size is fixed. False sends shorter batches where fewer probes are left (a round of
                 the edge search often has a few): faster, for a network that takes any batch size.

@@ -10,6 +10,8 @@
    probe images, far too long to run here: it is computed, not measured).
 3. The scan's bookkeeping against the forward pass alone (`utils/benchmark_scan.py`).
 4. Shards and Dask workers against one process, one TensorFlow thread each (`utils/benchmark_shards.py`).
+5. How often the masking guard misses, on random networks built to hide probes, against the closed form
+   (`utils/benchmark_masking.py`).
 
 Each part checks its own results; a failed check ends the script with an `error:` line and exit status 2.
 Times are of one run on whatever else the machine is doing: compare ratios within a part.
@@ -24,7 +26,8 @@ import argparse  # noqa: E402
 import time  # noqa: E402
 
 from recfield import ReceptiveField  # noqa: E402
-from utils import benchmark_recfield, benchmark_scan, benchmark_shards, benchmark_vgg16_recfield, cli  # noqa: E402
+from utils import (benchmark_masking, benchmark_recfield, benchmark_scan, benchmark_shards,  # noqa: E402
+                   benchmark_vgg16_recfield, cli)
 from utils.closed_form import boxes_from_dependencies, chain_dependencies  # noqa: E402
 
 
@@ -86,6 +89,7 @@ PARTS = {
     'large_image': ('Receptive fields of 14 and 15 on 512x512', large_image_fields),
     'scan': ("The scan's bookkeeping", benchmark_scan.benchmark),
     'shards': ('Shards and Dask workers, one thread each', benchmark_shards.benchmark),
+    'masking': ('How often the masking guard misses', benchmark_masking.benchmark),
 }
 
 
