@@ -740,6 +740,11 @@ def test_the_plan_searches_layers_whose_boxes_cover_the_image_and_multiplexes_sm
     assert _plan_axis(length, [145], [8]) == (None, [0])
     assert _plan_axis(length, [7], [128]) == (7, [])
     assert _plan_axis(8, [9, 9], [8, 8]) == (None, [])  # a tiny image: line by line is cheapest
+    # Costs are probe images: a line-by-line probe runs on every reference, an edge-search probe on one (and
+    # one per distinct edge on the others). A field larger than the image on 48 feature lines: its 46 distinct
+    # edges cost about 240 images, a line-by-line pass 4 x 96; with one run a probe, line by line (96) is cheaper.
+    assert _plan_axis(96, [100], [48]) == (None, [0])
+    assert _plan_axis(96, [100], [48], runs=1) == (None, [])
 
 
 LARGE_FIELDS = {
