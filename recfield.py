@@ -199,6 +199,15 @@ def measure_receptive_fields(imshape, forward_func, num_layers, value_range=(-1.
     return prober.measure(multiplex)
 
 
+def takes_layers_keyword(forward_func):
+    """Whether `forward_func` takes a keyword `layers`, so that it can be asked for some layers' maps only (see
+    `measure_receptive_fields`)."""
+    try:
+        return 'layers' in inspect.signature(forward_func).parameters
+    except (TypeError, ValueError):  # a callable without a signature (some builtins)
+        return False
+
+
 class _Prober:
     """Runs probe images through the network under every trial and says which feature pixels change.
 
@@ -226,10 +235,7 @@ class _Prober:
         if not float(tolerance) >= 0:
             raise ValueError(f'tolerance must be 0 or more (how far a value may move unnoticed), got {tolerance!r}.')
         self._forward_func, self._num_layers, self._layer_names = forward_func, num_layers, layer_names
-        try:
-            self._selects_layers = num_layers is not None and 'layers' in inspect.signature(forward_func).parameters
-        except (TypeError, ValueError):  # a callable without a signature (some builtins)
-            self._selects_layers = False
+        self._selects_layers = num_layers is not None and takes_layers_keyword(forward_func)
         self._tolerance = float(tolerance)
         self.feature_shapes = None
         self.num_probe_images = 0
@@ -295,9 +301,9 @@ class _Prober:
             layers = sorted(layers)
             result = self._forward_func(batch, layers=layers)
             if not isinstance(result, (list, tuple)) or len(result) != len(layers):
-                got = f'{len(result)} values' if isinstance(result, (list, tuple)) else type(result).__name__
-                raise ValueError(f'forward_func(batch, layers={layers}) returned {got}; called with layers, it must '
-                                 f'return one map per layer asked for ({len(layers)}), in that order.')
+                raise ValueError(f'forward_func(batch, layers={layers}) returned {_what_came_back(result)}; called '
+                                 f'with layers, it must return one map per layer asked for ({len(layers)}), in that '
+                                 'order.')
             maps = [None] * self._num_layers
             for layer, map_of_layer in zip(layers, result):
                 maps[layer] = self._checked_map(map_of_layer, layer, len(batch))
@@ -311,9 +317,9 @@ class _Prober:
                 result = result[0]
             results = [result]
         elif not isinstance(result, (list, tuple)) or len(result) != self._num_layers:
-            got = f'{len(result)} values' if isinstance(result, (list, tuple)) else type(result).__name__
-            raise ValueError(f'forward_func returned {got}; it must return a list of {self._num_layers} feature '
-                             'maps, one per layer, e.g. lambda x: sess.run(layers, feed_dict={images: x}).')
+            raise ValueError(f'forward_func returned {_what_came_back(result)}; it must return a list of '
+                             f'{self._num_layers} feature maps, one per layer, e.g. lambda x: sess.run(layers, '
+                             'feed_dict={images: x}).')
         else:
             results = list(result)
         return [self._checked_map(result, layer, len(batch)) for layer, result in enumerate(results)]
@@ -444,9 +450,9 @@ class _Prober:
 
     def _measure_line_by_line(self, axis, extents):
         """`extents` with every None filled in from one probe per line of `axis` (one pass for all layers)."""
-        if all(extent is not None for extent in extents):
-            return extents
         missing = [layer for layer, extent in enumerate(extents) if extent is None]
+        if not missing:
+            return extents
         logger.debug('axis %d: probing line by line for %d layers', axis, len(missing))
         changed = self.run([(axis, [line]) for line in range(self.height if axis == ROWS else self.width)],
                            layers=missing)
@@ -918,6 +924,11 @@ def _is_step(flags, rising):
     values = flags.astype(np.int8)
     steps = np.diff(values)
     return bool((steps >= 0).all() if rising else (steps <= 0).all())
+
+
+def _what_came_back(result):
+    """`'<n> values'` for a list or tuple, else the type's name: what a forward function returned, for errors."""
+    return f'{len(result)} values' if isinstance(result, (list, tuple)) else type(result).__name__
 
 
 def _hull(changed):

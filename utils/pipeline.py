@@ -17,7 +17,6 @@ A sharded run (`utils.shards`) calls the same `scan` for shard I of N.
 import collections
 import contextlib
 import hashlib
-import inspect
 import logging
 import os
 import time
@@ -86,10 +85,7 @@ class Model:
         self.maxima_forward_func = maxima_forward_func
         self.any_batch_size = any_batch_size
         self._close = close
-        try:
-            self._selects_layers = 'layers' in inspect.signature(forward_func).parameters
-        except (TypeError, ValueError):  # a callable without a signature (some builtins)
-            self._selects_layers = False
+        self._selects_layers = recfield.takes_layers_keyword(forward_func)
 
     @property
     def layer_names(self):
