@@ -1,5 +1,5 @@
 """Tests of `utils/tf_runtime.py`: the maps' maxima in the graph against numpy, the forward functions built on
-them, and the thread counts."""
+them, the thread counts, and weights fed to variables."""
 
 import numpy as np
 import pytest
@@ -7,8 +7,10 @@ import pytest
 from conftest import build_session, tf1
 from keras_fixtures import build_sequential
 from utils import keras_model
+from utils.pipeline import Model
 from utils.quiet_tf import tf
-from utils.tf_runtime import channel_maxima, limit_eager_threads, session_config, session_forward_funcs, thread_counts
+from utils.tf_runtime import (FedWeights, channel_maxima, limit_eager_threads, session_config, session_forward_funcs,
+                              thread_counts)
 
 
 def build_maxima():
@@ -83,3 +85,49 @@ def test_eager_threads_already_running_are_kept_with_a_warning(monkeypatch, capl
     limit_eager_threads()
     assert tf.config.threading.get_intra_op_parallelism_threads() == current
     assert f'asks for {current + 1}' in caplog.text
+
+
+def fed_conv_session(kernel, bias, fed):
+    """A session of images `[None, 9, 9, 3]` -> 3x3 conv + bias + ReLU, the weights held by `fed` (a
+    `FedWeights`, initialised) or, with `fed` None, by constants. Returns `(session, images, output)`."""
+    graph = tf.Graph()
+    with graph.as_default():
+        images = tf1.placeholder(tf.float32, [None, 9, 9, 3])
+        weights = [fed.variable(kernel, 'kernel'), fed.variable(bias, 'bias')] if fed else [kernel, bias]
+        output = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(images, weights[0], 1, 'SAME'), weights[1]))
+        if fed:
+            fed.add_digest('weights_sha256')
+    session = tf1.Session(graph=graph)
+    if fed:
+        fed.initialize(session)
+    return session, images, output
+
+
+def test_fed_weights_give_the_maps_of_constants_and_leave_the_values_out_of_the_graph(rng):
+    kernel = rng.normal(size=(3, 3, 3, 8)).astype(np.float32)
+    bias = rng.normal(size=8).astype(np.float32)
+    batch = rng.normal(size=(2, 9, 9, 3)).astype(np.float32)
+    maps = []
+    for fed in (None, FedWeights()):
+        session, images, output = fed_conv_session(kernel, bias, fed)
+        with session:
+            maps.append(session.run(output, {images: batch}))
+            graph_def = session.graph.as_graph_def().SerializeToString()
+        assert (kernel.tobytes() in graph_def) == (fed is None)
+    assert maps[1].any()
+    np.testing.assert_array_equal(maps[1], maps[0])
+
+
+def test_the_graph_of_fed_weights_tells_weights_apart_by_their_digest(rng):
+    kernel = rng.normal(size=(3, 3, 3, 8)).astype(np.float32)
+    bias = np.zeros(8, np.float32)
+
+    def fingerprint(kernel):
+        session, images, output = fed_conv_session(kernel, bias, FedWeights())
+        with session:
+            return Model(lambda batch: [session.run(output, {images: batch})], [output], [2, 9, 9, 3],
+                         (-1.0, 1.0)).fingerprint()
+
+    changed = kernel.copy()
+    changed[1, 1, 0, 0] += 1.0
+    assert fingerprint(kernel) == fingerprint(kernel.copy()) != fingerprint(changed)

@@ -6,9 +6,10 @@ what it measures under `--recfield_cache` (default `~/.cache/strongest_conv_acti
 `.npz` file of plain arrays (no pickle), named by a SHA-256 of its key: the model's fingerprint (see
 `utils.pipeline.Model.fingerprint`), the layer, the probe image shape, the value range and `METHOD_VERSION`.
 The fingerprint of a TensorFlow graph covers its structure and the weights it holds as constants (a frozen
-`.pb`, VGG16's graph); weights restored from a checkpoint are not in it, so retrained weights reuse the
-fields of the same network (boxes follow the architecture; only units dead under one set of weights and not
-the other could tell them apart).
+`.pb`) or their SHA-256 (VGG16's graph, whose weights are fed to variables: `utils.tf_runtime.FedWeights`);
+weights restored from a checkpoint are not in it, so retrained weights reuse the fields of the same network
+(boxes follow the architecture; only units dead under one set of weights and not the other could tell them
+apart).
 An entry that cannot be read, or whose stored key or arrays do not match, is ignored with a warning and
 measured again.
 """

@@ -21,7 +21,7 @@ import numpy as np
 from utils import images, pipeline
 from utils.cli import find_layers
 from utils.quiet_tf import tf
-from utils.tf_runtime import session_config, session_forward_funcs
+from utils.tf_runtime import FedWeights, session_config, session_forward_funcs
 
 tf1 = tf.compat.v1
 
@@ -131,12 +131,14 @@ def load_weights(path=None):
     return weights
 
 
-def build(images, weights):
+def build(images, weights, fed_weights):
     """Adds VGG16's convolution layers (SAME 3x3 convolutions with ReLU, 2x2/2 max-pools) to the graph.
 
     Args:
         images: float32 tensor `[batch, height, width, 3]` of preprocessed images (see `preprocess`).
         weights: the dict returned by `load_weights`.
+        fed_weights: a `utils.tf_runtime.FedWeights` that holds the kernels and biases (the session must
+            `initialize` it).
 
     Returns:
         dict from slim layer name (`'conv1/conv1_2'`, `'pool1'`) to its output tensor.
@@ -149,8 +151,8 @@ def build(images, weights):
             name = conv_name(block, index)
             kernel, bias = weights[name]
             with tf.name_scope(f'vgg_16/{name}/'):
-                convolved = tf.nn.conv2d(output, tf.constant(kernel, name='weights'), 1, 'SAME')
-                output = tf.nn.relu(tf.nn.bias_add(convolved, tf.constant(bias, name='biases')), name='Relu')
+                convolved = tf.nn.conv2d(output, fed_weights.variable(kernel, 'weights'), 1, 'SAME')
+                output = tf.nn.relu(tf.nn.bias_add(convolved, fed_weights.variable(bias, 'biases')), name='Relu')
             layers[name] = output
         with tf.name_scope(f'vgg_16/pool{block}/'):
             output = tf.nn.max_pool2d(output, 2, 2, 'VALID', name='MaxPool')
@@ -182,10 +184,15 @@ def build_session(image_size=IMAGE_SIZE, weights_path=None):
         raise ValueError(f'image size {image_size} is too small for VGG16\'s five 2x2 poolings; use at least 32.')
     weights = load_weights(weights_path)
     graph = tf.Graph()
+    fed_weights = FedWeights()
     with graph.as_default():
         images = tf1.placeholder(tf.float32, [None, image_size, image_size, 3], name='images')
-        build(images, weights)
-    return tf1.Session(graph=graph, config=session_config()), images
+        build(images, weights, fed_weights)
+        fed_weights.add_digest('vgg_16/weights_sha256')
+    session = tf1.Session(graph=graph, config=session_config())
+    with pipeline.closed_on_error(session):
+        fed_weights.initialize(session)
+    return session, images
 
 
 def probe_shape(args):
