@@ -94,3 +94,10 @@ def test_help(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert '--model' in out and '--logdir' in out and 'TensorBoard' in out
+
+
+def test_a_frozen_graph_is_written_as_saved_with_its_weights_as_constants(small_facenet_path):
+    # Running a model feeds a frozen graph's weights to variables (utils.load); its picture does not.
+    graph = generate_logs.load_graph(small_facenet_path)
+    assert graph.get_operation_by_name('InceptionResnetV1/Conv2d_2b_3x3/weights').type == 'Const'
+    assert not [op.name for op in graph.get_operations() if op.name.startswith('fed_weights/')]

@@ -82,7 +82,7 @@ def load_graph(path):
     if graph is None:
         graph = tf.Graph()
         with graph.as_default(), tf1.Session(graph=graph) as session:
-            load_model(path, session)
+            load_model(path, session, feed_weights=False)  # the graph as saved, its weights constants
     return graph
 
 

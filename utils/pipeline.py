@@ -155,10 +155,10 @@ class Model:
         """A SHA-256 of what the receptive fields depend on, or None when it is not known (no caching).
 
         Unless given to the constructor: the layers' TensorFlow graph (`graph.as_graph_def()`, serialised
-        deterministically): its structure, and the weights it holds as constants (a frozen graph) or their
-        digest (`utils.tf_runtime.FedWeights`, VGG16's graph), so that a changed graph never reuses a field
-        measured on another. Variables restored from a checkpoint are not part of it (see
-        `utils.recfield_cache`).
+        deterministically): its structure, and the weights it holds as constants or, where they are fed to
+        variables, their digest (`utils.tf_runtime.FedWeights`: VGG16's graph, frozen graphs), so that a changed
+        graph never reuses a field measured on another. Variables restored from a checkpoint are not part of it
+        (see `utils.recfield_cache`).
         """
         if self._fingerprint is None:
             graph = getattr(self._layer_objects[0], 'graph', None)

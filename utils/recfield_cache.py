@@ -5,8 +5,8 @@ what it measures under `--recfield_cache` (default `~/.cache/strongest_conv_acti
 `$XDG_CACHE_HOME`) and later runs of the same model and settings spend no probe images. An entry is one
 `.npz` file of plain arrays (no pickle), named by a SHA-256 of its key: the model's fingerprint (see
 `utils.pipeline.Model.fingerprint`), the layer, the probe image shape, the value range and `METHOD_VERSION`.
-The fingerprint of a TensorFlow graph covers its structure and the weights it holds as constants (a frozen
-`.pb`) or their SHA-256 (VGG16's graph, whose weights are fed to variables: `utils.tf_runtime.FedWeights`);
+The fingerprint of a TensorFlow graph covers its structure and the weights it holds as constants, or their
+SHA-256 where they are fed to variables (`utils.tf_runtime.FedWeights`: VGG16's graph, frozen graphs);
 weights restored from a checkpoint are not in it, so retrained weights reuse the fields of the same network
 (boxes follow the architecture; only units dead under one set of weights and not the other could tell them
 apart).
