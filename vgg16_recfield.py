@@ -35,7 +35,8 @@ def main(argv=None):
     layers = cli.prepare_layers(session.graph, images_ph, args)
     if layers is not None:  # else --print_all_names printed the layers
         forward_func = lambda x, layers=layers: session.run(layers, feed_dict={images_ph: x})  # noqa: E731
-        model = pipeline.Model(forward_func, layers, vgg16.probe_shape(args), vgg16.VALUE_RANGE)
+        # any_batch_size: the placeholder takes any batch, so short rounds of probes run as short batches.
+        model = pipeline.Model(forward_func, layers, vgg16.probe_shape(args), vgg16.VALUE_RANGE, any_batch_size=True)
         fields = pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args))
         pipeline.draw_receptive_fields(model, fields, args.out_dir)
     session.close()
