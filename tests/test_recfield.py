@@ -336,7 +336,8 @@ def test_without_full_batches_the_last_batch_of_a_round_is_short_and_the_boxes_t
         full_calls, batch_sizes[:] = len(batch_sizes), []
         short = ReceptiveField([8, *image_size, 3], forward, full_batches=False)
     assert short == full and short.num_probe_images == full.num_probe_images
-    assert max(batch_sizes) == 8 and min(batch_sizes) < 8 and len(batch_sizes) == full_calls
+    # Two more calls: batches of 1 and 3 references, which check that short batches give the same maps.
+    assert max(batch_sizes) == 8 and min(batch_sizes) < 8 and len(batch_sizes) == full_calls + 2
     assert sum(batch_sizes) < 8 * full_calls  # what the short batches save
 
 
@@ -764,6 +765,26 @@ def test_large_fields_equal_closed_form_from_fewer_probes_than_line_by_line(name
     rf, expected = run_chain(layers, image_size)
     np.testing.assert_array_equal(rf.recfield, expected)
     assert rf.num_probe_images < 4 * (image_size[0] + image_size[1])  # line by line: 4 runs of each line
+
+
+def test_a_network_whose_maps_change_with_the_batch_size_is_probed_in_full_batches(caplog):
+    """As a GPU backend may pick other kernels for a short batch: its rounding differs from a full batch's.
+    Compared with references from full batches, probes in short ones would change pixels they do not reach
+    (without the check, this network's boxes come out wrong)."""
+    layers, image_size = LARGE_FIELDS['pools at 48']
+    session, images, outputs = build_chain_layers(layers, image_size, None)
+    batch_sizes = []
+
+    def forward(batch):
+        batch_sizes.append(len(batch))
+        feature_map = session.run(outputs[-1], {images: batch})
+        return [feature_map * np.float32(1 + 1e-6) if len(batch) < 8 else feature_map]
+    with session, caplog.at_level(logging.INFO, logger='recfield'):
+        full = ReceptiveField([8, *image_size, 3], lambda batch: [session.run(outputs[-1], {images: batch})])
+        short = ReceptiveField([8, *image_size, 3], forward, full_batches=False)
+    assert short == full and short.num_probe_images == full.num_probe_images
+    assert set(batch_sizes) == {1, 8} and batch_sizes.count(1) == 1  # only the check ran a short batch
+    assert 'other maps for a short batch' in caplog.text
 
 
 def test_large_fields_of_a_masking_network_are_exact():
