@@ -275,7 +275,8 @@ class TopActivations:
         self.indices = np.zeros((num_channels, 0), np.int64)
 
     def _forget_unkept_images(self):
-        kept = set(np.unique(self.indices).tolist())
+        # A set from the list of a few hundred indices: several times faster than np.unique, on every batch.
+        kept = set(self.indices.ravel().tolist())
         for index in [index for index in self._images if index not in kept]:
             del self._images[index]
 
