@@ -125,7 +125,7 @@ class FedWeights:
         self._feeds[initial_value] = value
         self._variables.append(variable)
         self._digest.update(f'{variable.op.name} {value.dtype} {value.shape}'.encode())
-        self._digest.update(value.tobytes())
+        self._digest.update(memoryview(value).cast('B'))  # the array's bytes, not a copy of them
         return variable
 
     def add_digest(self, name):
