@@ -102,10 +102,10 @@ class FedWeights:
     """Weights held in variables that the session is fed once, instead of constants in the graph.
 
     A constant's value lives in the GraphDef, and TensorFlow copies and rewrites the whole GraphDef (Grappler)
-    whenever a session first runs a new set of tensors. With VGG16's 15 M weights as constants that took about
-    2.5 s per set on one core, against 0.1 s with fed variables (same maps, bit for bit, and the same time per
-    batch after the first); the receptive fields run several sets (shallow layers only, deep ones, all), the
-    scan another, and every shard process pays them again.
+    whenever a session first runs a new set of tensors. With VGG16's 15 M weights as constants the first batch
+    of a set took about 3 s more than the next ones on one core, against 0.1 to 0.3 s with fed variables (same
+    maps, bit for bit, and the same time per batch after the first); the receptive fields run several sets
+    (shallow layers only, deep ones, all), the scan another, and every shard process pays them again.
 
     Use `variable(value, name)` where a graph would hold `tf.constant(value)`, then `add_digest(name)` (a
     constant holding the SHA-256 of every value, so that the graph still tells its weights apart, see
