@@ -209,6 +209,11 @@ def takes_layers_keyword(forward_func):
         return False
 
 
+def what_came_back(result):
+    """`'<n> values'` for a list or tuple, else the type's name: what a forward function returned, for errors."""
+    return f'{len(result)} values' if isinstance(result, (list, tuple)) else type(result).__name__
+
+
 class _Prober:
     """Runs probe images through the network under every trial and says which feature pixels change.
 
@@ -307,7 +312,7 @@ class _Prober:
             layers = sorted(layers)
             result = self._forward_func(batch, layers=layers)
             if not isinstance(result, (list, tuple)) or len(result) != len(layers):
-                raise ValueError(f'forward_func(batch, layers={layers}) returned {_what_came_back(result)}; called '
+                raise ValueError(f'forward_func(batch, layers={layers}) returned {what_came_back(result)}; called '
                                  f'with layers, it must return one map per layer asked for ({len(layers)}), in that '
                                  'order.')
             maps = [None] * self._num_layers
@@ -323,7 +328,7 @@ class _Prober:
                 result = result[0]
             results = [result]
         elif not isinstance(result, (list, tuple)) or len(result) != self._num_layers:
-            raise ValueError(f'forward_func returned {_what_came_back(result)}; it must return a list of '
+            raise ValueError(f'forward_func returned {what_came_back(result)}; it must return a list of '
                              f'{self._num_layers} feature maps, one per layer, e.g. lambda x: sess.run(layers, '
                              'feed_dict={images: x}).')
         else:
@@ -941,11 +946,6 @@ def _is_step(flags, rising):
     values = flags.astype(np.int8)
     steps = np.diff(values)
     return bool((steps >= 0).all() if rising else (steps <= 0).all())
-
-
-def _what_came_back(result):
-    """`'<n> values'` for a list or tuple, else the type's name: what a forward function returned, for errors."""
-    return f'{len(result)} values' if isinstance(result, (list, tuple)) else type(result).__name__
 
 
 def _hull(changed):

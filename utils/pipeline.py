@@ -99,9 +99,9 @@ class Model:
         """
         maps = self.forward_func(batch)
         if not isinstance(maps, (list, tuple)) or len(maps) != len(self.layers):
-            got = f'{len(maps)} values' if isinstance(maps, (list, tuple)) else type(maps).__name__
-            raise ValueError(f'forward_func returned {got}; it must return a list of {len(self.layers)} feature '
-                             'maps, one per layer, e.g. lambda x: session.run(layers, feed_dict={images: x}).')
+            raise ValueError(f'forward_func returned {recfield.what_came_back(maps)}; it must return a list of '
+                             f'{len(self.layers)} feature maps, one per layer, e.g. lambda x: session.run(layers, '
+                             'feed_dict={images: x}).')
         return [self._checked_map(layer, feature_map, len(batch), 'forward_func')
                 for layer, feature_map in zip(self.layers, maps)]
 
