@@ -23,6 +23,12 @@ Per axis the plan needing the fewest probe images is chosen for all layers toget
 decoded box is checked for consistency, and what does not decode cleanly is measured again row by row, so every
 way gives the same boxes.
 
+The same image can give values that differ in their last bits (libraries pick kernels, blockings and thread
+splits by CPU, thread count and batch size; tiled kernels let pixels outside a field move a value's last
+bits), so a probe is compared with its reference in a batch of the same size, and a value counts as changed
+when it moves by more than `NOISE_RTOL` of the largest magnitude its channel takes on the references.
+`tolerance=0` compares bit for bit instead.
+
 Masked probes (a dead ReLU, a unit saturated by the reference image, a max-pool that ignores the change)
 would shrink boxes, so every probe is run on several references and a feature pixel counts as changed when
 it changes in any run (see `_Prober`): twice on a quiet grey reference, moving the lit pixels up in one run
@@ -40,6 +46,19 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 ROWS, COLUMNS = 0, 1
+# The automatic change threshold (tolerance=None), relative to the largest magnitude a channel takes on the
+# reference images: 2**-20, 8 units in the last place of float32 at that magnitude. Other summation orders
+# (kernels, blockings and thread splits chosen by CPU, batch size and thread count) moved values by 1e-8 of it
+# (VGG16, TensorFlow's Eigen kernels on AVX2, batches of 2 and 5 images against 8). Real changes can be
+# nearly as small: at the edges of deep fields of networks with untrained weights (Keras VGG16 and
+# MobileNetV2, FaceNet's Mixed_6a) some stayed below 1e-5 of it, and a threshold of 1e-5 lost box edges.
+NOISE_RTOL = 2.0 ** -20
+# Channels that stay below this fraction of their layer's largest value on the references (nearly dead ones,
+# whose sums can still be large before the ReLU) are held to the threshold of a channel of that size.
+NOISE_FLOOR = 1e-2
+# Ignored differences above this fraction of the threshold are worth a warning: the gap between noise and
+# change is not clean (a forward pass less precise than float32, or inputs at a field's edge that hardly count).
+NOISE_WARN = 0.5
 
 
 class ReceptiveField:
@@ -60,7 +79,7 @@ class ReceptiveField:
     """
 
     def __init__(self, imshape, forward_func, value_range=(-1.0, 1.0), num_trials=2, multiplex=True,
-                 tolerance=0.0, seed=0, extreme_references=True, full_batches=True):
+                 tolerance=None, seed=0, extreme_references=True, full_batches=True):
         """Measures the receptive fields.
 
         Args:
@@ -78,16 +97,18 @@ class ReceptiveField:
                 the probes its edges rest on on the others.
             multiplex: light several rows per probe when the receptive field allows it. False probes row by
                 row (same boxes, more probe images).
-            tolerance: a feature value counts as changed when it moves by more than this. 0 (exact) is right
-                on CPUs; raise it only if the forward pass is not bit-reproducible (some GPU kernels).
+            tolerance: None (default): a feature value counts as changed when it moves by more than
+                `NOISE_RTOL` (8 float32 units in the last place) of the largest magnitude its channel takes on
+                the reference images, so that rounding (tiled kernels) changes no box. A number: when it moves
+                by more than that (absolute); 0 compares bit for bit.
             seed: seed of the random references and probe values.
             extreme_references: also run the probes on a reference at each end of the value range with the
                 lit lines at the other end (two more runs): exact for units that only a strong same-signed
                 change wakes. False nearly halves the probe images where no such units can be.
             full_batches: fill every batch up to `batch_size` with reference images, for a network whose
                 batch size is fixed. False sends shorter batches where fewer probes are left (a round of
-                the edge search often has a few): faster, for a network that takes any batch size, unless
-                short batches of a reference give other maps than a full one (then batches stay full).
+                the edge search often has a few), for a network that takes any batch size: a probe in a batch
+                of `n` images is compared with its reference in a batch of `n` (computed once per size).
 
         Raises:
             ValueError: `imshape` is not four known positive integers, or `forward_func` does not return
@@ -167,7 +188,7 @@ class ReceptiveField:
 
 
 def measure_receptive_fields(imshape, forward_func, num_layers, value_range=(-1.0, 1.0), num_trials=2,
-                             multiplex=True, tolerance=0.0, seed=0, extreme_references=True, layer_names=None,
+                             multiplex=True, tolerance=None, seed=0, extreme_references=True, layer_names=None,
                              full_batches=True):
     """The receptive fields of several layers, measured from one set of probe images.
 
@@ -238,11 +259,11 @@ class _Prober:
             raise ValueError(f'value_range must be (low, high) with high > low, got {value_range!r}.')
         if not _is_positive_integer(num_trials):
             raise ValueError(f'num_trials must be a whole number, at least 1, got {num_trials!r}.')
-        if not float(tolerance) >= 0:
-            raise ValueError(f'tolerance must be 0 or more (how far a value may move unnoticed), got {tolerance!r}.')
+        if tolerance is not None and not float(tolerance) >= 0:
+            raise ValueError(f'tolerance must be None (automatic) or 0 or more (how far a value may move '
+                             f'unnoticed), got {tolerance!r}.')
         self._forward_func, self._num_layers, self._layer_names = forward_func, num_layers, layer_names
         self._selects_layers = num_layers is not None and takes_layers_keyword(forward_func)
-        self._tolerance = float(tolerance)
         self.feature_shapes = None
         self.num_probe_images = 0
 
@@ -268,15 +289,36 @@ class _Prober:
                                      'value_range and the network\'s weights.')
                 self.feature_shapes = [feature_map.shape[1:3] for feature_map in reference_maps]
             self._trials.append((reference, probe_values, reference_maps))
+        # Per layer, 1 / each channel's change threshold (what `_moved` multiplies by), or None: bit for bit.
+        self._inverse_thresholds = [
+            (1 / np.maximum(threshold, np.finfo(np.float32).tiny)).astype(np.float32) if threshold.any() else None
+            for threshold in self._change_thresholds(tolerance)]
+        # Reference maps of short batches, by (reference, batch size): computed when first needed.
+        self._short_reference_maps = {}
+        self.num_short_reference_images = 0
+        # Per layer, the largest difference not counted as a change, as a fraction of its threshold.
+        self.largest_ignored = [0.0] * len(self.feature_shapes)
+
+    def _change_thresholds(self, tolerance):
+        """Per layer, float `[channels]`: how far each channel's values may move without counting as a change.
+
+        With `tolerance` None, `NOISE_RTOL` of the largest magnitude the channel takes on the reference images,
+        and at least that of a channel `NOISE_FLOOR` of the layer's largest (a layer that is 0 on every
+        reference is compared bit for bit); else `tolerance` for every channel.
+        """
+        thresholds = []
+        for layer in range(len(self.feature_shapes)):
+            scale = np.max([np.abs(maps[layer][0]).max(axis=(0, 1)) for _, _, maps in self._trials], axis=0)
+            if tolerance is None:
+                threshold = NOISE_RTOL * np.maximum(scale, NOISE_FLOOR * scale.max())
+            else:
+                threshold = np.full(scale.shape, float(tolerance))
+            thresholds.append(threshold)
+        return thresholds
 
     def measure(self, multiplex):
         """Measures every layer's boxes; returns a list of `ReceptiveField`."""
         mixes_batch = self._mixes_batch()
-        if not self._full_batches and not self._short_batches_match():
-            # Probes in short batches would be compared with references from full ones.
-            logger.info('forward_func gives other maps for a short batch than for a full one of the same '
-                        'images (kernels chosen by batch size): probing with full batches')
-            self._full_batches = True
         # Where the images of a batch mix, every feature pixel depends on the whole image (and batch): probes
         # sharing a batch would see each other, so such a layer gets the whole image, unprobed.
         lengths = (self.height, self.width)
@@ -290,12 +332,26 @@ class _Prober:
                 'mixes images, as BatchNorm does in training mode, so every feature pixel depends on the whole '
                 'image (and batch) and these boxes mean nothing. Feed the training-phase flag as False (e.g. '
                 'phase_train: False) in forward_func.')
+        self._report_noise()
         fields = []
         for layer, mixes in enumerate(mixes_batch):
             boxes = np.stack([rows[layer][0], columns[layer][0], rows[layer][1], columns[layer][1]], axis=-1)
             fields.append(ReceptiveField._of_boxes(boxes, self.height, self.width, self.num_probe_images, mixes))
             _warn_about(fields[-1], self._layer_name(layer), whole_image=not any(mixes_batch))
         return fields
+
+    def _report_noise(self):
+        """Logs how close the differences not counted as changes came to the threshold; warns where the gap
+        between them and the changes is not clean."""
+        for layer, ratio in enumerate(self.largest_ignored):
+            logger.debug('%s: differences up to %.2g of the change threshold were not counted as changes',
+                         self._layer_name(layer), ratio)
+            if ratio > NOISE_WARN:
+                logger.warning(
+                    '%s: feature values moved by up to %.0f %% of the change threshold without counting as a '
+                    'change: more than float32 rounding explains (a forward pass in float16 or TF32, or inputs at a '
+                    'field\'s edge that hardly count), so boxes may be too small. Pass tolerance= (absolute) to '
+                    'decide what counts as a change.', self._layer_name(layer), 100 * ratio)
 
     def _layer_name(self, layer):
         if self._layer_names is not None:
@@ -376,6 +432,7 @@ class _Prober:
         # of few probes wastes little of a fixed-size batch.
         trials = range(len(self._trials)) if trials is None else trials
         images = [(trial, probe) for trial in trials for probe in range(len(probes))]
+        served = [layer for layer, flags in enumerate(changed) if flags is not None]
         for start in range(0, len(images), self.batch_size):
             chunk = images[start:start + self.batch_size]
             # Fill the batch with a reference so that fixed-shape placeholders work.
@@ -390,18 +447,49 @@ class _Prober:
                 if changed[layer] is None:
                     continue
                 for position, (trial, probe) in enumerate(chunk):
-                    reference_map = self._trials[trial][2][layer][position]
-                    changed[layer][probe] |= self._moved(feature_map[position], reference_map).any(axis=-1)
+                    reference_map = self._reference_maps(trial, len(batch), served)[layer][position]
+                    changed[layer][probe] |= self._moved(feature_map[position], reference_map, layer)
         self.num_probe_images += len(images)
         return changed
 
-    def _moved(self, feature_map, reference_map):
-        """bool, where `feature_map` differs from `reference_map` by more than the tolerance (NaN counts)."""
-        if not self._tolerance:
-            return feature_map != reference_map  # one pass over the map; NaN != NaN, so NaN counts
-        difference = np.abs(feature_map - reference_map)
-        # NaN compares False with '>' but is a change all the same.
-        return (difference > self._tolerance) | np.isnan(difference)
+    def _reference_maps(self, trial, batch_size, layers):
+        """The maps of `trial`'s reference in a batch of `batch_size` copies of it: a list over all layers, with
+        at least `layers` (positions) filled in.
+
+        A probe in a short batch is compared with its reference in a batch of the same size, never with a full
+        one: a library may choose other kernels or thread splits by batch size, whose sums round otherwise
+        (TensorFlow's Eigen kernels on AVX2 CPUs do for batches of 2 and 5 images of VGG16, against 8), and
+        such rounding can be as large as the weakest real changes. Computed once per reference, size and layer
+        (only the layers asked for: the edge search's short rounds serve deep layers, whose maps are small).
+        """
+        reference, _, reference_maps = self._trials[trial]
+        if batch_size == self.batch_size:
+            return reference_maps
+        maps = self._short_reference_maps.setdefault((id(reference), batch_size), [None] * len(reference_maps))
+        missing = [layer for layer in layers if maps[layer] is None]
+        if missing:
+            computed = self._forward(np.repeat(reference[None], batch_size, axis=0), missing)
+            for layer in missing:
+                maps[layer] = computed[layer]
+            self.num_short_reference_images += batch_size
+        return maps
+
+    def _moved(self, feature_map, reference_map, layer):
+        """bool `[..., h, w]`: the feature pixels where a channel of `feature_map` differs from `reference_map`
+        (of `layer`) by more than its change threshold (NaN counts); keeps `largest_ignored` up to date."""
+        inverse = self._inverse_thresholds[layer]
+        if inverse is None:
+            return (feature_map != reference_map).any(axis=-1)  # one pass; NaN != NaN, so NaN counts
+        # At least float32 (float64 for integer maps: no wrap-around); three passes over a float32 map.
+        ratio = np.abs(np.subtract(feature_map, reference_map, dtype=np.result_type(feature_map.dtype, np.float32)))
+        ratio *= inverse
+        ratio = ratio.max(axis=-1)
+        ratio[np.isnan(ratio)] = np.inf  # NaN is a change all the same
+        moved = ratio > 1
+        # A pixel that no channel moves past its threshold: how close it came (noise, or a change too weak).
+        self.largest_ignored[layer] = max(self.largest_ignored[layer],
+                                          float(np.max(ratio, where=~moved, initial=0.0)))
+        return moved
 
     def _mixes_batch(self):
         """Per layer, True when the output for one image depends on the other images of its batch.
@@ -412,27 +500,16 @@ class _Prober:
         reference, probe_values, reference_maps = self._trials[0]
         batch = np.repeat(reference[None], self.batch_size, axis=0)
         # The same batch again first: a forward pass that is not repeatable would pass for one that mixes images.
-        for feature_map, reference_map in zip(self._forward(batch), reference_maps):
-            if self._moved(feature_map, reference_map).any():
+        for layer, (feature_map, reference_map) in enumerate(zip(self._forward(batch), reference_maps)):
+            if self._moved(feature_map, reference_map, layer).any():
                 raise ValueError('forward_func gave different maps for the same batch twice: it is not '
                                  'deterministic (dropout or noise left on, or a GPU kernel that is not '
                                  'reproducible). Run the model in inference mode, or pass a tolerance.')
         if self.batch_size < 2:
             return [False] * len(self.feature_shapes)
         batch[1:] = probe_values
-        return [self._moved(feature_map[0], reference_map[0]).any()
-                for feature_map, reference_map in zip(self._forward(batch), reference_maps)]
-
-    def _short_batches_match(self):
-        """Whether the first reference gives, in batches of 1 and 3 images, the maps it gives in a full batch
-        (at the same places): a backend may pick other kernels for other batch sizes, whose rounding differs."""
-        reference, _, reference_maps = self._trials[0]
-        for size in sorted({1, 3} & set(range(1, self.batch_size))):
-            maps = self._forward(np.repeat(reference[None], size, axis=0))
-            if any(self._moved(feature_map, reference_map[:size]).any()
-                   for feature_map, reference_map in zip(maps, reference_maps)):
-                return False
-        return True
+        return [self._moved(feature_map[0], reference_map[0], layer).any()
+                for layer, (feature_map, reference_map) in enumerate(zip(self._forward(batch), reference_maps))]
 
     # -- the axes ----------------------------------------------------------------------------------------
 
