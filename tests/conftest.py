@@ -19,7 +19,9 @@ sys.path.insert(0, REPO)
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
+
+import utils  # noqa: E402,F401,I100 (its TensorFlow settings, before TensorFlow is imported)
+import tensorflow as tf  # noqa: E402,I100
 
 from recfield import ReceptiveField  # noqa: E402
 from utils.pipeline import shard_bounds  # noqa: E402

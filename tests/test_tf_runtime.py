@@ -1,10 +1,14 @@
 """Tests of `utils/tf_runtime.py`: the maps' maxima in the graph against numpy, the forward functions built on
-them, the thread counts, and weights fed to variables."""
+them, the thread counts, weights fed to variables, and the TensorFlow settings of `utils/__init__.py`."""
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from conftest import build_session, tf1
+from conftest import REPO, build_session, tf1
 from keras_fixtures import build_sequential
 from utils import keras_model
 from utils.pipeline import Model
@@ -131,3 +135,55 @@ def test_the_graph_of_fed_weights_tells_weights_apart_by_their_digest(rng):
     changed = kernel.copy()
     changed[1, 1, 0, 0] += 1.0
     assert fingerprint(kernel) == fingerprint(kernel.copy()) != fingerprint(changed)
+
+
+def run_python(code, *args, **environment):
+    """Runs `python -c code args` from the repository root with these environment variables (None: unset);
+    returns its stdout."""
+    env = dict(os.environ)
+    for variable, value in environment.items():
+        env.pop(variable, None) if value is None else env.__setitem__(variable, value)
+    result = subprocess.run([sys.executable, '-c', code, *args], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize('value, expected', [(None, '1'), ('0', '0')])
+def test_importing_utils_turns_onednn_on_unless_the_environment_says(value, expected):
+    code = 'import os, utils; print(os.environ["TF_ENABLE_ONEDNN_OPTS"])'
+    assert run_python(code, TF_ENABLE_ONEDNN_OPTS=value).strip() == expected
+
+
+VGG16_MAPS = """
+import argparse, sys
+import numpy as np
+from utils import vgg16
+names = [vgg16.relu_tensor_name(1, 2), vgg16.relu_tensor_name(3, 3)]
+model = vgg16.open_model(argparse.Namespace(layers=names, image_size=64, batch_size=4))
+batch = np.random.default_rng(1).uniform(*model.value_range, (4, 64, 64, 3)).astype(np.float32)
+np.savez(sys.argv[1], *model.run(batch))
+model.close()
+"""
+
+
+def vgg16_maps(path, threads, onednn):
+    """conv1_2 and conv3_3 of VGG16 on a random batch, computed in a subprocess with AVX2 kernels on `threads`
+    threads; `onednn` None leaves TF_ENABLE_ONEDNN_OPTS unset (`import utils` then sets it)."""
+    run_python(VGG16_MAPS, path, TF_ENABLE_ONEDNN_OPTS=onednn, ONEDNN_MAX_CPU_ISA='AVX2',
+               TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS=threads)
+    with np.load(path) as arrays:
+        return [arrays[name] for name in sorted(arrays.files)]
+
+
+@pytest.mark.slow
+def test_vgg16_maps_are_the_same_bits_on_one_and_two_threads_with_avx2_kernels(tmp_path):
+    """What makes a shard on a one-thread Dask worker give the firings of a two-thread single run on an AVX2
+    CPU: oneDNN's kernels, which `import utils` asks for. TensorFlow's Eigen kernels, its default on such CPUs,
+    split the sums among threads, so their last bits change with the thread count."""
+    one_thread, two_threads = (vgg16_maps(str(tmp_path / f'{threads}.npz'), threads, None) for threads in '12')
+    assert [feature_map.shape for feature_map in one_thread] == [(4, 64, 64, 64), (4, 16, 16, 256)]
+    for one, two in zip(one_thread, two_threads):
+        np.testing.assert_array_equal(one, two)
+    eigen = [vgg16_maps(str(tmp_path / f'eigen-{threads}.npz'), threads, '0') for threads in '12']
+    assert any((one != two).any() for one, two in zip(*eigen))  # what the setting is for
