@@ -217,6 +217,45 @@ def make_zip(members):
     return buffer.getvalue()
 
 
+def write_npz_with_a_lying_header(path, arrays, liar, shape=(10 ** 9, 10 ** 4), dtype=np.float32, payload=16):
+    """Writes `arrays` to an `.npz` file at `path` as `np.savez` does, except array `liar`: its `.npy` header
+    declares `shape` and `dtype` (40 TB by default) over `payload` zero bytes. Returns `path`."""
+    header = {'descr': np.lib.format.dtype_to_descr(np.dtype(dtype)), 'fortran_order': False, 'shape': shape}
+    with zipfile.ZipFile(path, 'w') as archive:
+        for name, array in arrays.items():
+            with archive.open(f'{name}.npy', 'w') as stream:
+                if name == liar:
+                    np.lib.format.write_array_header_1_0(stream, header)
+                    stream.write(bytes(payload))
+                else:
+                    np.lib.format.write_array(stream, np.asanyarray(array), allow_pickle=False)
+    return path
+
+
+def set_zip_directory_field(path, offset, value, width=2):
+    """Overwrites a field of the first central-directory record of the zip file at `path`: `width` bytes,
+    little-endian, at `offset` from the record's start (e.g. 8: flags, 10: compression, 24: size)."""
+    with open(path, 'rb') as stream:
+        whole = bytearray(stream.read())
+    record = whole.index(b'PK\x01\x02')
+    whole[record + offset:record + offset + width] = value.to_bytes(width, 'little')
+    with open(path, 'wb') as stream:
+        stream.write(whole)
+
+
+def arrays_read(monkeypatch):
+    """A list that every `numpy.lib.format.read_array` call (how `np.load` reads an array) appends to from now
+    on: empty while no array's data was read (nor allocated)."""
+    calls = []
+    read_array = np.lib.format.read_array
+
+    def recording_read_array(*args, **kwargs):
+        calls.append(args)
+        return read_array(*args, **kwargs)
+    monkeypatch.setattr(np.lib.format, 'read_array', recording_read_array)
+    return calls
+
+
 def send_half_then_hang_up(handler, body):
     """Announces all of `body` (Content-Length), sends only its first half and closes the connection."""
     handler.send_response(200)

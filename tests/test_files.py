@@ -1,10 +1,14 @@
-"""utils.files.atomic_write: all or nothing."""
+"""utils.files: atomic_write all or nothing, ensure_writable_dir, and open_npz refusing files whose headers lie
+before numpy allocates what they declare."""
 
 import os
+import zipfile
 
+import numpy as np
 import pytest
 
-from utils.files import atomic_write, ensure_writable_dir
+from conftest import arrays_read, set_zip_directory_field, write_npz_with_a_lying_header
+from utils.files import atomic_write, ensure_writable_dir, open_npz
 
 
 def test_writes_and_leaves_no_temporary_file(tmp_path):
@@ -43,3 +47,78 @@ def test_unwritable_dir_is_a_clear_error(tmp_path, relative):
     (tmp_path / 'file').write_text('')
     with pytest.raises(ValueError, match='--out_dir'):
         ensure_writable_dir(str(tmp_path / relative))
+
+
+# -- open_npz -----------------------------------------------------------------------------------------------------
+
+PLAIN_ARRAYS = {'floats': np.linspace(0, 1, 12).reshape(3, 4), 'fortran': np.asfortranarray(np.ones((3, 4))),
+                'number': np.int64(7), 'text': np.str_('conv/Relu:0'), 'no_names': np.zeros(0, np.str_),
+                'flags': np.array([True, False]), 'pixels': np.zeros((2, 5, 5, 3), np.uint8)}
+
+
+@pytest.mark.parametrize('savez', [np.savez, np.savez_compressed])
+def test_open_npz_reads_what_savez_writes(tmp_path, savez):
+    path = tmp_path / 'arrays.npz'
+    savez(path, **PLAIN_ARRAYS)
+    with open_npz(str(path)) as data:
+        assert sorted(data.files) == sorted(PLAIN_ARRAYS)
+        for name, array in PLAIN_ARRAYS.items():
+            assert data[name].dtype == array.dtype
+            np.testing.assert_array_equal(data[name], array)
+
+
+def write_lying(path, **header):
+    """An `.npz` file of a small array and one whose header says `header` over 16 bytes."""
+    return write_npz_with_a_lying_header(path, {'small': np.arange(3), 'liar': None}, 'liar', **header)
+
+
+def write_member(path, name, data, compression=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, 'w', compression) as archive:
+        archive.writestr(name, data)
+    return path
+
+
+def write_then_set(path, savez, *fields):
+    """Writes an `.npz` of a small array with `savez`, then sets `(offset, value)` fields of its zip directory."""
+    savez(path, small=np.arange(100))
+    for offset, value in fields:
+        set_zip_directory_field(path, offset, value, width=4)
+    return path
+
+
+LIES = {
+    'a huge shape': (lambda path: write_lying(path), "array 'liar' declares float32 of shape (1000000000, 10000) "
+                     '(40,000,000,000,000 bytes) but holds 16 bytes'),
+    'a huge string': (lambda path: write_lying(path, shape=(), dtype='<U100000000'), 'declares <U100000000'),
+    'zero-width items': (lambda path: write_lying(path, shape=(10 ** 12,), dtype='V0'), 'declares dtype |V0'),
+    'a negative length': (lambda path: write_lying(path, shape=(2, -3)), 'declares shape (2, -3)'),
+    'objects': (lambda path: write_lying(path, shape=(1,), dtype=object), 'declares dtype object'),
+    'records': (lambda path: write_lying(path, shape=(1,), dtype=[('a', '<f8')]), "declares dtype [('a', '<f8')]"),
+    'not an array': (lambda path: write_member(path, 'notes.txt', b'hello'), "member 'notes.txt' is not a numpy"),
+    'lzma': (lambda path: write_member(path, 'a.npy', b'\x93NUMPY', zipfile.ZIP_LZMA), 'zip method 14'),
+    # Zip directories that lie about sizes, so that a header could declare as much
+    'a stored size': (lambda path: write_then_set(path, np.savez, (24, 2 ** 30)), 'declares 1073741824 bytes'),
+    'a size beyond the file': (lambda path: write_then_set(path, np.savez, (20, 2 ** 30), (24, 2 ** 30)),
+                               '(1073741824 stored) in a file of'),
+    'a deflated size': (lambda path: write_then_set(path, np.savez_compressed, (24, 2 ** 31)),
+                        'declares 2147483648 bytes'),
+}
+
+
+@pytest.mark.parametrize('lie', LIES)
+def test_open_npz_refuses_a_file_that_lies_before_reading_any_array(tmp_path, monkeypatch, lie):
+    write, words = LIES[lie]
+    path = write(str(tmp_path / 'lies.npz'))
+    assert os.path.getsize(path) < 5000
+    read = arrays_read(monkeypatch)
+    with pytest.raises(ValueError) as error:
+        open_npz(path)
+    assert words in str(error.value) and 'the file is damaged' in str(error.value), error.value
+    assert read == []  # nothing read, nothing allocated
+
+
+def test_open_npz_lets_zip_errors_through(tmp_path):
+    path = tmp_path / 'plain.npy'
+    np.save(path, np.arange(3))  # an array, not an archive
+    with pytest.raises(zipfile.BadZipFile):
+        open_npz(str(path))

@@ -1,9 +1,20 @@
-"""Writing output files atomically, so that an interrupted run never leaves a half-written file behind."""
+"""File helpers: writing output files atomically, so that an interrupted run never leaves a half-written file
+behind, and reading `.npz` files whose headers may lie."""
 
 import contextlib
 import hashlib
+import math
 import os
 import tempfile
+import zipfile
+
+import numpy as np
+from numpy.lib import format as npy_format
+
+# The dtype kinds of plain data (bool, integers, floats, complex, text): never objects (pickles) or records.
+PLAIN_DTYPE_KINDS = 'biufcU'
+# Deflate cannot shrink data more than about 1032 times: a bound on what a compressed member can really hold.
+DEFLATE_MAX_RATIO = 1032
 
 
 @contextlib.contextmanager
@@ -75,3 +86,73 @@ def digest_files(paths, algorithm='sha256'):
             for chunk in iter(lambda: stream.read(1 << 20), b''):
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+def open_npz(path, kinds=PLAIN_DTYPE_KINDS):
+    """`np.load(path, allow_pickle=False)` of an `.npz` file, after checking every array's header.
+
+    numpy allocates the array a header declares before it reads the data, so a file of a few kilobytes that
+    declares a huge shape asks for gigabytes (a MemoryError, or the process killed). Each member's `.npy`
+    header is read first (shape, dtype, Fortran order), and the file is refused unless every array fits in
+    the bytes its zip member holds, and those fit in the file.
+
+    Args:
+        path: the `.npz` file.
+        kinds: the dtype kinds (`numpy.dtype.kind`) allowed; others are refused before any data is read.
+
+    Returns:
+        the `numpy.lib.npyio.NpzFile` (a context manager, as `np.load` returns).
+
+    Raises:
+        ValueError: a member is not an `.npy` array, is stored in a way numpy does not write, declares a dtype
+            not in `kinds`, or declares more data than it holds; the message says which member and what, not
+            the file (callers name it, as they do for numpy's own errors).
+        zipfile.BadZipFile, OSError, EOFError, RuntimeError: the file is not a zip or cannot be read.
+    """
+    file_size = os.path.getsize(path)
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.infolist():
+            _check_zip_member(member, file_size)
+            with archive.open(member) as stream:
+                _check_npy_header(member, stream, kinds)
+    return np.load(path, allow_pickle=False)
+
+
+def _check_zip_member(member, file_size):
+    """Refuses a member whose sizes in the zip directory cannot be true of a file of `file_size` bytes."""
+    if not member.filename.endswith('.npy'):
+        raise ValueError(f'member {member.filename!r} is not a numpy array (.npy); the file is damaged.')
+    if member.compress_type == zipfile.ZIP_STORED:
+        most = member.compress_size
+    elif member.compress_type == zipfile.ZIP_DEFLATED:
+        most = member.compress_size * DEFLATE_MAX_RATIO
+    else:  # numpy's savez writes stored or deflated members only
+        raise ValueError(f'member {member.filename!r} is compressed with zip method {member.compress_type}, '
+                         'which numpy does not write; the file is damaged.')
+    if member.compress_size > file_size or member.file_size > most:
+        raise ValueError(f'member {member.filename!r} declares {member.file_size} bytes ({member.compress_size} '
+                         f'stored) in a file of {file_size}; the file is damaged.')
+
+
+def _check_npy_header(member, stream, kinds):
+    """Reads the `.npy` header at the start of `stream` and refuses arrays the member cannot hold."""
+    name = member.filename[:-len('.npy')]
+    version = npy_format.read_magic(stream)
+    if version == (1, 0):
+        shape, _fortran_order, dtype = npy_format.read_array_header_1_0(stream)
+    elif version == (2, 0):
+        shape, _fortran_order, dtype = npy_format.read_array_header_2_0(stream)
+    else:  # 3.0 only serves structured dtypes with non-Latin-1 field names, refused anyway
+        raise ValueError(f'array {name!r} has an .npy header of version {version[0]}.{version[1]}, which this code '
+                         'does not read; the file is damaged or not written by this code.')
+    if dtype.kind not in kinds or dtype.hasobject:
+        raise ValueError(f'array {name!r} declares dtype {dtype}, not plain numbers or text (Python objects are '
+                         'never loaded: allow_pickle=False); the file is damaged or not written by this code.')
+    if any(length < 0 for length in shape):
+        raise ValueError(f'array {name!r} declares shape {shape}; the file is damaged.')
+    # Zero-width items take no bytes but still become elements (a list from tolist): count each as one byte.
+    declared = math.prod(shape) * max(dtype.itemsize, 1)
+    held = member.file_size - stream.tell()
+    if declared > held:
+        raise ValueError(f'array {name!r} declares {dtype} of shape {shape} ({declared:,} bytes) but holds '
+                         f'{held:,} bytes; the file is damaged.')
