@@ -14,7 +14,7 @@ import zipfile
 
 import numpy as np
 
-from utils.files import atomic_write
+from utils.files import atomic_write, open_npz
 from utils.montage import crop_column, full_column
 
 
@@ -244,7 +244,7 @@ class TopActivations:
         if not os.path.isfile(path):
             raise FileNotFoundError(f'no saved activations at {path}.')
         try:
-            with np.load(path, allow_pickle=False) as data:
+            with open_npz(path) as data:
                 tracker = cls(int(data['num_samples']), int(data['next_index']))
                 tracker.num_seen = int(data['num_seen'])
                 keeps_images = int(data['keeps_images'])
@@ -253,9 +253,9 @@ class TopActivations:
                 tracker.coords = data['coords']
                 tracker.indices = data['indices']
                 tracker._images = {int(index): image for index, image in zip(data['image_indices'], data['images'])}
-        # An empty or truncated file raises EOFError, a damaged zip BadZipFile, and a plain .npy file (an
-        # array, not an archive) TypeError in the `with`: none of them is a saved tracker either.
-        except (KeyError, ValueError, OSError, EOFError, TypeError, zipfile.BadZipFile) as error:
+        # An empty or truncated file raises EOFError, a damaged zip BadZipFile (a plain .npy file too: an array,
+        # not an archive), an encrypted or unknown zip RuntimeError: none of them is a saved tracker either.
+        except (KeyError, ValueError, OSError, EOFError, TypeError, RuntimeError, zipfile.BadZipFile) as error:
             raise ValueError(f'{path} is not a file written by TopActivations.save: {error}') from error
         return tracker
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from activations import Activations, TopActivations
-from conftest import grid_field
+from conftest import arrays_read, grid_field, set_zip_directory_field, write_npz_with_a_lying_header
 
 NUM_IMAGES, IMAGE_SIZE = 40, 12
 FEAT_H, FEAT_W, CHANNELS = 5, 6, 7
@@ -469,7 +469,7 @@ def test_load_missing_file(tmp_path):
         TopActivations.load(str(tmp_path / 'nothing.npz'))
 
 
-@pytest.mark.parametrize('kind', ['other_npz', 'empty', 'npy', 'broken_zip', 'text', 'truncated'])
+@pytest.mark.parametrize('kind', ['other_npz', 'empty', 'npy', 'broken_zip', 'text', 'truncated', 'encrypted'])
 def test_load_of_a_file_that_is_not_a_tracker(tmp_path, kind):
     """Any file that is not a saved tracker raises ValueError (not KeyError, EOFError, TypeError...)."""
     path = tmp_path / 'x.npz'
@@ -488,8 +488,27 @@ def test_load_of_a_file_that_is_not_a_tracker(tmp_path, kind):
         images, features = make_data('quantised')
         scan(images, features, 3).save(str(path))
         path.write_bytes(path.read_bytes()[:200])
+    elif kind == 'encrypted':  # zipfile asks for a password: a RuntimeError
+        scan(None, make_data('quantised')[1], 3).save(str(path))
+        set_zip_directory_field(path, 8, 1)
     with pytest.raises(ValueError):
         TopActivations.load(str(path))
+
+
+@pytest.mark.parametrize('liar', ['firings', 'images', 'image_indices'])
+def test_load_refuses_a_file_whose_header_declares_a_huge_array_before_reading_it(tmp_path, monkeypatch, liar):
+    images, features = make_data('quantised', seed=24)
+    path = str(tmp_path / 'layer.npz')
+    scan(images, features, 3).save(path)
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    write_npz_with_a_lying_header(path, arrays, liar)  # 40 TB declared in a file of a few KB
+    read = arrays_read(monkeypatch)
+    with pytest.raises(ValueError) as error:
+        TopActivations.load(path)
+    assert str(error.value).startswith(f'{path} is not a file written by TopActivations.save: array {liar!r} '
+                                       'declares float32 of shape (1000000000, 10000)'), error.value
+    assert read == []  # refused from the headers, before any array was read or allocated
 
 
 def test_failed_save_leaves_nothing_behind(tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from activations import TopActivations
+from conftest import arrays_read, write_npz_with_a_lying_header
 from shard_fixtures import (BOX_DESCRIPTIONS, BOX_FILTER_EXAMPLE, BOX_LAYERS, assert_same_state, box_filter_args,
                             merge)
 from utils.shards import Scanner
@@ -257,6 +258,22 @@ def test_merge_refuses_a_damaged_state_naming_it_and_writes_nothing(shard_files,
     assert merge([damaged], tmp_path / 'out') == 2  # alone, so that the line must name it
     error = capsys.readouterr().err
     assert error.startswith(f'error: {damaged}') and words in error, error
+
+
+@pytest.mark.parametrize('liar', ['firings', 'state_field_recfield', 'state_image_ids'])
+def test_merge_refuses_a_state_whose_header_declares_a_huge_array_in_one_line(shard_files, tmp_path, capsys,
+                                                                             monkeypatch, liar):
+    path = str(shard_files[0, CONV])
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    write_npz_with_a_lying_header(path, arrays, liar)  # 40 TB declared in a file of a few KB
+    assert os.path.getsize(path) < 10 ** 5
+    read = arrays_read(monkeypatch)
+    with pytest.raises(ValueError, match=f"^{re.escape(path)} .*array '{liar}' declares float32 of shape"):
+        ShardState.load(path)
+    assert merge([path, shard_files[1, CONV]], tmp_path / 'out') == 2
+    assert_one_line_error(capsys, f"array '{liar}' declares float32 of shape (1000000000, 10000)", tmp_path / 'out')
+    assert read == []  # refused from the headers, before any array was read or allocated
 
 
 def test_a_pickled_array_is_refused_naming_the_file(shard_files, tmp_path, capsys):

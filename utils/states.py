@@ -18,6 +18,7 @@ import numpy as np
 
 from activations import TopActivations
 from recfield import ReceptiveField
+from utils.files import open_npz
 from utils.layers import file_stem
 from utils.pictures import describe_layer, draw_layers
 
@@ -128,7 +129,7 @@ class ShardState:
         """
         tracker = TopActivations.load(path)
         try:
-            with np.load(path, allow_pickle=False) as data:
+            with open_npz(path) as data:
                 version = int(data['state_version'])
                 if version != STATE_VERSION:
                     raise ValueError(f'{path} is a state of version {version}; this code reads version '
