@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import grid_field
+from conftest import arrays_read, grid_field, set_zip_directory_field, write_npz_with_a_lying_header
 from utils import recfield_cache
 from utils.recfield_cache import RecfieldCache
 
@@ -142,15 +142,22 @@ def damaged_entries(cache, key, field):
     def pickled():
         np.savez(path, key=np.str_(key), recfield=np.array([object()]), image_size=np.array([12, 12]))
 
+    def boxes_of_another_shape():
+        np.savez(path, key=np.str_(key), recfield=np.zeros((6, 6), np.int64), image_size=np.array([12, 12]))
+
+    def boxes_not_integers():
+        np.savez(path, key=np.str_(key), recfield=field.recfield.astype(np.float64), image_size=np.array([12, 12]))
+
+    def other_images():  # the key's probe images are 12x12
+        np.savez(path, key=np.str_(key), **grid_field(6, 6, 20).to_arrays())
+
+    def huge_header():  # a 1 KB file that declares 40 TB
+        write_npz_with_a_lying_header(path, {'key': np.str_(key), **field.to_arrays()}, liar='recfield')
+
     def zip_header_field(offset, value):
         """Writes the entry with a field of its first zip central-directory record changed."""
         cache.save(key, field)
-        with open(path, 'rb') as stream:
-            whole = bytearray(stream.read())
-        record = whole.index(b'PK\x01\x02')
-        whole[record + offset:record + offset + 2] = value.to_bytes(2, 'little')
-        with open(path, 'wb') as stream:
-            stream.write(whole)
+        set_zip_directory_field(path, offset, value)
 
     def unknown_zip_version():  # zipfile raises NotImplementedError
         zip_header_field(6, 78)
@@ -162,12 +169,14 @@ def damaged_entries(cache, key, field):
         zip_header_field(8, 1)
 
     return {function.__name__: function for function in (random_bytes, truncated, empty, without_the_key,
-                                                          damaged_boxes, pickled, unknown_zip_version,
-                                                          unknown_compression, encrypted)}
+                                                          damaged_boxes, pickled, boxes_of_another_shape,
+                                                          boxes_not_integers, other_images, huge_header,
+                                                          unknown_zip_version, unknown_compression, encrypted)}
 
 
 @pytest.mark.parametrize('damage', ['random_bytes', 'truncated', 'empty', 'without_the_key', 'damaged_boxes',
-                                    'pickled', 'unknown_zip_version', 'unknown_compression', 'encrypted'])
+                                    'pickled', 'boxes_of_another_shape', 'boxes_not_integers', 'other_images',
+                                    'huge_header', 'unknown_zip_version', 'unknown_compression', 'encrypted'])
 def test_a_damaged_entry_is_none_and_a_warning_naming_the_file(cache, key, field, caplog, damage):
     os.makedirs(cache.folder)
     damaged_entries(cache, key, field)[damage]()
@@ -176,6 +185,39 @@ def test_a_damaged_entry_is_none_and_a_warning_naming_the_file(cache, key, field
     assert len(warned_about(caplog, cache.path(key))) == 1
     cache.save(key, field)  # measured again and stored over it
     assert cache.load(key) == field
+
+
+@pytest.mark.parametrize('liar, dtype, words', [
+    ('recfield', np.float32, "array 'recfield' declares float32 of shape (1000000000, 10000)"),
+    ('recfield', object, "array 'recfield' declares dtype object"),
+    ('key', '<U100000000', "array 'key' declares <U100000000"),
+])
+def test_an_entry_whose_header_lies_is_warned_about_before_any_array_is_read(cache, key, field, caplog, monkeypatch,
+                                                                            liar, dtype, words):
+    os.makedirs(cache.folder)
+    path = write_npz_with_a_lying_header(cache.path(key), {'key': np.str_(key), **field.to_arrays()}, liar,
+                                         dtype=dtype)
+    assert os.path.getsize(path) < 2000
+    read = arrays_read(monkeypatch)
+    with caplog.at_level(logging.WARNING):
+        assert cache.load(key) is None
+    [warning] = warned_about(caplog, path)
+    assert words in warning and warning.endswith('measuring again.'), warning
+    assert read == []  # refused from the headers: no array's data read, nothing allocated
+
+
+def test_an_entry_for_images_of_another_size_is_warned_about(tmp_path, caplog):
+    # The user's case: the key is for 20x20 probe images, the entry under it holds a field of 12x12 ones, which
+    # used to fail only when drawing (could not broadcast ... (0,0,3) into (20,20,3)).
+    cache = RecfieldCache(str(tmp_path / 'cache'))
+    key = RecfieldCache.key(**{**KEY_ARGS, 'image_shape': (20, 20, 3)})
+    cache.save(key, grid_field(6, 6, 12))
+    with caplog.at_level(logging.WARNING):
+        assert cache.load(key) is None
+    [warning] = warned_about(caplog, cache.path(key))
+    assert "its field is of 12x12 images, the key's probe images are 20x20" in warning
+    cache.save(key, grid_field(6, 6, 20))  # measured again
+    assert cache.load(key) == grid_field(6, 6, 20)
 
 
 def test_an_entry_stored_under_another_key_is_none_and_a_warning(cache, key, field, caplog):

@@ -11,7 +11,10 @@ weights restored from a checkpoint are not in it, so retrained weights reuse the
 (boxes follow the architecture; only units dead under one set of weights and not the other could tell them
 apart).
 An entry that cannot be read, or whose stored key or arrays do not match, is ignored with a warning and
-measured again.
+measured again: its arrays' headers are checked before any data is read (`utils.files.open_npz`), its boxes
+must be an int array `[feat_h, feat_w, 4]` inside its image, and its image size that of the key's probe images.
+Whether the boxes are right cannot be told from the file; the caller checks the feature-map size
+(`utils.pipeline.measure_receptive_fields`).
 """
 
 import hashlib
@@ -23,7 +26,7 @@ import zipfile
 import numpy as np
 
 from recfield import ReceptiveField
-from utils.files import atomic_write
+from utils.files import atomic_write, open_npz
 
 logger = logging.getLogger(__name__)
 
@@ -70,11 +73,17 @@ class RecfieldCache:
         if not os.path.isfile(path):
             return None
         try:
-            with np.load(path, allow_pickle=False) as data:
+            with open_npz(path) as data:
                 stored_key = str(data['key'])
                 if stored_key != key:
                     raise ValueError(f'it was stored for {stored_key}')
-                return ReceptiveField.from_arrays(data['recfield'], data['image_size'])
+                field = ReceptiveField.from_arrays(data['recfield'], data['image_size'])
+            # A field of other images than the probes would fail only when drawn, after the whole scan.
+            height, width = json.loads(key)['image_shape'][:2]
+            if (field.height, field.width) != (height, width):
+                raise ValueError(f'its field is of {field.height}x{field.width} images, the key\'s probe images are '
+                                 f'{height}x{width}')
+            return field
         except (KeyError, ValueError, OSError, EOFError, TypeError, RuntimeError, zipfile.BadZipFile) as error:
             logger.warning('ignoring receptive-field cache entry %s (%s); measuring again.', path, error)
             return None
