@@ -370,7 +370,7 @@ def test_a_cached_field_of_another_feature_map_size_is_measured_again(tmp_path, 
     with caplog.at_level(logging.WARNING, logger='utils.pipeline'):
         again = pipeline.measure_receptive_fields(fingerprinted_model(), cache=cache)
     assert ('the cached receptive field of conv/Relu:0 is for a (6, 6) feature map, the network gives (12, 12); '
-            'measuring again.') in caplog.text
+            f'measuring again (cache entry {cache.path(conv_key)}).') in caplog.text
     assert again == measured and probe_image_counts(capsys.readouterr().out)[0][1] > 0
     assert cache.load(conv_key) == measured[0]  # stored again, right
 

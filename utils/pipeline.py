@@ -326,7 +326,7 @@ def measure_receptive_fields(model, indices=None, cache=None, print_lines=True):
     keys = _cache_keys(model, indices) if cache is not None else {}
     fields = {index: cache.load(key) for index, key in keys.items()}
     fields = {index: field for index, field in fields.items() if field is not None}
-    if fields and not _fit_the_network(model, fields):
+    if fields and not _fit_the_network(model, fields, {index: cache.path(keys[index]) for index in fields}):
         fields = {}
     missing = [index for index in indices if index not in fields]
     num_probe_images = 0
@@ -372,8 +372,9 @@ def _cache_keys(model, indices):
             for index in indices}
 
 
-def _fit_the_network(model, fields):
-    """Whether cached fields have the feature-map sizes the network gives now (one forward pass checks)."""
+def _fit_the_network(model, fields, entries):
+    """Whether cached fields have the feature-map sizes the network gives now (one forward pass checks); warns
+    naming the first that does not and its cache entry (`entries`: the files by layer index)."""
     indices = list(fields)
     low, high = model.value_range
     batch = np.full(model.imshape, (low + high) / 2, np.float32)
@@ -381,8 +382,8 @@ def _fit_the_network(model, fields):
     for index, feature_map in zip(indices, maps):
         if tuple(np.shape(feature_map)[1:3]) != tuple(fields[index].feature_shape):
             logger.warning('the cached receptive field of %s is for a %s feature map, the network gives %s; '
-                           'measuring again.', model.layers[index].name, fields[index].feature_shape,
-                           tuple(np.shape(feature_map)[1:3]))
+                           'measuring again (cache entry %s).', model.layers[index].name, fields[index].feature_shape,
+                           tuple(np.shape(feature_map)[1:3]), entries[index])
             return False
     return True
 
