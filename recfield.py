@@ -26,8 +26,8 @@ way gives the same boxes.
 The same image can give values that differ in their last bits (libraries pick kernels, blockings and thread
 splits by CPU, thread count and batch size; tiled kernels let pixels outside a field move a value's last
 bits), so a probe is compared with its reference in a batch of the same size, and a value counts as changed
-when it moves by more than `NOISE_RTOL` of the largest magnitude its channel takes on the references.
-`tolerance=0` compares bit for bit instead.
+when it moves by more than `NOISE_ULPS` units of float32 precision of its reference value. `tolerance=0`
+compares bit for bit instead.
 
 Masked probes (a dead ReLU, a unit saturated by the reference image, a max-pool that ignores the change)
 would shrink boxes, so every probe is run on several references and a feature pixel counts as changed when
@@ -46,19 +46,13 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 ROWS, COLUMNS = 0, 1
-# The automatic change threshold (tolerance=None), relative to the largest magnitude a channel takes on the
-# reference images: 2**-23, 1 unit in the last place of float32 at that magnitude (2**-20 lost MobileNetV2 edges). Other summation orders
-# (kernels, blockings and thread splits chosen by CPU, batch size and thread count) moved values by 1e-8 of it
-# (VGG16, TensorFlow's Eigen kernels on AVX2, batches of 2 and 5 images against 8). Real changes can be
-# nearly as small: at the edges of deep fields of networks with untrained weights (Keras VGG16 and
-# MobileNetV2, FaceNet's Mixed_6a) some stayed below 1e-5 of it, and a threshold of 1e-5 lost box edges.
-NOISE_RTOL = 2.0 ** -23
-# Channels that stay below this fraction of their layer's largest value on the references (nearly dead ones,
-# whose sums can still be large before the ReLU) are held to the threshold of a channel of that size.
-NOISE_FLOOR = 1e-2
-# Ignored differences above this fraction of the threshold are worth a warning: the gap between noise and
-# change is not clean (a forward pass less precise than float32, or inputs at a field's edge that hardly count).
-NOISE_WARN = 0.5
+# The automatic change threshold (tolerance=None): a value counts as changed when it moves by more than this
+# many units of float32 precision (eps, 2**-23) of its value on the reference: 8 to 16 units in its last place.
+# Rounding (other kernels, or lit pixels outside a field seen through tiled kernels) moves a value in its last
+# few bits. Real changes are larger in those units even where they are tiny next to the channel's largest value:
+# MobileNetV2 with untrained weights at 96x96 had changes of 4e-8 of that (no threshold relative to it could
+# tell them from rounding), and the weakest moved its value by 52 units in its last place.
+NOISE_ULPS = 8
 
 
 class ReceptiveField:
@@ -98,9 +92,9 @@ class ReceptiveField:
             multiplex: light several rows per probe when the receptive field allows it. False probes row by
                 row (same boxes, more probe images).
             tolerance: None (default): a feature value counts as changed when it moves by more than
-                `NOISE_RTOL` (8 float32 units in the last place) of the largest magnitude its channel takes on
-                the reference images, so that rounding (tiled kernels) changes no box. A number: when it moves
-                by more than that (absolute); 0 compares bit for bit.
+                `NOISE_ULPS` times float32's precision of its value on the reference (8 to 16 units in its last
+                place), so that rounding in the last bits (tiled kernels) changes no box. A number: when it
+                moves by more than that (absolute); 0 compares bit for bit.
             seed: seed of the random references and probe values.
             extreme_references: also run the probes on a reference at each end of the value range with the
                 lit lines at the other end (two more runs): exact for units that only a strong same-signed
@@ -264,6 +258,7 @@ class _Prober:
                              f'unnoticed), got {tolerance!r}.')
         self._forward_func, self._num_layers, self._layer_names = forward_func, num_layers, layer_names
         self._selects_layers = num_layers is not None and takes_layers_keyword(forward_func)
+        self._tolerance = None if tolerance is None else float(tolerance)
         self.feature_shapes = None
         self.num_probe_images = 0
 
@@ -289,32 +284,9 @@ class _Prober:
                                      'value_range and the network\'s weights.')
                 self.feature_shapes = [feature_map.shape[1:3] for feature_map in reference_maps]
             self._trials.append((reference, probe_values, reference_maps))
-        # Per layer, 1 / each channel's change threshold (what `_moved` multiplies by), or None: bit for bit.
-        self._inverse_thresholds = [
-            (1 / np.maximum(threshold, np.finfo(np.float32).tiny)).astype(np.float32) if threshold.any() else None
-            for threshold in self._change_thresholds(tolerance)]
         # Reference maps of short batches, by (reference, batch size): computed when first needed.
         self._short_reference_maps = {}
         self.num_short_reference_images = 0
-        # Per layer, the largest difference not counted as a change, as a fraction of its threshold.
-        self.largest_ignored = [0.0] * len(self.feature_shapes)
-
-    def _change_thresholds(self, tolerance):
-        """Per layer, float `[channels]`: how far each channel's values may move without counting as a change.
-
-        With `tolerance` None, `NOISE_RTOL` of the largest magnitude the channel takes on the reference images,
-        and at least that of a channel `NOISE_FLOOR` of the layer's largest (a layer that is 0 on every
-        reference is compared bit for bit); else `tolerance` for every channel.
-        """
-        thresholds = []
-        for layer in range(len(self.feature_shapes)):
-            scale = np.max([np.abs(maps[layer][0]).max(axis=(0, 1)) for _, _, maps in self._trials], axis=0)
-            if tolerance is None:
-                threshold = NOISE_RTOL * np.maximum(scale, NOISE_FLOOR * scale.max())
-            else:
-                threshold = np.full(scale.shape, float(tolerance))
-            thresholds.append(threshold)
-        return thresholds
 
     def measure(self, multiplex):
         """Measures every layer's boxes; returns a list of `ReceptiveField`."""
@@ -332,26 +304,13 @@ class _Prober:
                 'mixes images, as BatchNorm does in training mode, so every feature pixel depends on the whole '
                 'image (and batch) and these boxes mean nothing. Feed the training-phase flag as False (e.g. '
                 'phase_train: False) in forward_func.')
-        self._report_noise()
+        logger.debug('%d reference images run for short batches', self.num_short_reference_images)
         fields = []
         for layer, mixes in enumerate(mixes_batch):
             boxes = np.stack([rows[layer][0], columns[layer][0], rows[layer][1], columns[layer][1]], axis=-1)
             fields.append(ReceptiveField._of_boxes(boxes, self.height, self.width, self.num_probe_images, mixes))
             _warn_about(fields[-1], self._layer_name(layer), whole_image=not any(mixes_batch))
         return fields
-
-    def _report_noise(self):
-        """Logs how close the differences not counted as changes came to the threshold; warns where the gap
-        between them and the changes is not clean."""
-        for layer, ratio in enumerate(self.largest_ignored):
-            logger.debug('%s: differences up to %.2g of the change threshold were not counted as changes',
-                         self._layer_name(layer), ratio)
-            if ratio > NOISE_WARN:
-                logger.warning(
-                    '%s: feature values moved by up to %.0f %% of the change threshold without counting as a '
-                    'change: more than float32 rounding explains (a forward pass in float16 or TF32, or inputs at a '
-                    'field\'s edge that hardly count), so boxes may be too small. Pass tolerance= (absolute) to '
-                    'decide what counts as a change.', self._layer_name(layer), 100 * ratio)
 
     def _layer_name(self, layer):
         if self._layer_names is not None:
@@ -448,7 +407,7 @@ class _Prober:
                     continue
                 for position, (trial, probe) in enumerate(chunk):
                     reference_map = self._reference_maps(trial, len(batch), served)[layer][position]
-                    changed[layer][probe] |= self._moved(feature_map[position], reference_map, layer)
+                    changed[layer][probe] |= self._moved(feature_map[position], reference_map)
         self.num_probe_images += len(images)
         return changed
 
@@ -474,22 +433,20 @@ class _Prober:
             self.num_short_reference_images += batch_size
         return maps
 
-    def _moved(self, feature_map, reference_map, layer):
-        """bool `[..., h, w]`: the feature pixels where a channel of `feature_map` differs from `reference_map`
-        (of `layer`) by more than its change threshold (NaN counts); keeps `largest_ignored` up to date."""
-        inverse = self._inverse_thresholds[layer]
-        if inverse is None:
+    def _moved(self, feature_map, reference_map):
+        """bool `[..., h, w]`: the feature pixels where a channel of `feature_map` moved from `reference_map` by
+        more than the change threshold (NaN counts): `NOISE_ULPS` units of float precision of the reference
+        value (tolerance None), the tolerance itself, or none at all (tolerance 0: bit for bit)."""
+        if self._tolerance == 0:
             return (feature_map != reference_map).any(axis=-1)  # one pass; NaN != NaN, so NaN counts
-        # At least float32 (float64 for integer maps: no wrap-around); three passes over a float32 map.
-        ratio = np.abs(np.subtract(feature_map, reference_map, dtype=np.result_type(feature_map.dtype, np.float32)))
-        ratio *= inverse
-        ratio = ratio.max(axis=-1)
-        ratio[np.isnan(ratio)] = np.inf  # NaN is a change all the same
-        moved = ratio > 1
-        # A pixel that no channel moves past its threshold: how close it came (noise, or a change too weak).
-        self.largest_ignored[layer] = max(self.largest_ignored[layer],
-                                          float(np.max(ratio, where=~moved, initial=0.0)))
-        return moved
+        # At least float32 (float64 for integer maps: no wrap-around below 0).
+        difference = np.abs(np.subtract(feature_map, reference_map,
+                                        dtype=np.result_type(feature_map.dtype, np.float32)))
+        if self._tolerance is None:
+            limit = np.abs(reference_map) * (NOISE_ULPS * _precision(feature_map.dtype))
+        else:
+            limit = self._tolerance
+        return (~(difference <= limit)).any(axis=-1)  # NaN compares False: a change all the same
 
     def _mixes_batch(self):
         """Per layer, True when the output for one image depends on the other images of its batch.
@@ -500,16 +457,16 @@ class _Prober:
         reference, probe_values, reference_maps = self._trials[0]
         batch = np.repeat(reference[None], self.batch_size, axis=0)
         # The same batch again first: a forward pass that is not repeatable would pass for one that mixes images.
-        for layer, (feature_map, reference_map) in enumerate(zip(self._forward(batch), reference_maps)):
-            if self._moved(feature_map, reference_map, layer).any():
+        for feature_map, reference_map in zip(self._forward(batch), reference_maps):
+            if self._moved(feature_map, reference_map).any():
                 raise ValueError('forward_func gave different maps for the same batch twice: it is not '
                                  'deterministic (dropout or noise left on, or a GPU kernel that is not '
                                  'reproducible). Run the model in inference mode, or pass a tolerance.')
         if self.batch_size < 2:
             return [False] * len(self.feature_shapes)
         batch[1:] = probe_values
-        return [self._moved(feature_map[0], reference_map[0], layer).any()
-                for layer, (feature_map, reference_map) in enumerate(zip(self._forward(batch), reference_maps))]
+        return [self._moved(feature_map[0], reference_map[0]).any()
+                for feature_map, reference_map in zip(self._forward(batch), reference_maps)]
 
     # -- the axes ----------------------------------------------------------------------------------------
 
@@ -1031,6 +988,13 @@ def _hull(changed):
     start = np.where(any_change, changed.argmax(axis=0), 0)
     stop = np.where(any_change, len(changed) - changed[::-1].argmax(axis=0), 0)
     return start, stop
+
+
+def _precision(dtype):
+    """The relative precision (eps) of a feature map of `dtype`, at least float32's (a float64 map may come
+    from a float32 network; an integer one is compared as float32)."""
+    float32 = np.finfo(np.float32).eps
+    return max(float32, np.finfo(dtype).eps) if np.issubdtype(dtype, np.floating) else float32
 
 
 def _light(image, probe_values, lines, axis):

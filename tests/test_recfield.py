@@ -806,8 +806,6 @@ def widened(layers):
     return [dict(layers[0], kernel=layers[0]['kernel'] + 4)] + layers[1:]
 
 
-@pytest.mark.xfail(reason='open (issue 20): the default threshold, 2^-23 of a channel\'s scale so that weak real changes '
-                   'of untrained MobileNetV2 count, does not withstand rounding of 1 ulp moved by pixels outside the field')
 @pytest.mark.parametrize('name, chains', [('pools at 48', LARGE_FIELDS), ('deep chain', CHAINS)])
 def test_rounding_moved_by_lit_lines_outside_the_field_changes_no_box_and_no_plan(name, chains):
     """Tiled kernels (Winograd, FFT, blocked) compute a tile of outputs from the inputs of the whole tile, so a
@@ -824,7 +822,7 @@ def test_rounding_moved_by_lit_lines_outside_the_field_changes_no_box_and_no_pla
     def tiled(batch):
         feature_map, wide_map = session.run(outputs[-1], {images: batch}), wide_session.run(wide_outputs[-1],
                                                                                           {wide_images: batch})
-        return [feature_map * (1 + np.float32(2 ** -23) * np.sin(1e3 * wide_map)).astype(np.float32)]
+        return [feature_map * (1 + np.float32(2 ** -22) * np.sin(1e3 * wide_map)).astype(np.float32)]
     with session, wide_session:
         exact = ReceptiveField(imshape, lambda batch: [session.run(outputs[-1], {images: batch})])
         noisy = ReceptiveField(imshape, tiled)
@@ -833,25 +831,6 @@ def test_rounding_moved_by_lit_lines_outside_the_field_changes_no_box_and_no_pla
     np.testing.assert_array_equal(noisy.recfield, expected)
     assert noisy.num_probe_images == exact.num_probe_images
     assert (bit_for_bit.recfield != expected).any()  # what the noise does to a comparison bit for bit
-
-
-def test_a_forward_pass_rounded_more_coarsely_than_float32_is_warned_about(caplog):
-    """Differences near the threshold that do not count as changes: the gap between noise and change is not
-    clean, and the warning says what to pass."""
-    layers, image_size = CHAINS['conv3 SAME, odd size']
-    session, images, outputs = build_chain_layers(layers, image_size, None)
-    wide_session, wide_images, wide_outputs = build_chain_layers(widened(layers), image_size, None)
-
-    def coarse(batch):
-        feature_map = session.run(outputs[-1], {images: batch})
-        wide_map = wide_session.run(wide_outputs[-1], {wide_images: batch})
-        return [feature_map * (1 + np.float32(5e-5) * np.sin(1e3 * wide_map)).astype(np.float32)]
-    with session, wide_session, caplog.at_level(logging.WARNING, logger='recfield'):
-        ReceptiveField([3, *image_size, 3], coarse)
-        assert 'the layer: feature values moved by up to' in caplog.text and 'tolerance=' in caplog.text
-        caplog.clear()
-        ReceptiveField([3, *image_size, 3], lambda batch: [session.run(outputs[-1], {images: batch})])
-        assert not caplog.records
 
 
 def test_large_fields_of_a_masking_network_are_exact():
