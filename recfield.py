@@ -100,9 +100,10 @@ class ReceptiveField:
                 lit lines at the other end (two more runs): exact for units that only a strong same-signed
                 change wakes. False nearly halves the probe images where no such units can be.
             full_batches: fill every batch up to `batch_size` with reference images, for a network whose
-                batch size is fixed. False sends shorter batches where fewer probes are left (a round of
-                the edge search often has a few), for a network that takes any batch size: a probe in a batch
-                of `n` images is compared with its reference in a batch of `n` (computed once per size).
+                batch size is fixed. False, for a network that takes any batch size, sends shorter batches
+                where fewer probes are left (a round of the edge search often has a few): a probe in a batch of
+                `n` images is compared with its reference in a batch of `n`, so a batch is short only where
+                that and its references run fewer images than a full batch.
 
         Raises:
             ValueError: `imshape` is not four known positive integers, or `forward_func` does not return
@@ -284,9 +285,6 @@ class _Prober:
                                      'value_range and the network\'s weights.')
                 self.feature_shapes = [feature_map.shape[1:3] for feature_map in reference_maps]
             self._trials.append((reference, probe_values, reference_maps))
-        # Reference maps of short batches, by (reference, batch size): computed when first needed.
-        self._short_reference_maps = {}
-        self.num_short_reference_images = 0
 
     def measure(self, multiplex):
         """Measures every layer's boxes; returns a list of `ReceptiveField`."""
@@ -304,7 +302,6 @@ class _Prober:
                 'mixes images, as BatchNorm does in training mode, so every feature pixel depends on the whole '
                 'image (and batch) and these boxes mean nothing. Feed the training-phase flag as False (e.g. '
                 'phase_train: False) in forward_func.')
-        logger.debug('%d reference images run for short batches', self.num_short_reference_images)
         fields = []
         for layer, mixes in enumerate(mixes_batch):
             boxes = np.stack([rows[layer][0], columns[layer][0], rows[layer][1], columns[layer][1]], axis=-1)
@@ -391,62 +388,65 @@ class _Prober:
         # of few probes wastes little of a fixed-size batch.
         trials = range(len(self._trials)) if trials is None else trials
         images = [(trial, probe) for trial in trials for probe in range(len(probes))]
-        served = [layer for layer, flags in enumerate(changed) if flags is not None]
         for start in range(0, len(images), self.batch_size):
             chunk = images[start:start + self.batch_size]
-            # Fill the batch with a reference so that fixed-shape placeholders work.
-            batch = np.repeat(self._trials[0][0][None], self.batch_size if self._full_batches else len(chunk),
-                              axis=0)
+            # A short batch needs its references run at its size too (`_reference_maps`): shorter only where
+            # that runs fewer images than filling the batch up with a reference (for fixed-shape placeholders).
+            num_references = len({id(self._trials[trial][0]) for trial, _ in chunk})
+            short = not self._full_batches and len(chunk) * (1 + num_references) < self.batch_size
+            batch = np.repeat(self._trials[0][0][None], len(chunk) if short else self.batch_size, axis=0)
             for position, (trial, probe) in enumerate(chunk):
                 reference, probe_values, _ = self._trials[trial]
                 batch[position] = reference
                 axis, lines = probes[probe]
                 _light(batch[position], probe_values, lines, axis)
+            references = self._reference_maps({trial for trial, _ in chunk}, len(batch), layers)
             for layer, feature_map in enumerate(self._forward(batch, layers)):
                 if changed[layer] is None:
                     continue
                 for position, (trial, probe) in enumerate(chunk):
-                    reference_map = self._reference_maps(trial, len(batch), served)[layer][position]
+                    reference_map = references[trial][layer][position]
                     changed[layer][probe] |= self._moved(feature_map[position], reference_map)
         self.num_probe_images += len(images)
         return changed
 
-    def _reference_maps(self, trial, batch_size, layers):
-        """The maps of `trial`'s reference in a batch of `batch_size` copies of it: a list over all layers, with
-        at least `layers` (positions) filled in.
+    def _reference_maps(self, trials, batch_size, layers):
+        """`{trial: maps}`: the maps of each trial's reference in a batch of `batch_size` copies of it (those of
+        `layers`, as `_forward` gives them).
 
         A probe in a short batch is compared with its reference in a batch of the same size, never with a full
         one: a library may choose other kernels or thread splits by batch size, whose sums round otherwise
-        (TensorFlow's Eigen kernels on AVX2 CPUs do for batches of 2 and 5 images of VGG16, against 8), and
-        such rounding can be as large as the weakest real changes. Computed once per reference, size and layer
-        (only the layers asked for: the edge search's short rounds serve deep layers, whose maps are small).
+        (TensorFlow's Eigen kernels on AVX2 CPUs do for batches of 2 and 5 images of VGG16, against 8). A run
+        has at most one short batch, its last, so they are not kept for later runs (on VGG16's five layers at
+        128x128 that would save no image run and hold 290 MB more).
         """
-        reference, _, reference_maps = self._trials[trial]
         if batch_size == self.batch_size:
-            return reference_maps
-        maps = self._short_reference_maps.setdefault((id(reference), batch_size), [None] * len(reference_maps))
-        missing = [layer for layer in layers if maps[layer] is None]
-        if missing:
-            computed = self._forward(np.repeat(reference[None], batch_size, axis=0), missing)
-            for layer in missing:
-                maps[layer] = computed[layer]
-            self.num_short_reference_images += batch_size
+            return {trial: self._trials[trial][2] for trial in trials}
+        maps, by_reference = {}, {}
+        for trial in trials:
+            reference = self._trials[trial][0]
+            if id(reference) not in by_reference:  # trials in pairs share a reference
+                by_reference[id(reference)] = self._forward(np.repeat(reference[None], batch_size, axis=0), layers)
+            maps[trial] = by_reference[id(reference)]
         return maps
 
     def _moved(self, feature_map, reference_map):
         """bool `[..., h, w]`: the feature pixels where a channel of `feature_map` moved from `reference_map` by
         more than the change threshold (NaN counts): `NOISE_ULPS` units of float precision of the reference
         value (tolerance None), the tolerance itself, or none at all (tolerance 0: bit for bit)."""
-        if self._tolerance == 0:
-            return (feature_map != reference_map).any(axis=-1)  # one pass; NaN != NaN, so NaN counts
-        # At least float32 (float64 for integer maps: no wrap-around below 0).
-        difference = np.abs(np.subtract(feature_map, reference_map,
-                                        dtype=np.result_type(feature_map.dtype, np.float32)))
+        moved = (feature_map != reference_map).any(axis=-1)  # NaN != NaN, so NaN counts
+        if self._tolerance == 0 or not moved.any():
+            return moved
+        # Only the pixels that changed at all are weighed (few, in most probes of a large map). At least
+        # float32 (float64 for integer maps: no wrap-around below 0).
+        changed, reference = feature_map[moved], reference_map[moved]
+        difference = np.abs(np.subtract(changed, reference, dtype=np.result_type(changed.dtype, np.float32)))
         if self._tolerance is None:
-            limit = np.abs(reference_map) * (NOISE_ULPS * _precision(feature_map.dtype))
+            limit = np.abs(reference) * (NOISE_ULPS * _precision(changed.dtype))
         else:
             limit = self._tolerance
-        return (~(difference <= limit)).any(axis=-1)  # NaN compares False: a change all the same
+        moved[moved] = (~(difference <= limit)).any(axis=-1)  # NaN compares False: a change all the same
+        return moved
 
     def _mixes_batch(self):
         """Per layer, True when the output for one image depends on the other images of its batch.

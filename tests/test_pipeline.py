@@ -332,12 +332,12 @@ def test_fields_in_the_cache_are_not_measured_again(tmp_path, capsys):
 
 
 def test_a_model_that_takes_any_batch_size_gets_short_probe_batches_and_the_same_fields(capsys):
-    imshape = [3] + BOX_IMSHAPE[1:]  # 3 images a batch: runs of 2 or 4 images per probe leave a batch short
+    imshape = [64] + BOX_IMSHAPE[1:]  # a run of 8 probe images (2 probes, 4 trials) and its 3 references: 32 < 64
     fixed, any_size = (Model(CountingForward(box_filter_maps), BOX_LAYERS, imshape, BOX_VALUE_RANGE,
                              any_batch_size=any_batch_size) for any_batch_size in (False, True))
     assert pipeline.measure_receptive_fields(any_size) == pipeline.measure_receptive_fields(fixed)
-    assert set(fixed.forward_func.batch_sizes) == {3}
-    assert max(any_size.forward_func.batch_sizes) == 3 and min(any_size.forward_func.batch_sizes) < 3
+    assert set(fixed.forward_func.batch_sizes) == {64}
+    assert max(any_size.forward_func.batch_sizes) == 64 and min(any_size.forward_func.batch_sizes) < 64
     assert sum(any_size.forward_func.batch_sizes) < sum(fixed.forward_func.batch_sizes)
     [(_, any_size_count), (_, fixed_count)] = probe_image_counts(capsys.readouterr().out)
     assert any_size_count == fixed_count  # short batches leave out reference images, which are not counted

@@ -323,14 +323,21 @@ def test_forward_func_gets_full_batches_and_may_return_an_array():
     assert rf.size == (1, 1) and rf.stride == (1, 1) and rf.padding == (0, 0)
 
 
-def test_without_full_batches_the_last_batch_of_a_round_is_short_and_the_boxes_the_same():
-    layers, image_size = LARGE_FIELDS['six stride-2 convs at 64']
-    session, images, outputs = build_chain_layers(layers, image_size, None)
+def batch_size_recorder(session, images, output, change=lambda feature_map, batch_size: feature_map):
+    """`(forward, batch_sizes)`: a forward function of one layer that records the size of every batch and
+    returns `change(its map, the batch size)`."""
     batch_sizes = []
 
     def forward(batch):
         batch_sizes.append(len(batch))
-        return session.run(outputs[-1:], {images: batch})
+        return [change(session.run(output, {images: batch}), len(batch))]
+    return forward, batch_sizes
+
+
+def test_without_full_batches_the_last_batch_of_a_round_is_short_and_the_boxes_the_same():
+    layers, image_size = LARGE_FIELDS['six stride-2 convs at 64']
+    session, images, outputs = build_chain_layers(layers, image_size, None)
+    forward, batch_sizes = batch_size_recorder(session, images, outputs[-1])
     with session:
         full = ReceptiveField([8, *image_size, 3], forward)
         full_calls, batch_sizes[:] = len(batch_sizes), []
@@ -767,17 +774,6 @@ def test_large_fields_equal_closed_form_from_fewer_probes_than_line_by_line(name
     assert rf.num_probe_images < 4 * (image_size[0] + image_size[1])  # line by line: 4 runs of each line
 
 
-def batch_size_recorder(session, images, output, change=lambda feature_map, batch_size: feature_map):
-    """`(forward, batch_sizes)`: a forward function of one layer that records the size of every batch and
-    returns `change(its map, the batch size)`."""
-    batch_sizes = []
-
-    def forward(batch):
-        batch_sizes.append(len(batch))
-        return [change(session.run(output, {images: batch}), len(batch))]
-    return forward, batch_sizes
-
-
 @pytest.mark.parametrize('change', [1e-6, 1e-2])
 @pytest.mark.parametrize('tolerance', [None, 0])
 def test_maps_that_change_with_the_batch_size_change_no_box_and_no_plan(change, tolerance):
@@ -789,8 +785,8 @@ def test_maps_that_change_with_the_batch_size_change_no_box_and_no_plan(change, 
     session, images, outputs = build_chain_layers(layers, image_size, None)
     _, expected = run_chain(layers, image_size)
 
-    def other_kernels(feature_map, batch_size):  # not for 1 and 3: the sizes that the old check ran
-        return feature_map * np.float32(1 + change) if batch_size in (2, 4, 5) else feature_map
+    def other_kernels(feature_map, batch_size):  # not 1 and 3: a check of those sizes (as there was) misses it
+        return feature_map * np.float32(1 + change) if batch_size not in (1, 3, 8) else feature_map
     with session:
         full = ReceptiveField([8, *image_size, 3], lambda batch: [session.run(outputs[-1], {images: batch})],
                               tolerance=tolerance)
@@ -798,7 +794,7 @@ def test_maps_that_change_with_the_batch_size_change_no_box_and_no_plan(change, 
         short = ReceptiveField([8, *image_size, 3], forward, full_batches=False, tolerance=tolerance)
     np.testing.assert_array_equal(full.recfield, expected)
     assert short == full and short.num_probe_images == full.num_probe_images
-    assert {2, 4} <= set(batch_sizes)  # short batches ran, and rounded otherwise
+    assert 2 in batch_sizes  # short batches ran, and rounded otherwise
 
 
 def widened(layers):
@@ -808,7 +804,7 @@ def widened(layers):
 
 @pytest.mark.parametrize('name, chains', [('pools at 48', LARGE_FIELDS), ('deep chain', CHAINS)])
 def test_rounding_moved_by_lit_lines_outside_the_field_changes_no_box_and_no_plan(name, chains):
-    """Tiled kernels (Winograd, FFT, blocked) compute a tile of outputs from the inputs of the whole tile, so a
+    """Tiled kernels (Winograd, FFT) compute a tile of outputs from the inputs of the whole tile, so a
     lit line just outside a unit's field moves its value in the last bits. Here every value is rounded by a
     factor that depends on a field 2 lines wider on each side: the default threshold ignores it, bit for bit
     it makes boxes too large."""
@@ -820,8 +816,8 @@ def test_rounding_moved_by_lit_lines_outside_the_field_changes_no_box_and_no_pla
     wide_session, wide_images, wide_outputs = build_chain_layers(widened(layers), image_size, None)
 
     def tiled(batch):
-        feature_map, wide_map = session.run(outputs[-1], {images: batch}), wide_session.run(wide_outputs[-1],
-                                                                                          {wide_images: batch})
+        feature_map = session.run(outputs[-1], {images: batch})
+        wide_map = wide_session.run(wide_outputs[-1], {wide_images: batch})
         return [feature_map * (1 + np.float32(2 ** -22) * np.sin(1e3 * wide_map)).astype(np.float32)]
     with session, wide_session:
         exact = ReceptiveField(imshape, lambda batch: [session.run(outputs[-1], {images: batch})])

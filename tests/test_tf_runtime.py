@@ -142,7 +142,10 @@ def run_python(code, *args, **environment):
     returns its stdout."""
     env = dict(os.environ)
     for variable, value in environment.items():
-        env.pop(variable, None) if value is None else env.__setitem__(variable, value)
+        if value is None:
+            env.pop(variable, None)
+        else:
+            env[variable] = value
     result = subprocess.run([sys.executable, '-c', code, *args], cwd=REPO, env=env, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr
