@@ -29,8 +29,8 @@ def parse_args(argv):
     cli.add_common_arguments(parser, 'the last layer of each resolution, at most five',
                              os.path.join(tempfile.gettempdir(), 'keras_activations'))
     cli.add_activation_arguments(parser)
-    parser.add_argument('--images_dir', help='the images to run through the model: every readable image under '
-                                             'this folder (required unless --print_all_names)')
+    cli.add_image_files_arguments(parser, 'the images to run through the model: every readable image under this '
+                                          'folder (this or --images_list is required unless --print_all_names)')
     keras_model.add_arguments(parser)
     return cli.parse_args(parser, argv)
 

@@ -30,8 +30,8 @@ def parse_args(argv):
     cli.add_common_arguments(parser, vgg16.default_layers(),
                              os.path.join(tempfile.gettempdir(), 'vgg16_activations'))
     cli.add_activation_arguments(parser)
-    parser.add_argument('--images_dir',
-                        help='use every readable image under this folder instead of scikit-image\'s photographs')
+    cli.add_image_files_arguments(
+        parser, 'use every readable image under this folder instead of scikit-image\'s photographs')
     parser.add_argument('--max_images', type=cli.count_or_all, default=0,
                         help='use at most this many tiles, spread over all of them, for a quick try; 0 or '
                              '"all" for every tile (default: all)')

@@ -3,11 +3,13 @@
 import io
 import os
 import re
+import struct
 import subprocess
 import sys
 import tarfile
 import tempfile
 import zipfile
+import zlib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -191,6 +193,39 @@ def write_mixed_images_dir(folder):
     image_paths = sorted(os.path.join(folder, name) for name in images)
     other_paths = sorted(os.path.join(folder, name) for name in ('corrupt.jpg', 'notes.txt'))
     return image_paths, other_paths
+
+
+def write_png_claiming(path, height, width):
+    """Writes a small PNG whose header says `height x width` RGB pixels (its data holds a few rows only): the
+    first bytes of a decompression bomb, which a reader must refuse from the header."""
+    def chunk(kind, data):
+        return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
+    rows = zlib.compress(bytes(4 * (1 + 3 * width)))
+    with open(path, 'wb') as stream:
+        stream.write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0))
+                     + chunk(b'IDAT', rows) + chunk(b'IEND', b''))
+
+
+def write_sparse_file(path, size):
+    """A file of `size` bytes that takes no disk space (all zeros: not an image), to catch code that reads a
+    file whole."""
+    with open(path, 'wb') as stream:
+        stream.truncate(size)
+
+
+@pytest.fixture
+def decoded_paths(monkeypatch):
+    """The paths `utils.images.read_image` decodes while the test runs, in the order it starts them (a list)."""
+    from utils import images
+
+    decoded, real_read_image = [], images.read_image
+
+    def read_image(path, *args, **kwargs):
+        decoded.append(path)
+        return real_read_image(path, *args, **kwargs)
+
+    monkeypatch.setattr(images, 'read_image', read_image)
+    return decoded
 
 
 def make_tar(members, mode='w:gz'):

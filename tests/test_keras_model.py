@@ -20,14 +20,14 @@ from conftest import assert_shards_read_like_the_whole, probe_image_counts, read
 from keras_fixtures import (FREE_SIZE, FREE_SIZE_CHANNELS, IMAGE_SIZE, RESIDUAL_CHANNELS, RESIDUAL_GEOMETRY,
                             SEQUENTIAL_CHANNELS, closed_form_fields, free_size_reads, residual_reads, sequential_reads,
                             write_photos)
-from utils import keras_model, pipeline
+from utils import images, keras_model, pipeline
 from utils.recfield_cache import RecfieldCache
 
 
 def model_flags(path, **flags):
     """The flags of the Keras scripts that `keras_model.open_model` and `open_dataset` read."""
     defaults = dict(model=path, unsafe_load=False, layers=None, image_size=None, preprocess='none', batch_size=4,
-                    images_dir=None)
+                    images_dir=None, images_list=None, max_image_pixels=images.MAX_IMAGE_PIXELS)
     return argparse.Namespace(**{**defaults, **flags})
 
 
@@ -331,6 +331,14 @@ def test_dataset_shards_read_the_batches_of_a_whole_read(photos_dir, sequential_
     dataset = keras_model.open_dataset(model_flags('', images_dir=photos_dir, batch_size=3), sequential_model)
     whole = assert_shards_read_like_the_whole(dataset, num_shards)
     assert [len(indices) for _, _, indices in whole] == [3, 3, 3, 1]
+
+
+def test_a_shard_decodes_only_its_own_images(photos_dir, sequential_model, decoded_paths):
+    dataset = keras_model.open_dataset(model_flags('', images_dir=photos_dir, batch_size=3), sequential_model)
+    assert decoded_paths == []  # listed from the headers
+    start, stop = pipeline.shard_bounds(len(dataset), dataset.batch_size, 4, 2)
+    read_batches(dataset, start, stop)
+    assert sorted(os.path.relpath(path, photos_dir) for path in decoded_paths) == dataset.ids[start:stop]
 
 
 def test_dataset_needs_a_folder_with_readable_images(tmp_path, sequential_model):

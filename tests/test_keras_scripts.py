@@ -19,7 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import keras_activations
 import keras_recfield
-from conftest import layer_lines, read_batches, run_script
+from conftest import layer_lines, read_batches, run_script, write_png_claiming, write_sparse_file
 from keras_fixtures import (FREE_SIZE, FREE_SIZE_CHANNELS, IMAGE_SIZE, LAMBDA_CHANNELS, MOBILENET_SIZE,
                             MOBILENET_V2_STRIDES, RESIDUAL_CHANNELS, RESIDUAL_GEOMETRY, SEQUENTIAL_CHANNELS,
                             closed_form_fields, closed_form_lines, free_size_reads, mobilenet_v2_reads,
@@ -195,17 +195,35 @@ def sequential_scans(keras_models, photos_dir, tmp_path_factory):
     (2 shards on a local cluster of one worker, with --tensorboard_dir), all finished successfully, all with the
     default layers (a Dask run without --layers once failed counting them: args.layers is None)."""
     root = tmp_path_factory.mktemp('keras_activations')
-    common = ['--model', keras_models['sequential'], '--images_dir', photos_dir, '--batch_size', BATCH_SIZE,
-              '--num_samples', NUM_SAMPLES, '--num_channels', NUM_CHANNELS]
-    runs = {'single': ['--out_dir', root / 'single'],
-            'shard-0': ['--out_dir', root / 'states', '--num_shards', 2, '--shard_index', 0],
-            'shard-1': ['--out_dir', root / 'states', '--num_shards', 2, '--shard_index', 1],
+    common = ['--model', keras_models['sequential'], '--batch_size', BATCH_SIZE, '--num_samples', NUM_SAMPLES,
+              '--num_channels', NUM_CHANNELS]
+    folder = ['--images_dir', photos_dir]
+    runs = {'single': ['--out_dir', root / 'single', *folder],
+            'shard-0': ['--out_dir', root / 'states', '--num_shards', 2, '--shard_index', 0, *folder],
+            'shard-1': ['--out_dir', root / 'states', '--num_shards', 2, '--shard_index', 1, *folder],
             'dask': ['--out_dir', root / 'dask', '--dask_scheduler', 'local', '--dask_workers', 1, '--num_shards', 2,
-                     '--tensorboard_dir', root / 'logs']}
+                     '--tensorboard_dir', root / 'logs', *folder],
+            'list': ['--out_dir', root / 'list', '--images_list', write_hostile_images_list(root, photos_dir)]}
     results = run_scripts_together([('keras_activations.py', *common, *flags) for flags in runs.values()])
     for name, result in zip(runs, results):
         assert result.returncode == 0, f'{name}: {result.stderr[-3000:]}'
     return {name: (flags[1], result) for (name, flags), result in zip(runs.items(), results)}
+
+
+def write_hostile_images_list(folder, photos_dir):
+    """Writes `<folder>/lists/images.txt`: the photographs of `photos_dir` in their folder order (paths relative to
+    the list, one absolute), among a PNG whose header says 30000x30000, a 40 GB file that is not an image (sparse),
+    and a missing file. Returns its path."""
+    write_png_claiming(str(folder / 'bomb.png'), 30000, 30000)
+    write_sparse_file(str(folder / 'holiday.mkv'), 40 << 30)
+    names = sorted(os.path.relpath(os.path.join(root, name), photos_dir) for root, _, names in os.walk(photos_dir)
+                   for name in names if name.endswith('.png'))
+    lines = [os.path.relpath(os.path.join(photos_dir, name), folder / 'lists') for name in names]
+    lines[4] = os.path.join(photos_dir, names[4])
+    lines[2:2] = ['../bomb.png', '../holiday.mkv', '../missing.jpg']
+    (folder / 'lists').mkdir()
+    (folder / 'lists' / 'images.txt').write_text('\n'.join(lines) + '\n')
+    return folder / 'lists' / 'images.txt'
 
 
 @pytest.fixture(scope='module')
@@ -262,6 +280,16 @@ def test_shards_merge_to_the_pictures_of_a_single_run(sequential_scans, tmp_path
     state = ShardState.load(str(tmp_path / 'state-pool1.npz'))
     assert state.shards == (0, 1) and state.tracker.num_seen == 10
     assert set(state.image_ids.values()) <= {f'photo_{index:02d}.png' for index in range(10)} | {'more/photo_03.png'}
+
+
+@pytest.mark.slow
+def test_an_images_list_skips_what_is_not_an_image_and_draws_the_folders_pictures(sequential_scans):
+    single_dir, single = sequential_scans['single']
+    list_dir, listed = sequential_scans['list']
+    assert jpeg_bytes(list_dir) == jpeg_bytes(single_dir)  # the same images in the same batches
+    assert f'skipped 2 of 13 files listed in {list_dir.parent / "lists" / "images.txt"} that are not readable ' \
+           'images (first: ' in listed.stderr  # the 40 GB file and the missing one
+    assert 'skipped 1 images listed in' in listed.stderr and 'bomb.png, 30000x30000)' in listed.stderr
 
 
 @pytest.mark.slow

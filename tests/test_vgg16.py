@@ -21,7 +21,7 @@ import pytest
 
 import vgg16_activations
 from conftest import assert_shards_read_like_the_whole, run_script, write_mixed_images_dir
-from utils import pipeline, vgg16
+from utils import images, pipeline, vgg16
 from utils.cli import run_main
 from utils.closed_form import VGG16_TABLE
 from utils.layers import file_stem
@@ -135,7 +135,8 @@ MODEL_LAYERS = [vgg16.relu_tensor_name(1, 2), vgg16.relu_tensor_name(2, 2)]
 
 def example_flags(**flags):
     """The flags `vgg16.open_model` and `open_dataset` read, small: 32-pixel tiles in batches of 4."""
-    defaults = dict(image_size=32, batch_size=4, layers=[','.join(MODEL_LAYERS)], images_dir=None, max_images=0)
+    defaults = dict(image_size=32, batch_size=4, layers=[','.join(MODEL_LAYERS)], images_dir=None, max_images=0,
+                    images_list=None, max_image_pixels=images.MAX_IMAGE_PIXELS)
     return argparse.Namespace(**{**defaults, **flags})
 
 

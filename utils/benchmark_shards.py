@@ -166,7 +166,7 @@ def benchmark(image_size=128, max_images=0, layers=None, threads=1):
     TensorFlow's per process or worker); returns the table as text."""
     flags = ['--image_size', image_size, '--max_images', max_images, '--no_recfield_cache']
     flags += ['--layers', ','.join(layers)] if layers else []
-    num_images = len(images.load_photo_tiles(None, image_size, max_images)[2])
+    num_images = len(images.load_photo_tiles(None, image_size, max_images)[1])
     logger.info('%s on %d tiles: %s', SCRIPT, num_images, ' '.join(map(str, flags)))
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as folder:

@@ -10,7 +10,7 @@ import logging
 import math
 import sys
 
-from utils import memory, progress
+from utils import images, memory, progress
 from utils.files import ensure_writable_dir
 from utils.layers import computed_tensors, describe_tensors, resolve_layers
 from utils.recfield_cache import RecfieldCache
@@ -108,6 +108,19 @@ def add_activation_arguments(parser):
                              'through the network again; single runs only, not shards or Dask)')
     add_tensorboard_argument(parser)
     add_shard_arguments(parser)
+
+
+def add_image_files_arguments(parser, images_dir_help):
+    """Adds `--images_dir` (its help: `images_dir_help`), `--images_list` and `--max_image_pixels`, the flags of
+    scripts that read image files (`utils.images.list_images`)."""
+    sources = parser.add_mutually_exclusive_group()
+    sources.add_argument('--images_dir', help=images_dir_help)
+    sources.add_argument('--images_list', metavar='FILE',
+                         help='use the images this text file lists instead, one path per line (absolute, or relative '
+                              'to the file\'s folder), in its order')
+    parser.add_argument('--max_image_pixels', type=positive_int, default=images.MAX_IMAGE_PIXELS, metavar='N',
+                        help='skip images of more than N pixels (height times width, read from the file\'s header): '
+                             'they would take too much memory to decode (default: %(default)s)')
 
 
 def add_shard_arguments(parser):

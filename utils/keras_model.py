@@ -340,25 +340,30 @@ def chosen_layer_names(args, model):
 
 
 def open_dataset(args, model):
-    """Every readable image under `--images_dir`, resized to cover the model's input and cut to its centre, as a
-    `utils.pipeline.Dataset`; each is named by its path under the folder.
+    """The images of `--images_dir` or `--images_list`, each resized to cover the model's input and cut to its
+    centre, as a `utils.pipeline.Dataset`; they are listed from their headers and decoded when their batch is
+    read (`utils.images.decoded_batches`). Each is named by its path under the folder, or as the list gives it.
 
     Raises:
-        FileNotFoundError: see `utils.images.read_images_dir`.
+        FileNotFoundError, ValueError: see `utils.images.list_images`.
     """
-    if not args.images_dir:
-        raise ValueError('--images_dir is required: a folder of images to run through the model.')
+    if not args.images_dir and not args.images_list:
+        raise ValueError('--images_dir is required: a folder of images to run through the model (or give '
+                         '--images_list, a file of image paths).')
     height, width = model.imshape[1:3]
-    photos, _ = images.read_images_dir(args.images_dir, shorter_side=max(height, width))
-    names = [os.path.relpath(path, args.images_dir).replace(os.sep, '/') for path, _ in photos]
-    crops = [centre_crop(image, height, width) for _, image in photos]
+    shorter_side = max(height, width)
+    files, _ = images.list_images(args.images_dir or None, args.images_list or None, shorter_side,
+                                  args.max_image_pixels)
+    paths = [file.path for file in files]
+
+    def prepare(image):
+        return centre_crop(images.resize_shorter_side(image, shorter_side), height, width)
 
     def read(start, stop):
-        batches = (np.stack(crops[first:min(first + args.batch_size, stop)])
-                   for first in range(start, stop, args.batch_size))
-        return pipeline.numbered(((preprocess(batch, args.preprocess), batch) for batch in batches), start)
+        batches = images.decoded_batches(paths[start:stop], prepare, args.batch_size, start, args.max_image_pixels)
+        return ((preprocess(batch, args.preprocess), batch, indices) for batch, indices in batches)
 
-    return pipeline.Dataset(names, args.batch_size, read)
+    return pipeline.Dataset([file.name for file in files], args.batch_size, read)
 
 
 def centre_crop(image, height, width):

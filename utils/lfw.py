@@ -18,7 +18,7 @@ import os
 import cv2
 import numpy as np
 
-from utils.images import read_image, resize_shorter_side
+from utils.images import decoded_batches, resize_shorter_side
 
 logger = logging.getLogger(__name__)
 
@@ -135,11 +135,8 @@ def centre_square(image, size):
 
 
 def load_batches(paths, image_size, batch_size, first_index=0):
-    """Reads images in batches of `batch_size` files, for `utils.pipeline.Dataset`.
-
-    Every image stays in the batch of its position (`position // batch_size`), so that any part of the list
-    is read in the same batches as the whole: an unreadable image is skipped (logged at DEBUG, their number
-    as a warning at the end) and leaves its batch one short.
+    """Reads faces in batches of `batch_size` files, decoded ahead on worker threads, for
+    `utils.pipeline.Dataset` (`utils.images.decoded_batches`: an unreadable image leaves its batch one short).
 
     Args:
         paths: image files.
@@ -149,28 +146,12 @@ def load_batches(paths, image_size, batch_size, first_index=0):
 
     Yields:
         `(network_inputs, display_images, indices)`: prewhitened float32 RGB `[n, size, size, 3]`, the same
-        images as uint8 BGR, and int64 `[n]` `first_index` plus their positions in `paths`.
+        images as uint8 BGR, and int64 `first_index` plus their positions in `paths`.
 
     Raises:
         ValueError: not one image could be read.
     """
-    skipped = []
-    for start in range(0, len(paths), batch_size):
-        network_inputs, display_images, indices = [], [], []
-        for position in range(start, min(start + batch_size, len(paths))):
-            image = read_image(paths[position])
-            if image is None:
-                skipped.append(paths[position])
-                logger.debug('skipping %s: not a readable image', paths[position])
-                continue
-            square = centre_square(image, image_size)
-            display_images.append(square)
-            network_inputs.append(prewhiten(cv2.cvtColor(square, cv2.COLOR_BGR2RGB)))
-            indices.append(first_index + position)
-        if display_images:
-            yield np.stack(network_inputs), np.stack(display_images), np.array(indices, np.int64)
-    if skipped:
-        logger.warning('skipped %d unreadable images (first: %s)', len(skipped), skipped[0])
-        if len(skipped) == len(paths):
-            raise ValueError(f'none of the {len(paths)} images can be read (first: {paths[0]}); OpenCV must '
-                             'be able to decode them (JPEG, PNG, ...).')
+    for squares, indices in decoded_batches(paths, lambda image: centre_square(image, image_size), batch_size,
+                                            first_index):
+        inputs = np.stack([prewhiten(cv2.cvtColor(square, cv2.COLOR_BGR2RGB)) for square in squares])
+        yield inputs, squares, indices

@@ -216,19 +216,20 @@ def open_model(args):
 
 
 def open_dataset(args, model=None):
-    """The tiles of `--images_dir` (or scikit-image's photographs), `--max_images`, as a `utils.pipeline.Dataset`.
+    """The tiles of `--images_dir` or `--images_list` (or scikit-image's photographs), `--max_images`, as a
+    `utils.pipeline.Dataset`; photographs are listed from their headers and decoded when their batch is read.
 
     Each tile is named `<photograph>:y=<y>,x=<x>[,mirrored]` (`utils.images.tile_id`); the network inputs are
     `preprocess`ed, the display images uint8 BGR.
 
     Raises:
-        FileNotFoundError: see `utils.images.load_photo_tiles`.
+        FileNotFoundError, ValueError: see `utils.images.load_photo_tiles`.
     """
-    names, resized, positions = images.load_photo_tiles(args.images_dir, args.image_size, args.max_images)
+    names, positions, read_tiles = images.load_photo_tiles(args.images_dir, args.image_size, args.max_images,
+                                                           args.images_list, args.max_image_pixels)
 
     def read(start, stop):
-        tiles = images.tile_batches(resized, positions[start:stop], args.image_size, args.batch_size)
-        return pipeline.numbered(((preprocess(batch), batch) for batch in tiles), start)
+        return ((preprocess(tiles), tiles, indices) for tiles, indices in read_tiles(start, stop, args.batch_size))
 
     return pipeline.Dataset([images.tile_id(names, position) for position in positions], args.batch_size, read)
 
