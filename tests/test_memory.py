@@ -19,7 +19,7 @@ def test_needed_bytes_by_step():
     needed = memory.needed_bytes(32, (10, 10, 3), 1000, [(5, 5, 4)], num_samples=2, num_channels=0)
     forward_per_image = 1200 + 2 * 1000
     assert needed == {'receptive-field probes': 16 * forward_per_image + 4 * 16 * 400,  # 16 at most, 4 maps each
-                      'scan': 32 * forward_per_image + 32 * 300,
+                      'scan': 32 * forward_per_image + 3 * 32 * 300,  # the batch and 2 decoded ahead
                       'pictures': 4 * 2 * 12 * 12 * 3}  # every channel (0), 2 images each, with borders
     recfield_only = memory.needed_bytes(4, (10, 10, 3), 1000, [(5, 5, 4)])
     assert recfield_only == {'receptive-field probes': 4 * forward_per_image + 4 * 4 * 400}

@@ -29,6 +29,8 @@ MAX_IMAGE_PIXELS = 100_000_000
 DECODED_FORMATS = ('JPEG', 'MPO', 'PNG', 'BMP', 'TIFF', 'WEBP', 'PPM', 'GIF', 'JPEG2000', 'AVIF', 'SUN')
 EXIF_ORIENTATION = 0x0112
 TIFF_WIDTH, TIFF_HEIGHT = 256, 257  # tags of a TIFF's stored size
+# Batches decoded ahead of the one the network runs (`decoded_batches`): the scan's prefetch depth.
+BATCHES_AHEAD = 2
 # Colour photographs that ship inside the scikit-image wheel (no download): a person, a cat, food, a
 # rocket launch, galaxies, a retina, stained tissue and a motorbike.
 SKIMAGE_PHOTOS = ('astronaut', 'chelsea', 'coffee', 'rocket', 'hubble_deep_field', 'retina',
@@ -291,8 +293,8 @@ def decoded_batches(paths, prepare, batch_size, first_index=0, max_pixels=MAX_IM
 
     Every image stays in the batch of its position (`position // batch_size`), so that any part of the list
     is read in the same batches as the whole: an unreadable image (`read_image`) is skipped (logged at DEBUG,
-    their number as a warning at the end) and leaves its batch one short. At most two batches of prepared
-    images are held ahead.
+    their number as a warning at the end) and leaves its batch one short. At most `BATCHES_AHEAD` batches of
+    prepared images are held ahead.
 
     Args:
         paths: image files.
@@ -312,7 +314,7 @@ def decoded_batches(paths, prepare, batch_size, first_index=0, max_pixels=MAX_IM
         return None if image is None else prepare(image)
 
     skipped = []
-    with contextlib.closing(ordered_map(load, paths, ahead=2 * batch_size)) as loaded:
+    with contextlib.closing(ordered_map(load, paths, ahead=BATCHES_AHEAD * batch_size)) as loaded:
         for start in range(0, len(paths), batch_size):
             kept, indices = [], []
             for position in range(start, min(start + batch_size, len(paths))):

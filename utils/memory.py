@@ -4,7 +4,8 @@
   op's input and output live together);
 * the receptive-field probes: a forward pass of `min(--batch_size, PROBE_BATCH_SIZE)` images, plus the chosen
   layers' whole feature maps it hands back and those of 3 reference batches;
-* the scan: a forward pass of `--batch_size` images, plus their uint8 display images;
+* the scan: a forward pass of `--batch_size` images, plus their uint8 display images and the `BATCHES_AHEAD`
+  batches decoded while it runs (`utils.images.decoded_batches`);
 * the pictures: a layer's `-full` picture, `--num_samples` images for each channel asked for (`--num_channels`),
   counting every one as firing.
 
@@ -17,6 +18,7 @@ is refused at once instead of crashing after the model has run for a while.
 import math
 import os
 
+from utils.images import BATCHES_AHEAD
 from utils.montage import BORDER
 from utils.pipeline import PROBE_BATCH_SIZE
 
@@ -64,7 +66,7 @@ def needed_bytes(batch_size, input_shape, largest_tensor_bytes, layer_shapes, nu
     needed = {'receptive-field probes': forward(probe_batch) + (1 + NUM_REFERENCES) * probe_batch * maps_bytes}
     if num_samples is not None:
         height, width = input_shape[:2]
-        needed['scan'] = forward(batch_size) + batch_size * height * width * 3
+        needed['scan'] = forward(batch_size) + (1 + BATCHES_AHEAD) * batch_size * height * width * 3
         columns = max((min(num_channels or channels, channels) for _, _, channels in layer_shapes), default=0)
         needed['pictures'] = columns * num_samples * (height + 2 * BORDER) * (width + 2 * BORDER) * 3
     return needed
