@@ -123,13 +123,46 @@ def test_damaged_archive_is_clear(tmp_path):
     assert os.listdir(tmp_path) == ['broken.tar.gz']
 
 
-def test_extract_replaces_an_older_copy(tmp_path):
+def test_extract_keeps_what_it_did_not_write(tmp_path):
     (tmp_path / 'dataset').mkdir()
-    (tmp_path / 'dataset' / 'stale.bin').write_bytes(b'old')
+    (tmp_path / 'dataset' / 'my_own.bin').write_bytes(b'mine')
+    (tmp_path / 'dataset' / 'a.bin').write_bytes(b'a' * 5000)  # already there, the same: left as it is
+    (tmp_path / '.git').mkdir()
+    (tmp_path / '.git' / 'HEAD').write_text('ref: refs/heads/main\n')
+    archive = tmp_path / 'data.tar.gz'
+    archive.write_bytes(make_tar({'dataset/a.bin': b'a' * 5000, 'dataset/b.bin': b'b' * 300, '.git/config': b'x'}))
+    assert extract_tar(str(archive), str(tmp_path)) == ['.git', 'dataset']
+    assert sorted(os.listdir(tmp_path / 'dataset')) == ['a.bin', 'b.bin', 'my_own.bin']
+    assert (tmp_path / 'dataset' / 'my_own.bin').read_bytes() == b'mine'
+    assert (tmp_path / '.git' / 'HEAD').read_text() == 'ref: refs/heads/main\n'
+    assert sorted(os.listdir(tmp_path / '.git')) == ['HEAD', 'config']
+    assert sorted(os.listdir(tmp_path)) == ['.git', 'data.tar.gz', 'dataset']  # no temporary folder left
+
+
+@pytest.mark.parametrize('mine', ['file', 'folder'])
+def test_extract_that_would_replace_other_contents_is_refused_whole(tmp_path, mine):
+    (tmp_path / 'dataset').mkdir()
+    (tmp_path / 'dataset' / 'a.bin').write_bytes(b'my own a')
+    if mine == 'folder':
+        (tmp_path / 'dataset' / 'a.bin').unlink()
+        (tmp_path / 'dataset' / 'a.bin').mkdir()
     archive = tmp_path / 'data.tar.gz'
     archive.write_bytes(ARCHIVE)
-    extract_tar(str(archive), str(tmp_path))
-    assert sorted(os.listdir(tmp_path / 'dataset')) == ['a.bin', 'b.bin']
+    with pytest.raises(ValueError, match=r'would replace 1 files or folders in .* \(first: .*dataset/a.bin\); nothing '
+                                         'was extracted'):
+        extract_tar(str(archive), str(tmp_path))
+    assert os.listdir(tmp_path / 'dataset') == ['a.bin']  # b.bin was not moved in either
+    assert sorted(os.listdir(tmp_path)) == ['data.tar.gz', 'dataset']
+
+
+def test_script_refuses_to_extract_over_the_users_files(http_server, tmp_path, capsys):
+    http_server.routes['/data.tar.gz'] = lambda handler: send_bytes(handler, ARCHIVE)
+    (tmp_path / 'dataset').mkdir()
+    (tmp_path / 'dataset' / 'b.bin').write_bytes(b'my b')
+    assert run_main(download_script.main, [http_server.url + '/data.tar.gz', str(tmp_path / 'data.tar.gz'),
+                                           '--extract']) == 2
+    assert 'nothing was extracted' in capsys.readouterr().err
+    assert (tmp_path / 'dataset' / 'b.bin').read_bytes() == b'my b'
 
 
 # -- as a script ----------------------------------------------------------------------------------------------

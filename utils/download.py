@@ -5,7 +5,8 @@ the whole body has arrived (and its MD5 matches, when one is given). Without an 
 is read to its end first (`check_archive`): a body cut short by a server that sent no Content-Length then
 fails instead of replacing a good file. Other files without an MD5 cannot be checked. `extract_tar` unpacks an archive
 through the standard library's `data` filter, which refuses members that would land outside the target
-folder (`../`, absolute paths, links pointing out, devices), into a temporary folder first. As a script:
+folder (`../`, absolute paths, links pointing out, devices), into a temporary folder first, then moves its
+files in without deleting or replacing anything of other contents. As a script:
 `python utils/download.py URL DESTINATION [--md5 HEX] [--extract]`.
 """
 
@@ -15,6 +16,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 
 import argparse  # noqa: E402
+import filecmp  # noqa: E402
 import hashlib  # noqa: E402
 import logging  # noqa: E402
 import lzma  # noqa: E402
@@ -145,10 +147,13 @@ def check_archive(stream, name):
 
 
 def extract_tar(archive, target_dir):
-    """Unpacks a tar archive (any compression) into `target_dir`, safely and all or nothing.
+    """Unpacks a tar archive (any compression) into `target_dir`, safely and all or nothing, deleting nothing.
 
-    Members are extracted into a temporary folder inside `target_dir` and only then moved into place, each
-    top-level entry replacing an older one of the same name.
+    Members are extracted into a temporary folder inside `target_dir` and only then moved into place: folders
+    are merged with folders already there, files already there with the same contents are left as they are,
+    and files of the user's that the archive does not hold are kept. A file the archive would replace by other
+    contents (or a file where it has a folder, or the other way round) stops the extraction before anything is
+    moved.
 
     Args:
         archive: path of the archive.
@@ -159,8 +164,9 @@ def extract_tar(archive, target_dir):
 
     Raises:
         FileNotFoundError: no archive at `archive`.
-        ValueError: the archive is damaged, or a member would land outside `target_dir` (path traversal,
-            absolute path, link pointing out) or is a device file. Nothing is extracted then.
+        ValueError: the archive is damaged, a member would land outside `target_dir` (path traversal, absolute
+            path, link pointing out) or is a device file, or it would replace something of another content.
+            Nothing is extracted then.
     """
     if not os.path.isfile(archive):
         raise FileNotFoundError(f'no archive at {archive}.')
@@ -175,16 +181,43 @@ def extract_tar(archive, target_dir):
             raise ValueError(f'{archive} is not a readable tar archive ({error}); delete it and download it '
                              'again.') from error
         names = sorted(os.listdir(staging))
-        for name in names:
-            final = os.path.join(target_dir, name)
-            if os.path.isdir(final) and not os.path.islink(final):
-                shutil.rmtree(final)
-            elif os.path.lexists(final):
-                os.remove(final)
-            os.replace(os.path.join(staging, name), final)
+        moves = _moves_into(staging, target_dir, names)
+        for source, destination in moves:
+            os.replace(source, destination)
         return names
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _moves_into(staging, target_dir, names):
+    """The `(source, destination)` renames that put the entries `names` of `staging` into `target_dir` without
+    replacing anything of other contents: whole entries where nothing is in the way, the insides of folders
+    that exist on both sides, nothing for files that are already there, the same.
+
+    Raises:
+        ValueError: an entry would replace a file or folder of another content or kind; nothing has moved.
+    """
+    moves, conflicts = [], []
+    pending = [(os.path.join(staging, name), os.path.join(target_dir, name)) for name in names]
+    while pending:
+        source, destination = pending.pop()
+        if not os.path.lexists(destination):
+            moves.append((source, destination))
+        elif os.path.isdir(source) and not os.path.islink(source):
+            if os.path.isdir(destination) and not os.path.islink(destination):
+                pending += [(os.path.join(source, name), os.path.join(destination, name))
+                            for name in os.listdir(source)]
+            else:
+                conflicts.append(destination)
+        elif not (os.path.isfile(source) and not os.path.islink(source) and os.path.isfile(destination)
+                  and not os.path.islink(destination) and filecmp.cmp(source, destination, shallow=False)):
+            conflicts.append(destination)
+    if conflicts:
+        conflicts.sort()
+        raise ValueError(f'extracting would replace {len(conflicts)} files or folders in {target_dir} by other '
+                         f'contents (first: {conflicts[0]}); nothing was extracted: extract into an empty folder, or '
+                         'move them away first.')
+    return sorted(moves)
 
 
 def parse_args(argv):
