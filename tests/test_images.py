@@ -326,3 +326,15 @@ def test_images_smaller_than_the_resized_size_are_counted(tmp_path, caplog):
         images.list_images(str(tmp_path))
     [warning] = [record.getMessage() for record in caplog.records]
     assert warning.startswith(f'enlarged 1 of 3 images under {tmp_path} to 20 pixels')
+
+
+def test_names_that_are_not_utf8_are_shown_escaped_and_read_by_their_path(tmp_path):
+    odd = os.fsdecode(b'caf\xe9 \xff.png')  # Latin-1 bytes: no UTF-8 text
+    (tmp_path / 'sub').mkdir()
+    cv2.imwrite(str(tmp_path / 'sub' / 'plain.png'), np.zeros((8, 8, 3), np.uint8))
+    with open(os.path.join(str(tmp_path), 'sub', odd), 'wb') as stream:  # cv2.imwrite crashes on such a name
+        stream.write(cv2.imencode('.png', np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    files, _ = images.list_images(str(tmp_path))
+    assert [file.name for file in files] == ['sub/caf\\xe9 \\xff.png', 'sub/plain.png']
+    assert all(name.encode('utf-8') for name in [file.name for file in files])
+    assert images.read_image(files[0].path).shape == (8, 8, 3)

@@ -11,6 +11,7 @@ table rows (block4_pool and beyond) would cost minutes here; `test_recfield.py` 
 
 import argparse
 import hashlib
+import json
 import os
 import re
 
@@ -21,6 +22,7 @@ import pytest
 
 import vgg16_activations
 from conftest import assert_shards_read_like_the_whole, run_script, write_mixed_images_dir
+from shard_fixtures import merge
 from utils import images, pipeline, vgg16
 from utils.cli import run_main
 from utils.closed_form import VGG16_TABLE
@@ -244,17 +246,28 @@ def test_activations_pictures_have_a_column_per_channel_and_a_row_per_sample(act
 
 
 @pytest.mark.slow
-def test_images_dir_skips_files_that_are_not_images(tmp_path):
+def test_images_dir_skips_files_that_are_not_images_and_takes_names_that_are_not_utf8(tmp_path):
     images_dir = tmp_path / 'mixed'
     write_mixed_images_dir(str(images_dir))
-    out_dir = tmp_path / 'out'
+    # A name in no encoding (bytes 0xff 0xfe): read by its real path, shown escaped in the gallery and states.
+    odd_name = os.fsdecode(b'bad\xff\xfe.png')
+    cv2.imwrite(str(images_dir / 'grey.png'), np.full((48, 48, 3), 255, np.uint8))  # a white photo: fires most
+    os.rename(images_dir / 'grey.png', images_dir / odd_name)
     layer = vgg16.relu_tensor_name(1, 2)
-    result = run_script('vgg16_activations.py', '--images_dir', images_dir, '--image_size', 32, '--layers', layer,
-                        '--num_channels', 2, '--num_samples', 4, '--out_dir', out_dir)
+    flags = ['--images_dir', images_dir, '--image_size', 32, '--layers', layer, '--num_channels', 2, '--num_samples', 4]
+    out_dir, states_dir = tmp_path / 'out', tmp_path / 'states'
+    result = run_script('vgg16_activations.py', *flags, '--out_dir', out_dir)
     assert result.returncode == 0, result.stderr
     assert 'skipped 2 of 5 files' in result.stderr
     assert parse_fields(result.stdout) == {layer: TABLE[layer]}
     assert_grid(out_dir / 'vgg_16-conv1-conv1_2-Relu0-full.jpg', num_columns=2, num_rows=4, cell_size=32)
+    with open(out_dir / 'activations.json', encoding='utf-8') as stream:
+        shown = json.dumps(json.load(stream))
+    assert 'bad\\\\xff\\\\xfe.png:y=' in shown  # JSON's escape of the backslash in bad\xff\xfe.png
+    shard = run_script('vgg16_activations.py', *flags, '--out_dir', states_dir, '--num_shards', 1, '--shard_index', 0)
+    assert shard.returncode == 0, shard.stderr
+    assert merge(sorted(states_dir.glob('state-*.npz')), tmp_path / 'merged') == 0
+    assert (tmp_path / 'merged' / 'activations.json').read_bytes() == (out_dir / 'activations.json').read_bytes()
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ import glob
 import logging
 import os
 
-from utils import lfw, pipeline
+from utils import images, lfw, pipeline
 from utils.cli import find_layers
 from utils.load import checkpoint_files, latest_checkpoint, load_model
 from utils.quiet_tf import tf
@@ -143,8 +143,7 @@ def open_dataset(args, model):
     def read(start, stop):
         return lfw.load_batches(paths[start:stop], image_size, args.batch_size, first_index=start)
 
-    return pipeline.Dataset([os.path.relpath(path, root).replace(os.sep, '/') for path in paths], args.batch_size,
-                            read)
+    return pipeline.Dataset([images.relative_name(path, root) for path in paths], args.batch_size, read)
 
 
 def pairs_file(args):

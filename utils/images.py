@@ -217,7 +217,7 @@ def list_images(images_dir=None, images_list=None, shorter_side=None, max_pixels
                 paths += [os.path.join(root, name) for name in names]
                 bar.update(len(paths))
         paths.sort()
-        names = [os.path.relpath(path, images_dir).replace(os.sep, '/') for path in paths]
+        names = [relative_name(path, images_dir) for path in paths]
     else:
         where = f'listed in {images_list}'
         names, paths = read_images_list(images_list)
@@ -252,6 +252,17 @@ def list_images(images_dir=None, images_list=None, shorter_side=None, max_pixels
         raise FileNotFoundError(f'no readable image {where} ({len(paths)} files); OpenCV must be able to decode them '
                                 f'(JPEG, PNG, BMP, TIFF, WebP, ...) and they must have at most {max_pixels} pixels.')
     return files, skipped
+
+
+def relative_name(path, folder):
+    """A file's name in a dataset: its path under `folder` with `/` separators, as text any UTF-8 file takes.
+
+    A name holding bytes that are not UTF-8 (which Python keeps as lone surrogates, `bad\\udcff.jpg`) shows
+    them escaped (`bad\\xff.jpg`), so that the gallery, `activations.json` and shard states can hold it; the
+    file itself is read by its real path.
+    """
+    name = os.path.relpath(path, folder).replace(os.sep, '/')
+    return name.encode('utf-8', 'surrogateescape').decode('utf-8', 'backslashreplace')
 
 
 def _checked_size(max_pixels):
