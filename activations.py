@@ -69,7 +69,7 @@ class TopActivations:
             self.
 
         Raises:
-            ValueError: wrong shapes, a changed channel count, or NaN in the features.
+            ValueError: wrong shapes, a changed channel count, or a channel's maximum that is NaN or infinite.
         """
         features = np.asarray(features)
         if features.ndim != 4:
@@ -105,8 +105,10 @@ class TopActivations:
                              'index.')
 
         batch_firings = maxima.T  # [channels, batch]
-        if np.isnan(batch_firings).any():
-            raise ValueError('features contain NaN; check the network and its input.')
+        if not np.isfinite(batch_firings).all():  # one rule everywhere: states and activations.json hold numbers
+            channel, position = np.argwhere(~np.isfinite(batch_firings))[0]
+            raise ValueError(f'features contain NaN or infinite values (image {indices[position]}, channel {channel}: '
+                             f'{batch_firings[channel, position]}); check the network and its input.')
         self._check_keeps_images(images is not None)
         if not self.num_seen:
             self._set_empty(num_channels)

@@ -753,6 +753,19 @@ def test_maxima_of_another_shape_or_with_nan_are_refused():
         TopActivations(2).update(None, features, maxima=np.full((3, 4), np.nan))
 
 
+@pytest.mark.parametrize('value', [np.inf, -np.inf])
+def test_infinite_firings_are_refused_like_nan(value):
+    features = np.ones((3, 2, 2, 4), np.float32)
+    features[2, :, :, 1] = value  # -inf counts only where it is the whole map's maximum
+    tracker = TopActivations(2)
+    with pytest.raises(ValueError, match=r'features contain NaN or infinite values \(image 7, channel 1: -?inf\)'):
+        tracker.update(None, features, indices=[5, 6, 7])
+    assert tracker.num_seen == 0
+    features[2, 0, 0, 1] = 3.0  # a finite maximum: the -inf elsewhere in the map does not fire
+    if value < 0:
+        assert tracker.update(None, features, indices=[5, 6, 7]).firings[1].tolist() == [3.0, 1.0]
+
+
 def test_an_index_kept_earlier_is_refused_after_lower_ones():
     features = np.ones((2, 1, 1, 1))
     top = TopActivations(5).update(None, features, indices=[100, 101]).update(None, features, indices=[0, 1])

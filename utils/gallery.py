@@ -69,7 +69,7 @@ def write_gallery(out_dir, layers, image_names=None):
     json_path, html_path = os.path.join(out_dir, 'activations.json'), os.path.join(out_dir, 'index.html')
     document = {'version': JSON_VERSION, 'layers': [_layer_record(layer, name_of) for layer in layers]}
     with atomic_write(json_path, 'w') as stream:
-        json.dump(document, stream)
+        json.dump(document, stream, allow_nan=False)  # strict JSON: no NaN or Infinity
         stream.write('\n')
     with atomic_write(html_path, 'w') as stream:
         stream.write(_page(layers, name_of))
