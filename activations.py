@@ -215,6 +215,12 @@ class TopActivations:
         """Sorted global indices of the distinct images stored (each once, whatever channels keep it)."""
         return np.array(sorted(self._images), np.int64)
 
+    @property
+    def kept_image_kinds(self):
+        """The distinct `(shape, dtype)` of the images stored: one for a tracker updated with images of one kind,
+        none without images."""
+        return {(image.shape, image.dtype) for image in self._images.values()}
+
     def save(self, path, **extra_arrays):
         """Writes the tracker to an `.npz` file (no pickle), atomically: a temporary file, then a rename.
 

@@ -249,6 +249,13 @@ def with_nan(firings):
     ('state_image_ids', lambda ids: ids[:1], 'names 1 images but keeps'),
     ('image_indices', lambda indices: indices + 10 ** 6, 'but not stored'),
     ('state_num_channels', lambda channels: channels + 1, 'arrays do not fit together'),
+    ('images', lambda images: images.astype(np.float32), 'float32, not uint8 grey or colour images'),
+    ('images', lambda images: images[:, :-2], 'but its receptive field is of'),
+    ('state_layer', lambda layer: np.str_('other/Relu:0'), 'its layer other/Relu:0 is not among its run\'s layers'),
+    ('run_num_shards', lambda num_shards: np.array(0), 'holds shards 0 of 0'),
+    ('state_shards', lambda shards: shards - 3, 'holds shards -3 of 2'),
+    ('state_draw_channels', lambda channels: np.array(-1), 'draw -1 channels'),
+    ('num_seen', lambda num_seen: np.array(-3), 'counts -3 images seen'),
 ])
 def test_merge_refuses_a_damaged_state_naming_it_and_writes_nothing(shard_files, tmp_path, capsys, name, change,
                                                                    words):
@@ -284,3 +291,20 @@ def test_a_pickled_array_is_refused_naming_the_file(shard_files, tmp_path, capsy
     assert merge([path], tmp_path / 'out') == 2
     error = capsys.readouterr().err
     assert error.startswith(f'error: {path}') and 'allow_pickle' in error and error.count('\n') == 1, error
+
+
+def test_merge_refuses_shards_whose_images_differ_in_size_before_writing(shard_files, tmp_path, capsys):
+    smaller = damage(shard_files[1, CONV], 'images', lambda images: images[:, 1:, 1:])  # shard 1 has no field
+    assert ShardState.load(smaller).field is None
+    assert merge([shard_files[0, CONV], smaller], tmp_path / 'out') == 2
+    assert_one_line_error(capsys, 'differ in size or type', tmp_path / 'out')
+    assert merge([smaller, shard_files[0, CONV]], tmp_path / 'out') == 2
+    assert_one_line_error(capsys, 'differ in size or type', tmp_path / 'out')
+
+
+def test_merge_refuses_negative_image_indices(shard_files, tmp_path, capsys):
+    with np.load(shard_files[0, CONV], allow_pickle=False) as data:
+        indices, image_indices = data['indices'] - 1000, data['image_indices'] - 1000
+    damaged = rewritten(shard_files[0, CONV], indices=indices, image_indices=image_indices)
+    assert merge([damaged], tmp_path / 'out') == 2
+    assert_one_line_error(capsys, 'keeps negative image indices', tmp_path / 'out')

@@ -84,6 +84,14 @@ class ShardState:
         if both:
             raise ValueError(f'cannot merge {self.source} and {other.source}: both hold shard {both[0]} of '
                              f'{self.run["num_shards"]} of {self.layer}.')
+        kinds = self.tracker.kept_image_kinds | other.tracker.kept_image_kinds
+        if len(kinds) > 1:
+            raise ValueError(f'cannot merge {self.source} and {other.source}: their images of {self.layer} differ in '
+                             f'size or type ({" and ".join(_kind_text(kind) for kind in sorted(kinds, key=str))}).')
+        field = self.field if self.field is not None else other.field
+        if field is not None:
+            for state in (self, other):
+                _check_image_size(state, field)
         self.tracker.merge(other.tracker)
         kept = set(self.tracker.kept_image_indices.tolist())
         self.image_ids = {index: name for index, name in {**self.image_ids, **other.image_ids}.items()
@@ -180,6 +188,41 @@ class ShardState:
         missing = sorted(set(np.unique(tracker.indices).tolist()) - set(self.image_ids))
         if tracker.keeps_images and missing:
             raise ValueError(f'{self.source}: image {missing[0]} is kept but not stored; the file is damaged.')
+        if tracker.num_seen < 0 or (tracker.indices.size and tracker.indices.min() < 0):
+            raise ValueError(f'{self.source}: it counts {tracker.num_seen} images seen, or keeps negative image '
+                             'indices; the file is damaged.')
+        num_shards = self.run['num_shards']
+        if not isinstance(num_shards, int) or num_shards < 1 or not self.shards or not all(
+                0 <= shard < num_shards for shard in self.shards):
+            raise ValueError(f'{self.source}: it holds shards {_text(self.shards) or "(none)"} of {num_shards}; the '
+                             'file is damaged.')
+        if self.layer not in self.run['layers']:
+            raise ValueError(f'{self.source}: its layer {self.layer} is not among its run\'s layers '
+                             f'({_text(self.run["layers"])}); the file is damaged.')
+        if self.draw_channels < 0:
+            raise ValueError(f'{self.source}: it says to draw {self.draw_channels} channels; the file is damaged.')
+        for shape, dtype in tracker.kept_image_kinds:
+            if dtype != np.uint8 or len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (1, 3)):
+                raise ValueError(f'{self.source}: its images are {_kind_text((shape, dtype))}, not uint8 grey or '
+                                 'colour images; the file is damaged.')
+        if self.field is not None:
+            _check_image_size(self, self.field)
+
+
+def _check_image_size(state, field):
+    """Raises ValueError, naming the state, if its kept images are not of the size `field` was measured on (the
+    boxes of the pictures would not fit them)."""
+    for shape, dtype in state.tracker.kept_image_kinds:
+        if tuple(shape[:2]) != (field.height, field.width):
+            raise ValueError(f'{state.source}: its images of {state.layer} are {_kind_text((shape, dtype))}, but '
+                             f'its receptive field is of {field.height}x{field.width} images; the '
+                             'states do not belong together, or the file is damaged.')
+
+
+def _kind_text(kind):
+    """`32x32x3 uint8` for a `(shape, dtype)`."""
+    shape, dtype = kind
+    return f'{"x".join(map(str, shape))} {np.dtype(dtype).name}'
 
 
 def check_same_run(state, other):
