@@ -21,12 +21,13 @@ import numpy as np
 import pytest
 
 import vgg16_activations
-from conftest import assert_shards_read_like_the_whole, run_script, write_mixed_images_dir
+from conftest import assert_shards_read_like_the_whole, probe_image_counts, run_script, write_mixed_images_dir
 from shard_fixtures import merge
 from utils import images, pipeline, vgg16
 from utils.cli import run_main
 from utils.closed_form import VGG16_TABLE
 from utils.layers import file_stem
+from utils.recfield_cache import RecfieldCache
 
 LINE = re.compile(r'^(\S+) feature map is of shape (\d+)x(\d+)x(\d+) and has receptive field '
                   r'(\d+)x\d+ \(stride (\d+)x\d+, padding (\d+)x\d+\)$')
@@ -321,3 +322,18 @@ def test_recfield_matches_the_table_at_64(tmp_path):
         start = -padding + stride * (64 // stride // 2)
         rows = np.flatnonzero((example == 255).any(axis=1))
         assert (rows[0], rows[-1] + 1) == (max(start, 0), min(start + size, 64)), name
+
+
+def test_cached_receptive_fields_serve_any_choice_of_the_layers(tmp_path, capsys):
+    """A field depends on the network up to its layer, not on which other layers are chosen (the maxima ops
+    added for the chosen layers are not part of the fingerprint)."""
+    cache = RecfieldCache(str(tmp_path / 'cache'))
+    with vgg16.open_model(example_flags()) as both:
+        measured = pipeline.measure_receptive_fields(both, cache=cache)
+    assert probe_image_counts(capsys.readouterr().out)[0][1] > 0
+    for layers in ([MODEL_LAYERS[0]], [MODEL_LAYERS[1]], MODEL_LAYERS[::-1]):
+        with vgg16.open_model(example_flags(layers=[','.join(layers)])) as model:
+            fields = pipeline.measure_receptive_fields(model, cache=cache)
+        assert probe_image_counts(capsys.readouterr().out) == [(len(layers), 0)], layers  # nothing measured
+        assert [fields[index] for index in range(len(layers))] == [measured[MODEL_LAYERS.index(name)]
+                                                                   for name in layers]

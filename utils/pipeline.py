@@ -164,8 +164,13 @@ class Model:
             graph = getattr(self._layer_objects[0], 'graph', None)
             if graph is None or not hasattr(graph, 'as_graph_def'):
                 return None
-            graph_def = graph.as_graph_def().SerializeToString(deterministic=True)
-            self._fingerprint = 'graph sha256:' + hashlib.sha256(graph_def).hexdigest()
+            graph_def = graph.as_graph_def()
+            # What the tool adds for the chosen layers is left out: any choice of layers of one network hits.
+            network = [node for node in graph_def.node if not node.name.startswith(TOOL_SCOPE)]
+            del graph_def.node[:]
+            graph_def.node.extend(network)
+            self._fingerprint = 'graph sha256:' + hashlib.sha256(graph_def.SerializeToString(deterministic=True)
+                                                                 ).hexdigest()
         return self._fingerprint
 
     def close(self):
@@ -179,6 +184,9 @@ class Model:
         self.close()
 
 
+# Name scope of the ops the tool adds to a TensorFlow graph for the chosen layers (their channels' maxima,
+# `utils.tf_runtime.session_forward_funcs`): not part of the network, so not of its fingerprint.
+TOOL_SCOPE = 'strongest_conv_activations/'
 PROBE_BATCH_SIZE = 16  # probe images per forward call, whatever batch size the scan uses: memory stays small
 
 

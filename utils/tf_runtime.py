@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from utils.pipeline import TOOL_SCOPE
 from utils.quiet_tf import tf
 from utils.shards import THREAD_VARIABLES
 
@@ -85,7 +86,7 @@ def session_forward_funcs(session, images_ph, layers, feed_dict=None, run_also=(
         computed by `channel_maxima`, added to the session's graph.
     """
     feed_dict = dict(feed_dict or {})
-    with session.graph.as_default(), tf.name_scope('channel_maxima/'):
+    with session.graph.as_default(), tf.name_scope(f'{TOOL_SCOPE}channel_maxima/'):
         maxima = [channel_maxima(layer) for layer in layers]
     run_also = list(run_also)
 
