@@ -33,9 +33,10 @@ def test_main_prints_every_part_in_order(monkeypatch, capsys):
     titles = [line for line in out.splitlines() if line.startswith('== ')]
     assert titles == ['== 1. Receptive fields: VGG16 at 128x128', '== 2. Receptive fields of 14 and 15 on 512x512',
                       "== 3. The scan's bookkeeping", '== 4. Shards and Dask workers, one thread each',
-                      '== 5. How often the masking guard misses']
+                      '== 5. How often the masking guard misses', '== 6. Streaming image folders']
     assert [line for line in out.splitlines() if line.startswith('table of')] == [
-        'table of vgg16_recfield', 'table of large_image', 'table of scan', 'table of shards', 'table of masking']
+        'table of vgg16_recfield', 'table of large_image', 'table of scan', 'table of shards', 'table of masking',
+        'table of streaming']
 
 
 def test_help_names_the_parts(capsys):

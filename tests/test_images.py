@@ -190,6 +190,14 @@ def test_tiles_cover_the_image_from_border_to_border():
     assert len(images.tile_positions([(80, 140)], 32, 16)) == 2 * len(positions)
 
 
+@pytest.mark.parametrize('mirror', [True, False])
+@pytest.mark.parametrize('count', [1, 2, 7, 64, 99, 100, 101])
+def test_a_few_tiles_spread_over_all_are_found_without_listing_all(mirror, count):
+    sizes = [(80, 140), (32, 32), (120, 80), (33, 200), (64, 64)]
+    every_tile = images.tile_positions(sizes, 32, 16, mirror)
+    assert images.tile_positions(sizes, 32, 16, mirror, count=count) == images.spread(every_tile, count)
+
+
 def test_image_as_small_as_a_tile_gives_one_tile():
     assert images.tile_positions([(32, 32)], 32, 16, mirror=False) == [(0, 0, 0, False)]
 

@@ -1,6 +1,6 @@
 """Every figure of the README's "Performance" section from one run: the benchmarks one after the other.
 
-    python utils/benchmark_summary.py        # about 6 minutes on 2 CPU cores
+    python utils/benchmark_summary.py        # about 9 minutes on 2 CPU cores
     python utils/benchmark_summary.py --help
 
 1. Receptive fields of the VGG16 example at 128x128: its five default layers and conv5_3 alone, line by line
@@ -12,6 +12,8 @@
 4. Shards and Dask workers against one process, one TensorFlow thread each (`utils/benchmark_shards.py`).
 5. How often the masking guard misses, on random networks built to hide probes, against the closed form
    (`utils/benchmark_masking.py`).
+6. Streaming image folders: peak memory over 200 and 2,000 photos, decoding, forward pass and scan rates
+   (`utils/benchmark_streaming.py`).
 
 Each part checks its own results; a failed check ends the script with an `error:` line and exit status 2.
 Times are of one run on whatever else the machine is doing: compare ratios within a part.
@@ -27,7 +29,7 @@ import time  # noqa: E402
 
 from recfield import ReceptiveField  # noqa: E402
 from utils import (benchmark_masking, benchmark_recfield, benchmark_scan, benchmark_shards,  # noqa: E402
-                   benchmark_vgg16_recfield, cli)
+                   benchmark_streaming, benchmark_vgg16_recfield, cli)
 from utils.closed_form import boxes_from_dependencies, chain_dependencies  # noqa: E402
 
 
@@ -90,6 +92,7 @@ PARTS = {
     'scan': ("The scan's bookkeeping", benchmark_scan.benchmark),
     'shards': ('Shards and Dask workers, one thread each', benchmark_shards.benchmark),
     'masking': ('How often the masking guard misses', benchmark_masking.benchmark),
+    'streaming': ('Streaming image folders', benchmark_streaming.benchmark),
 }
 
 

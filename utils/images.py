@@ -364,7 +364,7 @@ def _starts(length, tile_size, step):
     return np.linspace(0, length - tile_size, count).round().astype(int) if count > 1 else np.zeros(1, int)
 
 
-def tile_positions(sizes, tile_size, step, mirror=True):
+def tile_positions(sizes, tile_size, step, mirror=True, count=0):
     """Where the tiles of each image are.
 
     Args:
@@ -372,15 +372,32 @@ def tile_positions(sizes, tile_size, step, mirror=True):
         tile_size: side of the square tiles.
         step: approximate distance between neighbouring tiles (overlap is `tile_size - step`).
         mirror: also list every tile mirrored left to right.
+        count: only this many tiles, spread evenly over all of them (`spread`), found without listing the
+            others (a quick try over a large folder holds `count` tiles, not all); 0 for all.
 
     Returns:
         list of `(image_index, y, x, mirrored)`, by image.
     """
+    variants = 2 if mirror else 1
+    grids = np.array([(len(_starts(height, tile_size, step)), len(_starts(width, tile_size, step)))
+                      for height, width in sizes], np.int64).reshape(-1, 2)
+    per_image = grids.prod(axis=1) * variants
+    if count and count < per_image.sum():
+        firsts = np.cumsum(per_image) - per_image  # the number of each image's first tile
+        positions = []
+        for number in spread(range(int(per_image.sum())), count):
+            index = int(np.searchsorted(firsts, number, side='right')) - 1
+            cell, mirrored = divmod(number - int(firsts[index]), variants)
+            row, column = divmod(cell, int(grids[index, 1]))
+            height, width = sizes[index]
+            positions.append((index, int(_starts(height, tile_size, step)[row]),
+                              int(_starts(width, tile_size, step)[column]), bool(mirrored)))
+        return positions
     positions = []
     for index, (height, width) in enumerate(sizes):
         for y in _starts(height, tile_size, step):
             for x in _starts(width, tile_size, step):
-                positions += [(index, int(y), int(x), mirrored) for mirrored in (False, True)[:1 + mirror]]
+                positions += [(index, int(y), int(x), mirrored) for mirrored in (False, True)[:variants]]
     return positions
 
 
@@ -469,7 +486,7 @@ def load_photo_tiles(images_dir, tile_size, max_images=0, images_list=None, max_
         photos = [resize_shorter_side(image, shorter_side) for _, image in bundled]
         sizes = [photo.shape[:2] for photo in photos]
         read_photo, failed = photos.__getitem__, []
-    positions = spread(tile_positions(sizes, tile_size, tile_size // 2), max_images)
+    positions = tile_positions(sizes, tile_size, tile_size // 2, count=max_images)
     logger.info('%d images give %d tiles (mirror images included)', len(sizes), len(positions))
 
     def read_tiles(start, stop, batch_size):

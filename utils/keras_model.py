@@ -370,7 +370,10 @@ def centre_crop(image, height, width):
     """The image resized (keeping its aspect) so that it covers `height x width`, cut to its centre."""
     scale = max(height / image.shape[0], width / image.shape[1])
     size = (max(width, round(image.shape[1] * scale)), max(height, round(image.shape[0] * scale)))  # (w, h)
-    resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    if size == (image.shape[1], image.shape[0]):  # already covers it (resized when read): OpenCV would copy it
+        resized = image
+    else:
+        resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     top, left = (resized.shape[0] - height) // 2, (resized.shape[1] - width) // 2
     return resized[top:top + height, left:left + width]
 
