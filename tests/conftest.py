@@ -1,5 +1,6 @@
 """Shared test setup: the project root on the import path, TensorFlow quiet and in TF1-compat graph mode."""
 
+import contextlib
 import io
 import os
 import re
@@ -226,6 +227,20 @@ def decoded_paths(monkeypatch):
 
     monkeypatch.setattr(images, 'read_image', read_image)
     return decoded
+
+
+@contextlib.contextmanager
+def folder_locked_by_another_process(folder):
+    """A process that takes `folder` for a run (`utils.files.lock_folder`) and holds it until the block ends."""
+    code = ('import sys; sys.path.insert(0, sys.argv[2]); from utils import files; files.lock_folder(sys.argv[1]); '
+            'print("locked", flush=True); sys.stdin.read()')
+    holder = subprocess.Popen([sys.executable, '-c', code, str(folder), REPO], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == 'locked\n'
+        yield holder
+    finally:
+        holder.communicate('')  # ends it: the lock goes with the process
 
 
 def make_tar(members, mode='w:gz'):

@@ -1,13 +1,20 @@
 """utils.files: atomic_write all or nothing, ensure_writable_dir, and open_npz refusing files whose headers lie
 before numpy allocates what they declare."""
 
+import errno
+import logging
 import os
+import subprocess
+import sys
+import time
 import zipfile
 
 import numpy as np
 import pytest
 
-from conftest import arrays_read, set_zip_directory_field, write_npz_with_a_lying_header
+from conftest import (REPO, arrays_read, folder_locked_by_another_process, set_zip_directory_field,
+                      write_npz_with_a_lying_header)
+from utils import files
 from utils.files import atomic_write, ensure_writable_dir, open_npz
 
 
@@ -122,3 +129,61 @@ def test_open_npz_lets_zip_errors_through(tmp_path):
     np.save(path, np.arange(3))  # an array, not an archive
     with pytest.raises(zipfile.BadZipFile):
         open_npz(str(path))
+
+
+def test_a_full_disk_names_the_file_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    real_fdopen = os.fdopen
+
+    class FullDisk:
+        def __init__(self, stream):
+            self.stream = stream
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            self.stream.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, 'fdopen', lambda handle, mode: FullDisk(real_fdopen(handle, mode)))
+    path = str(tmp_path / 'picture.jpg')
+    with pytest.raises(OSError, match=r"No space left on device: '.*picture\.jpg'") as raised:
+        with atomic_write(path) as stream:
+            stream.write(b'pixels')
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == path
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(files.fcntl is None, reason='folder locks need fcntl (POSIX)')
+def test_a_folder_another_process_writes_into_is_refused_until_it_ends(tmp_path):
+    with folder_locked_by_another_process(tmp_path):
+        with pytest.raises(ValueError, match=f'another run is writing into {tmp_path} .*give another folder with '
+                                             '--out_dir'):
+            files.lock_folder(str(tmp_path))
+    files.lock_folder(str(tmp_path))
+    files.lock_folder(str(tmp_path))  # this process holds it already: nothing to do
+    assert os.listdir(tmp_path) == []  # the lock adds no file
+    holder = subprocess.Popen([sys.executable, '-c', 'import sys; sys.path.insert(0, sys.argv[2]); from utils import '
+                               'files; files.lock_folder(sys.argv[1])', str(tmp_path), REPO],
+                              stderr=subprocess.PIPE, text=True)
+    assert holder.wait() == 1 and 'another run is writing into' in holder.stderr.read()
+    files.release_folders()
+    with folder_locked_by_another_process(tmp_path):  # takes it now
+        pass
+
+
+def test_temporary_files_of_killed_runs_are_removed_with_a_warning(tmp_path, caplog):
+    for name in ('.tmp-old.jpg', '.tmp-young.npz', 'photo.jpg'):
+        (tmp_path / name).write_bytes(b'x')
+    (tmp_path / '.tmp-extract-old').mkdir()
+    (tmp_path / '.tmp-extract-old' / 'member.bin').write_bytes(b'x')
+    hour_ago = time.time() - 3600
+    for name in ('.tmp-old.jpg', '.tmp-extract-old'):
+        os.utime(tmp_path / name, (hour_ago, hour_ago))
+    with caplog.at_level(logging.WARNING, logger='utils.files'):
+        assert files.remove_stale_temporaries(str(tmp_path)) == ['.tmp-extract-old', '.tmp-old.jpg']
+    assert sorted(os.listdir(tmp_path)) == ['.tmp-young.npz', 'photo.jpg']  # a run may be writing this one now
+    assert f'removed 2 temporary files that interrupted runs left in {tmp_path} (first: .tmp-extract-old)' \
+        in caplog.text

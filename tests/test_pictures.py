@@ -1,6 +1,7 @@
 """Tests of `utils/pictures.py`: the printed line, the channels drawn, the picture files. No network needed:
 the layers are `TopActivations` of generated feature maps with receptive fields of chosen boxes."""
 
+import errno
 import glob
 import logging
 import os
@@ -12,6 +13,7 @@ import pytest
 from activations import TopActivations
 from conftest import grid_field
 from recfield import ReceptiveField
+from utils import pictures
 from utils.pictures import (channels_to_draw, check_picture_size, describe_layer, draw_layers, write_image,
                             write_layer_pictures, write_receptive_field_example)
 
@@ -147,3 +149,24 @@ def test_pictures_of_an_earlier_run_in_the_folder_are_mentioned(tmp_path, caplog
     with caplog.at_level(logging.WARNING, logger='utils.pictures'):
         draw_layers([layer], str(tmp_path), num_channels=2)  # drawn again: its own pictures are not older ones
     assert 'earlier run' not in caplog.text
+
+
+def test_a_run_that_fails_while_drawing_leaves_no_gallery_over_mixed_pictures(tmp_path, monkeypatch):
+    layers = [('net/pool/MaxPool:0', pool_field(), tracker_with_silent_channels()),
+              ('net/wide:0', pool_field(), tracker_with_silent_channels(4, silent=()))]
+    draw_layers(layers, str(tmp_path), num_channels=2)
+    earlier = (tmp_path / 'net-wide0-full.jpg').read_bytes()
+    real_write = pictures.write_image
+
+    def disk_full_at_the_second_layer(path, image):
+        if 'wide' in os.path.basename(path):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+        return real_write(path, image)
+
+    monkeypatch.setattr(pictures, 'write_image', disk_full_at_the_second_layer)
+    with pytest.raises(OSError, match='No space left on device'):
+        draw_layers(layers, str(tmp_path), num_channels=2)
+    # The first layer's pictures are new, the second's old: no index.html or activations.json shows them together.
+    assert sorted(os.listdir(tmp_path)) == ['net-pool-MaxPool0-crop.jpg', 'net-pool-MaxPool0-full.jpg',
+                                            'net-wide0-crop.jpg', 'net-wide0-full.jpg']
+    assert (tmp_path / 'net-wide0-full.jpg').read_bytes() == earlier

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from activations import TopActivations
-from conftest import arrays_read, write_npz_with_a_lying_header
+from conftest import arrays_read, folder_locked_by_another_process, write_npz_with_a_lying_header
 from shard_fixtures import (BOX_DESCRIPTIONS, BOX_FILTER_EXAMPLE, BOX_LAYERS, assert_same_state, box_filter_args,
                             merge)
+from utils import files
 from utils.shards import Scanner
 from utils.states import RUN_FIELDS, ShardState, merge_states, state_path
 
@@ -308,3 +309,14 @@ def test_merge_refuses_negative_image_indices(shard_files, tmp_path, capsys):
     damaged = rewritten(shard_files[0, CONV], indices=indices, image_indices=image_indices)
     assert merge([damaged], tmp_path / 'out') == 2
     assert_one_line_error(capsys, 'keeps negative image indices', tmp_path / 'out')
+
+
+@pytest.mark.skipif(files.fcntl is None, reason='folder locks need fcntl (POSIX)')
+def test_merge_into_a_folder_another_run_writes_into_is_refused_in_one_line(shard_files, tmp_path, capsys):
+    out_dir = tmp_path / 'out'
+    out_dir.mkdir()
+    with folder_locked_by_another_process(out_dir):
+        assert merge([shard_files[0, CONV], shard_files[1, CONV]], out_dir) == 2
+        assert_one_line_error(capsys, f'another run is writing into {out_dir}', out_dir)
+    assert merge([shard_files[0, CONV], shard_files[1, CONV]], out_dir) == 0  # once it has ended
+    assert 'index.html' in os.listdir(out_dir)

@@ -11,7 +11,7 @@ import math
 import sys
 
 from utils import images, memory, progress
-from utils.files import ensure_writable_dir
+from utils.files import ensure_writable_dir, lock_folder, release_folders, remove_stale_temporaries
 from utils.layers import computed_tensors, describe_tensors, resolve_layers
 from utils.recfield_cache import RecfieldCache
 from utils.recfield_cache import default_dir as default_cache_dir
@@ -228,13 +228,22 @@ def check_graph_memory(graph, images_ph, layers, args):
     memory.check_memory(needed, image_size_flag='--image_size' if hasattr(args, 'image_size') else None)
 
 
-def ensure_output_dirs(args):
-    """Makes sure `--out_dir`, and `--tensorboard_dir` where the script has it and it is given, can be written.
+def ensure_output_dirs(args, lock=True):
+    """Makes sure `--out_dir`, and `--tensorboard_dir` where the script has it and it is given, can be written;
+    takes `--out_dir` for this run (`utils.files.lock_folder`, let go by `run_main`) and removes temporary
+    files that killed runs left there.
+
+    Args:
+        args: the script's flags.
+        lock: take the folder; False for a shard, whose states go beside other shards' at the same time.
 
     Raises:
-        ValueError: see `utils.files.ensure_writable_dir`.
+        ValueError: see `utils.files.ensure_writable_dir`; another run is writing into `--out_dir`.
     """
     ensure_writable_dir(args.out_dir)
+    if lock:
+        lock_folder(args.out_dir)
+    remove_stale_temporaries(args.out_dir)
     if getattr(args, 'tensorboard_dir', None):
         ensure_writable_dir(args.tensorboard_dir, '--tensorboard_dir')
 
@@ -261,3 +270,5 @@ def run_main(main, argv=None):
     except KeyboardInterrupt:
         print('interrupted', file=sys.stderr)
         return 130
+    finally:
+        release_folders()  # the output folders this run took

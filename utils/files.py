@@ -1,12 +1,20 @@
 """File helpers: writing output files atomically, so that an interrupted run never leaves a half-written file
-behind, and reading `.npz` files whose headers may lie."""
+behind; one run at a time in an output folder; reading `.npz` files whose headers may lie."""
 
 import contextlib
 import hashlib
+import logging
 import math
 import os
+import shutil
 import tempfile
+import time
 import zipfile
+
+try:
+    import fcntl  # POSIX: folder locks
+except ImportError:  # Windows: runs into one folder are not kept apart
+    fcntl = None
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -15,6 +23,13 @@ from numpy.lib import format as npy_format
 PLAIN_DTYPE_KINDS = 'biufcU'
 # Deflate cannot shrink data more than about 1032 times: a bound on what a compressed member can really hold.
 DEFLATE_MAX_RATIO = 1032
+# Temporary files and folders of `atomic_write` (and of archive extraction) start with this.
+TEMPORARY_PREFIX = '.tmp-'
+# A temporary file older than this is left by a run that was killed: a write takes well under a second.
+STALE_TEMPORARY_S = 60
+
+logger = logging.getLogger(__name__)
+_locked_folders = {}  # real path -> the open folder whose lock this process holds
 
 
 @contextlib.contextmanager
@@ -37,7 +52,7 @@ def atomic_write(path, mode='wb'):
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f'cannot write {path}: folder {directory} does not exist.')
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix=os.path.splitext(path)[1])
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=TEMPORARY_PREFIX, suffix=os.path.splitext(path)[1])
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -45,10 +60,69 @@ def atomic_write(path, mode='wb'):
         with os.fdopen(handle, mode) as stream:
             yield stream
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+        if isinstance(error, OSError) and error.filename is None and error.errno is not None:
+            # A full disk (ENOSPC) or a file too large (EFBIG) says so without naming the file: name it.
+            raise type(error)(error.errno, error.strerror, path) from error
         raise
+
+
+def lock_folder(path, flag='--out_dir'):
+    """Keeps other processes from taking `path` while this one writes into it, until `release_folders()`.
+
+    The lock is the operating system's on the folder itself (`flock`: no file is added, and it goes away with
+    the process however it ends). Taking a folder this process holds already does nothing. Without `fcntl`
+    (Windows) nothing is locked.
+
+    Raises:
+        ValueError: another process holds the folder.
+    """
+    real_path = os.path.realpath(path)
+    if fcntl is None or real_path in _locked_folders:
+        return
+    folder = os.open(real_path, os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0))
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        os.close(folder)
+        raise ValueError(f'another run is writing into {path} ({error.strerror}); wait until it ends, or give '
+                         f'another folder with {flag}.') from error
+    _locked_folders[real_path] = folder
+
+
+def release_folders():
+    """Lets go of every folder `lock_folder` took in this process."""
+    while _locked_folders:
+        os.close(_locked_folders.popitem()[1])
+
+
+def remove_stale_temporaries(folder, older_than=STALE_TEMPORARY_S):
+    """Removes the temporary files and folders (`.tmp-*`) that runs killed while writing left in `folder`, those
+    older than `older_than` seconds (younger ones may be another run's, being written), with a warning.
+
+    Returns:
+        the names removed.
+    """
+    removed, now = [], time.time()
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            if not entry.name.startswith(TEMPORARY_PREFIX):
+                continue
+            with contextlib.suppress(OSError):
+                if now - entry.stat(follow_symlinks=False).st_mtime < older_than:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+                removed.append(entry.name)
+    if removed:
+        removed.sort()
+        logger.warning('removed %d temporary files that interrupted runs left in %s (first: %s)', len(removed),
+                       folder, removed[0])
+    return removed
 
 
 def ensure_writable_dir(path, flag='--out_dir'):

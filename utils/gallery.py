@@ -8,6 +8,7 @@ one `utils.montage.layer_pictures` makes, worked out by `montage_layout`. The RE
 """
 
 import collections
+import contextlib
 import html
 import json
 import os
@@ -19,6 +20,7 @@ from utils.files import atomic_write
 from utils.montage import BORDER, column_caption, columns_per_row, tile_columns
 
 JSON_VERSION = 1
+GALLERY_FILES = ('activations.json', 'index.html')  # written last, after every picture of a run
 CROP_DISPLAY = 96  # pixels the larger side of a patch takes on the page
 FULL_DISPLAY = 512  # pixels the larger side of a whole image takes when a patch is clicked
 
@@ -51,6 +53,13 @@ def montage_layout(column_width, column_height, captions):
     return origins, (top, min(len(captions), per_row) * column_width)
 
 
+def remove_gallery(out_dir):
+    """Removes `activations.json` and `index.html` of an earlier run from `out_dir`, if there."""
+    for name in GALLERY_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(out_dir, name))
+
+
 def write_gallery(out_dir, layers, image_names=None):
     """Writes `<out_dir>/activations.json` and `<out_dir>/index.html`, atomically.
 
@@ -66,7 +75,7 @@ def write_gallery(out_dir, layers, image_names=None):
     def name_of(index):
         return str(image_names[int(index)]) if image_names is not None else f'image {int(index)}'
 
-    json_path, html_path = os.path.join(out_dir, 'activations.json'), os.path.join(out_dir, 'index.html')
+    json_path, html_path = (os.path.join(out_dir, name) for name in GALLERY_FILES)
     document = {'version': JSON_VERSION, 'layers': [_layer_record(layer, name_of) for layer in layers]}
     with atomic_write(json_path, 'w') as stream:
         json.dump(document, stream, allow_nan=False)  # strict JSON: no NaN or Infinity

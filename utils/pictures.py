@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from utils.files import atomic_write
-from utils.gallery import GalleryLayer, write_gallery
+from utils.gallery import GalleryLayer, remove_gallery, write_gallery
 from utils.layers import file_stem
 from utils.montage import BORDER, MAX_SIDE, layer_pictures
 from utils.tensorboard_logs import EventLog
@@ -221,6 +221,8 @@ def draw_layers(layers, out_dir, num_channels, tensorboard_dir=None, image_names
     """
     layers = [(name, field, tracker, channels_to_draw(tracker, num_channels, name)) for name, field, tracker in layers]
     layer_heatmaps = [None] * len(layers) if heatmaps is None else heatmaps(layers)
+    if layers:  # an earlier gallery goes first: a run that fails while drawing leaves no page over mixed pictures
+        remove_gallery(out_dir)
     written, shown = set(), []
     with EventLog(tensorboard_dir) if tensorboard_dir else contextlib.nullcontext() as log:
         for (name, field, tracker, channels), maps in zip(layers, layer_heatmaps):

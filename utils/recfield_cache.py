@@ -26,7 +26,7 @@ import zipfile
 import numpy as np
 
 from recfield import ReceptiveField
-from utils.files import atomic_write, open_npz
+from utils.files import atomic_write, open_npz, remove_stale_temporaries
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,7 @@ class RecfieldCache:
         path = self.path(key)
         try:
             os.makedirs(self.folder, exist_ok=True)
+            remove_stale_temporaries(self.folder)
             with atomic_write(path) as stream:
                 np.savez(stream, key=np.str_(key), **field.to_arrays())
         except OSError as error:

@@ -177,7 +177,9 @@ def run(example, args):
         logger.info('pictures and merged states are in %s', args.out_dir)
         return 0
     with Scanner(example, args) as scanner:
-        ensure_output_dirs(args)  # once the model and the data opened: bad input leaves no folder behind
+        # Once the model and the data opened: bad input leaves no folder behind. Not locked: the other shards'
+        # states may be written into it at the same time.
+        ensure_output_dirs(args, lock=False)
         states = scanner.scan(args.shard_index, args.num_shards)
     for state in states:
         path = state_path(args.out_dir, state.layer, args.shard_index, args.num_shards)
