@@ -363,6 +363,10 @@ class _Prober:
         if feature_map.shape[0] != batch_size:
             raise ValueError(f'forward_func returned {feature_map.shape[0]} feature maps for a batch of '
                              f'{batch_size} images; it must return one per image, in order.')
+        if 0 in feature_map.shape[1:]:
+            raise ValueError(f'forward_func returned empty feature maps of shape {feature_map.shape[1:]} for '
+                             f'{self.imshape[1]}x{self.imshape[2]} images: the layer has no pixel at this image '
+                             'size; use larger images or a shallower layer.')
         if self.feature_shapes is not None and feature_map.shape[1:3] != self.feature_shapes[layer]:
             raise ValueError(f'forward_func returned feature maps of size {feature_map.shape[1:3]}, earlier '
                              f'{self.feature_shapes[layer]}; the forward pass must not change between calls.')

@@ -185,6 +185,37 @@ def test_a_model_of_other_than_colour_images_is_refused(tmp_path):
         keras_model.open_model(model_flags(path))
 
 
+@pytest.mark.parametrize('nested', [False, True])
+def test_a_model_with_channels_first_layers_is_refused_before_it_runs(tmp_path, nested):
+    # TensorFlow runs no channels-first convolution on a CPU: once an UnimplementedError traceback at the first probe.
+    path = str(tmp_path / 'nchw.keras')
+    layers = [keras.layers.Conv2D(4, 3, name='conv'), keras.layers.Conv2D(2, 3, data_format='channels_first',
+                                                                           name='conv_nchw')]
+    inner = keras.Sequential(layers, name='block') if nested else None
+    keras.Sequential([keras.Input((16, 16, 3)), *([inner] if nested else layers)]).save(path)
+    with pytest.raises(ValueError, match=f'layer conv_nchw of {path} works on channels-first maps'):
+        keras_model.open_model(model_flags(path))
+
+
+def test_layer_names_tensorflow_cannot_compile_run_eagerly(tmp_path, caplog):
+    # A space, ':', '<' or a quote is no TensorFlow name scope: a compiled call failed with a 16-line stack.
+    path = str(tmp_path / 'odd_names.keras')
+    keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, name='my conv:1'),
+                      keras.layers.Conv2D(2, 3, name="b<'x")]).save(path)
+    with caplog.at_level(logging.WARNING, logger='utils.keras_model'):
+        model = keras_model.open_model(model_flags(path))
+    assert "2 layers of" in caplog.text
+    assert "have names that TensorFlow cannot compile (first: 'my conv:1')" in caplog.text
+    batch = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype(np.float32)
+    first, second = model.run(batch)
+    assert first.shape == (2, 14, 14, 4) and second.shape == (2, 12, 12, 2)
+    [(feature_map, maxima)] = model.run_with_maxima(batch)[1:]
+    np.testing.assert_array_equal(feature_map, second)
+    np.testing.assert_array_equal(maxima, second.max(axis=(1, 2)))
+    fields = pipeline.measure_receptive_fields(model, print_lines=False)
+    assert [fields[index].size for index in (0, 1)] == [(3, 3), (5, 5)]
+
+
 # -- preprocessing ------------------------------------------------------------------------------------------
 
 # The ranges the README documents: pixels 0..255 under each convention of keras.applications.

@@ -170,3 +170,12 @@ def test_a_run_that_fails_while_drawing_leaves_no_gallery_over_mixed_pictures(tm
     assert sorted(os.listdir(tmp_path)) == ['net-pool-MaxPool0-crop.jpg', 'net-pool-MaxPool0-full.jpg',
                                             'net-wide0-crop.jpg', 'net-wide0-full.jpg']
     assert (tmp_path / 'net-wide0-full.jpg').read_bytes() == earlier
+
+
+def test_a_layer_that_does_not_depend_on_its_input_is_drawn_with_empty_boxes(tmp_path, caplog):
+    # A constant layer (zero kernel, positive bias): no feature pixel changes for any probe, every box is empty.
+    with caplog.at_level(logging.WARNING, logger='recfield'):
+        constant = ReceptiveField([4, IMAGE_SIZE, IMAGE_SIZE, 3], lambda batch: np.ones((len(batch), 6, 6, 5)))
+    assert constant.max() == (0, 0) and 'did not change for any probe' in caplog.text
+    draw_layers([('net/constant:0', constant, tracker_with_silent_channels())], str(tmp_path), num_channels=2)
+    assert {'index.html', 'activations.json', 'net-constant0-full.jpg'} <= set(os.listdir(tmp_path))

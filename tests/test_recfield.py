@@ -930,3 +930,10 @@ def test_multiplexed_probes_decode_every_box(length, num_lines, size, stride, pa
     # A box longer than the period does not decode: the caller then probes line by line.
     assert _decode_layer(lit_before[:, np.minimum(stops + period, length)] - lit_before[:, starts] > 0, period,
                          blocks, length) is None
+
+
+def test_an_empty_feature_map_is_a_clear_error():
+    # A layer with no pixel at this image size (a zero-height map): once a ZeroDivisionError deep in the planner.
+    with pytest.raises(ValueError, match=r'empty feature maps of shape \(0, 4, 2\) for 16x16 images.*use larger '
+                                         'images'):
+        ReceptiveField([4, 16, 16, 3], lambda batch: np.zeros((len(batch), 0, 4, 2), np.float32))

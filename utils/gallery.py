@@ -176,7 +176,7 @@ def _layer_section(number, layer, name_of):
         image_width + 2 * BORDER, rows * (image_height + 2 * BORDER), captions)
     crop_origins, (picture_height, picture_width) = montage_layout(
         crop_width + 2 * BORDER, rows * (crop_height + 2 * BORDER), captions)
-    scale = CROP_DISPLAY / max(crop_height, crop_width)
+    scale = CROP_DISPLAY / max(crop_height, crop_width, 1)  # 0 for a layer that does not depend on its input
     data = (f' data-full-src="{full_url}" data-full-size="{full_width},{full_height}"'
             f' data-full-cell="{image_width},{image_height}"')
     parts = [head.format(data=data),

@@ -40,6 +40,8 @@ PREPROCESSING = {
     'caffe': 'BGR, minus the ImageNet mean (VGG16, ResNet50, ...)',
 }
 MODEL_EXTENSIONS = ('.keras', '.h5', '.hdf5')
+# TensorFlow's rule for a name scope, which a compiled Keras call opens for every layer.
+SCOPE_NAME = re.compile(r'^[A-Za-z0-9_.\\/>-]*$')
 
 
 def add_arguments(parser):
@@ -236,7 +238,7 @@ def forward_function(model, layers):
         key = tuple(layer.name for layer in layers)  # Keras layers, or anything named after one
         if key not in compiled:
             sub_model = keras.Model(model.inputs, [model.get_layer(name).output for name in key])
-            compiled[key] = tf.function(lambda x: sub_model(x, training=False), reduce_retracing=True)
+            compiled[key] = compiled_call(lambda x: sub_model(x, training=False), model)
         outputs = compiled[key](tf.constant(batch, tf.float32))
         return [np.asarray(output) for output in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
     return forward_func
@@ -247,11 +249,12 @@ def maxima_forward_function(model, layers):
     `(feature map, maxima)`, the maxima by `utils.tf_runtime.channel_maxima`, in one compiled function."""
     sub_model = keras.Model(model.inputs, [layer.output for layer in layers])
 
-    @tf.function(reduce_retracing=True)
     def run(batch):
         outputs = sub_model(batch, training=False)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         return [(output, channel_maxima(output)) for output in outputs]
+
+    run = compiled_call(run, model)
 
     def maxima_forward_func(batch):
         return [(np.asarray(feature_map), np.asarray(maxima))
@@ -264,10 +267,17 @@ def open_model(args):
     `utils.pipeline.Model`.
 
     Raises:
-        FileNotFoundError, ValueError: see `load_model`, `find_layers`, `input_size` and `check_image_size`.
+        FileNotFoundError, ValueError: see `load_model`, `check_channels_last`, `find_layers`, `input_size` and
+            `check_image_size`.
     """
     limit_eager_threads()
     model = load_model(args.model, args.unsafe_load)
+    check_channels_last(model, args.model)
+    unscoped = unscoped_layer_names(model)
+    if unscoped:
+        logger.warning('%d layers of %s have names that TensorFlow cannot compile (first: %r): the model runs '
+                       'eagerly, slower; rename them to letters, digits and _ . - / > for speed.', len(unscoped),
+                       args.model, unscoped[0])
     layers = find_layers(model, chosen_layer_names(args, model))
     height, width = input_size(model, args.image_size)
     channels = int(model.inputs[0].shape[-1])
@@ -281,6 +291,42 @@ def open_model(args):
                           pipeline.probe_shape(args.batch_size, height, width, channels), value_range(args.preprocess),
                           pipeline.model_id('keras', [args.model]), fingerprint=f'keras file sha256:{digest}',
                           maxima_forward_func=maxima_forward_function(model, layers), any_batch_size=True)
+
+
+def check_channels_last(model, path):
+    """Refuses a model with a layer (nested models' included) that works on channels-first maps `[batch, channels,
+    height, width]`: TensorFlow runs none of them on a CPU, and the scripts read maps channels last.
+
+    Raises:
+        ValueError: naming the first such layer.
+    """
+    for layer in all_layers(model):
+        if getattr(layer, 'data_format', None) == 'channels_first':
+            raise ValueError(f'layer {layer.name} of {path} works on channels-first maps (data_format='
+                             '"channels_first"), which TensorFlow cannot run on a CPU and the Keras scripts do not '
+                             'read; save the model with channels_last layers (the Keras default).')
+
+
+def all_layers(model):
+    """Every layer of a Keras model, those of the models nested in it included, outermost first."""
+    layers, pending = [], list(model.layers)
+    while pending:
+        layer = pending.pop(0)
+        layers.append(layer)
+        pending += list(getattr(layer, 'layers', ()))
+    return layers
+
+
+def unscoped_layer_names(model):
+    """The names of the model's layers (`all_layers`) that TensorFlow refuses as name scopes (a space, `:`, a
+    quote...): a compiled call, which opens a scope per layer, fails on them."""
+    return [layer.name for layer in all_layers(model) if not SCOPE_NAME.match(layer.name)]
+
+
+def compiled_call(function, model):
+    """`function` compiled as a `tf.function`, or as it is (run eagerly, slower) where the model has layer names
+    a compiled call cannot take (`unscoped_layer_names`)."""
+    return function if unscoped_layer_names(model) else tf.function(function, reduce_retracing=True)
 
 
 def check_image_size(model, layers, height, width):
