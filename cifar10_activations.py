@@ -24,6 +24,7 @@ import os
 import sys
 import tempfile
 
+import utils.ctrl_c  # noqa: F401 (first: Ctrl-C while TensorFlow loads ends quietly)
 from utils import cifar10_input, cifar10_model, cli, pipeline, shards
 from utils.tf_runtime import session_forward_funcs
 

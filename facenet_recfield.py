@@ -20,6 +20,7 @@ import os
 import sys
 import tempfile
 
+import utils.ctrl_c  # noqa: F401 (first: Ctrl-C while TensorFlow loads ends quietly)
 from utils import cli, facenet, pipeline
 
 

@@ -21,6 +21,7 @@ import os
 import sys
 import tempfile
 
+import utils.ctrl_c  # noqa: F401 (first: Ctrl-C while TensorFlow loads ends quietly)
 from utils import cli, pipeline, shards, vgg16
 from utils.tf_runtime import session_forward_funcs
 

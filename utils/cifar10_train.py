@@ -24,6 +24,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import progressbar  # noqa: E402
 
+import utils.ctrl_c  # noqa: E402,F401 (first: Ctrl-C while TensorFlow loads ends quietly)
 from utils import cifar10_input, cifar10_model, cli  # noqa: E402
 from utils.progress import progress_bar  # noqa: E402
 from utils.quiet_tf import tf  # noqa: E402

@@ -10,7 +10,7 @@ import logging
 import math
 import sys
 
-from utils import images, memory, progress
+from utils import ctrl_c, images, memory, progress
 from utils.files import ensure_writable_dir, lock_folder, release_folders, remove_stale_temporaries
 from utils.layers import computed_tensors, describe_tensors, resolve_layers
 from utils.recfield_cache import RecfieldCache
@@ -261,6 +261,7 @@ def run_main(main, argv=None):
         unwritable folder), printed as `error: <message>` on stderr without a traceback; 130 after Ctrl-C,
         printed as `interrupted` (outputs are written atomically, so none is left half-written).
     """
+    ctrl_c.restore()  # from here Ctrl-C is a KeyboardInterrupt, caught below
     try:
         status = main(argv)
         return 0 if status is None else status

@@ -20,6 +20,7 @@ import logging  # noqa: E402
 import shlex  # noqa: E402
 
 
+import utils.ctrl_c  # noqa: E402,F401 (first: Ctrl-C while TensorFlow loads ends quietly)
 from utils import cifar10_model, cli  # noqa: E402
 from utils.files import ensure_writable_dir  # noqa: E402
 from utils.load import load_model  # noqa: E402

@@ -27,6 +27,7 @@ import argparse  # noqa: E402
 import logging  # noqa: E402
 import tempfile  # noqa: E402
 
+import utils.ctrl_c  # noqa: E402,F401 (first: Ctrl-C while TensorFlow loads ends quietly)
 from utils import cli, states  # noqa: E402
 
 logger = logging.getLogger('merge_activations')
