@@ -160,3 +160,20 @@ def test_quiet_leaves_results_and_errors_only(monkeypatch):
     assert isinstance(progress.progress_bar('x ', 3), progressbar.NullBar)
     cli.parse_args(parser, [])
     assert progress.enabled and not isinstance(progress.progress_bar('x ', 3), progressbar.NullBar)
+
+
+def test_a_layer_named_twice_is_kept_once_with_a_warning(caplog):
+    with caplog.at_level(logging.WARNING, logger='utils.cli'):
+        assert cli.layer_names(['conv1,conv2', 'conv1', 'conv2,conv3']) == ['conv1', 'conv2', 'conv3']
+    assert '--layers names conv1 (and 1 more) more than once; each layer is drawn once.' in caplog.text
+
+
+@pytest.mark.parametrize('flags, shown', [([], True), (['--quiet'], False), (['--logging_level', 'ERROR'], False)])
+def test_opencvs_own_warnings_follow_the_logging_level(flags, shown):
+    code = ('import argparse, sys; sys.path.insert(0, sys.argv[1]); import cv2; from utils import cli; '
+            'parser = argparse.ArgumentParser(); cli.add_logging_arguments(parser); '
+            'cli.parse_args(parser, sys.argv[2:]); '
+            'cv2.imread("/no/such/picture.png")')  # OpenCV writes a [ WARN:...] line about the missing file
+    result = subprocess.run([sys.executable, '-c', code, REPO, *flags], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert ("can't open/read file" in result.stderr) == shown, result.stderr

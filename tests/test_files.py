@@ -187,3 +187,11 @@ def test_temporary_files_of_killed_runs_are_removed_with_a_warning(tmp_path, cap
     assert sorted(os.listdir(tmp_path)) == ['.tmp-young.npz', 'photo.jpg']  # a run may be writing this one now
     assert f'removed 2 temporary files that interrupted runs left in {tmp_path} (first: .tmp-extract-old)' \
         in caplog.text
+
+
+def test_a_dangling_symbolic_link_as_output_folder_says_so(tmp_path):
+    # Before: 'cannot write to output folder ... (File exists)'.
+    (tmp_path / 'out').symlink_to(tmp_path / 'gone')
+    with pytest.raises(ValueError, match=f'output folder {tmp_path}/out is a symbolic link to {tmp_path}/gone, which '
+                                         'does not exist; create that folder, or give another with --out_dir'):
+        ensure_writable_dir(str(tmp_path / 'out'))

@@ -20,7 +20,7 @@ from conftest import assert_shards_read_like_the_whole, probe_image_counts, read
 from keras_fixtures import (FREE_SIZE, FREE_SIZE_CHANNELS, IMAGE_SIZE, RESIDUAL_CHANNELS, RESIDUAL_GEOMETRY,
                             SEQUENTIAL_CHANNELS, closed_form_fields, free_size_reads, residual_reads, sequential_reads,
                             write_photos)
-from utils import images, keras_model, pipeline
+from utils import images, keras_model, memory, pipeline
 from utils.recfield_cache import RecfieldCache
 
 
@@ -214,6 +214,56 @@ def test_layer_names_tensorflow_cannot_compile_run_eagerly(tmp_path, caplog):
     np.testing.assert_array_equal(maxima, second.max(axis=(1, 2)))
     fields = pipeline.measure_receptive_fields(model, print_lines=False)
     assert [fields[index].size for index in (0, 1)] == [(3, 3), (5, 5)]
+
+
+@pytest.mark.parametrize('layers, shape', [
+    ([keras.layers.Flatten(), keras.layers.Dense(4)], (8, 8, 3)),
+    ([keras.layers.Conv1D(4, 3, name='conv1d')], (32, 3)),
+], ids=['dense', 'conv1d'])
+def test_a_model_without_image_layers_says_so(tmp_path, capsys, layers, shape):
+    # Before: 'no layers given' (the default layers were none), and --print_all_names printed a blank line.
+    path = str(tmp_path / 'no_images.keras')
+    keras.Sequential([keras.Input(shape), *layers]).save(path)
+    for call in (keras_model.open_model, keras_model.print_all_names):
+        with pytest.raises(ValueError, match=f'no layer of {path} has a 4-D output'):
+            call(model_flags(path))
+    assert capsys.readouterr().out == ''
+
+
+def test_the_input_layer_is_not_a_layer_to_draw(tmp_path):
+    # Before: 'layer pixels has output shape (None, 16, 16, 3); a layer must have a 4-D output'.
+    path = str(tmp_path / 'functional.keras')
+    pixels = keras.Input((16, 16, 3), name='pixels')
+    keras.Model(pixels, keras.layers.Conv2D(2, 3, name='conv')(pixels)).save(path)
+    with pytest.raises(ValueError, match="layer pixels is the model's input: its map is the image itself"):
+        keras_model.open_model(model_flags(path, layers=['pixels']))
+
+
+def test_a_channels_first_input_is_named_so(tmp_path):
+    path = str(tmp_path / 'nchw_input.keras')
+    keras.Sequential([keras.Input((3, 32, 32)), keras.layers.Conv2D(2, 3, name='conv')]).save(path)
+    with pytest.raises(ValueError, match=r"input \(None, 3, 32, 32\) looks channels-first"):
+        keras_model.open_model(model_flags(path))
+
+
+def test_a_fixed_size_model_too_large_for_memory_is_not_told_to_lower_the_image_size(keras_models, monkeypatch):
+    monkeypatch.setattr(memory, 'available_bytes', lambda: 1000)
+    with pytest.raises(ValueError, match=r'lower --batch_size\.$'):
+        keras_model.open_model(model_flags(keras_models['sequential']))
+
+
+def test_what_else_safe_mode_refuses_is_not_called_a_lambda_layer(keras_models, monkeypatch):
+    refusal = ('Requested the deserialization of a `TFSMLayer`, which loads an external SavedModel. This carries a '
+               'potential risk. Pass `safe_mode=False` to load it.')
+
+    def refuse(*args, **kwargs):
+        raise ValueError(refusal)
+
+    monkeypatch.setattr(keras.saving, 'load_model', refuse)
+    with pytest.raises(ValueError) as refused:
+        keras_model.load_model(keras_models['sequential'])
+    assert 'holds something that safe mode will not load (Requested the deserialization of a `TFSMLayer`' \
+        in str(refused.value) and 'Lambda' not in str(refused.value) and '--unsafe_load' in str(refused.value)
 
 
 # -- preprocessing ------------------------------------------------------------------------------------------

@@ -67,3 +67,13 @@ def test_layer_must_be_a_feature_map(small_graph):
 def test_file_stem():
     assert file_stem('vgg_16/conv1/conv1_2/Relu:0') == 'vgg_16-conv1-conv1_2-Relu0'
     assert file_stem('conv1') == 'conv1'
+
+
+def test_a_long_layer_name_gets_a_short_stem_of_its_own():
+    # A 300-character name once failed only when its pictures were written, after the whole scan.
+    long_name = 'block/' * 50 + 'Relu:0'
+    stem = file_stem(long_name)
+    assert len(stem.encode()) <= 200 and stem.startswith('block-block-')
+    assert stem != file_stem(long_name.replace('Relu', 'Tanh'))
+    assert file_stem('ünïcödé/' * 40 + 'x:0').encode().decode() and len(file_stem('ü' * 300).encode()) <= 200
+    assert file_stem('a/b/Relu:0') == 'a-b-Relu0'

@@ -179,3 +179,10 @@ def test_a_layer_that_does_not_depend_on_its_input_is_drawn_with_empty_boxes(tmp
     assert constant.max() == (0, 0) and 'did not change for any probe' in caplog.text
     draw_layers([('net/constant:0', constant, tracker_with_silent_channels())], str(tmp_path), num_channels=2)
     assert {'index.html', 'activations.json', 'net-constant0-full.jpg'} <= set(os.listdir(tmp_path))
+
+
+def test_a_layer_with_a_300_character_name_is_drawn(tmp_path):
+    name = 'stage/' * 49 + 'conv:0'
+    draw_layers([(name, pool_field(), tracker_with_silent_channels())], str(tmp_path), num_channels=2)
+    pictures = sorted(path for path in os.listdir(tmp_path) if path.endswith('.jpg'))
+    assert len(pictures) == 2 and all(len(path.encode()) <= 255 for path in pictures)

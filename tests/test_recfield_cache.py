@@ -237,6 +237,7 @@ def test_a_folder_that_cannot_be_written_is_a_warning_not_an_error(tmp_path, key
     cache = RecfieldCache(str(tmp_path / folder))
     with caplog.at_level(logging.WARNING):
         cache.save(key, field)
+        cache.save(RecfieldCache.key(**{**KEY_ARGS, 'layer_name': 'other:0'}), field)  # warned once, not per layer
         assert cache.load(key) is None
     assert [record.name for record in caplog.records] == ['utils.recfield_cache']
     assert 'cannot write the receptive-field cache' in caplog.text and str(tmp_path / folder) in caplog.text

@@ -10,6 +10,8 @@ import logging
 import math
 import sys
 
+import cv2
+
 from utils import ctrl_c, images, memory, progress
 from utils.files import ensure_writable_dir, lock_folder, release_folders, remove_stale_temporaries
 from utils.layers import computed_tensors, describe_tensors, resolve_layers
@@ -17,6 +19,11 @@ from utils.recfield_cache import RecfieldCache
 from utils.recfield_cache import default_dir as default_cache_dir
 
 LOGGING_LEVELS = ('DEBUG', 'INFO', 'WARNING', 'ERROR')
+_opencv = cv2.utils.logging
+OPENCV_LOG_LEVELS = {'DEBUG': _opencv.LOG_LEVEL_INFO, 'INFO': _opencv.LOG_LEVEL_WARNING,
+                     'WARNING': _opencv.LOG_LEVEL_WARNING, 'ERROR': _opencv.LOG_LEVEL_ERROR}
+
+logger = logging.getLogger(__name__)
 
 
 def positive_int(text):
@@ -160,6 +167,8 @@ def parse_args(parser, argv):
     args = parser.parse_args(argv)
     setup_logging('ERROR' if args.quiet else args.logging_level)
     progress.enabled = not args.quiet
+    # OpenCV logs on its own (`[ WARN:0@0.1] ...` lines): at the same level, so that --quiet quiets it too.
+    cv2.utils.logging.setLogLevel(OPENCV_LOG_LEVELS['ERROR' if args.quiet else args.logging_level])
     return args
 
 
@@ -249,8 +258,15 @@ def ensure_output_dirs(args, lock=True):
 
 
 def layer_names(values):
-    """`--layers` values as a list of names: each value may hold several names separated by commas."""
-    return [name.strip() for value in values for name in value.split(',') if name.strip()]
+    """`--layers` values as a list of names: each value may hold several names separated by commas. A name given
+    twice is kept once, at its first place, with a warning (it would be measured and drawn twice)."""
+    names = [name.strip() for value in values for name in value.split(',') if name.strip()]
+    unique = list(dict.fromkeys(names))
+    if len(unique) < len(names):
+        repeated = next(name for name in unique if names.count(name) > 1)
+        logger.warning('--layers names %s (and %d more) more than once; each layer is drawn once.', repeated,
+                       len(names) - len(unique) - 1)
+    return unique
 
 
 def run_main(main, argv=None):

@@ -142,6 +142,9 @@ def ensure_writable_dir(path, flag='--out_dir'):
     """
     if os.path.exists(path) and not os.path.isdir(path):
         raise ValueError(f'output folder {path} is a file; give a folder with {flag}.')
+    if os.path.islink(path) and not os.path.exists(path):
+        raise ValueError(f'output folder {path} is a symbolic link to {os.readlink(path)}, which does not exist; '
+                         f'create that folder, or give another with {flag}.')
     try:
         os.makedirs(path, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):

@@ -114,9 +114,12 @@ def load_model(path, unsafe_load=False):
         return keras.saving.load_model(path, compile=False, safe_mode=not unsafe_load)
     except Exception as error:  # Keras raises many kinds for a bad file: say which file and what to do
         message = ' '.join(str(error).split())
-        if 'safe_mode' in message or 'unsafe' in message.lower() or 'lambda' in message.lower():
+        if 'lambda' in message.lower():
             raise ValueError(f'{path} holds Python code (a Lambda layer) that safe mode will not run; if you '
                              'trust the file, add --unsafe_load.') from error
+        if 'safe_mode' in message or 'unsafe' in message.lower():  # another layer safe mode refuses (TFSMLayer...)
+            raise ValueError(f'{path} holds something that safe mode will not load ({message[:200]}); if you trust '
+                             'the file, add --unsafe_load.') from error
         unknown = re.search(r"Could not locate (?:class|function) '([^']+)'", message)
         if unknown:  # the name is at the end of a long message
             raise ValueError(f'{path} uses {unknown[1]}, which is not part of Keras: the Keras scripts cannot import '
@@ -149,8 +152,25 @@ def describe_layers(model):
 
 
 def print_all_names(args):
-    """What `--print_all_names` does in both Keras scripts: loads `--model` and prints `describe_layers`."""
-    print(describe_layers(load_model(args.model, args.unsafe_load)))
+    """What `--print_all_names` does in both Keras scripts: loads `--model` and prints `describe_layers`.
+
+    Raises:
+        ValueError: see `load_model`; the model has no layer with a 4-D output.
+    """
+    model = load_model(args.model, args.unsafe_load)
+    check_image_model(model, args.model)
+    print(describe_layers(model))
+
+
+def check_image_model(model, path):
+    """Refuses a model without a layer of 4-D output (a dense, Conv1D or other non-image model): nothing to draw.
+
+    Raises:
+        ValueError: saying so.
+    """
+    if not feature_layers(model):
+        raise ValueError(f'no layer of {path} has a 4-D output [batch, height, width, channels]: the Keras scripts '
+                         'draw the feature maps of image models (Conv2D and the like), and this one has none.')
 
 
 def default_layers(model, count=5):
@@ -188,6 +208,9 @@ def find_layers(model, names):
         if layer is None:
             raise ValueError(f'no layer {name!r} in the model. {suggest_names(name, by_name)} Run with '
                              '--print_all_names to list the layers.')
+        if isinstance(layer, keras.layers.InputLayer):
+            raise ValueError(f'layer {name} is the model\'s input: its map is the image itself. Name a layer that '
+                             'computes something (see --print_all_names).')
         if name not in candidates:
             raise ValueError(f'layer {name} has output shape {_shape_text(layer)}; a layer must have a 4-D output '
                              '[batch, height, width, channels], such as a convolution (see --print_all_names).')
@@ -267,11 +290,12 @@ def open_model(args):
     `utils.pipeline.Model`.
 
     Raises:
-        FileNotFoundError, ValueError: see `load_model`, `check_channels_last`, `find_layers`, `input_size` and
-            `check_image_size`.
+        FileNotFoundError, ValueError: see `load_model`, `check_image_model`, `check_channels_last`, `find_layers`,
+            `input_size` and `check_image_size`.
     """
     limit_eager_threads()
     model = load_model(args.model, args.unsafe_load)
+    check_image_model(model, args.model)
     check_channels_last(model, args.model)
     unscoped = unscoped_layer_names(model)
     if unscoped:
@@ -280,7 +304,11 @@ def open_model(args):
                        args.model, unscoped[0])
     layers = find_layers(model, chosen_layer_names(args, model))
     height, width = input_size(model, args.image_size)
-    channels = int(model.inputs[0].shape[-1])
+    shape = tuple(model.inputs[0].shape)
+    channels = int(shape[-1])
+    if channels != 3 and len(shape) == 4 and shape[1] in (1, 3):
+        raise ValueError(f'the model\'s input {shape} looks channels-first [batch, channels, height, width]; the '
+                         'Keras scripts feed channels-last colour images [batch, height, width, 3].')
     if channels != 3:
         raise ValueError(f'the model takes {channels}-channel images; the Keras scripts feed colour images (3).')
     check_image_size(model, layers, height, width)
@@ -366,7 +394,8 @@ def check_memory(model, layers, height, width, args):
     largest = max((4 * int(np.prod(shape)) for shape in shapes), default=0)
     needed = memory.needed_bytes(args.batch_size, (height, width, int(model.inputs[0].shape[-1])), largest,
                                  layer_shapes, getattr(args, 'num_samples', None), getattr(args, 'num_channels', None))
-    memory.check_memory(needed, image_size_flag='--image_size')
+    free_size = None in tuple(model.inputs[0].shape[1:3])  # only then can --image_size lower what is needed
+    memory.check_memory(needed, image_size_flag='--image_size' if free_size else None)
 
 
 def _image_shapes(model, tensors, height, width):

@@ -6,6 +6,10 @@ constants and weights are not layers.
 """
 
 import difflib
+import hashlib
+
+# Bytes of a file stem (`file_stem`), leaving room within a file name's 255 for `state-`, `-<I>-of-<N>.npz`.
+MAX_STEM_BYTES = 200
 
 
 def computed_tensors(graph, inputs):
@@ -80,5 +84,16 @@ def suggest_names(name, names):
 
 
 def file_stem(layer_name):
-    """File-name form of a tensor name: `/` becomes `-` and `:` is dropped (`a/b/Relu:0` -> `a-b-Relu0`)."""
-    return layer_name.replace('/', '-').replace(':', '')
+    """File-name form of a tensor name: `/` becomes `-` and `:` is dropped (`a/b/Relu:0` -> `a-b-Relu0`).
+
+    A stem longer than `MAX_STEM_BYTES` (in UTF-8) is cut there and ends with a digest of the whole name, so that
+    `recfield-<stem>.png`, `<stem>-full.jpg` and `state-<stem>-<I>-of-<N>.npz` stay within the 255 bytes a file
+    name may have, and different names keep different stems.
+    """
+    stem = layer_name.replace('/', '-').replace(':', '')
+    encoded = stem.encode('utf-8', 'surrogateescape')
+    if len(encoded) <= MAX_STEM_BYTES:
+        return stem
+    digest = hashlib.sha256(encoded).hexdigest()[:16]
+    kept = encoded[:MAX_STEM_BYTES - len(digest) - 1].decode('utf-8', 'ignore')  # whole characters only
+    return f'{kept}-{digest}'

@@ -51,6 +51,7 @@ class RecfieldCache:
 
     def __init__(self, folder):
         self.folder = folder
+        self._warned_unwritable = False
 
     @staticmethod
     def key(fingerprint, layer_name, image_shape, value_range):
@@ -97,5 +98,7 @@ class RecfieldCache:
             with atomic_write(path) as stream:
                 np.savez(stream, key=np.str_(key), **field.to_arrays())
         except OSError as error:
-            logger.warning('cannot write the receptive-field cache %s (%s); the next run measures again.',
-                           self.folder, error.strerror or error)
+            if not self._warned_unwritable:  # once, not once per layer
+                self._warned_unwritable = True
+                logger.warning('cannot write the receptive-field cache %s (%s); the next run measures again.',
+                               self.folder, error.strerror or error)
