@@ -94,7 +94,10 @@ class TopActivations:
             raise ValueError(f'features have {num_channels} channels, earlier batches had {self.num_channels}.')
         if indices is None:
             indices = np.arange(self.next_index, self.next_index + batch_size)
-        indices = np.asarray(indices, np.int64)
+        try:
+            indices = np.asarray(indices, np.int64)
+        except (OverflowError, TypeError, ValueError) as error:
+            raise ValueError(f'indices must be whole numbers of at most 64 bits: {error}.') from error
         if indices.shape != (batch_size,):
             raise ValueError(f'indices must have one entry per image ({batch_size}), got shape {indices.shape}.')
         # An image counted twice would take two places in a channel's top list. Indices rising above every
@@ -335,7 +338,16 @@ class Activations:
         Returns:
             `(full_column, crop_column)`: the kept images stacked vertically with the receptive field of the
             firing drawn, and those receptive fields cropped and padded with black to the layer's largest box.
+
+        Raises:
+            ValueError: nothing kept yet, or a field of a smaller feature map than the channel's.
         """
+        if not len(self.coords):
+            raise ValueError('no images kept yet: call update with a batch before retrieve.')
+        if (self.coords >= np.array(recfield.feature_shape)).any():
+            raise ValueError(f'the receptive field is of a {recfield.feature_shape} feature map, smaller than this '
+                             f'channel\'s (it fires at {tuple(self.coords.max(axis=0).tolist())}): give the field '
+                             'of the same layer, measured on images of the same size.')
         boxes = [recfield.recfield[y, x] for y, x in self.coords]
         return full_column(self.images, boxes), crop_column(self.images, boxes, recfield.max())
 

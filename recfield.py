@@ -109,9 +109,9 @@ class ReceptiveField:
             ValueError: `imshape` is not four known positive integers, or `forward_func` does not return
                 one 4-D feature map with `batch_size` images.
         """
-        prober = _Prober(imshape, forward_func, None, value_range, num_trials, extreme_references, tolerance, seed,
-                         full_batches=full_batches)
-        self.__dict__.update(vars(prober.measure(multiplex)[0]))
+        fields = _probed(multiplex, imshape, forward_func, None, value_range, num_trials, extreme_references,
+                         tolerance, seed, full_batches=full_batches)
+        self.__dict__.update(vars(fields[0]))
 
     @classmethod
     def from_arrays(cls, recfield, image_size):
@@ -211,9 +211,17 @@ def measure_receptive_fields(imshape, forward_func, num_layers, value_range=(-1.
     """
     if int(num_layers) < 1:
         raise ValueError(f'num_layers must be at least 1, got {num_layers}.')
-    prober = _Prober(imshape, forward_func, int(num_layers), value_range, num_trials, extreme_references,
-                     tolerance, seed, layer_names, full_batches)
-    return prober.measure(multiplex)
+    return _probed(multiplex, imshape, forward_func, int(num_layers), value_range, num_trials, extreme_references,
+                   tolerance, seed, layer_names, full_batches)
+
+
+def _probed(multiplex, imshape, *prober_args, **prober_options):
+    """`_Prober(imshape, ...).measure(multiplex)`, with images too large for memory a ValueError saying so."""
+    try:
+        return _Prober(imshape, *prober_args, **prober_options).measure(multiplex)
+    except MemoryError as error:
+        raise ValueError(f'probing images of imshape {list(imshape)} needs more memory than there is ({error}); '
+                         'use smaller images or a smaller batch.') from error
 
 
 def takes_layers_keyword(forward_func):

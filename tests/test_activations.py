@@ -11,6 +11,7 @@ import pytest
 
 from activations import Activations, TopActivations
 from conftest import arrays_read, grid_field, set_zip_directory_field, write_npz_with_a_lying_header
+from recfield import ReceptiveField
 
 NUM_IMAGES, IMAGE_SIZE = 40, 12
 FEAT_H, FEAT_W, CHANNELS = 5, 6, 7
@@ -771,3 +772,21 @@ def test_an_index_kept_earlier_is_refused_after_lower_ones():
     top = TopActivations(5).update(None, features, indices=[100, 101]).update(None, features, indices=[0, 1])
     with pytest.raises(ValueError, match='indices must be distinct and new'):
         top.update(None, features, indices=[100, 102])  # rising, but 100 is kept
+
+
+def test_indices_beyond_64_bits_are_a_clear_error():
+    with pytest.raises(ValueError, match='indices must be whole numbers of at most 64 bits'):
+        TopActivations(2).update(None, np.ones((1, 2, 2, 1)), indices=[2 ** 70])
+
+
+def test_retrieve_before_any_update_or_with_the_field_of_a_smaller_map_is_a_clear_error():
+    field = ReceptiveField([2, 8, 8, 1], lambda batch: batch[:, ::2, ::2, :])  # a 4x4 map
+    channel = Activations(2)
+    with pytest.raises(ValueError, match='no images kept yet: call update'):
+        channel.retrieve(field)
+    features = np.zeros((3, 6, 6))
+    features[1, 5, 4] = 1.0  # fires at (5, 4): outside the field's 4x4 map
+    channel.update(np.zeros((3, 8, 8), np.uint8), features)
+    with pytest.raises(ValueError, match=r'field is of a \(4, 4\) feature map, smaller than this channel\'s \(it fires '
+                                         r'at \(5, 4\)\)'):
+        channel.retrieve(field)

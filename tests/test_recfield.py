@@ -937,3 +937,9 @@ def test_an_empty_feature_map_is_a_clear_error():
     with pytest.raises(ValueError, match=r'empty feature maps of shape \(0, 4, 2\) for 16x16 images.*use larger '
                                          'images'):
         ReceptiveField([4, 16, 16, 3], lambda batch: np.zeros((len(batch), 0, 4, 2), np.float32))
+
+
+def test_images_too_large_for_memory_are_a_clear_error():
+    with pytest.raises(ValueError, match=r'probing images of imshape \[4, 1000000, 1000000, 3\] needs more memory '
+                                         'than there is'):
+        ReceptiveField([4, 10 ** 6, 10 ** 6, 3], lambda batch: np.ones((len(batch), 2, 2, 1)))
