@@ -266,6 +266,18 @@ def test_what_else_safe_mode_refuses_is_not_called_a_lambda_layer(keras_models, 
         in str(refused.value) and 'Lambda' not in str(refused.value) and '--unsafe_load' in str(refused.value)
 
 
+def test_a_layer_called_twice_is_drawn_at_its_first_call_with_a_warning(tmp_path, caplog):
+    path = str(tmp_path / 'shared.keras')
+    pixels = keras.Input((16, 16, 3))
+    shared = keras.layers.Conv2D(3, 3, padding='same', name='shared')
+    keras.Model(pixels, shared(keras.layers.Conv2D(3, 3, strides=2, name='down')(shared(pixels)))).save(path)
+    with caplog.at_level(logging.WARNING, logger='utils.keras_model'):
+        model = keras_model.open_model(model_flags(path, layers=['shared']))
+    assert 'layer shared is called 2 times in the model (its weights shared); its first call, output (None, 16, 16, ' \
+           '3), is the one drawn.' in caplog.text
+    assert model.run(np.zeros((1, 16, 16, 3), np.float32))[0].shape == (1, 16, 16, 3)
+
+
 # -- preprocessing ------------------------------------------------------------------------------------------
 
 # The ranges the README documents: pixels 0..255 under each convention of keras.applications.

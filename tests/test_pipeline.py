@@ -360,7 +360,7 @@ def test_probes_that_serve_the_shallow_layer_do_not_run_the_deep_one(capsys):
     assert 'receptive fields: 2 layers' in capsys.readouterr().out
 
 
-def test_a_cached_field_of_another_feature_map_size_is_measured_again(tmp_path, capsys, caplog):
+def test_a_cached_field_of_another_feature_map_size_is_measured_again(tmp_path, capsys, caplog, monkeypatch):
     cache = RecfieldCache(str(tmp_path / 'cache'))
     measured = pipeline.measure_receptive_fields(fingerprinted_model(), cache=cache)
     # As if the network had changed under the same fingerprint: the conv layer's entry holds a 6x6 field.
@@ -370,9 +370,17 @@ def test_a_cached_field_of_another_feature_map_size_is_measured_again(tmp_path, 
     with caplog.at_level(logging.WARNING, logger='utils.pipeline'):
         again = pipeline.measure_receptive_fields(fingerprinted_model(), cache=cache)
     assert ('the cached receptive field of conv/Relu:0 is for a (6, 6) feature map, the network gives (12, 12); '
-            f'measuring again (cache entry {cache.path(conv_key)}).') in caplog.text
+            f'measuring it again (cache entry {cache.path(conv_key)}).') in caplog.text
     assert again == measured and probe_image_counts(capsys.readouterr().out)[0][1] > 0
     assert cache.load(conv_key) == measured[0]  # stored again, right
+    # Only that layer was measured again: the pool layer's field came from the cache.
+    pool_key = RecfieldCache.key('box filter', 'pool/MaxPool:0', BOX_IMSHAPE[1:], BOX_VALUE_RANGE)
+    cache.save(conv_key, measured[1])
+    layers_probed, real_probe = [], pipeline._probe
+    monkeypatch.setattr(pipeline, '_probe', lambda model, indices: layers_probed.append(
+        [model.layers[index].name for index in indices]) or real_probe(model, indices))
+    pipeline.measure_receptive_fields(fingerprinted_model(), cache=cache)
+    assert layers_probed == [['conv/Relu:0']] and cache.load(pool_key) == measured[1]
 
 
 def test_a_model_without_a_fingerprint_caches_nothing(tmp_path, capsys):

@@ -214,6 +214,10 @@ def find_layers(model, names):
         if name not in candidates:
             raise ValueError(f'layer {name} has output shape {_shape_text(layer)}; a layer must have a 4-D output '
                              '[batch, height, width, channels], such as a convolution (see --print_all_names).')
+        calls = len(getattr(layer, '_inbound_nodes', ()))  # Keras keeps no public count of a layer's calls
+        if calls > 1:
+            logger.warning('layer %s is called %d times in the model (its weights shared); its first call, output '
+                           '%s, is the one drawn.', name, calls, _shape_text(layer))
         chosen.append(layer)
     return chosen
 

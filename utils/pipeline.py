@@ -334,8 +334,8 @@ def measure_receptive_fields(model, indices=None, cache=None, print_lines=True):
     keys = _cache_keys(model, indices) if cache is not None else {}
     fields = {index: cache.load(key) for index, key in keys.items()}
     fields = {index: field for index, field in fields.items() if field is not None}
-    if fields and not _fit_the_network(model, fields, {index: cache.path(keys[index]) for index in fields}):
-        fields = {}
+    if fields:
+        fields = _fitting_the_network(model, fields, {index: cache.path(keys[index]) for index in fields})
     missing = [index for index in indices if index not in fields]
     num_probe_images = 0
     if missing:
@@ -380,20 +380,24 @@ def _cache_keys(model, indices):
             for index in indices}
 
 
-def _fit_the_network(model, fields, entries):
-    """Whether cached fields have the feature-map sizes the network gives now (one forward pass checks); warns
-    naming the first that does not and its cache entry (`entries`: the files by layer index)."""
+def _fitting_the_network(model, fields, entries):
+    """The cached `fields` whose feature-map sizes are those the network gives now (one forward pass checks);
+    each other one is warned about with its cache entry (`entries`: the files by layer index), to be measured
+    again.
+    """
     indices = list(fields)
     low, high = model.value_range
     batch = np.full(model.imshape, (low + high) / 2, np.float32)
     maps = model.forward_func_for(indices)(batch)
+    fitting = {}
     for index, feature_map in zip(indices, maps):
-        if tuple(np.shape(feature_map)[1:3]) != tuple(fields[index].feature_shape):
+        if tuple(np.shape(feature_map)[1:3]) == tuple(fields[index].feature_shape):
+            fitting[index] = fields[index]
+        else:
             logger.warning('the cached receptive field of %s is for a %s feature map, the network gives %s; '
-                           'measuring again (cache entry %s).', model.layers[index].name, fields[index].feature_shape,
-                           tuple(np.shape(feature_map)[1:3]), entries[index])
-            return False
-    return True
+                           'measuring it again (cache entry %s).', model.layers[index].name,
+                           fields[index].feature_shape, tuple(np.shape(feature_map)[1:3]), entries[index])
+    return fitting
 
 
 def draw(model, fields, trackers, out_dir, num_channels, tensorboard_dir=None, dataset=None, heatmap=False):
