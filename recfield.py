@@ -899,6 +899,21 @@ def _warn_about(field, layer_name, whole_image):
             'layer in training mode or a per-image normalisation inside the graph. Then feed the '
             'training-phase flag as False (e.g. phase_train: False) and normalise images before the '
             'input placeholder.', layer_name)
+    if _transposed(field.recfield):
+        logger.warning(
+            'The boxes of %s move down the image from one feature-map column to the next, and not from row to row: '
+            'the map looks channels-first [batch, channels, height, width] (PyTorch\'s layout). forward_func must '
+            'return [batch, height, width, channels]: transpose it with np.transpose(maps, (0, 2, 3, 1)).',
+            layer_name)
+
+
+def _transposed(boxes):
+    """Whether boxes `[feat_h, feat_w, 4]` move with the feature column along the image's rows while staying put
+    from feature row to feature row: what a channels-first map `[batch, channels, height, width]` read as
+    `[batch, height, width, channels]` gives (its "rows" are channels, its "columns" the real rows)."""
+    rows = boxes[..., [0, 2]]  # the image rows each box spans
+    return (boxes.shape[0] > 1 and boxes.shape[1] > 1 and (rows == rows[:1]).all()
+            and len(np.unique(rows[0], axis=0)) > 1)
 
 
 def _decode_pattern(phase_changed, block_changed, period, blocks, length):

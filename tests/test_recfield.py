@@ -943,3 +943,17 @@ def test_images_too_large_for_memory_are_a_clear_error():
     with pytest.raises(ValueError, match=r'probing images of imshape \[4, 1000000, 1000000, 3\] needs more memory '
                                          'than there is'):
         ReceptiveField([4, 10 ** 6, 10 ** 6, 3], lambda batch: np.ones((len(batch), 2, 2, 1)))
+
+
+def test_a_channels_first_map_is_warned_about(caplog):
+    # A 3x3 convolution of stride 2 with 6 channels, returned [batch, channels, height, width] as PyTorch does.
+    def channels_first(batch):
+        maps = np.stack([batch[:, 1:-1:2, 1:-1:2, 0] * (channel + 1) for channel in range(6)], axis=1)
+        return maps + batch[:, :-2:2, 1:-1:2, 0][:, None] + batch[:, 2::2, 1:-1:2, 0][:, None]
+    with caplog.at_level(logging.WARNING, logger='recfield'):
+        ReceptiveField([4, 16, 16, 1], channels_first)
+    assert 'the map looks channels-first [batch, channels, height, width]' in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger='recfield'):  # the same map the right way round: no warning
+        ReceptiveField([4, 16, 16, 1], lambda batch: np.transpose(channels_first(batch), (0, 2, 3, 1)))
+    assert 'channels-first' not in caplog.text
