@@ -53,6 +53,8 @@ ROWS, COLUMNS = 0, 1
 # MobileNetV2 with untrained weights at 96x96 had changes of 4e-8 of that (no threshold relative to it could
 # tell them from rounding), and the weakest moved its value by 52 units in its last place.
 NOISE_ULPS = 8
+# Of the feature pixels whose cached boxes hold a lit line, the share that must change (`disagreements`).
+AGREEMENT = 0.5
 
 
 class ReceptiveField:
@@ -222,6 +224,47 @@ def _probed(multiplex, imshape, *prober_args, **prober_options):
     except MemoryError as error:
         raise ValueError(f'probing images of imshape {list(imshape)} needs more memory than there is ({error}); '
                          'use smaller images or a smaller batch.') from error
+
+
+def disagreements(imshape, forward_func, fields, value_range=(-1.0, 1.0), num_trials=2, tolerance=None, seed=0,
+                  extreme_references=True, full_batches=True):
+    """Whether receptive fields measured before (a cache's) agree with the network now, from two probes: the
+    middle row lit, and the middle column, on the references `measure_receptive_fields` uses.
+
+    A field agrees when its feature map has the size the network gives, no feature pixel changes outside the
+    boxes that hold the lit line (a box is the hull of every line that changes its pixel), and at least
+    `AGREEMENT` of the pixels whose boxes hold it change (not all need to: a dilated kernel skips lines).
+
+    Args:
+        imshape, value_range, num_trials, tolerance, seed, extreme_references, full_batches: as for
+            `measure_receptive_fields`.
+        forward_func: as for `measure_receptive_fields`, returning the maps of `len(fields)` layers.
+        fields: a `ReceptiveField` per layer.
+
+    Returns:
+        list, per field: None where it agrees, else what does not (text).
+    """
+    prober = _Prober(imshape, forward_func, len(fields), value_range, num_trials, extreme_references, tolerance,
+                     seed, full_batches=full_batches)
+    probes = [(ROWS, [prober.height // 2]), (COLUMNS, [prober.width // 2])]
+    changed = prober.run(probes)
+    found = []
+    for field, shape, layer_changed in zip(fields, prober.feature_shapes, changed):
+        reason = None
+        if tuple(shape) != tuple(field.feature_shape):
+            reason = f'it is for a {tuple(field.feature_shape)} feature map, the network gives {tuple(shape)}'
+        for number, (axis, (line,)) in enumerate(probes if reason is None else ()):
+            holds = (field.recfield[..., axis] <= line) & (line < field.recfield[..., axis + 2])
+            moved, what = layer_changed[number], ('row', 'column')[axis]
+            if (moved & ~holds).any():
+                reason = f'lighting image {what} {line} changes {int((moved & ~holds).sum())} feature pixels outside it'
+            elif moved.sum() < AGREEMENT * holds.sum():
+                reason = (f'lighting image {what} {line} changes {int(moved.sum())} of the {int(holds.sum())} feature '
+                          'pixels whose boxes hold it')
+            if reason is not None:
+                break
+        found.append(reason)
+    return found
 
 
 def takes_layers_keyword(forward_func):

@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from activations import TopActivations
+from recfield import ReceptiveField
 from conftest import build_session, layer_lines, probe_image_counts, run_script, tf1
 from shard_fixtures import (BOX_DESCRIPTIONS, BOX_IMSHAPE, BOX_LAYERS, BOX_VALUE_RANGE, box_filter_args,
                             box_filter_images, box_filter_maps, open_box_filter_dataset, open_box_filter_model)
@@ -326,7 +327,9 @@ def test_fields_in_the_cache_are_not_measured_again(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert layer_lines(printed) == BOX_DESCRIPTIONS and cached == measured
     assert re.search(r'^receptive fields: 2 layers, 0 probe images, [\d.]+ s$', printed, re.MULTILINE)
-    assert later.forward_func.batch_sizes == [4]  # one pass that checks the feature-map sizes, no probes
+    # The check of the cached fields (recfield.disagreements), no measuring: its 3 references, then the middle row
+    # and column lit on each of the 4 trials, 8 images in batches of 4.
+    assert later.forward_func.batch_sizes == [4] * 5
     only_pool = pipeline.measure_receptive_fields(fingerprinted_model(), [1], cache=cache)
     assert only_pool == {1: measured[1]} and probe_image_counts(capsys.readouterr().out) == [(1, 0)]
 
@@ -369,8 +372,8 @@ def test_a_cached_field_of_another_feature_map_size_is_measured_again(tmp_path, 
     capsys.readouterr()
     with caplog.at_level(logging.WARNING, logger='utils.pipeline'):
         again = pipeline.measure_receptive_fields(fingerprinted_model(), cache=cache)
-    assert ('the cached receptive field of conv/Relu:0 is for a (6, 6) feature map, the network gives (12, 12); '
-            f'measuring it again (cache entry {cache.path(conv_key)}).') in caplog.text
+    assert ('the cached receptive field of conv/Relu:0 does not fit the network: it is for a (6, 6) feature map, the '
+            f'network gives (12, 12); measuring it again (cache entry {cache.path(conv_key)}).') in caplog.text
     assert again == measured and probe_image_counts(capsys.readouterr().out)[0][1] > 0
     assert cache.load(conv_key) == measured[0]  # stored again, right
     # Only that layer was measured again: the pool layer's field came from the cache.
@@ -381,6 +384,27 @@ def test_a_cached_field_of_another_feature_map_size_is_measured_again(tmp_path, 
         [model.layers[index].name for index in indices]) or real_probe(model, indices))
     pipeline.measure_receptive_fields(fingerprinted_model(), cache=cache)
     assert layers_probed == [['conv/Relu:0']] and cache.load(pool_key) == measured[1]
+
+
+@pytest.mark.parametrize('planted, reason', [
+    ('whole image', 'lighting image row 6 changes 36 of the 144 feature pixels whose boxes hold it'),
+    ('one pixel', 'lighting image row 6 changes 24 feature pixels outside it'),  # rows 5 and 7
+])
+def test_a_cached_field_that_probes_contradict_is_measured_again(tmp_path, capsys, caplog, planted, reason):
+    # Entries are found by their key; a planted one (whole-image boxes, or 1-pixel ones) was used as it was.
+    cache = RecfieldCache(str(tmp_path / 'cache'))
+    measured = pipeline.measure_receptive_fields(fingerprinted_model(), cache=cache)
+    conv_key = RecfieldCache.key('box filter', 'conv/Relu:0', BOX_IMSHAPE[1:], BOX_VALUE_RANGE)
+    rows, columns = np.mgrid[:12, :12]
+    whole = np.broadcast_to(np.array([0, 0, 12, 12]), (12, 12, 4))
+    boxes = whole if planted == 'whole image' else np.stack([rows, columns, rows + 1, columns + 1], -1)
+    cache.save(conv_key, ReceptiveField.from_arrays(boxes, (12, 12)))
+    capsys.readouterr()
+    with caplog.at_level(logging.WARNING, logger='utils.pipeline'):
+        again = pipeline.measure_receptive_fields(fingerprinted_model(), cache=cache)
+    assert (f'the cached receptive field of conv/Relu:0 does not fit the network: {reason}; measuring it again'
+            in caplog.text)
+    assert again == measured and cache.load(conv_key) == measured[0]
 
 
 def test_a_model_without_a_fingerprint_caches_nothing(tmp_path, capsys):

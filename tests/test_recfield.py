@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from conftest import tf1
 from recfield import (COLUMNS, ROWS, ReceptiveField, _band_factors, _block_probes, _decode_layer, _edge_lines,
-                      _EdgeSearch, _plan_axis, _unique_rows, measure_receptive_fields)
+                      _EdgeSearch, _plan_axis, _unique_rows, disagreements, measure_receptive_fields)
 from utils.closed_form import VGG16_TABLE, boxes_from_dependencies, chain_dependencies, chain_geometry
 
 
@@ -957,3 +957,14 @@ def test_a_channels_first_map_is_warned_about(caplog):
     with caplog.at_level(logging.WARNING, logger='recfield'):  # the same map the right way round: no warning
         ReceptiveField([4, 16, 16, 1], lambda batch: np.transpose(channels_first(batch), (0, 2, 3, 1)))
     assert 'channels-first' not in caplog.text
+
+
+def test_a_dilated_kernels_own_field_agrees_with_it():
+    # A 3x3 kernel of dilation 2 reads every other line of its 5x5 box: a lit middle line changes only some of the
+    # pixels whose boxes hold it, and the field must agree all the same.
+    def dilated(batch):
+        padded = np.pad(batch[..., 0], ((0, 0), (2, 2), (2, 2)))
+        return sum(padded[:, dy:dy + 16, dx:dx + 16] for dy in (0, 2, 4) for dx in (0, 2, 4))[..., None]
+    field = ReceptiveField([4, 16, 16, 1], dilated)
+    assert field.size == (5, 5)
+    assert disagreements([4, 16, 16, 1], lambda batch: [dilated(batch)], [field]) == [None]

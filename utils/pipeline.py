@@ -335,7 +335,7 @@ def measure_receptive_fields(model, indices=None, cache=None, print_lines=True):
     fields = {index: cache.load(key) for index, key in keys.items()}
     fields = {index: field for index, field in fields.items() if field is not None}
     if fields:
-        fields = _fitting_the_network(model, fields, {index: cache.path(keys[index]) for index in fields})
+        fields = _agreeing(model, fields, {index: cache.path(keys[index]) for index in fields})
     missing = [index for index in indices if index not in fields]
     num_probe_images = 0
     if missing:
@@ -380,24 +380,19 @@ def _cache_keys(model, indices):
             for index in indices}
 
 
-def _fitting_the_network(model, fields, entries):
-    """The cached `fields` whose feature-map sizes are those the network gives now (one forward pass checks);
-    each other one is warned about with its cache entry (`entries`: the files by layer index), to be measured
-    again.
-    """
+def _agreeing(model, fields, entries):
+    """The cached `fields` that agree with the network now (`recfield.disagreements`: their feature-map sizes, and
+    a probe of the image's middle row and column); each other one is warned about with its cache entry
+    (`entries`: the files by layer index), to be measured again."""
     indices = list(fields)
-    low, high = model.value_range
-    batch = np.full(model.imshape, (low + high) / 2, np.float32)
-    maps = model.forward_func_for(indices)(batch)
-    fitting = {}
-    for index, feature_map in zip(indices, maps):
-        if tuple(np.shape(feature_map)[1:3]) == tuple(fields[index].feature_shape):
-            fitting[index] = fields[index]
-        else:
-            logger.warning('the cached receptive field of %s is for a %s feature map, the network gives %s; '
-                           'measuring it again (cache entry %s).', model.layers[index].name,
-                           fields[index].feature_shape, tuple(np.shape(feature_map)[1:3]), entries[index])
-    return fitting
+    reasons = recfield.disagreements(model.imshape, model.probe_forward_func(indices),
+                                     [fields[index] for index in indices], value_range=model.value_range,
+                                     full_batches=not model.any_batch_size)
+    for index, reason in zip(indices, reasons):
+        if reason is not None:
+            logger.warning('the cached receptive field of %s does not fit the network: %s; measuring it again '
+                           '(cache entry %s).', model.layers[index].name, reason, entries[index])
+    return {index: fields[index] for index, reason in zip(indices, reasons) if reason is None}
 
 
 def draw(model, fields, trackers, out_dir, num_channels, tensorboard_dir=None, dataset=None, heatmap=False):
