@@ -107,6 +107,18 @@ def test_a_large_file_that_is_not_an_image_is_never_read_whole(tmp_path, monkeyp
     assert read == []
 
 
+def test_a_huge_file_behind_a_small_images_header_is_never_read_whole(tmp_path, monkeypatch):
+    path = str(tmp_path / 'disguised.png')
+    write_png_claiming(path, 100, 100)  # a valid header for 10,000 pixels ...
+    with open(path, 'r+b') as stream:  # ... then 40 GB (sparse: no disk space)
+        stream.truncate(40 << 30)
+    read = []
+    monkeypatch.setattr(np, 'fromfile', lambda path, *args: read.append(path))
+    with pytest.raises(images.UnusableImage, match=r'^42949672960 bytes, more than any encoding of 100x100 pixels'):
+        images.image_size(path)
+    assert images.read_image(path) is None and read == []
+
+
 def test_images_list_takes_relative_and_absolute_paths_in_its_order(tmp_path, caplog):
     image_paths, _ = write_mixed_images_dir(str(tmp_path / 'photos'))
     elsewhere = tmp_path / 'elsewhere.png'

@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 
 # --max_image_pixels: larger images are skipped unread (a 30000x30000 PNG of 875 KB decodes to 2.7 GB).
 MAX_IMAGE_PIXELS = 100_000_000
+# A file larger than this for its pixels is not an image (whatever its header says): 4 channels of float64, and
+# room for metadata (EXIF, ICC profiles, thumbnails).
+MAX_BYTES_PER_PIXEL, MAX_METADATA_BYTES = 32, 64 << 20
 # The formats OpenCV decodes whose headers Pillow reads, by Pillow's names.
 DECODED_FORMATS = ('JPEG', 'MPO', 'PNG', 'BMP', 'TIFF', 'WEBP', 'PPM', 'GIF', 'JPEG2000', 'AVIF', 'SUN')
 EXIF_ORIENTATION = 0x0112
@@ -116,7 +119,8 @@ def image_size(path, max_pixels=MAX_IMAGE_PIXELS):
 
     Raises:
         UnusableImage: not a regular file (a FIFO or device would block: never opened), not an image of those
-            formats, or more than `max_pixels` pixels.
+            formats, larger than any encoding of its pixels (`MAX_BYTES_PER_PIXEL`), or more than `max_pixels`
+            pixels.
     """
     if not os.path.isfile(path):
         raise UnusableImage('unreadable', 'not a regular file')
@@ -133,6 +137,9 @@ def image_size(path, max_pixels=MAX_IMAGE_PIXELS):
         height, width = width, height
     if height * width > max_pixels:
         raise UnusableImage('too large', f'{height}x{width}')
+    size = os.path.getsize(path)
+    if size > MAX_BYTES_PER_PIXEL * height * width + MAX_METADATA_BYTES:  # decoding reads the file whole
+        raise UnusableImage('unreadable', f'{size} bytes, more than any encoding of {height}x{width} pixels takes')
     return height, width
 
 
