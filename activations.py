@@ -14,8 +14,8 @@ import zipfile
 
 import numpy as np
 
-from utils.files import atomic_write, open_npz
-from utils.montage import crop_column, full_column
+from utils.base.files import atomic_write, open_npz
+from utils.pictures.montage import crop_column, full_column
 
 
 class TopActivations:
@@ -62,7 +62,7 @@ class TopActivations:
             features: the layer's feature maps `[batch, feat_h, feat_w, channels]`.
             indices: global image indices of the batch; by default they continue from the previous batch.
             maxima: the maps' maxima `[batch, channels]` where the network computed them already
-                (`utils.tf_runtime.channel_maxima`), or None to compute them here; they must be the exact maxima.
+                (`utils.models.tf_session.channel_maxima`), or None to compute them here; they must be the exact maxima.
                 Coordinates always come from `features`, for the images that enter a top list only.
 
         Returns:

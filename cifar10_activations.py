@@ -24,14 +24,16 @@ import os
 import sys
 import tempfile
 
-import utils.ctrl_c  # noqa: F401 (first: Ctrl-C while TensorFlow loads ends quietly)
-from utils import cifar10_input, cifar10_model, cli, pipeline, shards
-from utils.tf_runtime import session_forward_funcs
+import utils.base.ctrl_c  # noqa: F401 (first: Ctrl-C while TensorFlow loads ends quietly)
+from utils.core import pipeline
+from utils.examples import cifar10, cifar10_input
+from utils.running import cli, shards
+from utils.models.tf_session import session_forward_funcs
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    cli.add_common_arguments(parser, cifar10_model.DEFAULT_LAYERS,
+    cli.add_common_arguments(parser, cifar10.DEFAULT_LAYERS,
                              os.path.join(tempfile.gettempdir(), 'cifar10_activations'), default_batch_size=128)
     cli.add_activation_arguments(parser)
     parser.add_argument('--data_dir', default=cifar10_input.DEFAULT_DATA_DIR,
@@ -39,23 +41,23 @@ def parse_args(argv):
     parser.add_argument('--batches', type=cli.positive_int, default=390,
                         help='batches of training images to run, at most as many as the data holds (default: '
                              '%(default)s: 49920 of the 50000 images, in batches of 128)')
-    cifar10_model.add_arguments(parser, 'folder of the checkpoints written by utils/cifar10_train.py')
+    cifar10.add_arguments(parser, 'folder of the checkpoints written by utils/cifar10_train.py')
     return cli.parse_args(parser, argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     if shards.requested(args):  # one shard of the batches, or all of them on Dask: the same steps, spread out
-        return shards.run(cifar10_model.EXAMPLE, args)
-    session, images_ph = cifar10_model.build_session(args.batch_size, args.cifar10_dir)
+        return shards.run(cifar10.EXAMPLE, args)
+    session, images_ph = cifar10.build_session(args.batch_size, args.cifar10_dir)
     layers = cli.prepare_layers(session.graph, images_ph, args)
     if layers is None:  # --print_all_names
         return 0
     dataset = cifar10_input.open_dataset(args)
-    cifar10_model.restore_checkpoint(session, args.train_dir)
+    cifar10.restore_checkpoint(session, args.train_dir)
     # forward_func: session.run of the layers; maxima_forward_func: the same with each channel's maxima, for the scan.
     forward_func, maxima_forward_func = session_forward_funcs(session, images_ph, layers)
-    with pipeline.Model(forward_func, layers, images_ph.shape.as_list(), cifar10_model.VALUE_RANGE,
+    with pipeline.Model(forward_func, layers, images_ph.shape.as_list(), cifar10.VALUE_RANGE,
                         close=session.close, maxima_forward_func=maxima_forward_func) as model:
         fields = pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args))
         trackers = pipeline.scan(model, dataset, args.num_samples)

@@ -19,27 +19,29 @@ import os
 import sys
 import tempfile
 
-import utils.ctrl_c  # noqa: F401 (first: Ctrl-C while TensorFlow loads ends quietly)
-from utils import cifar10_model, cli, pipeline
+import utils.base.ctrl_c  # noqa: F401 (first: Ctrl-C while TensorFlow loads ends quietly)
+from utils.core import pipeline
+from utils.examples import cifar10
+from utils.running import cli
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    cli.add_common_arguments(parser, cifar10_model.DEFAULT_LAYERS,
+    cli.add_common_arguments(parser, cifar10.DEFAULT_LAYERS,
                              os.path.join(tempfile.gettempdir(), 'cifar10_recfield'), default_batch_size=128)
-    cifar10_model.add_arguments(parser, 'folder of checkpoints to use if there is one; not needed, fresh weights '
+    cifar10.add_arguments(parser, 'folder of checkpoints to use if there is one; not needed, fresh weights '
                                         'give the same receptive fields')
     return cli.parse_args(parser, argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    session, images_ph = cifar10_model.build_session(args.batch_size, args.cifar10_dir)
+    session, images_ph = cifar10.build_session(args.batch_size, args.cifar10_dir)
     layers = cli.prepare_layers(session.graph, images_ph, args)
     if layers is not None:  # else --print_all_names printed the layers
         forward_func = lambda x, layers=layers: session.run(layers, feed_dict={images_ph: x})  # noqa: E731
-        model = pipeline.Model(forward_func, layers, images_ph.shape.as_list(), cifar10_model.VALUE_RANGE)
-        cifar10_model.restore_checkpoint(session, args.train_dir, required=False)  # fresh weights if none
+        model = pipeline.Model(forward_func, layers, images_ph.shape.as_list(), cifar10.VALUE_RANGE)
+        cifar10.restore_checkpoint(session, args.train_dir, required=False)  # fresh weights if none
         fields = pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args))
         pipeline.draw_receptive_fields(model, fields, args.out_dir)
     session.close()

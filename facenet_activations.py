@@ -1,6 +1,6 @@
 """Which faces make FaceNet's channels fire the most: the FaceNet example on LFW.
 
-Runs LFW face images through a trained FaceNet (Inception-ResNet-v1; see utils/facenet.py), keeps for every
+Runs LFW face images through a trained FaceNet (Inception-ResNet-v1; see utils/examples/facenet.py), keeps for every
 channel of every --layers layer the --num_samples faces it fires on the most, measures each layer's
 receptive field, and draws the first --num_channels channels that fire. It writes per layer
 
@@ -20,9 +20,11 @@ import os
 import sys
 import tempfile
 
-import utils.ctrl_c  # noqa: F401 (first: Ctrl-C while TensorFlow loads ends quietly)
-from utils import cli, facenet, pipeline, shards
-from utils.tf_runtime import session_forward_funcs
+import utils.base.ctrl_c  # noqa: F401 (first: Ctrl-C while TensorFlow loads ends quietly)
+from utils.core import pipeline
+from utils.examples import facenet
+from utils.running import cli, shards
+from utils.models.tf_session import session_forward_funcs
 
 
 def parse_args(argv):

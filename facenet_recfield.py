@@ -1,6 +1,6 @@
 """Receptive fields of FaceNet's layers, measured by probing the network: the FaceNet example.
 
-For every --layers layer of a trained FaceNet (Inception-ResNet-v1; see utils/facenet.py) on 160x160 input,
+For every --layers layer of a trained FaceNet (Inception-ResNet-v1; see utils/examples/facenet.py) on 160x160 input,
 with BatchNorm in inference mode (phase_train False), measures which input pixels each feature pixel
 depends on, prints
 
@@ -20,8 +20,10 @@ import os
 import sys
 import tempfile
 
-import utils.ctrl_c  # noqa: F401 (first: Ctrl-C while TensorFlow loads ends quietly)
-from utils import cli, facenet, pipeline
+import utils.base.ctrl_c  # noqa: F401 (first: Ctrl-C while TensorFlow loads ends quietly)
+from utils.core import pipeline
+from utils.examples import facenet
+from utils.running import cli
 
 
 def parse_args(argv):

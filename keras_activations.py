@@ -21,8 +21,10 @@ import os
 import sys
 import tempfile
 
-import utils.ctrl_c  # noqa: F401 (first: Ctrl-C while TensorFlow loads ends quietly)
-from utils import cli, keras_model, pipeline, shards
+import utils.base.ctrl_c  # noqa: F401 (first: Ctrl-C while TensorFlow loads ends quietly)
+from utils.core import pipeline
+from utils.models import keras_file
+from utils.running import cli, shards
 
 
 def parse_args(argv):
@@ -32,19 +34,19 @@ def parse_args(argv):
     cli.add_activation_arguments(parser)
     cli.add_image_files_arguments(parser, 'the images to run through the model: every readable image under this '
                                           'folder (this or --images_list is required unless --print_all_names)')
-    keras_model.add_arguments(parser)
+    keras_file.add_arguments(parser)
     return cli.parse_args(parser, argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     if args.print_all_names:
-        return keras_model.print_all_names(args)
+        return keras_file.print_all_names(args)
     if shards.requested(args):  # one shard of the images, or all of them on Dask: the same steps, spread out
-        return shards.run(keras_model.EXAMPLE, args)
+        return shards.run(keras_file.EXAMPLE, args)
     # The model's forward_func is a compiled sub-model on the chosen layers' outputs, in inference mode.
-    model = keras_model.open_model(args)
-    dataset = keras_model.open_dataset(args, model)
+    model = keras_file.open_model(args)
+    dataset = keras_file.open_dataset(args, model)
     cli.ensure_output_dirs(args)  # once the model, layers and images are known to be good
     fields = pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args))
     trackers = pipeline.scan(model, dataset, args.num_samples)

@@ -17,13 +17,15 @@ import os
 import sys
 import tempfile
 
-import utils.ctrl_c  # noqa: F401 (first: Ctrl-C while TensorFlow loads ends quietly)
-from utils import cli, keras_model, pipeline
+import utils.base.ctrl_c  # noqa: F401 (first: Ctrl-C while TensorFlow loads ends quietly)
+from utils.core import pipeline
+from utils.models import keras_file
+from utils.running import cli
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    keras_model.add_arguments(parser)
+    keras_file.add_arguments(parser)
     cli.add_common_arguments(parser, 'the last layer of each resolution, at most five',
                              os.path.join(tempfile.gettempdir(), 'keras_recfield'))
     return cli.parse_args(parser, argv)
@@ -32,8 +34,8 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     if args.print_all_names:
-        return keras_model.print_all_names(args)
-    model = keras_model.open_model(args)
+        return keras_file.print_all_names(args)
+    model = keras_file.open_model(args)
     cli.ensure_output_dirs(args)  # once the model and layers are known to be good
     pipeline.draw_receptive_fields(model, pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args)),
                                    args.out_dir)

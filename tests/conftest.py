@@ -27,7 +27,7 @@ import utils  # noqa: E402,F401,I100 (its TensorFlow settings, before TensorFlow
 import tensorflow as tf  # noqa: E402,I100
 
 from recfield import ReceptiveField  # noqa: E402
-from utils.pipeline import shard_bounds  # noqa: E402
+from utils.core.pipeline import shard_bounds  # noqa: E402
 
 tf1 = tf.compat.v1
 
@@ -71,7 +71,7 @@ def read_batches(dataset, start=0, stop=None):
 
 
 def assert_shards_read_like_the_whole(dataset, num_shards):
-    """The shards of a `utils.pipeline.Dataset`, read one after another, give the batches of one whole read.
+    """The shards of a `utils.core.pipeline.Dataset`, read one after another, give the batches of one whole read.
 
     Also checks what every `read` must keep: each image in the batch of `index // batch_size`, inputs as
     float32 and display images as uint8, one of each per index.
@@ -216,8 +216,8 @@ def write_sparse_file(path, size):
 
 @pytest.fixture
 def decoded_paths(monkeypatch):
-    """The paths `utils.images.read_image` decodes while the test runs, in the order it starts them (a list)."""
-    from utils import images
+    """The paths `utils.data.images.read_image` decodes while the test runs, in the order it starts them (a list)."""
+    from utils.data import images
 
     decoded, real_read_image = [], images.read_image
 
@@ -231,8 +231,8 @@ def decoded_paths(monkeypatch):
 
 @contextlib.contextmanager
 def folder_locked_by_another_process(folder):
-    """A process that takes `folder` for a run (`utils.files.lock_folder`) and holds it until the block ends."""
-    code = ('import sys; sys.path.insert(0, sys.argv[2]); from utils import files; files.lock_folder(sys.argv[1]); '
+    """A process that takes `folder` for a run (`utils.base.files.lock_folder`) and holds it until the block ends."""
+    code = ('import sys; sys.path.insert(0, sys.argv[2]); from utils.base import files; files.lock_folder(sys.argv[1]); '
             'print("locked", flush=True); sys.stdin.read()')
     holder = subprocess.Popen([sys.executable, '-c', code, str(folder), REPO], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from utils import lfw
+from utils.examples import lfw
 
 tf1 = tf.compat.v1
 CHANNELS = 16  # enough that a probe is never masked by every channel at once

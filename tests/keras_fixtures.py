@@ -1,5 +1,5 @@
-"""Small Keras 3 models saved as users save them, for `utils/keras_model.py` and the keras_*.py scripts, with the
-receptive fields their architectures give in closed form (`utils.closed_form`).
+"""Small Keras 3 models saved as users save them, for `utils/models/keras_file.py` and the keras_*.py scripts, with the
+receptive fields their architectures give in closed form (`utils.benchmarks.closed_form`).
 
 The models (`keras_models`, built and saved once per session; seeded weights):
 - `sequential`: 32x32 RGB -> conv1 (3x3 SAME, ReLU) -> pool1 (2x2 max) -> conv2 (3x3 VALID) -> bn (moving
@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 from recfield import ReceptiveField
-from utils.closed_form import boxes_from_dependencies, chain_dependencies
-from utils.pictures import describe_layer
+from utils.benchmarks.closed_form import boxes_from_dependencies, chain_dependencies
+from utils.pictures.drawing import describe_layer
 
 IMAGE_SIZE = 32  # the input size of the sequential, residual and lambda models
 FREE_SIZE = (23, 32)  # the --image_size the tests give the free-size model: SAME pads an odd size otherwise
@@ -156,7 +156,7 @@ def photos_dir(tmp_path_factory):
 # -- the closed form ----------------------------------------------------------------------------------------
 
 def conv(kernel, stride=1, padding='SAME', dilation=1):
-    """A layer for `utils.closed_form.chain_dependencies`."""
+    """A layer for `utils.benchmarks.closed_form.chain_dependencies`."""
     return dict(kernel=kernel, stride=stride, padding=padding, dilation=dilation)
 
 

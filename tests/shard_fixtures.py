@@ -19,9 +19,11 @@ import numpy as np
 import pytest
 
 from conftest import run_script
-from utils import merge_activations, pipeline, vgg16
-from utils.cli import run_main
-from utils.recfield_cache import default_dir as default_cache_dir
+from utils import merge_activations
+from utils.core import pipeline
+from utils.examples import vgg16
+from utils.running.cli import run_main
+from utils.core.recfield_cache import default_dir as default_cache_dir
 
 LAYERS = [vgg16.relu_tensor_name(1, 2), vgg16.relu_tensor_name(3, 3)]
 FLAGS = ['--max_images', '12', '--image_size', '64', '--layers', ','.join(LAYERS), '--num_samples', '3',
@@ -135,7 +137,7 @@ BOX_FILTER_EXAMPLE = pipeline.Example('box_filter', open_box_filter_model, open_
 
 
 def box_filter_args(out_dir, **flags):
-    """The flags an `*_activations.py` script would parse for the box-filter example (`utils.shards.run`)."""
+    """The flags an `*_activations.py` script would parse for the box-filter example (`utils.running.shards.run`)."""
     values = dict(num_images=10, batch_size=4, num_samples=3, num_channels=0, layers=[layer.name for layer in
                   BOX_LAYERS], out_dir=str(out_dir), tensorboard_dir=None, print_all_names=False, num_shards=None,
                   shard_index=None, dask_scheduler=None, dask_workers=None, recfield_cache=default_cache_dir(),

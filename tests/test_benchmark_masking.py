@@ -1,9 +1,10 @@
-"""Tests of utils/benchmark_masking.py: a small run for real, and its check failing."""
+"""Tests of utils/benchmarks/benchmark_masking.py: a small run for real, and its check failing."""
 
 import numpy as np
 
 from recfield import ReceptiveField
-from utils import benchmark_masking, cli
+from utils.benchmarks import benchmark_masking
+from utils.running import cli
 
 
 def table_rows(text):

@@ -1,9 +1,10 @@
-"""Tests of utils/benchmark_recfield.py: a run on a small input, its closed-form boxes and its check."""
+"""Tests of utils/benchmarks/benchmark_recfield.py: a run on a small input, its closed-form boxes and its check."""
 
 import numpy as np
 import pytest
 
-from utils import benchmark_recfield, cli
+from utils.benchmarks import benchmark_recfield
+from utils.running import cli
 
 
 def test_main_measures_both_ways_and_checks_them(capsys):

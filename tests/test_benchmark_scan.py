@@ -1,4 +1,4 @@
-"""Tests of utils/benchmark_scan.py: a run on tiny sizes, and its check of equal work."""
+"""Tests of utils/benchmarks/benchmark_scan.py: a run on tiny sizes, and its check of equal work."""
 
 import re
 
@@ -7,7 +7,7 @@ import pytest
 
 from activations import Activations, TopActivations
 from conftest import run_script
-from utils import benchmark_scan
+from utils.benchmarks import benchmark_scan
 
 
 def table_rows(table):
@@ -34,7 +34,7 @@ def test_benchmark_times_the_four_modes_and_checks_their_images():
 
 @pytest.mark.slow
 def test_script_prints_the_table():
-    result = run_script('utils/benchmark_scan.py', '--num_batches', '1', '--batch_size', '4')
+    result = run_script('utils/benchmarks/benchmark_scan.py', '--num_batches', '1', '--batch_size', '4')
     assert result.returncode == 0, result.stderr
     assert len(table_rows(result.stdout)) == 4 and '1 batches of 4 random' in result.stdout
 
@@ -73,5 +73,5 @@ def test_per_channel_trackers_keeping_more_images_fail_the_check(monkeypatch):
     monkeypatch.setattr(benchmark_scan, 'Activations', lambda num_samples: Activations(num_samples + 1))
     with pytest.raises(benchmark_scan.CheckFailed, match=r'\(b\) and \(c\) differ on conv1/conv1:0 channel 0: firings'):
         benchmark_scan.benchmark(num_batches=1, batch_size=4, num_samples=2)
-    # A ValueError: the command line ends with its message (utils.cli.run_main).
+    # A ValueError: the command line ends with its message (utils.running.cli.run_main).
     assert issubclass(benchmark_scan.CheckFailed, ValueError)

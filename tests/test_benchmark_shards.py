@@ -1,8 +1,8 @@
-"""Tests of utils/benchmark_shards.py: a run on a few small tiles (slow), and its checks."""
+"""Tests of utils/benchmarks/benchmark_shards.py: a run on a few small tiles (slow), and its checks."""
 
 import pytest
 
-from utils import benchmark_shards
+from utils.benchmarks import benchmark_shards
 
 
 @pytest.mark.slow

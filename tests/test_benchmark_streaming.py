@@ -1,4 +1,4 @@
-"""Tests of utils/benchmark_streaming.py: a run on tiny photos, its photos, and how it measures a run's memory."""
+"""Tests of utils/benchmarks/benchmark_streaming.py: a run on tiny photos, its photos, and how it measures a run's memory."""
 
 import logging
 import os
@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from conftest import run_script
-from utils import benchmark_streaming, images, progress
-from utils.prefetch import num_threads
+from utils.base import progress
+from utils.benchmarks import benchmark_streaming
+from utils.data import images
+from utils.base.prefetch import num_threads
 
 # Tiny sizes: batches of 2, so that shard 9 of 10 over 12 photos is their last batch.
 TINY = dict(small=6, large=12, photo_size=(64, 48), keras_size=32, vgg16_size=32, throughput_photos=12,
@@ -92,7 +94,7 @@ def test_benchmark_prints_every_row_and_goal(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_script_prints_the_table():
-    result = run_script('utils/benchmark_streaming.py', *TINY_FLAGS)
+    result = run_script('utils/benchmarks/benchmark_streaming.py', *TINY_FLAGS)
     assert result.returncode == 0, result.stderr
     check_table(result.stdout)
 
@@ -146,7 +148,7 @@ def test_run_measured_and_memory_runs_refuse_what_they_cannot_measure():
     probed = ['-c', 'print("receptive fields: 3 layers, 10 probe images, 0.2 s"); print("scan: 1 images, 0.1 s")']
     with pytest.raises(benchmark_streaming.CheckFailed, match='run over 1 photos probed receptive fields'):
         benchmark_streaming.memory_runs([('run', 1, probed)])
-    assert issubclass(benchmark_streaming.CheckFailed, ValueError)  # utils.cli.run_main prints it as `error:`
+    assert issubclass(benchmark_streaming.CheckFailed, ValueError)  # utils.running.cli.run_main prints it as `error:`
 
 
 def test_decoding_threads_sets_the_worker_threads_of_the_image_reader(tmp_path):

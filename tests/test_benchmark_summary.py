@@ -1,8 +1,9 @@
-"""Tests of utils/benchmark_summary.py: the large-image part for real on a small image, the parts in order."""
+"""Tests of utils/benchmarks/benchmark_summary.py: the large-image part for real on a small image, the parts in order."""
 
 import pytest
 
-from utils import benchmark_recfield, benchmark_summary, cli
+from utils.benchmarks import benchmark_recfield, benchmark_summary
+from utils.running import cli
 
 
 def test_large_image_fields_are_measured_and_checked_against_the_closed_form():

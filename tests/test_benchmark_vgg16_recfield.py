@@ -1,10 +1,12 @@
-"""Tests of utils/benchmark_vgg16_recfield.py: a run at 32 pixels on two shallow layers, and its check."""
+"""Tests of utils/benchmarks/benchmark_vgg16_recfield.py: a run at 32 pixels on two shallow layers, and its check."""
 
 import numpy as np
 import pytest
 
 from recfield import ReceptiveField
-from utils import benchmark_vgg16_recfield, cli, vgg16
+from utils.benchmarks import benchmark_vgg16_recfield
+from utils.examples import vgg16
+from utils.running import cli
 
 CONV1_2, CONV2_2, CONV3_3 = (vgg16.relu_tensor_name(block, index) for block, index in ((1, 2), (2, 2), (3, 3)))
 

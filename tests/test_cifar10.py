@@ -22,11 +22,13 @@ import tensorflow as tf
 import cifar10_activations
 import cifar10_recfield
 from conftest import layer_lines, probe_image_counts, run_script
-from utils import cifar10_input, cifar10_model, cifar10_train, pipeline
-from utils.cifar10_input import BATCHES_DIR, TRAIN_FILES
-from utils.cli import run_main
-from utils.layers import file_stem
-from utils.load import checkpoint_files
+from utils import cifar10_train
+from utils.core import pipeline
+from utils.examples import cifar10, cifar10_input
+from utils.examples.cifar10_input import BATCHES_DIR, TRAIN_FILES
+from utils.running.cli import run_main
+from utils.base.layer_names import file_stem
+from utils.models.tf_load import checkpoint_files
 
 tf1 = tf.compat.v1
 LINE = re.compile(r'^(\S+) feature map is of shape (\d+x\d+x\d+) and has receptive field (.+)$')
@@ -66,10 +68,10 @@ def trained(cifar10_train_dir, cifar10_data):
 def test_network_has_the_tutorial_names_shapes_and_variables():
     graph = tf.Graph()
     with graph.as_default():
-        logits = cifar10_model.inference(tf1.placeholder(tf.float32, [2, 24, 24, 3]))
-        total_loss = cifar10_model.loss(logits, tf.constant([1, 2]))
+        logits = cifar10.inference(tf1.placeholder(tf.float32, [2, 24, 24, 3]))
+        total_loss = cifar10.loss(logits, tf.constant([1, 2]))
         variables = {variable.op.name: tuple(variable.shape) for variable in tf1.global_variables()}
-        weight_decay = [term.op.name for term in tf1.get_collection(cifar10_model.LOSSES)]
+        weight_decay = [term.op.name for term in tf1.get_collection(cifar10.LOSSES)]
     assert logits.name == 'softmax_linear/softmax_linear:0' and total_loss.name == 'total_loss:0'
     assert {name: tuple(graph.get_tensor_by_name(name).shape) for name in SHAPES} == SHAPES
     assert variables == {
@@ -115,7 +117,7 @@ def brute_force_features(train_dir, crops):
     graph = tf.Graph()
     with graph.as_default():
         images_ph = tf1.placeholder(tf.float32, [BATCH_SIZE, CROP, CROP, 3])
-        cifar10_model.inference(images_ph)
+        cifar10.inference(images_ph)
         layers = [graph.get_tensor_by_name(name) for name in BOXES]
         session = tf1.Session(graph=graph)
         tf1.train.Saver().restore(session, tf1.train.latest_checkpoint(train_dir))
@@ -217,7 +219,7 @@ def test_activations_pictures_match_brute_force(trained, tmp_path):
 # -- open_model: the example's model as the pipeline opens it ---------------------------------------------
 
 def example_flags(train_dir, data_dir, **flags):
-    """The flags of cifar10_activations.py that `cifar10_model.open_model` and `cifar10_input.open_dataset` read."""
+    """The flags of cifar10_activations.py that `cifar10.open_model` and `cifar10_input.open_dataset` read."""
     defaults = dict(train_dir=train_dir, data_dir=data_dir, cifar10_dir=None, batch_size=BATCH_SIZE, batches=1,
                     layers=[','.join(BOXES)])
     return argparse.Namespace(**{**defaults, **flags})
@@ -226,9 +228,9 @@ def example_flags(train_dir, data_dir, **flags):
 def test_model_runs_the_latest_checkpoint(trained):
     train_dir, data_dir, _, images = trained
     flags = example_flags(train_dir, data_dir)
-    with cifar10_model.open_model(flags) as model:
+    with cifar10.open_model(flags) as model:
         assert model.layers == [pipeline.Layer('conv1/conv1:0', 64), pipeline.Layer('conv2/conv2:0', 64)]
-        assert model.imshape == [BATCH_SIZE, CROP, CROP, 3] and model.value_range == cifar10_model.VALUE_RANGE
+        assert model.imshape == [BATCH_SIZE, CROP, CROP, 3] and model.value_range == cifar10.VALUE_RANGE
         latest = tf1.train.latest_checkpoint(train_dir)
         assert latest.endswith(f'model.ckpt-{TRAIN_STEPS}')
         assert model.model_id == pipeline.model_id('cifar10', checkpoint_files(latest))
@@ -242,12 +244,12 @@ def test_model_runs_the_latest_checkpoint(trained):
         np.testing.assert_allclose(conv2, expected['conv2/conv2:0'], rtol=1e-4, atol=1e-4)
     with pytest.raises(RuntimeError):  # closed with the with-block
         model.run(inputs)
-    assert cifar10_model.EXAMPLE == pipeline.Example('cifar10', cifar10_model.open_model, cifar10_input.open_dataset)
+    assert cifar10.EXAMPLE == pipeline.Example('cifar10', cifar10.open_model, cifar10_input.open_dataset)
 
 
 def test_model_without_a_checkpoint_names_the_training_command(trained, tmp_path):
     with pytest.raises(FileNotFoundError, match='no checkpoint in .*utils/cifar10_train.py'):
-        cifar10_model.open_model(example_flags(str(tmp_path), trained[1]))
+        cifar10.open_model(example_flags(str(tmp_path), trained[1]))
 
 
 # -- cifar10_recfield.py --------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""utils/cifar10_input.py: the input pipeline against numpy, the example's dataset, file checks, and the
+"""utils/examples/cifar10_input.py: the input pipeline against numpy, the example's dataset, file checks, and the
 download against a real HTTP server on 127.0.0.1 serving generated archives."""
 
 import argparse
@@ -10,8 +10,8 @@ import pytest
 
 from cifar10_fixtures import full_dataset_archive
 from conftest import assert_shards_read_like_the_whole, make_tar, send_bytes, send_half_then_hang_up
-from utils import cifar10_input
-from utils.cifar10_input import BATCHES_DIR, RECORD_BYTES, TEST_FILES, TRAIN_FILES
+from utils.examples import cifar10_input
+from utils.examples.cifar10_input import BATCHES_DIR, RECORD_BYTES, TEST_FILES, TRAIN_FILES
 
 
 def standardize(crops):

@@ -1,4 +1,4 @@
-"""Tests of `utils/cli.py`: the common flags, finding the layers, and bad input turned into a one-line error
+"""Tests of `utils/running/cli.py`: the common flags, finding the layers, and bad input turned into a one-line error
 with exit code 2."""
 
 import argparse
@@ -13,7 +13,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO, tf1
-from utils import cli, progress
+from utils.base import progress
+from utils.running import cli
 
 
 def parser_with_all_flags():
@@ -144,7 +145,7 @@ def test_ctrl_c_while_a_script_starts_is_one_line_and_exit_status_130(script):
 
 
 def test_importing_the_ctrl_c_module_outside_a_script_changes_nothing():
-    from utils import ctrl_c
+    from utils.base import ctrl_c
 
     assert signal.getsignal(signal.SIGINT) is not ctrl_c._end_quietly
     ctrl_c.restore()  # nothing to give back
@@ -163,14 +164,14 @@ def test_quiet_leaves_results_and_errors_only(monkeypatch):
 
 
 def test_a_layer_named_twice_is_kept_once_with_a_warning(caplog):
-    with caplog.at_level(logging.WARNING, logger='utils.cli'):
+    with caplog.at_level(logging.WARNING, logger='utils.running.cli'):
         assert cli.layer_names(['conv1,conv2', 'conv1', 'conv2,conv3']) == ['conv1', 'conv2', 'conv3']
     assert '--layers names conv1 (and 1 more) more than once; each layer is drawn once.' in caplog.text
 
 
 @pytest.mark.parametrize('flags, shown', [([], True), (['--quiet'], False), (['--logging_level', 'ERROR'], False)])
 def test_opencvs_own_warnings_follow_the_logging_level(flags, shown):
-    code = ('import argparse, sys; sys.path.insert(0, sys.argv[1]); import cv2; from utils import cli; '
+    code = ('import argparse, sys; sys.path.insert(0, sys.argv[1]); import cv2; from utils.running import cli; '
             'parser = argparse.ArgumentParser(); cli.add_logging_arguments(parser); '
             'cli.parse_args(parser, sys.argv[2:]); '
             'cv2.imread("/no/such/picture.png")')  # OpenCV writes a [ WARN:...] line about the missing file

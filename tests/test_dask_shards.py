@@ -1,4 +1,4 @@
-"""Shards as Dask tasks (`utils/dask_shards.py`) on a `LocalCluster` of 2 worker processes on 127.0.0.1.
+"""Shards as Dask tasks (`utils/running/dask_shards.py`) on a `LocalCluster` of 2 worker processes on 127.0.0.1.
 
 The merged states must equal those of a single process (`shard_fixtures.vgg16_scans`), also when the worker
 running a task is killed in the middle of it: the scheduler runs the task again on a worker that is alive.
@@ -18,10 +18,11 @@ from distributed import LocalCluster
 import vgg16_activations
 from conftest import layer_lines, run_script
 from shard_fixtures import FLAGS, LAYERS, assert_same_state, shard_state_paths
-from utils import dask_shards, vgg16
-from utils.cli import run_main
-from utils.states import ShardState, state_path
-from utils.tf_runtime import session_config, thread_counts
+from utils.examples import vgg16
+from utils.running import dask_shards
+from utils.running.cli import run_main
+from utils.core.states import ShardState, state_path
+from utils.models.tf_session import session_config, thread_counts
 
 pytestmark = pytest.mark.slow
 WAIT_S = 60  # every wait is bounded

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import make_tar, make_zip, run_script, send_bytes, send_half_then_hang_up, send_without_length
 from utils import download as download_script
-from utils.cli import run_main
+from utils.running.cli import run_main
 from utils.download import download, extract_tar
 
 ARCHIVE = make_tar({'dataset/a.bin': b'a' * 5000, 'dataset/b.bin': b'b' * 300})

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import make_zip, run_script, send_bytes, send_without_length
 from utils import download_from_gdrive as gdrive
-from utils.cli import run_main
+from utils.running.cli import run_main
 
 FILE_ID = '0B5MzpY9kBtDVZ2RpVDYwWmxoSUk'
 CONTENT = make_zip({'20180402-114759/model.pb': bytes(range(256)) * 4000})  # a model.zip of about 1 MB

@@ -22,11 +22,12 @@ import facenet_activations
 import facenet_recfield
 from conftest import assert_shards_read_like_the_whole, layer_lines, run_script, tf1
 from facenet_fixtures import CHANNELS, PAIRS_ORDER, build_small_facenet
-from utils import facenet, lfw, pipeline
-from utils.cli import run_main
-from utils.closed_form import boxes_from_dependencies, chain_dependencies
-from utils.layers import file_stem
-from utils.pictures import describe_layer
+from utils.core import pipeline
+from utils.examples import facenet, lfw
+from utils.running.cli import run_main
+from utils.benchmarks.closed_form import boxes_from_dependencies, chain_dependencies
+from utils.base.layer_names import file_stem
+from utils.pictures.drawing import describe_layer
 
 BATCH_SIZE = 4
 
@@ -294,7 +295,7 @@ def test_model_and_lfw_found_under_facenet_dir(small_facenet_path, lfw_folder, t
     assert all(name in names for name in facenet.DEFAULT_LAYERS)
 
     layer = facenet.DEFAULT_LAYERS[0]
-    with caplog.at_level(logging.INFO, logger='utils.lfw'):
+    with caplog.at_level(logging.INFO, logger='utils.examples.lfw'):
         assert run_main(facenet_activations.main,
                         common + ['--lfw_dir', 'lfw', '--layers', layer, '--num_samples', '2']) == 0
     assert f'2 images for the pairs of {facenet_dir / "data" / "pairs.txt"}' in caplog.text

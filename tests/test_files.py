@@ -1,4 +1,4 @@
-"""utils.files: atomic_write all or nothing, ensure_writable_dir, and open_npz refusing files whose headers lie
+"""utils.base.files: atomic_write all or nothing, ensure_writable_dir, and open_npz refusing files whose headers lie
 before numpy allocates what they declare."""
 
 import errno
@@ -14,8 +14,8 @@ import pytest
 
 from conftest import (REPO, arrays_read, folder_locked_by_another_process, set_zip_directory_field,
                       write_npz_with_a_lying_header)
-from utils import files
-from utils.files import atomic_write, ensure_writable_dir, open_npz
+from utils.base import files
+from utils.base.files import atomic_write, ensure_writable_dir, open_npz
 
 
 def test_writes_and_leaves_no_temporary_file(tmp_path):
@@ -165,7 +165,7 @@ def test_a_folder_another_process_writes_into_is_refused_until_it_ends(tmp_path)
     files.lock_folder(str(tmp_path))
     files.lock_folder(str(tmp_path))  # this process holds it already: nothing to do
     assert os.listdir(tmp_path) == []  # the lock adds no file
-    holder = subprocess.Popen([sys.executable, '-c', 'import sys; sys.path.insert(0, sys.argv[2]); from utils import '
+    holder = subprocess.Popen([sys.executable, '-c', 'import sys; sys.path.insert(0, sys.argv[2]); from utils.base import '
                                'files; files.lock_folder(sys.argv[1])', str(tmp_path), REPO],
                               stderr=subprocess.PIPE, text=True)
     assert holder.wait() == 1 and 'another run is writing into' in holder.stderr.read()
@@ -182,7 +182,7 @@ def test_temporary_files_of_killed_runs_are_removed_with_a_warning(tmp_path, cap
     hour_ago = time.time() - 3600
     for name in ('.tmp-old.jpg', '.tmp-extract-old'):
         os.utime(tmp_path / name, (hour_ago, hour_ago))
-    with caplog.at_level(logging.WARNING, logger='utils.files'):
+    with caplog.at_level(logging.WARNING, logger='utils.base.files'):
         assert files.remove_stale_temporaries(str(tmp_path)) == ['.tmp-extract-old', '.tmp-old.jpg']
     assert sorted(os.listdir(tmp_path)) == ['.tmp-young.npz', 'photo.jpg']  # a run may be writing this one now
     assert f'removed 2 temporary files that interrupted runs left in {tmp_path} (first: .tmp-extract-old)' \

@@ -1,4 +1,4 @@
-"""Tests of `utils/gallery.py` and the heatmaps: `activations.json` against the tracker's arrays, the montage
+"""Tests of `utils/pictures/gallery.py` and the heatmaps: `activations.json` against the tracker's arrays, the montage
 layout the page cuts its patches from, heatmaps, and the page itself in headless Chromium (Debian's `chromium`
 and `chromium-driver`; skipped where they are missing, failed under CI). The run is the box-filter example of
 `shard_fixtures`, in numpy: no TensorFlow session."""
@@ -21,11 +21,12 @@ import vgg16_activations
 from activations import TopActivations
 from conftest import grid_field
 from shard_fixtures import BOX_FILTER_EXAMPLE, box_filter_args, merge, open_box_filter_dataset, open_box_filter_model
-from utils import pipeline, shards
-from utils.gallery import montage_layout
-from utils.montage import BORDER, column_caption, crop_column, full_column, layer_pictures
-from utils.pictures import heatmap_centres, overlay_heatmap
-from utils.states import state_path
+from utils.core import pipeline
+from utils.running import shards
+from utils.pictures.gallery import montage_layout
+from utils.pictures.montage import BORDER, column_caption, crop_column, full_column, layer_pictures
+from utils.pictures.drawing import heatmap_centres, overlay_heatmap
+from utils.core.states import state_path
 
 NUM_SAMPLES = 3
 CHROMIUM, CHROMEDRIVER = '/usr/bin/chromium', '/usr/bin/chromedriver'

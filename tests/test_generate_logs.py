@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from cifar10_fixtures import CIFAR10_OPS
 from conftest import run_script, tf1
 from utils import generate_logs
-from utils.cli import run_main
+from utils.running.cli import run_main
 
 REMINDER = 'operation "my/op" outputs the tensor "my/op:0"'
 TRAINING_OPS = {'labels', 'total_loss', 'global_step'}
@@ -97,7 +97,7 @@ def test_help(capsys):
 
 
 def test_a_frozen_graph_is_written_as_saved_with_its_weights_as_constants(small_facenet_path):
-    # Running a model feeds a frozen graph's weights to variables (utils.load); its picture does not.
+    # Running a model feeds a frozen graph's weights to variables (utils.models.tf_load); its picture does not.
     graph = generate_logs.load_graph(small_facenet_path)
     assert graph.get_operation_by_name('InceptionResnetV1/Conv2d_2b_3x3/weights').type == 'Const'
     assert not [op.name for op in graph.get_operations() if op.name.startswith('fed_weights/')]

@@ -1,4 +1,4 @@
-"""Tests of `utils/images.py`: image folders and lists from their headers, decoding in batches, tiling."""
+"""Tests of `utils/data/images.py`: image folders and lists from their headers, decoding in batches, tiling."""
 
 import contextlib
 import glob
@@ -14,7 +14,7 @@ import pytest
 import PIL.Image
 
 from conftest import write_mixed_images_dir, write_png_claiming, write_sparse_file
-from utils import images
+from utils.data import images
 
 
 def test_skimage_photos_are_bgr_colour_images():
@@ -35,7 +35,7 @@ def test_unknown_skimage_photo_is_a_clear_error():
 
 def test_images_dir_keeps_readable_images_and_counts_the_rest(tmp_path, caplog):
     image_paths, other_paths = write_mixed_images_dir(str(tmp_path))
-    with caplog.at_level(logging.WARNING, logger='utils.images'):
+    with caplog.at_level(logging.WARNING, logger='utils.data.images'):
         files, skipped = images.list_images(str(tmp_path))
     assert [file.path for file in files] == image_paths
     assert [file.name for file in files] == ['grey.png', 'nested/tall.jpg', 'wide.png']
@@ -83,7 +83,7 @@ def test_an_image_whose_header_says_30000x30000_is_skipped_unread(tmp_path, capl
         images.image_size(bomb)
     assert refused.value.kind == 'too large'
     assert images.read_image(bomb) is None
-    with caplog.at_level(logging.WARNING, logger='utils.images'):
+    with caplog.at_level(logging.WARNING, logger='utils.data.images'):
         files, skipped = images.list_images(str(tmp_path))
     assert len(files) == 3 and str(tmp_path / 'large.png') in skipped and bomb in skipped
     assert (f'skipped 2 images under {tmp_path} with more than 100000000 pixels (--max_image_pixels; first: {bomb}, '
@@ -127,7 +127,7 @@ def test_images_list_takes_relative_and_absolute_paths_in_its_order(tmp_path, ca
     list_file.parent.mkdir()
     list_file.write_text('# my selection\n../photos/wide.png\n\n' + f'{elsewhere}\n'
                          '../photos/missing.jpg\n../photos/notes.txt\n../photos/nested/tall.jpg\n')
-    with caplog.at_level(logging.WARNING, logger='utils.images'):
+    with caplog.at_level(logging.WARNING, logger='utils.data.images'):
         files, skipped = images.list_images(images_list=str(list_file))
     assert [file.name for file in files] == ['../photos/wide.png', str(elsewhere), '../photos/nested/tall.jpg']
     assert [os.path.realpath(file.path) for file in files] == [image_paths[2], str(elsewhere), image_paths[1]]
@@ -263,7 +263,7 @@ def test_photo_tiles_of_a_photograph_whose_header_lies_are_left_out(tmp_path, ca
     cv2.imwrite(str(tmp_path / 'a.png'), np.zeros((64, 64, 3), np.uint8))
     write_png_claiming(str(tmp_path / 'b.png'), 64, 64)  # a header, then too few rows to decode
     names, positions, read_tiles = images.load_photo_tiles(str(tmp_path), tile_size=32)
-    with caplog.at_level(logging.WARNING, logger='utils.images'):
+    with caplog.at_level(logging.WARNING, logger='utils.data.images'):
         batches = list(read_tiles(0, len(positions), 8))
     assert np.concatenate([indices for _, indices in batches]).tolist() == list(range(32))  # a.png's tiles
     assert f'skipped the tiles of 1 photographs that cannot be decoded' in caplog.text
@@ -302,7 +302,7 @@ def test_images_dir_skips_a_fifo_without_opening_it(tmp_path, caplog):
     image_paths, other_paths = write_mixed_images_dir(str(tmp_path))
     fifo = str(tmp_path / 'nested' / 'a-fifo.jpg')
     os.mkfifo(fifo)
-    with caplog.at_level(logging.WARNING, logger='utils.images'):
+    with caplog.at_level(logging.WARNING, logger='utils.data.images'):
         files, skipped = list_in_thread(str(tmp_path))
     assert [file.path for file in files] == image_paths
     assert skipped == sorted(other_paths + [fifo])
@@ -323,7 +323,7 @@ def test_images_dir_counts_subfolders_that_cannot_be_listed(tmp_path, caplog, mo
         return real_scandir(path)
 
     monkeypatch.setattr(os, 'scandir', scandir)
-    with caplog.at_level(logging.WARNING, logger='utils.images'):
+    with caplog.at_level(logging.WARNING, logger='utils.data.images'):
         files, skipped = images.list_images(str(tmp_path))
     assert [file.path for file in files] == [path for path in image_paths if not path.startswith(locked)]
     assert skipped[-1] == locked
@@ -335,13 +335,13 @@ def test_images_smaller_than_the_resized_size_are_counted(tmp_path, caplog):
     cv2.imwrite(str(tmp_path / 'dot.png'), np.full((1, 1, 3), 200, np.uint8))
     cv2.imwrite(str(tmp_path / 'large.png'), np.zeros((100, 120, 3), np.uint8))
     cv2.imwrite(str(tmp_path / 'small.png'), np.zeros((20, 30, 3), np.uint8))
-    with caplog.at_level(logging.WARNING, logger='utils.images'):
+    with caplog.at_level(logging.WARNING, logger='utils.data.images'):
         images.list_images(str(tmp_path), shorter_side=64)
     assert [record.getMessage() for record in caplog.records] == [
         f'enlarged 2 of 3 images under {tmp_path} to 64 pixels on their shorter side: they come out blurred, or '
         f'flat if tiny (first: {tmp_path}/dot.png (1x1))']
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger='utils.images'):
+    with caplog.at_level(logging.WARNING, logger='utils.data.images'):
         images.list_images(str(tmp_path), shorter_side=20)
         images.list_images(str(tmp_path))
     [warning] = [record.getMessage() for record in caplog.records]

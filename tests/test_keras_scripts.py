@@ -2,9 +2,9 @@
 (`keras_fixtures`): a Sequential CNN (.keras and legacy .h5), a functional model with a residual add and a
 concatenation, a model with a Lambda layer, one of free input size, and MobileNetV2 at 96x96.
 
-Quick, in this process (`utils.cli.run_main`): `--print_all_names` and bad input (a one-line `error: ...`, exit
+Quick, in this process (`utils.running.cli.run_main`): `--print_all_names` and bad input (a one-line `error: ...`, exit
 status 2, no output folder). Slow, as subprocesses started together (`shard_fixtures.run_scripts_together`): the
-printed receptive fields equal the closed form (`utils.closed_form`), pictures for every layer, shards merged and
+printed receptive fields equal the closed form (`utils.benchmarks.closed_form`), pictures for every layer, shards merged and
 a Dask run drawing the pictures of a single run byte for byte.
 """
 
@@ -25,10 +25,10 @@ from keras_fixtures import (FREE_SIZE, FREE_SIZE_CHANNELS, IMAGE_SIZE, LAMBDA_CH
                             closed_form_fields, closed_form_lines, free_size_reads, mobilenet_v2_reads,
                             residual_reads, sequential_reads)
 from shard_fixtures import merge, run_scripts_together
-from utils import keras_model
-from utils.cli import run_main
-from utils.closed_form import chain_geometry
-from utils.states import ShardState
+from utils.models import keras_file
+from utils.running.cli import run_main
+from utils.benchmarks.closed_form import chain_geometry
+from utils.core.states import ShardState
 
 SCRIPTS = {'keras_activations.py': keras_activations, 'keras_recfield.py': keras_recfield}
 SEQUENTIAL_DEFAULT_LAYERS = ['conv1', 'pool1', 'drop']
@@ -56,7 +56,7 @@ def assert_one_line_error(result, message):
 
 
 def script_flags(path, **flags):
-    """The flags `keras_model.open_model` and `open_dataset` read, as keras_activations.py parses them."""
+    """The flags `keras_file.open_model` and `open_dataset` read, as keras_activations.py parses them."""
     return keras_activations.parse_args(['--model', path, '--batch_size', str(BATCH_SIZE)]
                                         + [f'--{name}={value}' for name, value in flags.items()])
 
@@ -251,10 +251,10 @@ def test_activations_print_the_closed_form_fields_and_draw_every_layer(sequentia
 @pytest.mark.slow
 def test_activations_show_the_photographs_each_channel_fires_on_most(sequential_scans, keras_models, photos_dir):
     out_dir, _ = sequential_scans['single']
-    model = keras_model.load_model(keras_models['sequential'])
-    opened = keras_model.open_model(script_flags(keras_models['sequential']))
+    model = keras_file.load_model(keras_models['sequential'])
+    opened = keras_file.open_model(script_flags(keras_models['sequential']))
     inputs, display, _ = (np.concatenate(parts) for parts in zip(*read_batches(
-        keras_model.open_dataset(script_flags(keras_models['sequential'], images_dir=photos_dir), opened))))
+        keras_file.open_dataset(script_flags(keras_models['sequential'], images_dir=photos_dir), opened))))
     features = keras.Model(model.inputs[0], model.get_layer('pool1').output).predict(inputs, verbose=0)
     firings = features.max(axis=(1, 2))  # [photograph, channel]
     channels = np.flatnonzero(firings.max(axis=0) > 0)[:NUM_CHANNELS]
@@ -373,7 +373,7 @@ def test_a_lambda_model_runs_with_unsafe_load_and_a_warning(recfield_runs):
     # Its default layer is the last at 32x32: the Lambda layer, which doubles a 3x3 convolution.
     conv = closed_form_fields(lambda length: {'double': sequential_reads(length)['conv1']}, IMAGE_SIZE, IMAGE_SIZE)
     assert_recfield_run(recfield_runs['lambda_unsafe'], conv, LAMBDA_CHANNELS, ['double'], (IMAGE_SIZE, IMAGE_SIZE))
-    assert 'WARNING utils.keras_model: --unsafe_load: ' in recfield_runs['lambda_unsafe'][1].stderr
+    assert 'WARNING utils.models.keras_file: --unsafe_load: ' in recfield_runs['lambda_unsafe'][1].stderr
     assert 'may run Python code of its own while it loads; use only files you trust.' in \
         recfield_runs['lambda_unsafe'][1].stderr
 
@@ -420,5 +420,5 @@ def test_mobilenet_v2_print_all_names_lists_its_4d_layers(mobilenet_v2_path, cap
     assert 'block_1_pad (None, 49, 49, 96)' in lines and 'block_16_project_BN (None, 3, 3, 320)' in lines
     assert lines[-1] == 'out_relu (None, 3, 3, 1280)'
     # every layer but the input, the global pooling and the classifier
-    model = keras_model.load_model(mobilenet_v2_path)
+    model = keras_file.load_model(mobilenet_v2_path)
     assert [line.split()[0] for line in lines] == [layer.name for layer in model.layers[1:-2]]

@@ -1,11 +1,11 @@
-"""Tests of `utils/layers.py`: finding `--layers` names in a graph, on a small graph of named layers."""
+"""Tests of `utils/base/layer_names.py`: finding `--layers` names in a graph, on a small graph of named layers."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from conftest import tf1
-from utils.layers import computed_tensors, describe_tensors, file_stem, resolve_layers
+from utils.base.layer_names import computed_tensors, describe_tensors, file_stem, resolve_layers
 
 
 @pytest.fixture(scope='module')

@@ -1,4 +1,4 @@
-"""utils.lfw on a small LFW-style folder: pairs files, image lists, cropping, prewhitening, batches."""
+"""utils.examples.lfw on a small LFW-style folder: pairs files, image lists, cropping, prewhitening, batches."""
 
 import logging
 import os
@@ -8,8 +8,9 @@ import pytest
 
 from conftest import assert_shards_read_like_the_whole
 from facenet_fixtures import PAIRS_ORDER, PEOPLE
-from utils import lfw, pipeline
-from utils.images import read_image
+from utils.core import pipeline
+from utils.examples import lfw
+from utils.data.images import read_image
 
 
 def test_read_pairs_both_formats(lfw_folder):
@@ -50,7 +51,7 @@ def test_pairs_with_missing_images_are_skipped(lfw_folder, tmp_path, caplog):
     lfw_dir, _ = lfw_folder
     pairs_path = tmp_path / 'pairs.txt'
     pairs_path.write_text('Ada_Lovelace\t1\t9\nNobody\t1\tAlan_Turing\t1\nKurt_Godel\t1\t2\n')
-    with caplog.at_level(logging.WARNING, logger='utils.lfw'):
+    with caplog.at_level(logging.WARNING, logger='utils.examples.lfw'):
         paths = lfw.image_paths(lfw_dir, str(pairs_path))
     assert paths == [lfw.image_path(lfw_dir, 'Kurt_Godel', 1), lfw.image_path(lfw_dir, 'Kurt_Godel', 2)]
     assert '2 images' in caplog.text and 'Ada_Lovelace_0009.jpg' in caplog.text
@@ -120,7 +121,7 @@ def write_broken_images(folder):
 def test_unreadable_images_leave_their_batch_short(lfw_folder, tmp_path, caplog):
     paths = lfw.image_paths(lfw_folder[0])[:5]
     broken = write_broken_images(str(tmp_path))
-    with caplog.at_level(logging.WARNING, logger='utils.lfw'):
+    with caplog.at_level(logging.WARNING, logger='utils.examples.lfw'):
         batches = list(lfw.load_batches(paths[:2] + broken + paths[2:], 160, 4))
     # Positions 2 and 3 are unreadable: the first batch has 2 images; nothing moves up from the second.
     assert [list(indices) for _, _, indices in batches] == [[0, 1], [4, 5, 6]]

@@ -1,4 +1,4 @@
-"""utils.load: frozen graphs (their weights fed to variables where a session is given) and checkpoint folders
+"""utils.models.tf_load: frozen graphs (their weights fed to variables where a session is given) and checkpoint folders
 into the default graph, and clear errors for the rest."""
 
 import os
@@ -10,8 +10,8 @@ import tensorflow as tf
 
 from conftest import tf1
 from model_fixtures import INPUT
-from utils.load import FED_CONSTANT_SIZE, checkpoint_files, latest_checkpoint, load_model
-from utils.pipeline import Model
+from utils.models.tf_load import FED_CONSTANT_SIZE, checkpoint_files, latest_checkpoint, load_model
+from utils.core.pipeline import Model
 
 
 def run_output(path):

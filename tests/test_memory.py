@@ -1,4 +1,4 @@
-"""utils.memory: a run that cannot fit in memory is refused before the network runs, with what to lower."""
+"""utils.core.memory: a run that cannot fit in memory is refused before the network runs, with what to lower."""
 
 import argparse
 
@@ -6,9 +6,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import run_script
-from utils import memory
-from utils.cli import find_layers
-from utils.pictures import check_picture_size
+from utils.core import memory
+from utils.running.cli import find_layers
+from utils.pictures.drawing import check_picture_size
 
 tf1 = tf.compat.v1
 MIB = 1 << 20

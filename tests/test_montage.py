@@ -1,4 +1,4 @@
-"""Tests of `utils/montage.py`: columns of full images and crops, tiling with captions, layer pictures.
+"""Tests of `utils/pictures/montage.py`: columns of full images and crops, tiling with captions, layer pictures.
 
 Expected pictures are built independently with numpy slicing; no TensorFlow is needed.
 """
@@ -9,7 +9,7 @@ import pytest
 
 from activations import TopActivations
 from conftest import grid_field
-from utils.montage import crop_column, full_column, layer_pictures, tile_columns
+from utils.pictures.montage import crop_column, full_column, layer_pictures, tile_columns
 
 GREEN = (0, 255, 0)
 

@@ -1,4 +1,4 @@
-"""Tests of `utils/pictures.py`: the printed line, the channels drawn, the picture files. No network needed:
+"""Tests of `utils/pictures/drawing.py`: the printed line, the channels drawn, the picture files. No network needed:
 the layers are `TopActivations` of generated feature maps with receptive fields of chosen boxes."""
 
 import errno
@@ -13,8 +13,8 @@ import pytest
 from activations import TopActivations
 from conftest import grid_field
 from recfield import ReceptiveField
-from utils import pictures
-from utils.pictures import (channels_to_draw, check_picture_size, describe_layer, draw_layers, write_image,
+from utils.pictures import drawing
+from utils.pictures.drawing import (channels_to_draw, check_picture_size, describe_layer, draw_layers, write_image,
                             write_layer_pictures, write_receptive_field_example)
 
 IMAGE_SIZE = 12
@@ -55,7 +55,7 @@ def test_description_when_the_image_hides_the_geometry():
 
 @pytest.mark.parametrize('requested, expected', [(2, [0, 2]), (0, [0, 2, 4]), (3, [0, 2, 4])])
 def test_channels_to_draw_skip_silent_channels(requested, expected, caplog):
-    with caplog.at_level(logging.INFO, logger='utils.pictures'):
+    with caplog.at_level(logging.INFO, logger='utils.pictures.drawing'):
         channels = channels_to_draw(tracker_with_silent_channels(), requested, 'layer')
     assert list(channels) == expected
     assert '2 of the 5 channels of layer never fire' in caplog.text
@@ -63,7 +63,7 @@ def test_channels_to_draw_skip_silent_channels(requested, expected, caplog):
 
 
 def test_asking_for_more_channels_than_fire_warns(caplog):
-    with caplog.at_level(logging.WARNING, logger='utils.pictures'):
+    with caplog.at_level(logging.WARNING, logger='utils.pictures.drawing'):
         channels = channels_to_draw(tracker_with_silent_channels(), 10, 'layer')
     assert list(channels) == [0, 2, 4]
     assert '--num_channels 10 is more than the 3 channels of layer that fire' in caplog.text
@@ -90,7 +90,7 @@ def test_layer_pictures_and_example_files(tmp_path):
 
 
 def test_no_firing_channel_writes_nothing(tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger='utils.pictures'):
+    with caplog.at_level(logging.WARNING, logger='utils.pictures.drawing'):
         assert write_layer_pictures(str(tmp_path), 'layer:0', TopActivations(1), None, []) is None
     assert 'no channel of layer:0 fires' in caplog.text and not os.listdir(tmp_path)
 
@@ -105,7 +105,7 @@ def test_draw_layers_writes_the_pictures_of_every_layer_with_a_firing_channel(tm
     layers = [('net/pool/MaxPool:0', pool_field(), tracker_with_silent_channels()),
               ('net/silent:0', pool_field(), tracker_with_silent_channels(3, silent=(0, 1, 2))),
               ('net/wide:0', pool_field(), tracker_with_silent_channels(4, silent=()))]
-    with caplog.at_level(logging.WARNING, logger='utils.pictures'):
+    with caplog.at_level(logging.WARNING, logger='utils.pictures.drawing'):
         draw_layers(iter(layers), str(tmp_path), num_channels=2)
     assert sorted(os.listdir(tmp_path)) == ['activations.json', 'index.html', 'net-pool-MaxPool0-crop.jpg',
                                             'net-pool-MaxPool0-full.jpg', 'net-wide0-crop.jpg', 'net-wide0-full.jpg']
@@ -122,7 +122,7 @@ def test_draw_layers_writes_the_pictures_of_every_layer_with_a_firing_channel(tm
 
 def test_draw_layers_also_logs_the_pictures_for_tensorboard(tmp_path, caplog):
     logs = tmp_path / 'logs'
-    with caplog.at_level(logging.INFO, logger='utils.pictures'):
+    with caplog.at_level(logging.INFO, logger='utils.pictures.drawing'):
         draw_layers([('net/pool/MaxPool:0', pool_field(), tracker_with_silent_channels())], str(tmp_path), 0,
                     tensorboard_dir=str(logs))
     event_files = glob.glob(str(logs / 'events.out.tfevents.*'))
@@ -141,12 +141,12 @@ def test_pictures_of_an_earlier_run_in_the_folder_are_mentioned(tmp_path, caplog
     layer = ('net/pool/MaxPool:0', pool_field(), tracker_with_silent_channels())
     (tmp_path / 'net-old0-full.jpg').write_bytes(b'from an earlier run')
     (tmp_path / 'notes.txt').write_text('not a picture of this tool')
-    with caplog.at_level(logging.WARNING, logger='utils.pictures'):
+    with caplog.at_level(logging.WARNING, logger='utils.pictures.drawing'):
         draw_layers([layer], str(tmp_path), num_channels=2)
     assert f'pictures of an earlier run stay in {tmp_path}: 1, the first net-old0-full.jpg' in caplog.text
     caplog.clear()
     os.remove(tmp_path / 'net-old0-full.jpg')
-    with caplog.at_level(logging.WARNING, logger='utils.pictures'):
+    with caplog.at_level(logging.WARNING, logger='utils.pictures.drawing'):
         draw_layers([layer], str(tmp_path), num_channels=2)  # drawn again: its own pictures are not older ones
     assert 'earlier run' not in caplog.text
 
@@ -156,14 +156,14 @@ def test_a_run_that_fails_while_drawing_leaves_no_gallery_over_mixed_pictures(tm
               ('net/wide:0', pool_field(), tracker_with_silent_channels(4, silent=()))]
     draw_layers(layers, str(tmp_path), num_channels=2)
     earlier = (tmp_path / 'net-wide0-full.jpg').read_bytes()
-    real_write = pictures.write_image
+    real_write = drawing.write_image
 
     def disk_full_at_the_second_layer(path, image):
         if 'wide' in os.path.basename(path):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
         return real_write(path, image)
 
-    monkeypatch.setattr(pictures, 'write_image', disk_full_at_the_second_layer)
+    monkeypatch.setattr(drawing, 'write_image', disk_full_at_the_second_layer)
     with pytest.raises(OSError, match='No space left on device'):
         draw_layers(layers, str(tmp_path), num_channels=2)
     # The first layer's pictures are new, the second's old: no index.html or activations.json shows them together.

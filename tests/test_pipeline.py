@@ -1,4 +1,4 @@
-"""Tests of `utils/pipeline.py`: models from TensorFlow tensors or from anything else, scans, fields and their
+"""Tests of `utils/core/pipeline.py`: models from TensorFlow tensors or from anything else, scans, fields and their
 cache, pictures.
 
 The pipeline only calls `forward_func`: the box-filter network written in numpy (`shard_fixtures`) must go
@@ -19,11 +19,11 @@ from recfield import ReceptiveField
 from conftest import build_session, layer_lines, probe_image_counts, run_script, tf1
 from shard_fixtures import (BOX_DESCRIPTIONS, BOX_IMSHAPE, BOX_LAYERS, BOX_VALUE_RANGE, box_filter_args,
                             box_filter_images, box_filter_maps, open_box_filter_dataset, open_box_filter_model)
-from utils import pipeline
-from utils.layers import file_stem
-from utils.pipeline import PROBE_BATCH_SIZE, Layer, Model, probe_shape, shard_bounds
-from utils.recfield_cache import RecfieldCache
-from utils.tf_runtime import session_forward_funcs
+from utils.core import pipeline
+from utils.base.layer_names import file_stem
+from utils.core.pipeline import PROBE_BATCH_SIZE, Layer, Model, probe_shape, shard_bounds
+from utils.core.recfield_cache import RecfieldCache
+from utils.models.tf_session import session_forward_funcs
 
 
 def build_box_filter_graph(kernel_size=3):
@@ -185,7 +185,7 @@ def test_scans_of_the_shards_merge_to_the_scan_of_the_whole(tmp_path, num_shards
 
 def test_a_shard_without_batches_is_empty_and_warned_about(tmp_path, caplog):
     model, dataset = numpy_model(), open_box_filter_dataset(box_filter_args(tmp_path, num_images=5))
-    with caplog.at_level(logging.WARNING, logger='utils.pipeline'):
+    with caplog.at_level(logging.WARNING, logger='utils.core.pipeline'):
         trackers = pipeline.scan(model, dataset, 2, 0, 3)  # 2 batches, 3 shards: the first has none
     assert [tracker.num_seen for tracker in trackers] == [0, 0]
     assert 'shard 0 of 3 is empty' in caplog.text
@@ -370,7 +370,7 @@ def test_a_cached_field_of_another_feature_map_size_is_measured_again(tmp_path, 
     conv_key = RecfieldCache.key('box filter', 'conv/Relu:0', BOX_IMSHAPE[1:], BOX_VALUE_RANGE)
     cache.save(conv_key, measured[1])
     capsys.readouterr()
-    with caplog.at_level(logging.WARNING, logger='utils.pipeline'):
+    with caplog.at_level(logging.WARNING, logger='utils.core.pipeline'):
         again = pipeline.measure_receptive_fields(fingerprinted_model(), cache=cache)
     assert ('the cached receptive field of conv/Relu:0 does not fit the network: it is for a (6, 6) feature map, the '
             f'network gives (12, 12); measuring it again (cache entry {cache.path(conv_key)}).') in caplog.text
@@ -400,7 +400,7 @@ def test_a_cached_field_that_probes_contradict_is_measured_again(tmp_path, capsy
     boxes = whole if planted == 'whole image' else np.stack([rows, columns, rows + 1, columns + 1], -1)
     cache.save(conv_key, ReceptiveField.from_arrays(boxes, (12, 12)))
     capsys.readouterr()
-    with caplog.at_level(logging.WARNING, logger='utils.pipeline'):
+    with caplog.at_level(logging.WARNING, logger='utils.core.pipeline'):
         again = pipeline.measure_receptive_fields(fingerprinted_model(), cache=cache)
     assert (f'the cached receptive field of conv/Relu:0 does not fit the network: {reason}; measuring it again'
             in caplog.text)
@@ -434,7 +434,7 @@ def test_the_fingerprint_of_a_graph_is_its_structure_and_weights(network):
 # -- the TensorFlow boundary ------------------------------------------------------------------------------------
 
 def test_the_pipeline_shards_states_and_merge_import_no_tensorflow():
-    code = ('import utils.states, utils.shards, utils.pipeline, utils.pictures, utils.merge_activations, sys; '
+    code = ('import utils.core.states, utils.running.shards, utils.core.pipeline, utils.pictures.drawing, utils.merge_activations, sys; '
             "assert 'tensorflow' not in sys.modules, sorted(name for name in sys.modules if 'tensorflow' in name)")
     result = run_script('-c', code, timeout=120)  # a fresh interpreter, in the repository root
     assert result.returncode == 0, result.stderr

@@ -1,11 +1,11 @@
-"""Tests of `utils/prefetch.py`: work done ahead on threads, handed out in order, bounded."""
+"""Tests of `utils/base/prefetch.py`: work done ahead on threads, handed out in order, bounded."""
 
 import threading
 import time
 
 import pytest
 
-from utils.prefetch import num_threads, ordered_map
+from utils.base.prefetch import num_threads, ordered_map
 
 
 def test_results_come_in_the_items_order_whatever_finishes_first():

@@ -1,4 +1,4 @@
-"""utils.progress: bars redrawn live on a terminal, a line now and then when stderr is a file."""
+"""utils.base.progress: bars redrawn live on a terminal, a line now and then when stderr is a file."""
 
 import os
 import pty
@@ -9,12 +9,12 @@ import sys
 import progressbar
 
 from conftest import REPO
-from utils import progress
+from utils.base import progress
 
 # 200 updates over about 0.4 s, in a process whose stderr is a file, as in a batch job's log.
 BAR_IN_A_LOG = '''
 import time
-from utils import progress
+from utils.base import progress
 progress.LOG_INTERVAL_S = 0.2
 with progress.progress_bar('items ', 200) as bar:
     for item in range(200):
@@ -40,7 +40,8 @@ def test_a_bar_without_a_count_counts_up(monkeypatch):
 # A bar on a terminal, with a log record and a print to stderr while it is live, and a record after it.
 LOGS_DURING_A_BAR = '''
 import logging, sys
-from utils import cli, progress
+from utils.base import progress
+from utils.running import cli
 cli.setup_logging('WARNING')
 logger = logging.getLogger('scan')
 with progress.progress_bar('items ', 3) as bar:

@@ -1,4 +1,4 @@
-"""utils.quiet_tf: scripts show none of TensorFlow's C++ start-up lines, but every error and Python warning."""
+"""utils.base.quiet_tf: scripts show none of TensorFlow's C++ start-up lines, but every error and Python warning."""
 
 import os
 import re
@@ -6,7 +6,7 @@ import re
 import pytest
 
 from conftest import run_script
-from utils.quiet_tf import debug_requested, log_lines_hidden
+from utils.base.quiet_tf import debug_requested, log_lines_hidden
 
 TF_LOG_LINE = re.compile(r'^[IWEF]\d{4} |absl::InitializeLog', re.MULTILINE)
 TF_START_UP = (b'WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n'

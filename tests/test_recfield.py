@@ -1,6 +1,6 @@
 """ReceptiveField against closed-form answers, and stored as arrays (`from_arrays`, `to_arrays`).
 
-The expected boxes come from `utils.closed_form`, the layers' arithmetic written independently of the
+The expected boxes come from `utils.benchmarks.closed_form`, the layers' arithmetic written independently of the
 prober: chains of convolutions and pools, branches, networks that mask probes, and (slow) Keras VGG16 at
 224x224 against the published table.
 """
@@ -14,7 +14,7 @@ import tensorflow as tf
 from conftest import tf1
 from recfield import (COLUMNS, ROWS, ReceptiveField, _band_factors, _block_probes, _decode_layer, _edge_lines,
                       _EdgeSearch, _plan_axis, _unique_rows, disagreements, measure_receptive_fields)
-from utils.closed_form import VGG16_TABLE, boxes_from_dependencies, chain_dependencies, chain_geometry
+from utils.benchmarks.closed_form import VGG16_TABLE, boxes_from_dependencies, chain_dependencies, chain_geometry
 
 
 # -- graphs -------------------------------------------------------------------------------------------------

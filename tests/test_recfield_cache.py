@@ -1,4 +1,4 @@
-"""Tests of `utils/recfield_cache.py`: entries saved and loaded again, and every entry that cannot be trusted
+"""Tests of `utils/core/recfield_cache.py`: entries saved and loaded again, and every entry that cannot be trusted
 (missing, damaged, stored under another key) ignored with a warning rather than reused or fatal.
 
 The pipeline's use of the cache (a second run measures nothing) is tested in `test_pipeline.py`."""
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import arrays_read, grid_field, set_zip_directory_field, write_npz_with_a_lying_header
-from utils import recfield_cache
-from utils.recfield_cache import RecfieldCache
+from utils.core import recfield_cache
+from utils.core.recfield_cache import RecfieldCache
 
 KEY_ARGS = dict(fingerprint='graph sha256:0123', layer_name='conv/Relu:0', image_shape=(12, 12, 1),
                 value_range=(-1.0, 1.0))
@@ -37,7 +37,7 @@ def field():
 
 def warned_about(caplog, path):
     """The warnings logged by the cache that name the file at `path`."""
-    return [record.getMessage() for record in caplog.records if record.name == 'utils.recfield_cache'
+    return [record.getMessage() for record in caplog.records if record.name == 'utils.core.recfield_cache'
             and record.levelno == logging.WARNING and path in record.getMessage()]
 
 
@@ -239,6 +239,6 @@ def test_a_folder_that_cannot_be_written_is_a_warning_not_an_error(tmp_path, key
         cache.save(key, field)
         cache.save(RecfieldCache.key(**{**KEY_ARGS, 'layer_name': 'other:0'}), field)  # warned once, not per layer
         assert cache.load(key) is None
-    assert [record.name for record in caplog.records] == ['utils.recfield_cache']
+    assert [record.name for record in caplog.records] == ['utils.core.recfield_cache']
     assert 'cannot write the receptive-field cache' in caplog.text and str(tmp_path / folder) in caplog.text
     assert (tmp_path / 'a-file').read_bytes() == b'not a folder'

@@ -1,4 +1,4 @@
-"""Tests of `utils/states.py` and `utils/merge_activations.py` without TensorFlow: saving, loading, merging
+"""Tests of `utils/core/states.py` and `utils/merge_activations.py` without TensorFlow: saving, loading, merging
 and drawing the states of the box-filter example (`shard_fixtures`), scanned in shards in this process."""
 
 import logging
@@ -12,9 +12,9 @@ from activations import TopActivations
 from conftest import arrays_read, folder_locked_by_another_process, write_npz_with_a_lying_header
 from shard_fixtures import (BOX_DESCRIPTIONS, BOX_FILTER_EXAMPLE, BOX_LAYERS, assert_same_state, box_filter_args,
                             merge)
-from utils import files
-from utils.shards import Scanner
-from utils.states import RUN_FIELDS, ShardState, merge_states, state_path
+from utils.base import files
+from utils.running.shards import Scanner
+from utils.core.states import RUN_FIELDS, ShardState, merge_states, state_path
 
 CONV, POOL = (layer.name for layer in BOX_LAYERS)
 

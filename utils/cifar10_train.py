@@ -1,4 +1,4 @@
-"""Trains the CIFAR-10 tutorial network (`utils/cifar10_model.py`) and writes checkpoints for the examples.
+"""Trains the CIFAR-10 tutorial network (`utils/examples/cifar10.py`) and writes checkpoints for the examples.
 
 Run from the repository root:
 
@@ -24,10 +24,11 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import progressbar  # noqa: E402
 
-import utils.ctrl_c  # noqa: E402,F401 (first: Ctrl-C while TensorFlow loads ends quietly)
-from utils import cifar10_input, cifar10_model, cli  # noqa: E402
-from utils.progress import progress_bar  # noqa: E402
-from utils.quiet_tf import tf  # noqa: E402
+import utils.base.ctrl_c  # noqa: E402,F401 (first: Ctrl-C while TensorFlow loads ends quietly)
+from utils.examples import cifar10, cifar10_input  # noqa: E402
+from utils.running import cli  # noqa: E402
+from utils.base.progress import progress_bar  # noqa: E402
+from utils.base.quiet_tf import tf  # noqa: E402
 
 tf1 = tf.compat.v1
 logger = logging.getLogger('cifar10_train')
@@ -40,7 +41,7 @@ CHECKPOINT_NAME = 'model.ckpt'
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--train_dir', default=cifar10_model.DEFAULT_TRAIN_DIR,
+    parser.add_argument('--train_dir', default=cifar10.DEFAULT_TRAIN_DIR,
                         help='folder for the checkpoints, created if missing (default: %(default)s)')
     parser.add_argument('--data_dir', default=cifar10_input.DEFAULT_DATA_DIR,
                         help='folder of CIFAR-10 (binary version), downloaded there if missing (default: '
@@ -77,8 +78,8 @@ def build_training_graph(batch_size, num_examples, seed):
                                  name='images')
         labels = tf1.placeholder(tf.int32, [None], name='labels')
         global_step = tf1.train.get_or_create_global_step()
-        logits = cifar10_model.inference(images)
-        total_loss = cifar10_model.loss(logits, labels)
+        logits = cifar10.inference(images)
+        total_loss = cifar10.loss(logits, labels)
         accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1, output_type=tf.int32), labels),
                                           tf.float32))
         decay_steps = max(1, int(num_examples / batch_size * EPOCHS_PER_DECAY))
@@ -150,7 +151,7 @@ def main(argv=None):
                cifar10_input.dataset(paths, args.batch_size, train=True, seed=args.seed).as_numpy_iterator())
     session = tf1.Session(graph=graph)
     try:
-        checkpoint = cifar10_model.restore_checkpoint(session, args.train_dir, required=False)
+        checkpoint = cifar10.restore_checkpoint(session, args.train_dir, required=False)
         if checkpoint:
             logger.info('resuming from %s', checkpoint)
         train(session, tensors, batches, args.max_steps, args.train_dir, args.log_steps, args.save_steps)

@@ -29,9 +29,9 @@ import zlib  # noqa: E402
 import progressbar  # noqa: E402
 import requests  # noqa: E402
 
-from utils import cli  # noqa: E402
-from utils.files import atomic_write  # noqa: E402
-from utils.progress import progress_bar  # noqa: E402
+from utils.running import cli  # noqa: E402
+from utils.base.files import atomic_write  # noqa: E402
+from utils.base.progress import progress_bar  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

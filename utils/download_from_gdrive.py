@@ -27,7 +27,7 @@ import urllib.parse  # noqa: E402
 
 import requests  # noqa: E402
 
-from utils import cli  # noqa: E402
+from utils.running import cli  # noqa: E402
 from utils.download import write_response  # noqa: E402
 
 logger = logging.getLogger('download_from_gdrive')

@@ -4,7 +4,7 @@
     tensorboard --logdir 20170512-110547/logs             # then the Graphs tab of http://localhost:6006
 
 --model is a frozen graph (.pb), a folder with one .meta graph and its checkpoint (FaceNet's model folder),
-or a training folder of utils/cifar10_train.py: that network is rebuilt with utils/cifar10_model.py, as
+or a training folder of utils/cifar10_train.py: that network is rebuilt with utils/examples/cifar10.py, as
 cifar10_activations.py builds it (input placeholder `images`, any batch size), after checking that the
 folder's latest checkpoint holds its variables. The graph goes to a new event file in --logdir. TensorBoard
 shows operations: operation `my/op` outputs the tensor `my/op:0`, the name that --layers takes.
@@ -20,12 +20,13 @@ import logging  # noqa: E402
 import shlex  # noqa: E402
 
 
-import utils.ctrl_c  # noqa: E402,F401 (first: Ctrl-C while TensorFlow loads ends quietly)
-from utils import cifar10_model, cli  # noqa: E402
-from utils.files import ensure_writable_dir  # noqa: E402
-from utils.load import load_model  # noqa: E402
-from utils.quiet_tf import tf  # noqa: E402
-from utils.tensorboard_logs import EventLog  # noqa: E402
+import utils.base.ctrl_c  # noqa: E402,F401 (first: Ctrl-C while TensorFlow loads ends quietly)
+from utils.examples import cifar10  # noqa: E402
+from utils.running import cli  # noqa: E402
+from utils.base.files import ensure_writable_dir  # noqa: E402
+from utils.models.tf_load import load_model  # noqa: E402
+from utils.base.quiet_tf import tf  # noqa: E402
+from utils.pictures.tensorboard_logs import EventLog  # noqa: E402
 
 tf1 = tf.compat.v1
 logger = logging.getLogger('generate_logs')
@@ -43,7 +44,7 @@ def parse_args(argv):
 
 
 def cifar10_graph(folder):
-    """The CIFAR-10 network of `utils.cifar10_model` if `folder`'s latest checkpoint holds its variables.
+    """The CIFAR-10 network of `utils.examples.cifar10` if `folder`'s latest checkpoint holds its variables.
 
     Returns:
         a new `tf.Graph` with the network on a `[None, 24, 24, 3]` placeholder `images`, or None: no
@@ -56,7 +57,7 @@ def cifar10_graph(folder):
         saved = tf1.train.load_checkpoint(checkpoint).get_variable_to_shape_map()
     except (tf.errors.OpError, ValueError):
         return None  # a damaged checkpoint; load_model names the problem
-    session, _ = cifar10_model.build_session(None)
+    session, _ = cifar10.build_session(None)
     session.close()
     with session.graph.as_default():
         needed = {variable.op.name: variable.shape.as_list() for variable in tf1.global_variables()}
@@ -77,7 +78,7 @@ def load_graph(path):
         a `tf.Graph`.
 
     Raises:
-        FileNotFoundError, ValueError: see `utils.load.load_model`.
+        FileNotFoundError, ValueError: see `utils.models.tf_load.load_model`.
     """
     graph = cifar10_graph(path) if os.path.isdir(path) else None
     if graph is None:

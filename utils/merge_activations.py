@@ -4,14 +4,14 @@
     python vgg16_activations.py --num_shards 2 --shard_index 1 --out_dir states
     python utils/merge_activations.py --states states/state-*.npz --out_dir pictures
 
-Reads the states (`utils.states.ShardState`), refuses states that do not belong together (another example,
+Reads the states (`utils.core.states.ShardState`), refuses states that do not belong together (another example,
 model, dataset, batch size, --num_samples or --layers, or the same shard twice) with a one-line error, merges
 them layer by layer, prints each layer's receptive field and writes per layer
 
     <out_dir>/<layer>-full.jpg, <out_dir>/<layer>-crop.jpg   the pictures, as the *_activations.py scripts draw them
     <out_dir>/state-<layer>.npz                              the merged state
 
-and the gallery of them all, <out_dir>/index.html and <out_dir>/activations.json (utils/gallery.py). --heatmap
+and the gallery of them all, <out_dir>/index.html and <out_dir>/activations.json (utils/pictures/gallery.py). --heatmap
 is for single runs: the merge has no model to compute the feature maps with.
 
 It needs neither TensorFlow nor the model: the states carry the receptive fields. The states of some shards
@@ -27,8 +27,9 @@ import argparse  # noqa: E402
 import logging  # noqa: E402
 import tempfile  # noqa: E402
 
-import utils.ctrl_c  # noqa: E402,F401 (first: Ctrl-C while TensorFlow loads ends quietly)
-from utils import cli, states  # noqa: E402
+import utils.base.ctrl_c  # noqa: E402,F401 (first: Ctrl-C while TensorFlow loads ends quietly)
+from utils.core import states  # noqa: E402
+from utils.running import cli  # noqa: E402
 
 logger = logging.getLogger('merge_activations')
 

@@ -1,0 +1,476 @@
+"""The steps every example runs, driven by a forward function: receptive fields, the scan, the pictures.
+
+A `Model` is a function that runs a float32 batch and returns the feature maps of the chosen layers, with
+the layers' names and channel counts; a `Dataset` is an ordered list of images, each with a name that is the
+same on every machine, read in batches. Nothing here imports TensorFlow: a TF1 session, a Keras model or
+anything else plugs in through `forward_func`.
+
+    forward_func = lambda x, layers=layers: session.run(layers, feed_dict={images_ph: x})
+    model = Model(forward_func, layers, imshape, value_range)
+    fields = measure_receptive_fields(model, cache=cache)   # prints one line per layer
+    trackers = scan(model, dataset, num_samples)            # shard 0 of 1: the whole dataset
+    draw(model, fields, trackers, out_dir, num_channels)
+
+A sharded run (`utils.running.shards`) calls the same `scan` for shard I of N.
+"""
+
+import collections
+import contextlib
+import hashlib
+import logging
+import os
+import time
+
+import numpy as np
+
+import recfield
+from activations import TopActivations
+from utils.base.files import digest_files
+from utils.pictures.drawing import check_picture_size, describe_layer, draw_layers, write_receptive_field_example
+from utils.base.progress import progress_bar
+from utils.core.recfield_cache import RecfieldCache
+
+logger = logging.getLogger(__name__)
+
+Layer = collections.namedtuple('Layer', 'name num_channels')
+Layer.__doc__ = 'A chosen layer as the pipeline sees it: its tensor name and its number of channels.'
+
+Example = collections.namedtuple('Example', 'name open_model open_dataset')
+Example.__doc__ = """An example as shards and Dask workers open it from its script's flags: its name,
+`open_model(args)` returning a `Model` of the `--layers`, and `open_dataset(args, model)` returning its `Dataset`
+(module-level functions, so that a Dask task can carry them)."""
+
+
+class Model:
+    """A network as the pipeline runs it.
+
+    Attributes:
+        forward_func: function from a float32 batch `imshape` (or with fewer images) to a list of feature
+            maps `[batch, h, w, channels]`, one per layer. If it takes a keyword `layers`, it is also called
+            with a sublist of the layer objects given here, and must then return only their maps: receptive
+            fields of a shallow layer then run only the part of the network that layer needs.
+        layers: list of `Layer`.
+        imshape: `[batch_size, height, width, channels]` of the receptive-field probe batches.
+        value_range: `(low, high)` of the values the network takes (see `recfield.ReceptiveField`).
+        model_id: what tells two runs of the same model apart from others (`model_id`), or ''.
+        maxima_forward_func: None, or a function from a batch to a list of `(feature map, maxima)`, one per
+            layer: the maps as `forward_func` gives them and their exact maxima `[batch, channels]`, computed by
+            the network (`utils.models.tf_session.channel_maxima`). The scan uses it when given: numpy then reads a map
+            again only where an image enters a channel's top list.
+        any_batch_size: whether `forward_func` takes batches of any size up to `imshape[0]`: receptive-field
+            probes then send a round's last batch short instead of filling it with reference images.
+    """
+
+    def __init__(self, forward_func, layers, imshape, value_range, model_id='', close=None, fingerprint=None,
+                 maxima_forward_func=None, any_batch_size=False):
+        """Args:
+            forward_func, imshape, value_range, model_id, maxima_forward_func, any_batch_size: see the
+                attributes.
+            layers: objects with a `name` and a 4-D `shape` whose last entry is the channel count (TensorFlow
+                tensors, Keras outputs), or `Layer`s; given back to `forward_func` as its `layers` keyword.
+            close: function releasing the model (a session's `close`), called by `close()`.
+            fingerprint: what identifies the network's structure and weights for the receptive-field cache
+                (see `fingerprint()`); by default that of the layers' TensorFlow graph, if they have one.
+
+        Raises:
+            ValueError: a layer whose channel count is unknown.
+        """
+        self._fingerprint = fingerprint
+        self.forward_func = forward_func
+        self._layer_objects = list(layers)
+        self.layers = [layer if isinstance(layer, Layer) else _as_layer(layer) for layer in self._layer_objects]
+        self.imshape = list(imshape)
+        self.value_range = tuple(value_range)
+        self.model_id = model_id
+        self.maxima_forward_func = maxima_forward_func
+        self.any_batch_size = any_batch_size
+        self._close = close
+        self._selects_layers = recfield.takes_layers_keyword(forward_func)
+
+    @property
+    def layer_names(self):
+        return [layer.name for layer in self.layers]
+
+    def run(self, batch):
+        """All layers' feature maps of a batch, checked: a list of arrays `[len(batch), h, w, channels]`.
+
+        Raises:
+            ValueError: `forward_func` returned something else.
+        """
+        maps = self.forward_func(batch)
+        if not isinstance(maps, (list, tuple)) or len(maps) != len(self.layers):
+            raise ValueError(f'forward_func returned {recfield.what_came_back(maps)}; it must return a list of '
+                             f'{len(self.layers)} feature maps, one per layer, e.g. lambda x: session.run(layers, '
+                             'feed_dict={images: x}).')
+        return [self._checked_map(layer, feature_map, len(batch), 'forward_func')
+                for layer, feature_map in zip(self.layers, maps)]
+
+    def run_with_maxima(self, batch):
+        """All layers' `(feature map, maxima)` of a batch from `maxima_forward_func`, checked.
+
+        Raises:
+            ValueError: `maxima_forward_func` returned something else.
+        """
+        pairs = self.maxima_forward_func(batch)
+        if not isinstance(pairs, (list, tuple)) or len(pairs) != len(self.layers):
+            raise ValueError(f'maxima_forward_func must return a list of {len(self.layers)} (feature map, maxima) '
+                             'pairs, one per layer.')
+        checked = []
+        for layer, (feature_map, maxima) in zip(self.layers, pairs):
+            maxima = np.asarray(maxima)
+            if maxima.shape != (len(batch), layer.num_channels):
+                raise ValueError(f'maxima_forward_func returned maxima of shape {maxima.shape} for {layer.name}; '
+                                 f'expected [{len(batch)}, {layer.num_channels}].')
+            checked.append((self._checked_map(layer, feature_map, len(batch), 'maxima_forward_func'), maxima))
+        return checked
+
+    @staticmethod
+    def _checked_map(layer, feature_map, batch_size, function):
+        feature_map = np.asarray(feature_map)
+        if feature_map.ndim != 4 or feature_map.shape[0] != batch_size or feature_map.shape[3] != layer.num_channels:
+            raise ValueError(f'{function} returned a map of shape {feature_map.shape} for {layer.name}; '
+                             f'expected [{batch_size}, height, width, {layer.num_channels}].')
+        return feature_map
+
+    def forward_func_for(self, indices):
+        """A forward function returning the maps of the layers `indices` only, in that order."""
+        if self._selects_layers:
+            chosen = [self._layer_objects[index] for index in indices]
+            return lambda batch: self.forward_func(batch, layers=chosen)
+
+        def pick(batch):
+            maps = self.forward_func(batch)
+            return [maps[index] for index in indices]
+        return pick
+
+    def probe_forward_func(self, indices):
+        """The forward function `recfield.measure_receptive_fields` takes for the layers `indices`: it returns
+        their maps, or with a keyword `layers` (positions in `indices`) only those, so that probes serving
+        shallow layers only do not run the deep ones."""
+        def forward(batch, layers=range(len(indices))):
+            return self.forward_func_for([indices[position] for position in layers])(batch)
+        return forward
+
+    def fingerprint(self):
+        """A SHA-256 of what the receptive fields depend on, or None when it is not known (no caching).
+
+        Unless given to the constructor: the layers' TensorFlow graph (`graph.as_graph_def()`, serialised
+        deterministically): its structure, and the weights it holds as constants or, where they are fed to
+        variables, their digest (`utils.models.tf_session.FedWeights`: VGG16's graph, frozen graphs), so that a changed
+        graph never reuses a field measured on another. Variables restored from a checkpoint are not part of it
+        (see `utils.core.recfield_cache`).
+        """
+        if self._fingerprint is None:
+            graph = getattr(self._layer_objects[0], 'graph', None)
+            if graph is None or not hasattr(graph, 'as_graph_def'):
+                return None
+            graph_def = graph.as_graph_def()
+            # What the tool adds for the chosen layers is left out: any choice of layers of one network hits.
+            network = [node for node in graph_def.node if not node.name.startswith(TOOL_SCOPE)]
+            del graph_def.node[:]
+            graph_def.node.extend(network)
+            self._fingerprint = 'graph sha256:' + hashlib.sha256(graph_def.SerializeToString(deterministic=True)
+                                                                 ).hexdigest()
+        return self._fingerprint
+
+    def close(self):
+        if self._close is not None:
+            self._close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+# Name scope of the ops the tool adds to a TensorFlow graph for the chosen layers (their channels' maxima,
+# `utils.models.tf_session.session_forward_funcs`): not part of the network, so not of its fingerprint.
+TOOL_SCOPE = 'strongest_conv_activations/'
+PROBE_BATCH_SIZE = 16  # probe images per forward call, whatever batch size the scan uses: memory stays small
+
+
+def probe_shape(batch_size, height, width, channels=3):
+    """`Model.imshape` for a network that takes batches of any size: `[min(batch_size, PROBE_BATCH_SIZE),
+    height, width, channels]` (a large scan batch would make every probe batch as large)."""
+    return [min(int(batch_size), PROBE_BATCH_SIZE), int(height), int(width), int(channels)]
+
+
+def model_id(example, paths):
+    """`<example> <file names> sha256:<first 16 hex digits>`, over the contents of `paths` in order.
+
+    The same model files give the same id on every machine (`Model.model_id`).
+    """
+    return f'{example} {"+".join(os.path.basename(path) for path in paths)} sha256:{digest_files(paths)[:16]}'
+
+
+def _as_layer(tensor):
+    shape = tuple(tensor.shape)
+    channels = shape[-1] if len(shape) == 4 else None
+    if channels is None:
+        raise ValueError(f'layer {tensor.name} has shape {shape}; a layer must be a feature map [batch, height, '
+                         'width, channels] with a known number of channels.')
+    return Layer(str(tensor.name), int(channels))
+
+
+class Dataset:
+    """An ordered list of images, read in batches.
+
+    Attributes:
+        ids: a name per image, in dataset order, the same on every machine (`photo.jpg:y=0,x=64`,
+            `data_batch_2.bin:17`, `Name/Name_0001.jpg`).
+        batch_size: images per batch.
+    """
+
+    def __init__(self, ids, batch_size, read):
+        """Args:
+            ids, batch_size: see the attributes.
+            read: function `(start, stop)` yielding `(network_inputs, display_images, indices)` for the images
+                `start` (a multiple of `batch_size`) to `stop`: float32 inputs, uint8 BGR images for the
+                pictures, and their dataset indices. Every image must be in the batch of `index //
+                batch_size` (unreadable images may leave a batch short), so that any shard sees the same
+                batches as a whole scan.
+        """
+        self.ids, self.batch_size, self.read = list(ids), int(batch_size), read
+
+    def __len__(self):
+        return len(self.ids)
+
+
+def numbered(batches, start=0):
+    """`(inputs, display_images)` batches with the dataset indices of their images, counting from `start`."""
+    for inputs, display_images in batches:
+        yield inputs, display_images, np.arange(start, start + len(display_images))
+        start += len(display_images)
+
+
+@contextlib.contextmanager
+def closed_on_error(session):
+    """Closes `session` (anything with `close`) if the block raises: for functions that open a `Model`."""
+    try:
+        yield
+    except BaseException:
+        session.close()
+        raise
+
+
+def shard_bounds(num_images, batch_size, num_shards, shard_index):
+    """The images of one shard: `[start, stop)` of the dataset indices.
+
+    Shards are contiguous runs of whole batches (the last batch of the dataset may be short), as equal in
+    length as whole batches allow; shards beyond the number of batches are empty.
+    """
+    num_batches = -(-num_images // batch_size)
+    first, last = (num_batches * shard_index // num_shards, num_batches * (shard_index + 1) // num_shards)
+    return min(first * batch_size, num_images), min(last * batch_size, num_images)
+
+
+def scan(model, dataset, num_samples, shard_index=0, num_shards=1, print_line=True):
+    """Runs shard `shard_index` of `num_shards` of the dataset (by default all of it) through the model, and
+    prints `scan: <n> images, <t> s` (unless `print_line` is False: on a Dask worker the client prints it).
+
+    Returns:
+        list of `activations.TopActivations`, one per layer, tracking all its channels, with the images'
+        dataset indices.
+    """
+    check_picture_size(num_samples, model.imshape[1])  # before the long run, not after it
+    start, stop = shard_bounds(len(dataset), dataset.batch_size, num_shards, shard_index)
+    if start == stop:
+        logger.warning('shard %d of %d is empty: the dataset has fewer batches (%d images in batches of %d) '
+                       'than shards.', shard_index, num_shards, len(dataset), dataset.batch_size)
+    started = time.perf_counter()
+    trackers = track_top_activations(model, dataset.read(start, stop), num_samples,
+                                     num_batches=-(-(stop - start) // dataset.batch_size), first_index=start)
+    if print_line:
+        print(f'scan: {trackers[0].num_seen if trackers else 0} images, {time.perf_counter() - started:.1f} s',
+              flush=True)
+    return trackers
+
+
+def track_top_activations(model, batches, num_samples, num_batches=None, first_index=0):
+    """Keeps each channel's strongest images, for every layer; one `maxima_forward_func` call per batch where
+    the model has one, else one `forward_func` call.
+
+    Args:
+        model: a `Model`.
+        batches: iterable of `(network_inputs, display_images)` or `(network_inputs, display_images,
+            indices)` (the images' indices in the whole dataset; without them they count from `first_index`).
+        num_samples: images kept per channel.
+        num_batches: length of `batches`, for the progress bar (None: unknown).
+        first_index: see `activations.TopActivations`.
+
+    Returns:
+        list of `activations.TopActivations`, one per layer.
+    """
+    trackers = [TopActivations(num_samples, first_index) for _ in model.layers]
+    with progress_bar('top activations (batches) ', num_batches) as bar:
+        for number, (inputs, display_images, *indices) in enumerate(batches, start=1):
+            if model.maxima_forward_func is None:
+                for tracker, feature_map in zip(trackers, model.run(inputs)):
+                    tracker.update(display_images, feature_map, *indices)
+            else:
+                for tracker, (feature_map, maxima) in zip(trackers, model.run_with_maxima(inputs)):
+                    tracker.update(display_images, feature_map, *indices, maxima=maxima)
+            bar.update(number)
+    return trackers
+
+
+def measure_receptive_fields(model, indices=None, cache=None, print_lines=True):
+    """Measures the layers' receptive fields from one set of probes, then prints one line per layer and
+    `receptive fields: <n> layers, <p> probe images, <t> s`.
+
+    Args:
+        model: a `Model`.
+        indices: the layers to measure (default: all).
+        cache: a `utils.core.recfield_cache.RecfieldCache`, or None: fields found there are not measured again,
+            and measured ones are stored (needs `model.fingerprint()`).
+        print_lines: print the lines (False on a Dask worker: the client prints them).
+
+    Returns:
+        dict from layer index to `recfield.ReceptiveField`, in the order of `indices`.
+    """
+    indices = list(range(len(model.layers)) if indices is None else indices)
+    started = time.perf_counter()
+    keys = _cache_keys(model, indices) if cache is not None else {}
+    fields = {index: cache.load(key) for index, key in keys.items()}
+    fields = {index: field for index, field in fields.items() if field is not None}
+    if fields:
+        fields = _agreeing(model, fields, {index: cache.path(keys[index]) for index in fields})
+    missing = [index for index in indices if index not in fields]
+    num_probe_images = 0
+    if missing:
+        measured = _probe(model, missing)
+        num_probe_images = measured[0].num_probe_images
+        for index, field in zip(missing, measured):
+            fields[index] = field
+            if index in keys:
+                cache.save(keys[index], field)
+    for index in indices if print_lines else ():
+        print(describe_layer(model.layers[index].name, fields[index], model.layers[index].num_channels), flush=True)
+    if print_lines:
+        print(f'receptive fields: {len(indices)} layer{"s" if len(indices) != 1 else ""}, {num_probe_images} probe '
+              f'images, {time.perf_counter() - started:.1f} s', flush=True)
+    return {index: fields[index] for index in indices}
+
+
+def _probe(model, indices):
+    """Measures the fields of the layers `indices` together (`recfield.measure_receptive_fields`)."""
+    what = model.layers[indices[0]].name if len(indices) == 1 else f'{len(indices)} layers'
+    # The number of probes depends on the receptive fields, unknown in advance: count the images run (probe
+    # images, and the references they are compared with, which the summary line's count leaves out).
+    with progress_bar(f'receptive fields of {what} (images run) ') as bar:
+        probe_forward_func = model.probe_forward_func(indices)
+
+        def forward(batch, layers=range(len(indices))):
+            feature_maps = probe_forward_func(batch, layers=layers)
+            bar.update(bar.value + len(batch))
+            return feature_maps
+        return recfield.measure_receptive_fields(model.imshape, forward, len(indices), value_range=model.value_range,
+                                                 layer_names=[model.layers[index].name for index in indices],
+                                                 full_batches=not model.any_batch_size)
+
+
+def _cache_keys(model, indices):
+    """`{index: cache key}` of the layers, or {} when the model has no fingerprint."""
+    fingerprint = model.fingerprint()
+    if fingerprint is None:
+        logger.info('the model has no fingerprint; its receptive fields are not cached.')
+        return {}
+    return {index: RecfieldCache.key(fingerprint, model.layers[index].name, model.imshape[1:], model.value_range)
+            for index in indices}
+
+
+def _agreeing(model, fields, entries):
+    """The cached `fields` that agree with the network now (`recfield.disagreements`: their feature-map sizes, and
+    a probe of the image's middle row and column); each other one is warned about with its cache entry
+    (`entries`: the files by layer index), to be measured again."""
+    indices = list(fields)
+    reasons = recfield.disagreements(model.imshape, model.probe_forward_func(indices),
+                                     [fields[index] for index in indices], value_range=model.value_range,
+                                     full_batches=not model.any_batch_size)
+    for index, reason in zip(indices, reasons):
+        if reason is not None:
+            logger.warning('the cached receptive field of %s does not fit the network: %s; measuring it again '
+                           '(cache entry %s).', model.layers[index].name, reason, entries[index])
+    return {index: fields[index] for index, reason in zip(indices, reasons) if reason is None}
+
+
+def draw(model, fields, trackers, out_dir, num_channels, tensorboard_dir=None, dataset=None, heatmap=False):
+    """Writes every layer's `-full`/`-crop` pictures and the gallery (`utils.pictures.drawing.draw_layers`).
+
+    Args:
+        model: the `Model` (for the layer names; run again for heatmaps).
+        fields: the layers' receptive fields, a dict by layer index or a list.
+        trackers: the layers' `TopActivations`, in layer order.
+        out_dir, num_channels, tensorboard_dir: see `utils.pictures.drawing.draw_layers`.
+        dataset: the `Dataset` scanned: names the images in the gallery; read again for heatmaps.
+        heatmap: draw every channel's feature map over its images (`channel_heatmaps`); needs `dataset`.
+
+    Raises:
+        ValueError: `heatmap` without `dataset`, or see `channel_heatmaps`.
+    """
+    if heatmap and dataset is None:
+        raise ValueError('heatmaps run the model again on the kept images: give draw the dataset.')
+    draw_layers(((layer.name, fields[index], tracker) for index, (layer, tracker)
+                 in enumerate(zip(model.layers, trackers))), out_dir, num_channels, tensorboard_dir,
+                image_names=None if dataset is None else dataset.ids,
+                heatmaps=(lambda layers: channel_heatmaps(model, dataset, layers)) if heatmap else None)
+    logger.info('pictures are in %s', out_dir)
+
+
+def channel_heatmaps(model, dataset, layers):
+    """Every drawn channel's feature maps on its kept images, computed again (`--heatmap`).
+
+    Only the batches that hold a kept image are read again (`Dataset.read`) and run (`Model.run`), whole, as
+    the scan ran them: networks with a fixed batch size take them, and the maps are the scan's. A map whose
+    maximum is not the firing the scan kept (a forward pass that is not deterministic) is warned about.
+
+    Args:
+        model, dataset: what was scanned.
+        layers: `(name, field, tracker, channels)` of every layer of the model, in its order, with the
+            channels to draw.
+
+    Returns:
+        list, per layer, of a dict from each channel drawn to its float32 maps `[kept images, feat_h, feat_w]`,
+        strongest first.
+
+    Raises:
+        ValueError: a kept image that the dataset does not read again.
+    """
+    slots = [{} for _ in layers]  # per layer: dataset index -> [(channel, rank)] of the maps it fills
+    for layer_slots, (_, _, tracker, channels) in zip(slots, layers):
+        for channel in channels:
+            for rank, index in enumerate(tracker.indices[channel].tolist()):
+                layer_slots.setdefault(index, []).append((channel, rank))
+    maps = [{channel: np.zeros((tracker.indices.shape[1], *field.feature_shape), np.float32) for channel in channels}
+            for _, field, tracker, channels in layers]
+    batch_size, wanted = dataset.batch_size, set().union(*slots)
+    batches = sorted({index // batch_size for index in wanted})
+    seen = set()
+    with progress_bar('heatmaps (batches) ', len(batches)) as bar:
+        for number, batch in enumerate(batches, start=1):
+            start = batch * batch_size
+            for inputs, _, indices in dataset.read(start, min(start + batch_size, len(dataset))):
+                for layer_maps, layer_slots, feature_map in zip(maps, slots, model.run(inputs)):
+                    for position, index in enumerate(np.asarray(indices).tolist()):
+                        for channel, rank in layer_slots.get(index, ()):
+                            layer_maps[channel][rank] = feature_map[position, :, :, channel]
+                seen.update(np.asarray(indices).tolist())
+            bar.update(number)
+    missing = sorted(wanted - seen)
+    if missing:
+        raise ValueError(f'image {dataset.ids[missing[0]]} was scanned but is not read again for the heatmaps; '
+                         'keep the images unchanged until the run ends, or leave out --heatmap.')
+    for (name, _, tracker, channels), layer_maps in zip(layers, maps):
+        recomputed = np.array([layer_maps[channel].reshape(len(layer_maps[channel]), -1).max(axis=1)
+                               for channel in channels])
+        if len(channels) and not np.allclose(recomputed, tracker.firings[channels], rtol=1e-4, atol=1e-6):
+            logger.warning('the feature maps of %s computed again for the heatmaps differ from the scan\'s (the '
+                           'forward pass is not deterministic?); the heatmaps may not match the firings.', name)
+    return maps
+
+
+def draw_receptive_fields(model, fields, out_dir):
+    """Writes `recfield-<layer>.png` of every layer (`utils.pictures.drawing.write_receptive_field_example`)."""
+    for index, layer in enumerate(model.layers):
+        write_receptive_field_example(out_dir, layer.name, fields[index])

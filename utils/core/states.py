@@ -1,0 +1,300 @@
+"""The state of a sharded scan, per layer: saved, loaded, merged exactly, drawn. No TensorFlow needed.
+
+A shard's state (`ShardState`) holds its `activations.TopActivations` (numbered by dataset index, so that
+ties go to the earlier image of the whole dataset, as in one scan), the kept images' names, the layer's
+`recfield.ReceptiveField` if that shard measured it, and what tells states that belong together (`RUN_FIELDS`:
+the example, the model, the dataset, the batch size, `--num_samples`, `--layers`, the number of shards).
+Merging the states of all shards gives the state, and the pictures, of a single run.
+
+A shard's state is saved as `<out_dir>/state-<layer>-<I>-of-<N>.npz`, a merged one as `state-<layer>.npz`:
+numpy arrays only (no pickle), written atomically. A state file is also a `TopActivations` file:
+`TopActivations.load` reads it.
+"""
+
+import logging
+import os
+
+import numpy as np
+
+from activations import TopActivations
+from recfield import ReceptiveField
+from utils.base.files import open_npz
+from utils.base.layer_names import file_stem
+from utils.pictures.drawing import describe_layer, draw_layers
+
+logger = logging.getLogger(__name__)
+
+STATE_VERSION = 2
+# What must be equal for two states to merge, and how an error names a difference.
+RUN_FIELDS = {'example': 'examples', 'model': 'models', 'dataset': 'datasets', 'batch_size': 'batch sizes',
+              'num_samples': '--num_samples', 'layers': '--layers', 'num_shards': 'numbers of shards'}
+
+
+def state_path(out_dir, layer_name, shard_index=None, num_shards=None):
+    """`<out_dir>/state-<layer>-<I>-of-<N>.npz` of a shard, or `<out_dir>/state-<layer>.npz` of a merge."""
+    shard = '' if shard_index is None else f'-{shard_index}-of-{num_shards}'
+    return os.path.join(out_dir, f'state-{file_stem(layer_name)}{shard}.npz')
+
+
+class ShardState:
+    """What scanning one or more shards found for one layer, with what merging and drawing it needs.
+
+    Attributes:
+        layer: the layer's tensor name.
+        tracker: its `activations.TopActivations`, indexed by dataset index, with the kept images.
+        image_ids: dict from the dataset index of every kept image to its name (`utils.core.pipeline.Dataset`).
+        field: the layer's `recfield.ReceptiveField`, or None where another shard measures it.
+        num_channels: the layer's channel count.
+        run: the values that must be equal for states to merge (`RUN_FIELDS`); `layers` is a tuple.
+        shards: sorted tuple of the shard indices scanned.
+        draw_channels: the run's `--num_channels`, the default of `utils/merge_activations.py`.
+        source: where the state comes from (a file, a shard), for messages.
+    """
+
+    def __init__(self, layer, tracker, image_ids, field, num_channels, run, shards, draw_channels, source):
+        self.layer, self.tracker, self.image_ids, self.field = layer, tracker, dict(image_ids), field
+        self.num_channels, self.run, self.shards = int(num_channels), dict(run), tuple(sorted(shards))
+        self.draw_channels, self.source = int(draw_channels), source
+
+    @property
+    def complete(self):
+        """Whether the state covers every shard of its run."""
+        return self.shards == tuple(range(self.run['num_shards']))
+
+    def describe(self):
+        """The layer's `utils.pictures.drawing.describe_layer` line (needs the field)."""
+        return describe_layer(self.layer, self.field, self.num_channels)
+
+    def merge(self, other):
+        """Adds the state of other shards of the same run and layer; returns self.
+
+        Raises:
+            ValueError: the states do not belong together (another layer, model, dataset, ...), or both hold
+                the same shard.
+        """
+        if other.layer != self.layer:
+            raise ValueError(f'cannot merge {self.source} and {other.source}: they hold different layers '
+                             f'({self.layer} and {other.layer}).')
+        check_same_run(self, other)
+        differ = self.field is not None and other.field is not None and other.field != self.field
+        if differ or other.num_channels != self.num_channels:
+            raise ValueError(f'cannot merge {self.source} and {other.source}: {self.layer} has different receptive '
+                             'fields or channel counts in them (another model or image size?).')
+        both = sorted(set(self.shards) & set(other.shards))
+        if both:
+            raise ValueError(f'cannot merge {self.source} and {other.source}: both hold shard {both[0]} of '
+                             f'{self.run["num_shards"]} of {self.layer}.')
+        kinds = self.tracker.kept_image_kinds | other.tracker.kept_image_kinds
+        if len(kinds) > 1:
+            raise ValueError(f'cannot merge {self.source} and {other.source}: their images of {self.layer} differ in '
+                             f'size or type ({" and ".join(_kind_text(kind) for kind in sorted(kinds, key=str))}).')
+        field = self.field if self.field is not None else other.field
+        if field is not None:
+            for state in (self, other):
+                _check_image_size(state, field)
+        self.tracker.merge(other.tracker)
+        kept = set(self.tracker.kept_image_indices.tolist())
+        self.image_ids = {index: name for index, name in {**self.image_ids, **other.image_ids}.items()
+                          if index in kept}
+        self.shards = tuple(sorted(self.shards + other.shards))
+        self.field = self.field if self.field is not None else other.field
+        return self
+
+    def save(self, path):
+        """Writes the state to an `.npz` file (no pickle), atomically.
+
+        The file is the tracker's `TopActivations.save` file with the state's arrays added (named `state_*`
+        and `run_*`).
+        """
+        self.tracker.save(path, **self._arrays())
+
+    def _arrays(self):
+        kept = self.tracker.kept_image_indices
+        field = self.field.to_arrays() if self.field is not None else {
+            'recfield': np.zeros((0, 0, 4), np.int64), 'image_size': np.zeros(2, np.int64)}
+        arrays = {
+            'state_version': STATE_VERSION,
+            'state_layer': np.str_(self.layer),
+            'state_image_ids': np.array([self.image_ids[int(index)] for index in kept], dtype=np.str_)
+            if len(kept) else np.zeros(0, np.str_),
+            'state_num_channels': self.num_channels,
+            'state_shards': np.array(self.shards, np.int64),
+            'state_draw_channels': self.draw_channels,
+            **{f'state_field_{key}': value for key, value in field.items()},
+        }
+        for key in RUN_FIELDS:
+            value = self.run[key]
+            arrays[f'run_{key}'] = np.array(value, dtype=np.str_) if isinstance(value, (str, tuple)) else value
+        return arrays
+
+    @classmethod
+    def load(cls, path):
+        """Reads a state written by `save`.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: the file is not a state (or of another version).
+        """
+        tracker = TopActivations.load(path)
+        try:
+            with open_npz(path) as data:
+                version = int(data['state_version'])
+                if version != STATE_VERSION:
+                    raise ValueError(f'{path} is a state of version {version}; this code reads version '
+                                     f'{STATE_VERSION}. Scan again with this version.')
+                boxes = data['state_field_recfield']
+                try:
+                    field = ReceptiveField.from_arrays(boxes, data['state_field_image_size']) if boxes.size else None
+                except ValueError as error:
+                    raise ValueError(f'{path}: its receptive field is damaged ({error})') from error
+                image_ids = data['state_image_ids'].tolist()
+                if len(image_ids) != len(tracker.kept_image_indices):
+                    raise ValueError(f'{path}: it names {len(image_ids)} images but keeps '
+                                     f'{len(tracker.kept_image_indices)}; the file is damaged.')
+                ids = dict(zip(tracker.kept_image_indices.tolist(), image_ids))
+                run = {key: data[f'run_{key}'] for key in RUN_FIELDS}
+                run = {key: tuple(value.tolist()) if value.ndim else value.item() for key, value in run.items()}
+                state = cls(str(data['state_layer']), tracker, ids, field, int(data['state_num_channels']), run,
+                            data['state_shards'].tolist(), int(data['state_draw_channels']), path)
+        except KeyError as error:
+            raise ValueError(f'{path} is not a state of a sharded scan (it has no {error}); states are written by '
+                             'the *_activations.py scripts with --num_shards and --shard_index.') from error
+        except ValueError as error:  # numpy's own words (a pickled array, a bad number) do not name the file
+            raise ValueError(error if str(path) in str(error) else f'{path}: {error}') from error
+        state.check()
+        return state
+
+    def check(self):
+        """Checks that the tracker's arrays fit together, its firings are finite, its feature coordinates lie
+        in the receptive field's map, and every kept image is there with its name.
+
+        Raises:
+            ValueError: naming `source` and what is wrong.
+        """
+        tracker = self.tracker
+        channels, kept = tracker.firings.shape if tracker.firings.ndim == 2 else (-1, -1)
+        if (tracker.firings.ndim != 2 or tracker.indices.shape != (channels, kept)
+                or tracker.coords.shape != (channels, kept, 2) or kept > tracker.num_samples
+                or (tracker.num_seen and channels != self.num_channels)):
+            raise ValueError(f'{self.source}: its arrays do not fit together (firings {tracker.firings.shape}, '
+                             f'indices {tracker.indices.shape}, coords {tracker.coords.shape}, '
+                             f'{self.num_channels} channels); the file is damaged.')
+        if not np.isfinite(tracker.firings).all():
+            raise ValueError(f'{self.source}: some firings are NaN or infinite; the file is damaged.')
+        if self.field is not None and kept and ((tracker.coords < 0).any() or (
+                tracker.coords >= np.array(self.field.feature_shape)).any()):
+            raise ValueError(f'{self.source}: some feature coordinates lie outside the {self.field.feature_shape} '
+                             'feature map; the file is damaged.')
+        missing = sorted(set(np.unique(tracker.indices).tolist()) - set(self.image_ids))
+        if tracker.keeps_images and missing:
+            raise ValueError(f'{self.source}: image {missing[0]} is kept but not stored; the file is damaged.')
+        if tracker.num_seen < 0 or (tracker.indices.size and tracker.indices.min() < 0):
+            raise ValueError(f'{self.source}: it counts {tracker.num_seen} images seen, or keeps negative image '
+                             'indices; the file is damaged.')
+        num_shards = self.run['num_shards']
+        if not isinstance(num_shards, int) or num_shards < 1 or not self.shards or not all(
+                0 <= shard < num_shards for shard in self.shards):
+            raise ValueError(f'{self.source}: it holds shards {_text(self.shards) or "(none)"} of {num_shards}; the '
+                             'file is damaged.')
+        if self.layer not in self.run['layers']:
+            raise ValueError(f'{self.source}: its layer {self.layer} is not among its run\'s layers '
+                             f'({_text(self.run["layers"])}); the file is damaged.')
+        if self.draw_channels < 0:
+            raise ValueError(f'{self.source}: it says to draw {self.draw_channels} channels; the file is damaged.')
+        for shape, dtype in tracker.kept_image_kinds:
+            if dtype != np.uint8 or len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (1, 3)):
+                raise ValueError(f'{self.source}: its images are {_kind_text((shape, dtype))}, not uint8 grey or '
+                                 'colour images; the file is damaged.')
+        if self.field is not None:
+            _check_image_size(self, self.field)
+
+
+def _check_image_size(state, field):
+    """Raises ValueError, naming the state, if its kept images are not of the size `field` was measured on (the
+    boxes of the pictures would not fit them)."""
+    for shape, dtype in state.tracker.kept_image_kinds:
+        if tuple(shape[:2]) != (field.height, field.width):
+            raise ValueError(f'{state.source}: its images of {state.layer} are {_kind_text((shape, dtype))}, but '
+                             f'its receptive field is of {field.height}x{field.width} images; the '
+                             'states do not belong together, or the file is damaged.')
+
+
+def _kind_text(kind):
+    """`32x32x3 uint8` for a `(shape, dtype)`."""
+    shape, dtype = kind
+    return f'{"x".join(map(str, shape))} {np.dtype(dtype).name}'
+
+
+def check_same_run(state, other):
+    """Raises ValueError, naming the difference, unless the two states' `run` values are equal."""
+    for key, what in RUN_FIELDS.items():
+        if state.run[key] != other.run[key]:
+            raise ValueError(f'cannot merge {state.source} and {other.source}: they come from different {what} '
+                             f'({_text(state.run[key])} and {_text(other.run[key])}).')
+
+
+def _text(values):
+    return ','.join(map(str, values)) if isinstance(values, tuple) else str(values)
+
+
+def merge_states(states):
+    """Merges the states of one run, layer by layer (into the first state of each layer).
+
+    Args:
+        states: `ShardState`s of the same run: the same example, model, dataset, batch size, `num_samples`,
+            `--layers` and number of shards; each layer's states of different shards, and every layer with
+            states of the same shards.
+
+    Returns:
+        list of merged `ShardState`, one per layer, in the run's `--layers` order.
+
+    Raises:
+        ValueError: no states, or states that do not belong together (see `ShardState.merge`).
+    """
+    if not states:
+        raise ValueError('there are no states to merge.')
+    merged = {}
+    for state in states:
+        check_same_run(states[0], state)
+        if state.layer in merged:
+            merged[state.layer].merge(state)
+        else:
+            merged[state.layer] = state
+    layers = [name for name in states[0].run['layers'] if name in merged]
+    for name in layers[1:]:
+        if merged[name].shards != merged[layers[0]].shards:
+            raise ValueError(f'the states of {layers[0]} are of shards {_text(merged[layers[0]].shards)} but those '
+                             f'of {name} of shards {_text(merged[name].shards)}; give every layer\'s states of the '
+                             'same shards.')
+    return [merged[name] for name in layers]
+
+
+def warn_if_incomplete(states):
+    """Warns when merged states lack some shards of their run: their pictures show part of the dataset."""
+    if states and not states[0].complete:
+        missing = sorted(set(range(states[0].run['num_shards'])) - set(states[0].shards))
+        logger.warning('the states lack shard%s %s of %d: the pictures show part of the dataset only.',
+                       's' if len(missing) > 1 else '', ', '.join(map(str, missing)), states[0].run['num_shards'])
+
+
+def draw_states(states, out_dir, num_channels=None, tensorboard_dir=None):
+    """For every state: prints its `describe_layer` line and writes its `-full`/`-crop` pictures.
+
+    Args:
+        states: merged `ShardState`s of one run.
+        out_dir: an existing folder.
+        num_channels: `--num_channels` (see `utils.pictures.drawing.channels_to_draw`); None for the run's.
+        tensorboard_dir: see `utils.pictures.drawing.draw_layers`.
+    """
+    def described():
+        for state in states:
+            if state.field is None:
+                logger.warning('no receptive field of %s: shard 0 of %d, which measures the receptive fields, is '
+                               'missing; it is not drawn.', state.layer, state.run['num_shards'])
+                continue
+            print(state.describe(), flush=True)
+            yield state.layer, state.field, state.tracker
+
+    if states:
+        draw_layers(described(), out_dir, states[0].draw_channels if num_channels is None else num_channels,
+                    tensorboard_dir, {index: name for state in states for index, name in state.image_ids.items()})

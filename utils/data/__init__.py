@@ -1,0 +1,2 @@
+"""Datasets as lists of references read batch by batch: image folders and lists, and checked downloads.
+"""

@@ -1,0 +1,462 @@
+"""Your own Keras 3 model (`.keras`, or a legacy `.h5`) as the pipeline takes it: the keras_*.py scripts.
+
+The model is loaded in Keras' safe mode (no deserialising of arbitrary Python code) and always run in
+inference mode (BatchNorm with its moving statistics, Dropout off). Layers are Keras layer names; any layer
+with a 4-D output `[batch, height, width, channels]` can be drawn. One forward call runs a sub-model on the
+chosen layers' outputs as a compiled function.
+
+Images come from `--images_dir`: each is resized so that it covers the model's input (its shorter side, or
+both sides for a non-square input) and cut to its centre, then preprocessed with one of the conventions of
+`keras.applications` (`PREPROCESSING`).
+"""
+
+import logging
+import os
+import re
+import zipfile
+
+import cv2
+import h5py
+import numpy as np
+
+from utils.core import memory, pipeline
+from utils.data import images
+from utils.running import cli
+from utils.base.files import digest_files
+from utils.base.layer_names import suggest_names
+from utils.base.quiet_tf import tf
+from utils.models.tf_session import channel_maxima, limit_eager_threads
+
+import keras  # noqa: E402,I100 (after utils.base.quiet_tf: importing keras imports TensorFlow)
+
+logger = logging.getLogger(__name__)
+
+# --preprocess: what the network takes, from uint8 RGB pixels, and the range of the values it gets.
+IMAGENET_MEAN_RGB = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD_RGB = np.array([0.229, 0.224, 0.225], np.float32)
+CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)
+PREPROCESSING = {
+    'none': 'pixels as they are, 0..255 RGB',
+    'tf': 'scaled to -1..1 (MobileNet, Inception, ...)',
+    'torch': 'scaled to 0..1, minus the ImageNet mean, divided by its standard deviation (DenseNet, ...)',
+    'caffe': 'BGR, minus the ImageNet mean (VGG16, ResNet50, ...)',
+}
+MODEL_EXTENSIONS = ('.keras', '.h5', '.hdf5')
+# TensorFlow's rule for a name scope, which a compiled Keras call opens for every layer.
+SCOPE_NAME = re.compile(r'^[A-Za-z0-9_.\\/>-]*$')
+
+
+def add_arguments(parser):
+    """Adds `--model`, `--image_size`, `--preprocess` and `--unsafe_load`, the flags of both Keras scripts."""
+    parser.add_argument('--model', required=True, help='a Keras 3 model file (.keras) or a legacy .h5 file')
+    parser.add_argument('--image_size', type=int, nargs=2, metavar=('H', 'W'),
+                        help='input height and width, for a model whose input size is free (default: the '
+                             'model\'s own input size)')
+    parser.add_argument('--preprocess', choices=sorted(PREPROCESSING), default='none',
+                        help='how pixels become network inputs, as keras.applications does it: '
+                             + '; '.join(f'{name}: {text}' for name, text in PREPROCESSING.items())
+                             + ' (default: %(default)s)')
+    parser.add_argument('--unsafe_load', action='store_true',
+                        help='allow a model that holds Python code (Lambda layers): loading it RUNS THAT CODE, so '
+                             'use it only for files you trust')
+
+
+def value_range(mode):
+    """`(low, high)` of the values `preprocess(..., mode)` gives (for `recfield.ReceptiveField`)."""
+    if mode == 'none':
+        return 0.0, 255.0
+    if mode == 'tf':
+        return -1.0, 1.0
+    if mode == 'torch':
+        return float((-IMAGENET_MEAN_RGB / IMAGENET_STD_RGB).min()), float(
+            ((1 - IMAGENET_MEAN_RGB) / IMAGENET_STD_RGB).max())
+    return float(-CAFFE_MEAN_BGR.max()), float(255 - CAFFE_MEAN_BGR.min())
+
+
+def preprocess(bgr_images, mode):
+    """uint8 BGR images `[..., 3]` (OpenCV's order) to the network's float32 input under `mode`."""
+    bgr = np.asarray(bgr_images, np.float32)
+    if mode == 'caffe':
+        return bgr - CAFFE_MEAN_BGR
+    rgb = bgr[..., ::-1]
+    if mode == 'tf':
+        return rgb / 127.5 - 1
+    if mode == 'torch':
+        return (rgb / 255 - IMAGENET_MEAN_RGB) / IMAGENET_STD_RGB
+    return np.ascontiguousarray(rgb)
+
+
+def load_model(path, unsafe_load=False):
+    """Loads a `.keras` or `.h5` model in safe mode, without its training configuration.
+
+    Args:
+        path: the model file.
+        unsafe_load: allow deserialising Python code (Lambda layers); warned about.
+
+    Returns:
+        a `keras.Model`.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a Keras model file, or one that needs `--unsafe_load`.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'no model file at {path}; give a Keras model saved with model.save() (.keras or '
+                                '.h5).')
+    if not path.lower().endswith(MODEL_EXTENSIONS):
+        raise ValueError(f'{path} is not a Keras model file: --model takes a .keras file (or a legacy .h5).')
+    # Keras says "File not found" for a .keras file that is not a zip archive: say what is wrong instead.
+    if not (zipfile.is_zipfile(path) if path.lower().endswith('.keras') else h5py.is_hdf5(path)):
+        raise ValueError(f'{path} is not a Keras model file: a .keras file is a zip archive and an .h5 file an '
+                         'HDF5 file, as model.save() writes them.')
+    if unsafe_load:
+        logger.warning('--unsafe_load: %s may run Python code of its own while it loads; use only files you '
+                       'trust.', path)
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=not unsafe_load)
+    except Exception as error:  # Keras raises many kinds for a bad file: say which file and what to do
+        message = ' '.join(str(error).split())
+        if 'lambda' in message.lower():
+            raise ValueError(f'{path} holds Python code (a Lambda layer) that safe mode will not run; if you '
+                             'trust the file, add --unsafe_load.') from error
+        if 'safe_mode' in message or 'unsafe' in message.lower():  # another layer safe mode refuses (TFSMLayer...)
+            raise ValueError(f'{path} holds something that safe mode will not load ({message[:200]}); if you trust '
+                             'the file, add --unsafe_load.') from error
+        unknown = re.search(r"Could not locate (?:class|function) '([^']+)'", message)
+        if unknown:  # the name is at the end of a long message
+            raise ValueError(f'{path} uses {unknown[1]}, which is not part of Keras: the Keras scripts cannot import '
+                             "your code, so they load models of Keras' own layers only.") from error
+        raise ValueError(f'cannot load {path} as a Keras model: {message[:300]}') from error
+
+
+def feature_layers(model):
+    """The layers with a 4-D output `[batch, height, width, channels]`, in the model's order.
+
+    Returns:
+        list of `keras.layers.Layer` (input layers left out).
+    """
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        try:
+            shape = layer.output.shape
+        except (AttributeError, ValueError):  # a layer used at several places has no single output
+            continue
+        if len(shape) == 4:
+            found.append(layer)
+    return found
+
+
+def describe_layers(model):
+    """One line per 4-D layer, `<name> <output shape>`, for `--print_all_names`."""
+    return '\n'.join(f'{layer.name} {tuple(layer.output.shape)}' for layer in feature_layers(model))
+
+
+def print_all_names(args):
+    """What `--print_all_names` does in both Keras scripts: loads `--model` and prints `describe_layers`.
+
+    Raises:
+        ValueError: see `load_model`; the model has no layer with a 4-D output.
+    """
+    model = load_model(args.model, args.unsafe_load)
+    check_image_model(model, args.model)
+    print(describe_layers(model))
+
+
+def check_image_model(model, path):
+    """Refuses a model without a layer of 4-D output (a dense, Conv1D or other non-image model): nothing to draw.
+
+    Raises:
+        ValueError: saying so.
+    """
+    if not feature_layers(model):
+        raise ValueError(f'no layer of {path} has a 4-D output [batch, height, width, channels]: the Keras scripts '
+                         'draw the feature maps of image models (Conv2D and the like), and this one has none.')
+
+
+def default_layers(model, count=5):
+    """The last layer of each spatial resolution (where the network downsamples next), at most `count` of them
+    spread over the depth. Zero-padding layers (ResNet's `conv1_pad`) and 1x1 maps (squeeze-and-excitation)
+    are no resolution of their own and left out.
+
+    Returns:
+        list of layer names.
+    """
+    last_of_size = {}
+    for layer in feature_layers(model):
+        size = tuple(layer.output.shape[1:3])
+        if isinstance(layer, keras.layers.ZeroPadding2D) or size == (1, 1):
+            continue
+        last_of_size[size] = layer.name  # later layers of a size replace earlier
+    names = list(last_of_size.values())
+    return images.spread(names, count)
+
+
+def find_layers(model, names):
+    """The Keras layers `names` refer to.
+
+    Raises:
+        ValueError: no names; a name that is not a layer (the closest names are suggested); a layer whose output
+            is not 4-D.
+    """
+    if not names:
+        raise ValueError('no layers given; name at least one with --layers (see --print_all_names).')
+    by_name = {layer.name: layer for layer in model.layers}
+    candidates = [layer.name for layer in feature_layers(model)]
+    chosen = []
+    for name in names:
+        layer = by_name.get(name)
+        if layer is None:
+            raise ValueError(f'no layer {name!r} in the model. {suggest_names(name, by_name)} Run with '
+                             '--print_all_names to list the layers.')
+        if isinstance(layer, keras.layers.InputLayer):
+            raise ValueError(f'layer {name} is the model\'s input: its map is the image itself. Name a layer that '
+                             'computes something (see --print_all_names).')
+        if name not in candidates:
+            raise ValueError(f'layer {name} has output shape {_shape_text(layer)}; a layer must have a 4-D output '
+                             '[batch, height, width, channels], such as a convolution (see --print_all_names).')
+        calls = len(getattr(layer, '_inbound_nodes', ()))  # Keras keeps no public count of a layer's calls
+        if calls > 1:
+            logger.warning('layer %s is called %d times in the model (its weights shared); its first call, output '
+                           '%s, is the one drawn.', name, calls, _shape_text(layer))
+        chosen.append(layer)
+    return chosen
+
+
+def _shape_text(layer):
+    try:
+        return str(tuple(layer.output.shape))
+    except (AttributeError, ValueError):
+        return 'that differs where the layer is used'
+
+
+def input_size(model, image_size=None):
+    """`(height, width)` of the model's input: `image_size` where given, else the model's own.
+
+    Raises:
+        ValueError: the model takes several inputs or not images, or its size is free and not given, or
+            `image_size` contradicts a fixed size.
+    """
+    if len(model.inputs) != 1 or len(model.inputs[0].shape) != 4:
+        raise ValueError('the model must take one batch of images [batch, height, width, channels]; its inputs '
+                         f'are {[tuple(tensor.shape) for tensor in model.inputs]}.')
+    fixed = tuple(model.inputs[0].shape[1:3])
+    if image_size is not None:
+        image_size = tuple(int(value) for value in image_size)
+        if any(size is not None and size != given for size, given in zip(fixed, image_size)):
+            raise ValueError(f'--image_size {image_size[0]} {image_size[1]} differs from the model\'s input size '
+                             f'{fixed[0]}x{fixed[1]}; leave --image_size out.')
+        if min(image_size) < 1:
+            raise ValueError(f'--image_size must be positive, got {image_size[0]} {image_size[1]}.')
+        return image_size
+    if None in fixed:
+        raise ValueError('the model takes images of any size; give the size to use with --image_size H W.')
+    return fixed
+
+
+def forward_function(model, layers):
+    """`forward_func(x, layers=layers)` returning the maps of `layers`, in inference mode, as numpy arrays.
+
+    `layers` are Keras layers of `model`, or anything with the `name` of one (`utils.core.pipeline.Layer`). One
+    sub-model (compiled with `tf.function`) per set of layers asked for, made on first use.
+    """
+    compiled = {}
+
+    def forward_func(batch, layers=layers):
+        key = tuple(layer.name for layer in layers)  # Keras layers, or anything named after one
+        if key not in compiled:
+            sub_model = keras.Model(model.inputs, [model.get_layer(name).output for name in key])
+            compiled[key] = compiled_call(lambda x: sub_model(x, training=False), model)
+        outputs = compiled[key](tf.constant(batch, tf.float32))
+        return [np.asarray(output) for output in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
+    return forward_func
+
+
+def maxima_forward_function(model, layers):
+    """`maxima_forward_func(batch)` of a `utils.core.pipeline.Model` of `layers` (Keras layers of `model`): every layer's
+    `(feature map, maxima)`, the maxima by `utils.models.tf_session.channel_maxima`, in one compiled function."""
+    sub_model = keras.Model(model.inputs, [layer.output for layer in layers])
+
+    def run(batch):
+        outputs = sub_model(batch, training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        return [(output, channel_maxima(output)) for output in outputs]
+
+    run = compiled_call(run, model)
+
+    def maxima_forward_func(batch):
+        return [(np.asarray(feature_map), np.asarray(maxima))
+                for feature_map, maxima in run(tf.constant(batch, tf.float32))]
+    return maxima_forward_func
+
+
+def open_model(args):
+    """The `--model` with the scripts' flags (`--layers`, `--image_size`, `--preprocess`, `--batch_size`) as a
+    `utils.core.pipeline.Model`.
+
+    Raises:
+        FileNotFoundError, ValueError: see `load_model`, `check_image_model`, `check_channels_last`, `find_layers`,
+            `input_size` and `check_image_size`.
+    """
+    limit_eager_threads()
+    model = load_model(args.model, args.unsafe_load)
+    check_image_model(model, args.model)
+    check_channels_last(model, args.model)
+    unscoped = unscoped_layer_names(model)
+    if unscoped:
+        logger.warning('%d layers of %s have names that TensorFlow cannot compile (first: %r): the model runs '
+                       'eagerly, slower; rename them to letters, digits and _ . - / > for speed.', len(unscoped),
+                       args.model, unscoped[0])
+    layers = find_layers(model, chosen_layer_names(args, model))
+    height, width = input_size(model, args.image_size)
+    shape = tuple(model.inputs[0].shape)
+    channels = int(shape[-1])
+    if channels != 3 and len(shape) == 4 and shape[1] in (1, 3):
+        raise ValueError(f'the model\'s input {shape} looks channels-first [batch, channels, height, width]; the '
+                         'Keras scripts feed channels-last colour images [batch, height, width, 3].')
+    if channels != 3:
+        raise ValueError(f'the model takes {channels}-channel images; the Keras scripts feed colour images (3).')
+    check_image_size(model, layers, height, width)
+    check_memory(model, layers, height, width, args)
+    digest = digest_files([args.model])
+    return pipeline.Model(forward_function(model, layers), [pipeline.Layer(layer.name, int(layer.output.shape[-1]))
+                                                            for layer in layers],
+                          pipeline.probe_shape(args.batch_size, height, width, channels), value_range(args.preprocess),
+                          pipeline.model_id('keras', [args.model]), fingerprint=f'keras file sha256:{digest}',
+                          maxima_forward_func=maxima_forward_function(model, layers), any_batch_size=True)
+
+
+def check_channels_last(model, path):
+    """Refuses a model with a layer (nested models' included) that works on channels-first maps `[batch, channels,
+    height, width]`: TensorFlow runs none of them on a CPU, and the scripts read maps channels last.
+
+    Raises:
+        ValueError: naming the first such layer.
+    """
+    for layer in all_layers(model):
+        if getattr(layer, 'data_format', None) == 'channels_first':
+            raise ValueError(f'layer {layer.name} of {path} works on channels-first maps (data_format='
+                             '"channels_first"), which TensorFlow cannot run on a CPU and the Keras scripts do not '
+                             'read; save the model with channels_last layers (the Keras default).')
+
+
+def all_layers(model):
+    """Every layer of a Keras model, those of the models nested in it included, outermost first."""
+    layers, pending = [], list(model.layers)
+    while pending:
+        layer = pending.pop(0)
+        layers.append(layer)
+        pending += list(getattr(layer, 'layers', ()))
+    return layers
+
+
+def unscoped_layer_names(model):
+    """The names of the model's layers (`all_layers`) that TensorFlow refuses as name scopes (a space, `:`, a
+    quote...): a compiled call, which opens a scope per layer, fails on them."""
+    return [layer.name for layer in all_layers(model) if not SCOPE_NAME.match(layer.name)]
+
+
+def compiled_call(function, model):
+    """`function` compiled as a `tf.function`, or as it is (run eagerly, slower) where the model has layer names
+    a compiled call cannot take (`unscoped_layer_names`)."""
+    return function if unscoped_layer_names(model) else tf.function(function, reduce_retracing=True)
+
+
+def check_image_size(model, layers, height, width):
+    """Makes sure that `layers` have feature maps on `height x width` images (a free-size model can be given too
+    small a `--image_size` for its kernels), without running the model.
+
+    Raises:
+        ValueError: a layer's input would be smaller than its kernel or pool.
+    """
+    sub_model = keras.Model(model.inputs[0], [layer.output for layer in layers])
+    try:
+        sub_model.compute_output_shape((None, height, width, int(model.inputs[0].shape[-1])))
+    except ValueError as error:
+        raise ValueError(f'--image_size {height} {width} is too small for the layers: '
+                         f'{" ".join(str(error).split())}') from error
+
+
+def check_memory(model, layers, height, width, args):
+    """Refuses a run that cannot fit in memory (`utils.core.memory`), from the shapes Keras infers on `height x width`
+    images for every layer with one 4-D output (float32), before the model runs.
+
+    Raises:
+        ValueError: see `utils.core.memory.check_memory`.
+    """
+    maps = []
+    for layer in model.layers:
+        try:
+            if len(layer.output.shape) == 4:
+                maps.append(layer.output)
+        except (AttributeError, ValueError):  # a layer with several outputs, or called more than once
+            continue
+    layer_shapes = _image_shapes(model, [layer.output for layer in layers], height, width)
+    try:
+        shapes = _image_shapes(model, maps, height, width)
+    except ValueError:  # a layer past the chosen ones that this image size is too small for: it never runs
+        shapes = layer_shapes
+    largest = max((4 * int(np.prod(shape)) for shape in shapes), default=0)
+    needed = memory.needed_bytes(args.batch_size, (height, width, int(model.inputs[0].shape[-1])), largest,
+                                 layer_shapes, getattr(args, 'num_samples', None), getattr(args, 'num_channels', None))
+    free_size = None in tuple(model.inputs[0].shape[1:3])  # only then can --image_size lower what is needed
+    memory.check_memory(needed, image_size_flag='--image_size' if free_size else None)
+
+
+def _image_shapes(model, tensors, height, width):
+    """The shapes of `tensors` (outputs of `model`'s layers) for one `height x width` image, without the batch."""
+    if not tensors:
+        return []
+    shapes = keras.Model(model.inputs[0], list(tensors)).compute_output_shape(
+        (None, height, width, int(model.inputs[0].shape[-1])))
+    if not isinstance(shapes[0], (tuple, list)):  # one shape, not a list of them
+        shapes = [shapes]
+    return [tuple(int(size) for size in shape[1:]) for shape in shapes]
+
+
+def chosen_layer_names(args, model):
+    """`--layers` as a list of names, or the model's `default_layers` when it is not given."""
+    return cli.layer_names(args.layers) if args.layers else default_layers(model)
+
+
+def open_dataset(args, model):
+    """The images of `--images_dir` or `--images_list`, each resized to cover the model's input and cut to its
+    centre, as a `utils.core.pipeline.Dataset`; they are listed from their headers and decoded when their batch is
+    read (`utils.data.images.decoded_batches`). Each is named by its path under the folder, or as the list gives it.
+
+    Raises:
+        FileNotFoundError, ValueError: see `utils.data.images.list_images`.
+    """
+    if not args.images_dir and not args.images_list:
+        raise ValueError('--images_dir is required: a folder of images to run through the model (or give '
+                         '--images_list, a file of image paths).')
+    height, width = model.imshape[1:3]
+    shorter_side = max(height, width)
+    files, _ = images.list_images(args.images_dir or None, args.images_list or None, shorter_side,
+                                  args.max_image_pixels)
+    paths = [file.path for file in files]
+
+    def prepare(image):
+        return centre_crop(images.resize_shorter_side(image, shorter_side), height, width)
+
+    def read(start, stop):
+        batches = images.decoded_batches(paths[start:stop], prepare, args.batch_size, start, args.max_image_pixels)
+        return ((preprocess(batch, args.preprocess), batch, indices) for batch, indices in batches)
+
+    return pipeline.Dataset([file.name for file in files], args.batch_size, read)
+
+
+def centre_crop(image, height, width):
+    """The image resized (keeping its aspect) so that it covers `height x width`, cut to its centre."""
+    scale = max(height / image.shape[0], width / image.shape[1])
+    size = (max(width, round(image.shape[1] * scale)), max(height, round(image.shape[0] * scale)))  # (w, h)
+    if size == (image.shape[1], image.shape[0]):  # already covers it (resized when read): OpenCV would copy it
+        resized = image
+    else:
+        resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    top, left = (resized.shape[0] - height) // 2, (resized.shape[1] - width) // 2
+    return resized[top:top + height, left:left + width]
+
+
+EXAMPLE = pipeline.Example('keras', open_model, open_dataset)

@@ -1,0 +1,140 @@
+"""How the examples run TensorFlow for the pipeline: threads per process, the maps' maxima in the graph, and
+weights fed to variables rather than held as constants.
+
+A scan keeps, per channel, the images whose feature maps have the highest maxima. `channel_maxima` computes
+those maxima inside TensorFlow, on all its threads, as the maps come out of the network; the scan then reads
+a map again only where an image enters a channel's top list, to find where its maximum is
+(`utils.core.pipeline.Model.maxima_forward_func`).
+"""
+
+import hashlib
+import logging
+import os
+
+import numpy as np
+
+from utils.core.pipeline import TOOL_SCOPE
+from utils.base.quiet_tf import tf
+from utils.running.shards import THREAD_VARIABLES
+
+tf1 = tf.compat.v1
+logger = logging.getLogger(__name__)
+
+
+def thread_counts():
+    """`(intra_op, inter_op)` threads from THREAD_VARIABLES; 0 where unset: TensorFlow's default (every core).
+
+    Raises:
+        ValueError: a variable that is not a whole number of at least 0.
+    """
+    counts = []
+    for variable in THREAD_VARIABLES:
+        text = os.environ.get(variable, '').strip() or '0'
+        if not text.isdigit():
+            raise ValueError(f'{variable}={text!r} is not a thread count; set it to a whole number (0: every core) '
+                             'or unset it.')
+        counts.append(int(text))
+    return tuple(counts)
+
+
+def session_config():
+    """A `ConfigProto` with the thread counts of `thread_counts`, for every session the examples create."""
+    intra_op, inter_op = thread_counts()
+    return tf1.ConfigProto(intra_op_parallelism_threads=intra_op, inter_op_parallelism_threads=inter_op)
+
+
+def limit_eager_threads():
+    """Gives TensorFlow's eager runtime (Keras) the thread counts of `thread_counts`.
+
+    They can only be set before TensorFlow first runs anything; later calls keep the counts in place, with a
+    warning when they differ.
+    """
+    intra_op, inter_op = thread_counts()
+    threading = tf.config.threading
+    for count, current, setter in ((intra_op, threading.get_intra_op_parallelism_threads,
+                                    threading.set_intra_op_parallelism_threads),
+                                   (inter_op, threading.get_inter_op_parallelism_threads,
+                                    threading.set_inter_op_parallelism_threads)):
+        if count and current() != count:
+            try:
+                setter(count)
+            except RuntimeError:  # the runtime is already running: its pools exist
+                logger.warning('TensorFlow already runs with %d threads; %s asks for %d (set it before the first '
+                               'model runs).', current(), setter.__name__, count)
+
+
+def channel_maxima(feature_map):
+    """Each image's and channel's maximum of a feature map `[batch, height, width, channels]`, in the graph: a
+    tensor `[batch, channels]` (NaN where the map holds one)."""
+    # Rows first, then columns: faster than one reduction over both axes.
+    return tf.reduce_max(tf.reduce_max(feature_map, axis=1), axis=1)
+
+
+def session_forward_funcs(session, images_ph, layers, feed_dict=None, run_also=()):
+    """The `forward_func` and `maxima_forward_func` of a `utils.core.pipeline.Model` of a TF1 session's `layers`.
+
+    Args:
+        session: the session; its graph holds `images_ph` and `layers`.
+        images_ph: the input tensor the batches feed.
+        layers: the layers' tensors `[batch, height, width, channels]`.
+        feed_dict: more values fed with every batch (FaceNet's `phase_train: False`).
+        run_also: tensors run with every batch, their values dropped (a benchmark's whole network).
+
+    Returns:
+        `(forward_func, maxima_forward_func)`: `forward_func(batch, layers=layers)` gives the maps of `layers`
+        (any of them); `maxima_forward_func(batch)` gives `(feature map, maxima)` of every layer, the maxima
+        computed by `channel_maxima`, added to the session's graph.
+    """
+    feed_dict = dict(feed_dict or {})
+    with session.graph.as_default(), tf.name_scope(f'{TOOL_SCOPE}channel_maxima/'):
+        maxima = [channel_maxima(layer) for layer in layers]
+    run_also = list(run_also)
+
+    def forward_func(batch, layers=layers):
+        return session.run([*layers, *run_also], feed_dict={images_ph: batch, **feed_dict})[:len(layers)]
+
+    def maxima_forward_func(batch):
+        arrays = session.run([*layers, *maxima, *run_also], feed_dict={images_ph: batch, **feed_dict})
+        return list(zip(arrays[:len(layers)], arrays[len(layers):2 * len(layers)]))
+    return forward_func, maxima_forward_func
+
+
+class FedWeights:
+    """Weights held in variables that the session is fed once, instead of constants in the graph.
+
+    A constant's value lives in the GraphDef, and TensorFlow copies and rewrites the whole GraphDef (Grappler)
+    whenever a session first runs a new set of tensors. With VGG16's 15 M weights as constants the first batch
+    of a set took about 3 s more than the next ones on one core, against 0.1 to 0.3 s with fed variables (same
+    maps, bit for bit, and the same time per batch after the first); the receptive fields run several sets
+    (shallow layers only, deep ones, all), the scan another, and every shard process pays them again.
+
+    Use `variable(value, name)` where a graph would hold `tf.constant(value)`, then `add_digest(name)` (a
+    constant holding the SHA-256 of every value, so that the graph still tells its weights apart, see
+    `utils.core.pipeline.Model.fingerprint`), and `initialize(session)` before the first run.
+    """
+
+    def __init__(self):
+        self._feeds = {}  # placeholder -> value
+        self._variables = []
+        self._digest = hashlib.sha256()
+
+    def variable(self, value, name):
+        """A variable of the current graph that `initialize` fills with `value` (an array)."""
+        value = np.ascontiguousarray(value)
+        initial_value = tf1.placeholder(tf.as_dtype(value.dtype), value.shape, name=f'{name}_value')
+        variable = tf1.Variable(initial_value, trainable=False, name=name)
+        self._feeds[initial_value] = value
+        self._variables.append(variable)
+        self._digest.update(f'{variable.op.name} {value.dtype} {value.shape}'.encode())
+        self._digest.update(memoryview(value).cast('B'))  # the array's bytes, not a copy of them
+        return variable
+
+    def add_digest(self, name):
+        """Adds to the current graph a string constant `name`: the SHA-256 of the variables' names and values."""
+        return tf.constant(self._digest.hexdigest(), name=name)
+
+    def initialize(self, session):
+        """Feeds every variable its value in `session`."""
+        with session.graph.as_default():
+            initializer = tf1.variables_initializer(self._variables)
+        session.run(initializer, feed_dict=self._feeds)

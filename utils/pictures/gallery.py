@@ -1,0 +1,217 @@
+"""The gallery of a run: `index.html`, a page to browse the drawn channels, and `activations.json`, every
+tracked channel's strongest images as data.
+
+The page is static and self-contained (inline CSS and JavaScript, nothing fetched from elsewhere), so it works
+opened from disk. It cuts every patch out of the `-crop.jpg`/`-full.jpg` pictures already written (CSS
+sprites): a layer costs its two pictures, whatever its number of channels. The layout of those pictures is the
+one `utils.pictures.montage.layer_pictures` makes, worked out by `montage_layout`. The README documents the JSON schema.
+"""
+
+import collections
+import contextlib
+import html
+import json
+import os
+import urllib.parse
+
+import numpy as np
+
+from utils.base.files import atomic_write
+from utils.pictures.montage import BORDER, column_caption, columns_per_row, tile_columns
+
+JSON_VERSION = 1
+GALLERY_FILES = ('activations.json', 'index.html')  # written last, after every picture of a run
+CROP_DISPLAY = 96  # pixels the larger side of a patch takes on the page
+FULL_DISPLAY = 512  # pixels the larger side of a whole image takes when a patch is clicked
+
+GalleryLayer = collections.namedtuple('GalleryLayer', 'name description field tracker channels pictures')
+GalleryLayer.__doc__ = """What the gallery shows of a layer: its tensor name, its `utils.pictures.drawing.describe_layer`
+line, its `recfield.ReceptiveField` and `activations.TopActivations`, the channels drawn (one picture column
+each, in order) and the `(full_path, crop_path)` of its pictures (None when no channel was drawn)."""
+
+
+def montage_layout(column_width, column_height, captions):
+    """Where `utils.pictures.montage.tile_columns` puts columns of one size with these captions.
+
+    Args:
+        column_width, column_height: the size of every column, borders included.
+        captions: one caption per column.
+
+    Returns:
+        `(origins, (height, width))`: the `(left, top)` pixel of every column below its caption, and the size of
+        the picture. Columns too many for one row wrap into further rows (`utils.pictures.montage.columns_per_row`), each
+        row as high as its captions need.
+    """
+    per_row = columns_per_row(column_width)
+    origins, top = [], 0
+    for start in range(0, len(captions), per_row):
+        row = captions[start:start + per_row]
+        empty = [np.zeros((0, column_width, 3), np.uint8)] * len(row)
+        caption_height = tile_columns(empty, row).shape[0]
+        origins += [(number * column_width, top + caption_height) for number in range(len(row))]
+        top += caption_height + column_height
+    return origins, (top, min(len(captions), per_row) * column_width)
+
+
+def remove_gallery(out_dir):
+    """Removes `activations.json` and `index.html` of an earlier run from `out_dir`, if there."""
+    for name in GALLERY_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(out_dir, name))
+
+
+def write_gallery(out_dir, layers, image_names=None):
+    """Writes `<out_dir>/activations.json` and `<out_dir>/index.html`, atomically.
+
+    Args:
+        out_dir: an existing folder, holding the layers' pictures.
+        layers: list of `GalleryLayer`.
+        image_names: the dataset's image names, indexed by dataset index (a list or a dict, e.g.
+            `utils.core.pipeline.Dataset.ids`); None names images by their index.
+
+    Returns:
+        `(json_path, html_path)`.
+    """
+    def name_of(index):
+        return str(image_names[int(index)]) if image_names is not None else f'image {int(index)}'
+
+    json_path, html_path = (os.path.join(out_dir, name) for name in GALLERY_FILES)
+    document = {'version': JSON_VERSION, 'layers': [_layer_record(layer, name_of) for layer in layers]}
+    with atomic_write(json_path, 'w') as stream:
+        json.dump(document, stream, allow_nan=False)  # strict JSON: no NaN or Infinity
+        stream.write('\n')
+    with atomic_write(html_path, 'w') as stream:
+        stream.write(_page(layers, name_of))
+    return json_path, html_path
+
+
+def _ranked(layer, channel, name_of):
+    """A channel's strongest images as records of activations.json, strongest first."""
+    firings, coords, indices, _ = layer.tracker.channel(channel)
+    return [{'firing': float(firing), 'image': name_of(index), 'index': int(index), 'feature_yx': [int(y), int(x)],
+             'box': [int(value) for value in layer.field.recfield[y, x]]}
+            for firing, (y, x), index in zip(firings, coords, indices)]
+
+
+def _layer_record(layer, name_of):
+    field, tracker = layer.field, layer.tracker
+    geometry = None if field.size is None else {
+        key: [int(value) for value in getattr(field, key)] for key in ('size', 'stride', 'padding')}
+    pictures = None if layer.pictures is None else dict(zip(('full', 'crop'), map(os.path.basename, layer.pictures)))
+    return {'name': layer.name, 'feature_map': [*map(int, field.feature_shape), int(tracker.num_channels)],
+            'image_size': [int(field.height), int(field.width)], 'receptive_field': geometry,
+            'largest_box': list(field.max()), 'images_seen': int(tracker.num_seen),
+            'drawn_channels': [int(channel) for channel in layer.channels], 'pictures': pictures,
+            'channels': [_ranked(layer, channel, name_of) for channel in range(tracker.num_channels)]}
+
+
+_STYLE = """
+body { font-family: sans-serif; margin: 1em 2em; background: #fafafa; color: #222; }
+nav a { margin-right: 1em; }
+.field { font-family: monospace; }
+.cards { display: flex; flex-wrap: wrap; gap: 12px; }
+.card { background: #fff; border: 1px solid #ccc; border-radius: 4px; padding: 6px 8px;
+        content-visibility: auto; contain-intrinsic-size: auto 300px; }
+.card h3 { margin: 0 0 4px; font-size: 1em; }
+.sample { display: flex; align-items: center; gap: 8px; margin: 4px 0; font-size: 0.8em; }
+.patch { padding: 0; border: 1px solid #888; cursor: zoom-in; image-rendering: pixelated;
+         background-repeat: no-repeat; }
+.where { max-width: 14em; overflow-wrap: anywhere; }
+#modal { position: fixed; inset: 0; background: rgba(0, 0, 0, 0.8); display: flex; align-items: center;
+         justify-content: center; cursor: zoom-out; }
+#modal[hidden] { display: none; }
+#modal figure { margin: 0; color: #fff; text-align: center; }
+#modal .full { image-rendering: pixelated; background-repeat: no-repeat; margin: auto; }
+"""
+
+# Shows the clicked patch's whole image, cut out of its layer's -full picture at the patch's data-full origin.
+_SCRIPT = """
+const modal = document.getElementById('modal');
+const full = modal.querySelector('.full');
+function numbers(text) { return text.split(',').map(Number); }
+function showFull(patch) {
+  const layer = patch.closest('.layer');
+  const [width, height] = numbers(layer.dataset.fullCell);
+  const [pictureWidth, pictureHeight] = numbers(layer.dataset.fullSize);
+  const [left, top] = numbers(patch.dataset.full);
+  let scale = FULL_DISPLAY / Math.max(width, height);
+  scale = scale >= 1 ? Math.floor(scale) : scale;
+  full.style.width = width * scale + 'px';
+  full.style.height = height * scale + 'px';
+  full.style.backgroundImage = 'url("' + layer.dataset.fullSrc + '")';
+  full.style.backgroundSize = pictureWidth * scale + 'px ' + pictureHeight * scale + 'px';
+  full.style.backgroundPosition = -left * scale + 'px ' + -top * scale + 'px';
+  modal.querySelector('figcaption').textContent = patch.getAttribute('aria-label');
+  modal.hidden = false;
+}
+document.addEventListener('click', event => {
+  const patch = event.target.closest('.patch');
+  if (patch) showFull(patch);
+  else if (event.target.closest('#modal')) modal.hidden = true;
+});
+document.addEventListener('keydown', event => { if (event.key === 'Escape') modal.hidden = true; });
+""".replace('FULL_DISPLAY', str(FULL_DISPLAY))
+
+
+def _px(value):
+    return f'{value:.2f}'.rstrip('0').rstrip('.') + 'px'
+
+
+def _layer_section(number, layer, name_of):
+    """The `<section>` of one layer: its line, and a card per drawn channel."""
+    escape = html.escape
+    head = (f'<section class="layer L{number}" id="layer-{number}"{{data}}>\n<h2>{escape(layer.name)}</h2>\n'
+            f'<p class="field">{escape(layer.description)}</p>\n')
+    if layer.pictures is None:
+        return head.format(data='') + '<p>No channel fires on these images: nothing drawn.</p>\n</section>\n'
+    # Relative URLs, percent-encoded: a file name is not a URL ('%', '#', '?' and spaces mean something there).
+    full_url, crop_url = (urllib.parse.quote(os.path.basename(path), safe='') for path in layer.pictures)
+    full_name, crop_name = (html.escape(os.path.basename(path)) for path in layer.pictures)
+    tracker, channels = layer.tracker, list(layer.channels)
+    image_height, image_width = tracker.channel(channels[0])[3][0].shape[:2]
+    crop_height, crop_width = layer.field.max()
+    captions = [column_caption(channel, tracker.firings[channel]) for channel in channels]
+    rows = tracker.firings.shape[1]
+    full_origins, (full_height, full_width) = montage_layout(
+        image_width + 2 * BORDER, rows * (image_height + 2 * BORDER), captions)
+    crop_origins, (picture_height, picture_width) = montage_layout(
+        crop_width + 2 * BORDER, rows * (crop_height + 2 * BORDER), captions)
+    scale = CROP_DISPLAY / max(crop_height, crop_width, 1)  # 0 for a layer that does not depend on its input
+    data = (f' data-full-src="{full_url}" data-full-size="{full_width},{full_height}"'
+            f' data-full-cell="{image_width},{image_height}"')
+    parts = [head.format(data=data),
+             f'<p>Pictures: <a href="{crop_url}">{crop_name}</a>, <a href="{full_url}">{full_name}</a></p>\n',
+             f'<style>.L{number} .patch {{ width: {_px(crop_width * scale)}; height: {_px(crop_height * scale)}; '
+             f'background-image: url("{crop_url}"); '
+             f'background-size: {_px(picture_width * scale)} {_px(picture_height * scale)}; }}</style>\n',
+             '<div class="cards">\n']
+    for channel, (crop_left, crop_top), (full_left, full_top) in zip(channels, crop_origins, full_origins):
+        parts.append(f'<div class="card" data-channel="{channel}"><h3>channel {channel}</h3>\n')
+        for rank, record in enumerate(_ranked(layer, channel, name_of)):
+            x = crop_left + BORDER
+            y = crop_top + rank * (crop_height + 2 * BORDER) + BORDER
+            full_y = full_top + rank * (image_height + 2 * BORDER) + BORDER
+            feature_y, feature_x = record['feature_yx']
+            label = (f'{layer.name} channel {channel}, #{rank + 1}: firing {record["firing"]:.4g} on '
+                     f'{record["image"]} at feature (y, x) = ({feature_y}, {feature_x}), box {record["box"]}')
+            parts.append(
+                f'<div class="sample"><button class="patch" style="background-position: {_px(-x * scale)} '
+                f'{_px(-y * scale)}" data-full="{full_left + BORDER},{full_y}" aria-label="{escape(label)}" '
+                f'title="{escape(record["image"])}"></button><span class="where">{record["firing"]:.4g}<br>'
+                f'{escape(record["image"])}<br>(y, x) = ({feature_y}, {feature_x})</span></div>\n')
+        parts.append('</div>\n')
+    parts.append('</div>\n</section>\n')
+    return ''.join(parts)
+
+
+def _page(layers, name_of):
+    nav = ' '.join(f'<a href="#layer-{number}">{html.escape(layer.name)}</a>' for number, layer in enumerate(layers))
+    sections = ''.join(_layer_section(number, layer, name_of) for number, layer in enumerate(layers))
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>Strongest activations'
+            f'</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n<h1>Strongest activations</h1>\n'
+            '<p>Every card is a channel, with the image patches (receptive fields of the strongest feature pixel) '
+            'that make it fire the most, strongest first: the firing, the image and the feature-map position. '
+            'Click a patch to see its whole image with the patch boxed. All tracked channels, as data: '
+            f'<a href="activations.json">activations.json</a>.</p>\n<nav>{nav}</nav>\n{sections}'
+            '<div id="modal" hidden><figure><div class="full"></div><figcaption></figcaption></figure></div>\n'
+            f'<script>{_SCRIPT}</script>\n</body>\n</html>\n')
