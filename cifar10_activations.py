@@ -28,7 +28,6 @@ import utils.base.ctrl_c  # noqa: F401 (first: Ctrl-C while TensorFlow loads end
 from utils.core import pipeline
 from utils.examples import cifar10, cifar10_input
 from utils.running import cli, shards
-from utils.models.tf_session import session_forward_funcs
 
 
 def parse_args(argv):
@@ -47,18 +46,15 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.print_all_names:
+        return cifar10.print_all_names(args)
     if shards.requested(args):  # one shard of the batches, or all of them on Dask: the same steps, spread out
         return shards.run(cifar10.EXAMPLE, args)
-    session, images_ph = cifar10.build_session(args.batch_size, args.cifar10_dir)
-    layers = cli.prepare_layers(session.graph, images_ph, args)
-    if layers is None:  # --print_all_names
-        return 0
-    dataset = cifar10_input.open_dataset(args)
-    cifar10.restore_checkpoint(session, args.train_dir)
-    # forward_func: session.run of the layers; maxima_forward_func: the same with each channel's maxima, for the scan.
-    forward_func, maxima_forward_func = session_forward_funcs(session, images_ph, layers)
-    with pipeline.Model(forward_func, layers, images_ph.shape.as_list(), cifar10.VALUE_RANGE,
-                        close=session.close, maxima_forward_func=maxima_forward_func) as model:
+    # The model: a TF1 session holding the tutorial network and its latest checkpoint, session.run of the
+    # --layers as its forward_func (`utils.examples.cifar10.open_model`).
+    with cifar10.open_model(args) as model:
+        dataset = cifar10.open_dataset(args, model)
+        cli.ensure_output_dirs(args)  # once the model, layers and images are known to be good
         fields = pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args))
         trackers = pipeline.scan(model, dataset, args.num_samples)
         pipeline.draw(model, fields, trackers, args.out_dir, args.num_channels, args.tensorboard_dir, dataset,

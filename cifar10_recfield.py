@@ -30,21 +30,20 @@ def parse_args(argv):
     cli.add_common_arguments(parser, cifar10.DEFAULT_LAYERS,
                              os.path.join(tempfile.gettempdir(), 'cifar10_recfield'), default_batch_size=128)
     cifar10.add_arguments(parser, 'folder of checkpoints to use if there is one; not needed, fresh weights '
-                                        'give the same receptive fields')
+                                  'give the same receptive fields')
     return cli.parse_args(parser, argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    session, images_ph = cifar10.build_session(args.batch_size, args.cifar10_dir)
-    layers = cli.prepare_layers(session.graph, images_ph, args)
-    if layers is not None:  # else --print_all_names printed the layers
-        forward_func = lambda x, layers=layers: session.run(layers, feed_dict={images_ph: x})  # noqa: E731
-        model = pipeline.Model(forward_func, layers, images_ph.shape.as_list(), cifar10.VALUE_RANGE)
-        cifar10.restore_checkpoint(session, args.train_dir, required=False)  # fresh weights if none
+    if args.print_all_names:
+        return cifar10.print_all_names(args)
+    # The model: a TF1 session holding the tutorial network (fresh weights if --train_dir has no checkpoint: the
+    # boxes are the same), session.run of the --layers as its forward_func (`utils.examples.cifar10.open_model`).
+    with cifar10.open_model(args, checkpoint_required=False) as model:
+        cli.ensure_output_dirs(args)  # once the model and layers are known to be good
         fields = pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args))
         pipeline.draw_receptive_fields(model, fields, args.out_dir)
-    session.close()
 
 
 if __name__ == '__main__':

@@ -24,7 +24,6 @@ import utils.base.ctrl_c  # noqa: F401 (first: Ctrl-C while TensorFlow loads end
 from utils.core import pipeline
 from utils.examples import facenet
 from utils.running import cli, shards
-from utils.models.tf_session import session_forward_funcs
 
 
 def parse_args(argv):
@@ -47,19 +46,15 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.print_all_names:
+        return facenet.print_all_names(args)
     if shards.requested(args):  # one shard of the faces, or all of them on Dask: the same steps, spread out
         return shards.run(facenet.EXAMPLE, args)
-    net = facenet.load_network(facenet.find_path(args.model_path, args.facenet_dir))
-    layers = cli.prepare_layers(net.session.graph, net.images_ph, args)
-    if layers is None:  # --print_all_names
-        return 0
-    # forward_func: session.run of the layers, fed net.feed_dict too (phase_train False: BatchNorm in inference
-    # mode, see the README's note on BatchNorm); maxima_forward_func: the same with each channel's maxima.
-    forward_func, maxima_forward_func = session_forward_funcs(net.session, net.images_ph, layers, net.feed_dict)
-    with pipeline.Model(forward_func, layers, facenet.probe_shape(args, net), facenet.VALUE_RANGE,
-                        close=net.session.close, maxima_forward_func=maxima_forward_func,
-                        any_batch_size=True) as model:
+    # The model: a TF1 session holding FaceNet, session.run of the --layers (BatchNorm in inference mode) as
+    # its forward_func (`utils.examples.facenet.open_model`).
+    with facenet.open_model(args) as model:
         dataset = facenet.open_dataset(args, model)
+        cli.ensure_output_dirs(args)  # once the model, layers and images are known to be good
         fields = pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args))
         trackers = pipeline.scan(model, dataset, args.num_samples)
         pipeline.draw(model, fields, trackers, args.out_dir, args.num_channels, args.tensorboard_dir, dataset,

@@ -36,16 +36,14 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    net = facenet.load_network(facenet.find_path(args.model_path, args.facenet_dir))
-    layers = cli.prepare_layers(net.session.graph, net.images_ph, args)
-    if layers is not None:  # else --print_all_names printed the layers
-        # phase_train False (net.feed_dict): in training mode BatchNorm makes every pixel reach every feature.
-        forward_func = lambda x, layers=layers: net.session.run(  # noqa: E731
-            layers, feed_dict={net.images_ph: x, **net.feed_dict})
-        model = pipeline.Model(forward_func, layers, facenet.probe_shape(args, net), facenet.VALUE_RANGE)
+    if args.print_all_names:
+        return facenet.print_all_names(args)
+    # The model: a TF1 session holding FaceNet, session.run of the --layers (BatchNorm in inference mode) as
+    # its forward_func (`utils.examples.facenet.open_model`).
+    with facenet.open_model(args) as model:
+        cli.ensure_output_dirs(args)  # once the model and layers are known to be good
         fields = pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args))
         pipeline.draw_receptive_fields(model, fields, args.out_dir)
-    net.session.close()
 
 
 if __name__ == '__main__':

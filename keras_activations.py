@@ -23,7 +23,7 @@ import tempfile
 
 import utils.base.ctrl_c  # noqa: F401 (first: Ctrl-C while TensorFlow loads ends quietly)
 from utils.core import pipeline
-from utils.models import keras_file
+from utils.examples import keras_model
 from utils.running import cli, shards
 
 
@@ -34,24 +34,25 @@ def parse_args(argv):
     cli.add_activation_arguments(parser)
     cli.add_image_files_arguments(parser, 'the images to run through the model: every readable image under this '
                                           'folder (this or --images_list is required unless --print_all_names)')
-    keras_file.add_arguments(parser)
+    keras_model.add_arguments(parser)
     return cli.parse_args(parser, argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     if args.print_all_names:
-        return keras_file.print_all_names(args)
+        return keras_model.print_all_names(args)
     if shards.requested(args):  # one shard of the images, or all of them on Dask: the same steps, spread out
-        return shards.run(keras_file.EXAMPLE, args)
-    # The model's forward_func is a compiled sub-model on the chosen layers' outputs, in inference mode.
-    model = keras_file.open_model(args)
-    dataset = keras_file.open_dataset(args, model)
-    cli.ensure_output_dirs(args)  # once the model, layers and images are known to be good
-    fields = pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args))
-    trackers = pipeline.scan(model, dataset, args.num_samples)
-    pipeline.draw(model, fields, trackers, args.out_dir, args.num_channels, args.tensorboard_dir, dataset,
-                  args.heatmap)
+        return shards.run(keras_model.EXAMPLE, args)
+    # The model: a compiled sub-model on the chosen layers' outputs, in inference mode, as its forward_func
+    # (`utils.examples.keras_model.open_model`).
+    with keras_model.open_model(args) as model:
+        dataset = keras_model.open_dataset(args, model)
+        cli.ensure_output_dirs(args)  # once the model, layers and images are known to be good
+        fields = pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args))
+        trackers = pipeline.scan(model, dataset, args.num_samples)
+        pipeline.draw(model, fields, trackers, args.out_dir, args.num_channels, args.tensorboard_dir, dataset,
+                      args.heatmap)
 
 
 if __name__ == '__main__':

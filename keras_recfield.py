@@ -19,13 +19,13 @@ import tempfile
 
 import utils.base.ctrl_c  # noqa: F401 (first: Ctrl-C while TensorFlow loads ends quietly)
 from utils.core import pipeline
-from utils.models import keras_file
+from utils.examples import keras_model
 from utils.running import cli
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    keras_file.add_arguments(parser)
+    keras_model.add_arguments(parser)
     cli.add_common_arguments(parser, 'the last layer of each resolution, at most five',
                              os.path.join(tempfile.gettempdir(), 'keras_recfield'))
     return cli.parse_args(parser, argv)
@@ -34,11 +34,13 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     if args.print_all_names:
-        return keras_file.print_all_names(args)
-    model = keras_file.open_model(args)
-    cli.ensure_output_dirs(args)  # once the model and layers are known to be good
-    pipeline.draw_receptive_fields(model, pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args)),
-                                   args.out_dir)
+        return keras_model.print_all_names(args)
+    # The model: a compiled sub-model on the chosen layers' outputs, in inference mode, as its forward_func
+    # (`utils.examples.keras_model.open_model`).
+    with keras_model.open_model(args) as model:
+        cli.ensure_output_dirs(args)  # once the model and layers are known to be good
+        fields = pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args))
+        pipeline.draw_receptive_fields(model, fields, args.out_dir)
 
 
 if __name__ == '__main__':

@@ -25,7 +25,6 @@ import utils.base.ctrl_c  # noqa: F401 (first: Ctrl-C while TensorFlow loads end
 from utils.core import pipeline
 from utils.examples import vgg16
 from utils.running import cli, shards
-from utils.models.tf_session import session_forward_funcs
 
 
 def parse_args(argv):
@@ -44,17 +43,15 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.print_all_names:
+        return vgg16.print_all_names(args)
     if shards.requested(args):  # one shard of the tiles, or all of them on Dask: the same steps, spread out
         return shards.run(vgg16.EXAMPLE, args)
-    session, images_ph = vgg16.build_session(args.image_size)
-    layers = cli.prepare_layers(session.graph, images_ph, args)
-    if layers is None:  # --print_all_names
-        return 0
-    # forward_func: session.run of the layers; maxima_forward_func: the same with each channel's maxima, for the scan.
-    forward_func, maxima_forward_func = session_forward_funcs(session, images_ph, layers)
-    with pipeline.Model(forward_func, layers, vgg16.probe_shape(args), vgg16.VALUE_RANGE, close=session.close,
-                        maxima_forward_func=maxima_forward_func, any_batch_size=True) as model:
-        dataset = vgg16.open_dataset(args)
+    # The model: a TF1 session holding VGG16, session.run of the --layers as its forward_func
+    # (`utils.examples.vgg16.open_model`).
+    with vgg16.open_model(args) as model:
+        dataset = vgg16.open_dataset(args, model)
+        cli.ensure_output_dirs(args)  # once the model, layers and images are known to be good
         fields = pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args))
         trackers = pipeline.scan(model, dataset, args.num_samples)
         pipeline.draw(model, fields, trackers, args.out_dir, args.num_channels, args.tensorboard_dir, dataset,

@@ -34,15 +34,14 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    session, images_ph = vgg16.build_session(args.image_size)
-    layers = cli.prepare_layers(session.graph, images_ph, args)
-    if layers is not None:  # else --print_all_names printed the layers
-        forward_func = lambda x, layers=layers: session.run(layers, feed_dict={images_ph: x})  # noqa: E731
-        # any_batch_size: the placeholder takes any batch, so short rounds of probes run as short batches.
-        model = pipeline.Model(forward_func, layers, vgg16.probe_shape(args), vgg16.VALUE_RANGE, any_batch_size=True)
+    if args.print_all_names:
+        return vgg16.print_all_names(args)
+    # The model: a TF1 session holding VGG16, session.run of the --layers as its forward_func
+    # (`utils.examples.vgg16.open_model`).
+    with vgg16.open_model(args) as model:
+        cli.ensure_output_dirs(args)  # once the model and layers are known to be good
         fields = pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args))
         pipeline.draw_receptive_fields(model, fields, args.out_dir)
-    session.close()
 
 
 if __name__ == '__main__':

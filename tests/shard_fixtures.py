@@ -20,6 +20,7 @@ import pytest
 
 from conftest import run_script
 from utils import merge_activations
+from utils.core.model import Example, Layer, Model
 from utils.core import pipeline
 from utils.examples import vgg16
 from utils.running.cli import run_main
@@ -86,7 +87,7 @@ def assert_same_state(state, expected):
 
 # -- the box-filter example, in numpy ---------------------------------------------------------------------------
 
-BOX_LAYERS = [pipeline.Layer('conv/Relu:0', 2), pipeline.Layer('pool/MaxPool:0', 2)]
+BOX_LAYERS = [Layer('conv/Relu:0', 2), Layer('pool/MaxPool:0', 2)]
 BOX_IMAGE_SIZE = 12
 BOX_IMSHAPE = [4, BOX_IMAGE_SIZE, BOX_IMAGE_SIZE, 1]
 BOX_VALUE_RANGE = (-1.0, 1.0)
@@ -116,9 +117,9 @@ def box_filter_images(num_images, seed=0):
 
 
 def open_box_filter_model(args, fingerprint=None):
-    """The box-filter network as a `pipeline.Model` (it ignores `args`); its receptive fields are cached only
+    """The box-filter network as a `Model` (it ignores `args`); its receptive fields are cached only
     when given a `fingerprint` (numpy layers have no graph to take one from)."""
-    return pipeline.Model(box_filter_maps, BOX_LAYERS, BOX_IMSHAPE, BOX_VALUE_RANGE, model_id='box filter 3x3',
+    return Model(box_filter_maps, BOX_LAYERS, BOX_IMSHAPE, BOX_VALUE_RANGE, model_id='box filter 3x3',
                           fingerprint=fingerprint)
 
 
@@ -133,7 +134,7 @@ def open_box_filter_dataset(args, model=None):
     return pipeline.Dataset([f'grey-{index}.png' for index in range(args.num_images)], args.batch_size, read)
 
 
-BOX_FILTER_EXAMPLE = pipeline.Example('box_filter', open_box_filter_model, open_box_filter_dataset)
+BOX_FILTER_EXAMPLE = Example('box_filter', open_box_filter_model, open_box_filter_dataset)
 
 
 def box_filter_args(out_dir, **flags):

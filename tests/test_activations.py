@@ -725,7 +725,6 @@ def test_an_image_given_twice_is_refused(rng):
     assert sorted(set(top.indices.ravel().tolist())) == [0, 1, 2]
 
 
-
 def test_features_must_be_numbers():
     with pytest.raises(ValueError, match='features must be numbers'):
         TopActivations(2).update(None, np.full((1, 2, 2, 1), 'a'))

@@ -23,7 +23,7 @@ import cifar10_activations
 import cifar10_recfield
 from conftest import layer_lines, probe_image_counts, run_script
 from utils import cifar10_train
-from utils.core import pipeline
+from utils.core.model import Example, Layer, model_id
 from utils.examples import cifar10, cifar10_input
 from utils.examples.cifar10_input import BATCHES_DIR, TRAIN_FILES
 from utils.running.cli import run_main
@@ -229,11 +229,11 @@ def test_model_runs_the_latest_checkpoint(trained):
     train_dir, data_dir, _, images = trained
     flags = example_flags(train_dir, data_dir)
     with cifar10.open_model(flags) as model:
-        assert model.layers == [pipeline.Layer('conv1/conv1:0', 64), pipeline.Layer('conv2/conv2:0', 64)]
+        assert model.layers == [Layer('conv1/conv1:0', 64), Layer('conv2/conv2:0', 64)]
         assert model.imshape == [BATCH_SIZE, CROP, CROP, 3] and model.value_range == cifar10.VALUE_RANGE
         latest = tf1.train.latest_checkpoint(train_dir)
         assert latest.endswith(f'model.ckpt-{TRAIN_STEPS}')
-        assert model.model_id == pipeline.model_id('cifar10', checkpoint_files(latest))
+        assert model.model_id == model_id('cifar10', checkpoint_files(latest))
         assert model.model_id.startswith(f'cifar10 model.ckpt-{TRAIN_STEPS}.index+model.ckpt-{TRAIN_STEPS}.data-')
         [(inputs, _, indices)] = cifar10_input.open_dataset(flags).read(0, BATCH_SIZE)
         np.testing.assert_array_equal(indices, np.arange(BATCH_SIZE))
@@ -244,7 +244,7 @@ def test_model_runs_the_latest_checkpoint(trained):
         np.testing.assert_allclose(conv2, expected['conv2/conv2:0'], rtol=1e-4, atol=1e-4)
     with pytest.raises(RuntimeError):  # closed with the with-block
         model.run(inputs)
-    assert cifar10.EXAMPLE == pipeline.Example('cifar10', cifar10.open_model, cifar10_input.open_dataset)
+    assert cifar10.EXAMPLE == Example('cifar10', cifar10.open_model, cifar10_input.open_dataset)
 
 
 def test_model_without_a_checkpoint_names_the_training_command(trained, tmp_path):

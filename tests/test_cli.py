@@ -1,4 +1,4 @@
-"""Tests of `utils/running/cli.py`: the common flags, finding the layers, and bad input turned into a one-line error
+"""Tests of `utils/running/cli.py`: the common flags, the layer names they give, and bad input turned into a one-line error
 with exit code 2."""
 
 import argparse
@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from conftest import REPO, tf1
 from utils.base import progress
+from utils.base.layer_names import names_from_flags
 from utils.running import cli
 
 
@@ -27,7 +28,7 @@ def parser_with_all_flags():
 
 def test_defaults():
     args = parser_with_all_flags().parse_args([])
-    assert cli.layer_names(args.layers) == ['net/conv1:0', 'net/conv2:0'] and args.out_dir == '/tmp/out'
+    assert names_from_flags(args.layers) == ['net/conv1:0', 'net/conv2:0'] and args.out_dir == '/tmp/out'
     assert (args.num_channels, args.num_samples, args.batch_size) == (10, 5, 16)
     assert args.logging_level == 'WARNING' and not args.print_all_names
     assert args.tensorboard_dir is None and (args.num_shards, args.shard_index, args.dask_scheduler) == (None,) * 3
@@ -36,7 +37,7 @@ def test_defaults():
 def test_flags_are_parsed():
     args = parser_with_all_flags().parse_args(['--layers', 'a:0', 'b:0', '--num_channels', 'all', '--num_samples', '3',
                                                '--logging_level', 'debug', '--batch_size', '4'])
-    assert cli.layer_names(args.layers) == ['a:0', 'b:0'] and args.num_channels == 0 and args.num_samples == 3
+    assert names_from_flags(args.layers) == ['a:0', 'b:0'] and args.num_channels == 0 and args.num_samples == 3
     assert args.logging_level == 'DEBUG' and args.batch_size == 4
 
 
@@ -44,7 +45,7 @@ def test_flags_are_parsed():
 def test_layers_separated_by_commas_or_spaces(values):
     """The original tool took --layers conv1/conv1:0,conv2/conv2:0; separate words work too."""
     args = parser_with_all_flags().parse_args(['--layers'] + values)
-    assert cli.layer_names(args.layers) == ['a:0', 'b/c:0']
+    assert names_from_flags(args.layers) == ['a:0', 'b/c:0']
 
 
 @pytest.mark.parametrize('text, value', [('all', 0), ('ALL', 0), ('0', 0), ('7', 7)])
@@ -64,40 +65,6 @@ def test_counts(parse, text, value):
 def test_bad_counts(parse, text):
     with pytest.raises(argparse.ArgumentTypeError):
         parse(text)
-
-
-@pytest.fixture(scope='module')
-def conv_graph():
-    """`(graph, images)`: images [None, 8, 8, 3] -> conv [None, 8, 8, 2]."""
-    graph = tf.Graph()
-    with graph.as_default():
-        images = tf1.placeholder(tf.float32, [None, 8, 8, 3], name='images')
-        tf.nn.conv2d(images, tf.ones([3, 3, 3, 2]), 1, 'SAME', name='conv')
-    return graph, images
-
-
-def test_find_layers_writes_nothing_and_prepare_layers_makes_the_output_folders(conv_graph, tmp_path):
-    graph, images = conv_graph
-    args = parser_with_all_flags().parse_args(['--layers', 'conv', '--out_dir', str(tmp_path / 'out'),
-                                               '--tensorboard_dir', str(tmp_path / 'logs')])
-    assert [layer.name for layer in cli.find_layers(graph, images, args)] == ['conv:0']
-    assert list(tmp_path.iterdir()) == []
-    assert [layer.name for layer in cli.prepare_layers(graph, images, args)] == ['conv:0']
-    assert (tmp_path / 'out').is_dir() and (tmp_path / 'logs').is_dir()
-
-
-def test_prepare_layers_prints_all_names_and_returns_none(conv_graph, tmp_path, capsys):
-    graph, images = conv_graph
-    args = parser_with_all_flags().parse_args(['--print_all_names', '--out_dir', str(tmp_path / 'out')])
-    assert cli.prepare_layers(graph, images, args) is None
-    assert capsys.readouterr().out == 'conv:0 (None, 8, 8, 2)\n'
-    assert not (tmp_path / 'out').exists()
-
-
-def test_find_layers_names_an_unknown_layer(conv_graph):
-    args = parser_with_all_flags().parse_args(['--layers', 'conv:0,conv:1'])
-    with pytest.raises(ValueError, match="no layer 'conv:1'"):
-        cli.find_layers(*conv_graph, args)
 
 
 def test_bad_flag_exits_with_2(capsys):
@@ -164,8 +131,8 @@ def test_quiet_leaves_results_and_errors_only(monkeypatch):
 
 
 def test_a_layer_named_twice_is_kept_once_with_a_warning(caplog):
-    with caplog.at_level(logging.WARNING, logger='utils.running.cli'):
-        assert cli.layer_names(['conv1,conv2', 'conv1', 'conv2,conv3']) == ['conv1', 'conv2', 'conv3']
+    with caplog.at_level(logging.WARNING, logger='utils.base.layer_names'):
+        assert names_from_flags(['conv1,conv2', 'conv1', 'conv2,conv3']) == ['conv1', 'conv2', 'conv3']
     assert '--layers names conv1 (and 1 more) more than once; each layer is drawn once.' in caplog.text
 
 

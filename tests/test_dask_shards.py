@@ -22,7 +22,8 @@ from utils.examples import vgg16
 from utils.running import dask_shards
 from utils.running.cli import run_main
 from utils.core.states import ShardState, state_path
-from utils.models.tf_session import session_config, thread_counts
+from utils.base.threads import thread_counts
+from utils.models.tf_session import session_config
 
 pytestmark = pytest.mark.slow
 WAIT_S = 60  # every wait is bounded

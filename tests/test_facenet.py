@@ -23,6 +23,7 @@ import facenet_recfield
 from conftest import assert_shards_read_like_the_whole, layer_lines, run_script, tf1
 from facenet_fixtures import CHANNELS, PAIRS_ORDER, build_small_facenet
 from utils.core import pipeline
+from utils.core.model import Example, Layer, Model
 from utils.examples import facenet, lfw
 from utils.running.cli import run_main
 from utils.benchmarks.closed_form import boxes_from_dependencies, chain_dependencies
@@ -127,7 +128,7 @@ def test_receptive_fields_match_the_closed_form(receptive_fields):
 def test_phase_train_true_is_reported_as_whole_image(network, caplog):
     layer = network.session.graph.get_tensor_by_name(facenet.DEFAULT_LAYERS[0])
     phase_train = next(iter(network.feed_dict))
-    training_mode = pipeline.Model(lambda x: network.session.run([layer], {network.images_ph: x, phase_train: True}),
+    training_mode = Model(lambda x: network.session.run([layer], {network.images_ph: x, phase_train: True}),
                                    [layer], [2, 160, 160, 3], facenet.VALUE_RANGE)
     with caplog.at_level(logging.WARNING, logger='recfield'):
         [field] = pipeline.measure_receptive_fields(training_mode).values()
@@ -139,13 +140,13 @@ def test_phase_train_true_is_reported_as_whole_image(network, caplog):
 # -- open_model and open_dataset: the example as the pipeline opens it --------------------------------------
 
 def test_model_has_the_layers_the_probe_shape_and_an_id_of_the_graph_file(model, small_facenet_path):
-    assert model.layers == [pipeline.Layer(name, 3 * CHANNELS if name.endswith('concat:0') else CHANNELS)
+    assert model.layers == [Layer(name, 3 * CHANNELS if name.endswith('concat:0') else CHANNELS)
                             for name in facenet.DEFAULT_LAYERS]  # Mixed_6a concatenates 3 towers
     assert model.imshape == [BATCH_SIZE, 160, 160, 3] and model.value_range == facenet.VALUE_RANGE
     with open(small_facenet_path, 'rb') as stream:
         digest = hashlib.sha256(stream.read()).hexdigest()
     assert model.model_id == f'facenet small_facenet.pb sha256:{digest[:16]}'
-    assert facenet.EXAMPLE == pipeline.Example('facenet', facenet.open_model, facenet.open_dataset)
+    assert facenet.EXAMPLE == Example('facenet', facenet.open_model, facenet.open_dataset)
 
 
 def test_model_runs_with_batchnorm_in_inference_mode(model, network, rng):

@@ -21,13 +21,15 @@ from keras_fixtures import (FREE_SIZE, FREE_SIZE_CHANNELS, IMAGE_SIZE, RESIDUAL_
                             SEQUENTIAL_CHANNELS, closed_form_fields, free_size_reads, residual_reads, sequential_reads,
                             write_photos)
 from utils.core import memory, pipeline
+from utils.core.model import Example, Layer
 from utils.data import images
 from utils.models import keras_file
+from utils.examples import keras_model
 from utils.core.recfield_cache import RecfieldCache
 
 
 def model_flags(path, **flags):
-    """The flags of the Keras scripts that `keras_file.open_model` and `open_dataset` read."""
+    """The flags of the Keras scripts that `keras_model.open_model` and `open_dataset` read."""
     defaults = dict(model=path, unsafe_load=False, layers=None, image_size=None, preprocess='none', batch_size=4,
                     images_dir=None, images_list=None, max_image_pixels=images.MAX_IMAGE_PIXELS)
     return argparse.Namespace(**{**defaults, **flags})
@@ -172,19 +174,19 @@ def test_an_image_size_too_small_for_the_kernels_is_refused_before_running(tmp_p
     path = str(tmp_path / 'valid.keras')
     keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(2, 3, name='conv'),
                       keras.layers.MaxPooling2D(2, name='pool')]).save(path)
-    assert keras_file.open_model(model_flags(path, image_size=[4, 4], layers=['pool'])).imshape == [4, 4, 4, 3]
+    assert keras_model.open_model(model_flags(path, image_size=[4, 4], layers=['pool'])).imshape == [4, 4, 4, 3]
     with pytest.raises(ValueError, match=r'^--image_size 3 3 is too small for the layers: Computed output size '
                                          r'would be zero or negative'):
-        keras_file.open_model(model_flags(path, image_size=[3, 3], layers=['pool']))
+        keras_model.open_model(model_flags(path, image_size=[3, 3], layers=['pool']))
     # a shallower layer fits where a deeper one does not
-    assert keras_file.open_model(model_flags(path, image_size=[3, 3], layers=['conv'])).imshape == [4, 3, 3, 3]
+    assert keras_model.open_model(model_flags(path, image_size=[3, 3], layers=['conv'])).imshape == [4, 3, 3, 3]
 
 
 def test_a_model_of_other_than_colour_images_is_refused(tmp_path):
     path = str(tmp_path / 'grey.keras')
     keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3, name='conv')]).save(path)
     with pytest.raises(ValueError, match='the model takes 1-channel images; the Keras scripts feed colour images'):
-        keras_file.open_model(model_flags(path))
+        keras_model.open_model(model_flags(path))
 
 
 @pytest.mark.parametrize('nested', [False, True])
@@ -196,7 +198,7 @@ def test_a_model_with_channels_first_layers_is_refused_before_it_runs(tmp_path, 
     inner = keras.Sequential(layers, name='block') if nested else None
     keras.Sequential([keras.Input((16, 16, 3)), *([inner] if nested else layers)]).save(path)
     with pytest.raises(ValueError, match=f'layer conv_nchw of {path} works on channels-first maps'):
-        keras_file.open_model(model_flags(path))
+        keras_model.open_model(model_flags(path))
 
 
 def test_layer_names_tensorflow_cannot_compile_run_eagerly(tmp_path, caplog):
@@ -205,7 +207,7 @@ def test_layer_names_tensorflow_cannot_compile_run_eagerly(tmp_path, caplog):
     keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, name='my conv:1'),
                       keras.layers.Conv2D(2, 3, name="b<'x")]).save(path)
     with caplog.at_level(logging.WARNING, logger='utils.models.keras_file'):
-        model = keras_file.open_model(model_flags(path))
+        model = keras_model.open_model(model_flags(path))
     assert "2 layers of" in caplog.text
     assert "have names that TensorFlow cannot compile (first: 'my conv:1')" in caplog.text
     batch = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype(np.float32)
@@ -226,7 +228,7 @@ def test_a_model_without_image_layers_says_so(tmp_path, capsys, layers, shape):
     # Before: 'no layers given' (the default layers were none), and --print_all_names printed a blank line.
     path = str(tmp_path / 'no_images.keras')
     keras.Sequential([keras.Input(shape), *layers]).save(path)
-    for call in (keras_file.open_model, keras_file.print_all_names):
+    for call in (keras_model.open_model, keras_model.print_all_names):
         with pytest.raises(ValueError, match=f'no layer of {path} has a 4-D output'):
             call(model_flags(path))
     assert capsys.readouterr().out == ''
@@ -238,20 +240,20 @@ def test_the_input_layer_is_not_a_layer_to_draw(tmp_path):
     pixels = keras.Input((16, 16, 3), name='pixels')
     keras.Model(pixels, keras.layers.Conv2D(2, 3, name='conv')(pixels)).save(path)
     with pytest.raises(ValueError, match="layer pixels is the model's input: its map is the image itself"):
-        keras_file.open_model(model_flags(path, layers=['pixels']))
+        keras_model.open_model(model_flags(path, layers=['pixels']))
 
 
 def test_a_channels_first_input_is_named_so(tmp_path):
     path = str(tmp_path / 'nchw_input.keras')
     keras.Sequential([keras.Input((3, 32, 32)), keras.layers.Conv2D(2, 3, name='conv')]).save(path)
     with pytest.raises(ValueError, match=r"input \(None, 3, 32, 32\) looks channels-first"):
-        keras_file.open_model(model_flags(path))
+        keras_model.open_model(model_flags(path))
 
 
 def test_a_fixed_size_model_too_large_for_memory_is_not_told_to_lower_the_image_size(keras_models, monkeypatch):
     monkeypatch.setattr(memory, 'available_bytes', lambda: 1000)
     with pytest.raises(ValueError, match=r'lower --batch_size\.$'):
-        keras_file.open_model(model_flags(keras_models['sequential']))
+        keras_model.open_model(model_flags(keras_models['sequential']))
 
 
 def test_what_else_safe_mode_refuses_is_not_called_a_lambda_layer(keras_models, monkeypatch):
@@ -274,7 +276,7 @@ def test_a_layer_called_twice_is_drawn_at_its_first_call_with_a_warning(tmp_path
     shared = keras.layers.Conv2D(3, 3, padding='same', name='shared')
     keras.Model(pixels, shared(keras.layers.Conv2D(3, 3, strides=2, name='down')(shared(pixels)))).save(path)
     with caplog.at_level(logging.WARNING, logger='utils.models.keras_file'):
-        model = keras_file.open_model(model_flags(path, layers=['shared']))
+        model = keras_model.open_model(model_flags(path, layers=['shared']))
     assert 'layer shared is called 2 times in the model (its weights shared); its first call, output (None, 16, 16, ' \
            '3), is the one drawn.' in caplog.text
     assert model.run(np.zeros((1, 16, 16, 3), np.float32))[0].shape == (1, 16, 16, 3)
@@ -287,13 +289,13 @@ DOCUMENTED_RANGES = {'none': (0, 255), 'tf': (-1, 1), 'torch': (-0.485 / 0.229, 
                      'caffe': (-123.68, 255 - 103.939)}
 
 
-@pytest.mark.parametrize('mode', sorted(keras_file.PREPROCESSING))
+@pytest.mark.parametrize('mode', sorted(keras_model.PREPROCESSING))
 def test_value_range_is_the_range_preprocess_gives(mode):
     # Every channel at 0 or 255, in every combination: each channel's extremes, whatever its mean and scale.
     corners = np.array(np.meshgrid([0, 255], [0, 255], [0, 255])).reshape(3, -1).T.astype(np.uint8)
-    values = keras_file.preprocess(corners[None], mode)
+    values = keras_model.preprocess(corners[None], mode)
     assert values.dtype == np.float32 and values.shape == (1, 8, 3)
-    low, high = keras_file.value_range(mode)
+    low, high = keras_model.value_range(mode)
     assert (values.min(), values.max()) == pytest.approx((low, high), abs=1e-4)
     assert (low, high) == pytest.approx(DOCUMENTED_RANGES[mode], abs=1e-4)
 
@@ -306,7 +308,7 @@ def test_value_range_is_the_range_preprocess_gives(mode):
 ])
 def test_preprocess_gives_each_convention_its_channel_order(mode, expected):
     blue = np.array([[[255, 0, 0]]], np.uint8)  # OpenCV's BGR
-    np.testing.assert_allclose(keras_file.preprocess(blue, mode)[0, 0], expected, rtol=1e-5)
+    np.testing.assert_allclose(keras_model.preprocess(blue, mode)[0, 0], expected, rtol=1e-5)
 
 
 # -- the forward function -----------------------------------------------------------------------------------
@@ -335,8 +337,8 @@ def test_forward_function_returns_the_layers_asked_for(sequential, rng):
     batch = rng.uniform(0, 255, (2, IMAGE_SIZE, IMAGE_SIZE, 3)).astype(np.float32)
     conv1, pool1, drop = forward_func(batch)
     assert conv1.shape == (2, 32, 32, 4) and pool1.shape == (2, 16, 16, 4) and drop.shape == (2, 14, 14, 6)
-    # With the `layers` keyword (pipeline.Layer or anything named after a layer): only those maps.
-    [alone] = forward_func(batch, layers=[pipeline.Layer('pool1', 4)])
+    # With the `layers` keyword (Layer or anything named after a layer): only those maps.
+    [alone] = forward_func(batch, layers=[Layer('pool1', 4)])
     np.testing.assert_allclose(alone, pool1, rtol=1e-6)
 
 
@@ -346,16 +348,16 @@ def test_model_has_the_layers_the_probe_shape_the_value_range_and_ids_of_the_fil
     path = keras_models['sequential']
     with open(path, 'rb') as stream:
         digest = hashlib.sha256(stream.read()).hexdigest()
-    model = keras_file.open_model(model_flags(path, preprocess='tf', batch_size=3))
-    assert model.layers == [pipeline.Layer('conv1', 4), pipeline.Layer('pool1', 4), pipeline.Layer('drop', 6)]
+    model = keras_model.open_model(model_flags(path, preprocess='tf', batch_size=3))
+    assert model.layers == [Layer('conv1', 4), Layer('pool1', 4), Layer('drop', 6)]
     assert model.imshape == [3, 32, 32, 3] and model.value_range == (-1.0, 1.0)
     assert model.model_id == f'keras sequential.keras sha256:{digest[:16]}'
     assert model.fingerprint() == f'keras file sha256:{digest}'
-    assert keras_file.EXAMPLE == pipeline.Example('keras', keras_file.open_model, keras_file.open_dataset)
+    assert keras_model.EXAMPLE == Example('keras', keras_model.open_model, keras_model.open_dataset)
 
-    free_size = keras_file.open_model(model_flags(keras_models['free_size'], image_size=list(FREE_SIZE),
+    free_size = keras_model.open_model(model_flags(keras_models['free_size'], image_size=list(FREE_SIZE),
                                                    layers=['conv2, conv']))
-    assert free_size.layers == [pipeline.Layer('conv2', 2), pipeline.Layer('conv', 3)]
+    assert free_size.layers == [Layer('conv2', 2), Layer('conv', 3)]
     assert free_size.imshape == [4, *FREE_SIZE, 3] and free_size.value_range == (0.0, 255.0)
 
 
@@ -371,13 +373,13 @@ CLOSED_FORM_CASES = {
 @pytest.mark.parametrize('case', list(CLOSED_FORM_CASES))
 def test_receptive_fields_equal_the_closed_form(keras_models, case):
     name, layers, image_size, reads_of, channels = CLOSED_FORM_CASES[case]
-    model = keras_file.open_model(model_flags(keras_models[name], layers=[','.join(layers)], image_size=image_size))
+    model = keras_model.open_model(model_flags(keras_models[name], layers=[','.join(layers)], image_size=image_size))
     fields = pipeline.measure_receptive_fields(model, print_lines=False)
     expected = closed_form_fields(reads_of, *(image_size or (IMAGE_SIZE, IMAGE_SIZE)))
     for index, layer in enumerate(layers):
         np.testing.assert_array_equal(fields[index].recfield, expected[layer].recfield, err_msg=layer)
         assert fields[index].feature_shape == expected[layer].feature_shape
-        assert model.layers[index] == pipeline.Layer(layer, channels[layer])
+        assert model.layers[index] == Layer(layer, channels[layer])
     if case == 'residual':  # and what they give, as worked out by hand
         assert {layer: (fields[index].size[0], fields[index].stride[0], fields[index].padding[0])
                 for index, layer in enumerate(layers)} == RESIDUAL_GEOMETRY
@@ -389,25 +391,25 @@ def test_receptive_fields_are_cached_by_the_contents_of_the_model_file(keras_mod
     cache = RecfieldCache(str(tmp_path / 'cache'))
     copy = str(tmp_path / 'renamed.keras')
     shutil.copyfile(keras_models['sequential'], copy)
-    first = pipeline.measure_receptive_fields(keras_file.open_model(model_flags(keras_models['sequential'])),
+    first = pipeline.measure_receptive_fields(keras_model.open_model(model_flags(keras_models['sequential'])),
                                               cache=cache)
-    again = pipeline.measure_receptive_fields(keras_file.open_model(model_flags(copy)), cache=cache)
+    again = pipeline.measure_receptive_fields(keras_model.open_model(model_flags(copy)), cache=cache)
     assert first == again
     assert [probes for _, probes in probe_image_counts(capsys.readouterr().out)][1] == 0  # nothing measured
     keras_file.load_model(copy).save(copy)  # the same network saved again: another file, measured again
-    pipeline.measure_receptive_fields(keras_file.open_model(model_flags(copy)), cache=cache)
+    pipeline.measure_receptive_fields(keras_model.open_model(model_flags(copy)), cache=cache)
     assert probe_image_counts(capsys.readouterr().out)[0][1] > 0
 
 
 @pytest.fixture(scope='module')
 def sequential_model(keras_models):
-    return keras_file.open_model(model_flags(keras_models['sequential']))
+    return keras_model.open_model(model_flags(keras_models['sequential']))
 
 
 def test_dataset_is_every_readable_photograph_cut_to_the_input(tmp_path, sequential_model, caplog):
     names = write_photos(str(tmp_path), count=6)
     with caplog.at_level(logging.WARNING):
-        dataset = keras_file.open_dataset(model_flags('', images_dir=str(tmp_path), preprocess='caffe'),
+        dataset = keras_model.open_dataset(model_flags('', images_dir=str(tmp_path), preprocess='caffe'),
                                            sequential_model)
     assert dataset.ids == names and 'more/photo_03.png' in names
     assert 'skipped 1 of 7 files' in caplog.text  # notes.txt
@@ -415,21 +417,21 @@ def test_dataset_is_every_readable_photograph_cut_to_the_input(tmp_path, sequent
     assert [len(indices) for _, _, indices in batches] == [4, 2]
     for inputs, display, _ in batches:
         assert display.shape[1:] == (IMAGE_SIZE, IMAGE_SIZE, 3) and display.dtype == np.uint8
-        np.testing.assert_array_equal(inputs, keras_file.preprocess(display, 'caffe'))
+        np.testing.assert_array_equal(inputs, keras_model.preprocess(display, 'caffe'))
     # each is the photograph resized to cover the input and cut to its centre
     photo = cv2.imread(str(tmp_path / names[0]))
-    np.testing.assert_array_equal(batches[0][1][0], keras_file.centre_crop(photo, IMAGE_SIZE, IMAGE_SIZE))
+    np.testing.assert_array_equal(batches[0][1][0], keras_model.centre_crop(photo, IMAGE_SIZE, IMAGE_SIZE))
 
 
 @pytest.mark.parametrize('num_shards', [2, 3])
 def test_dataset_shards_read_the_batches_of_a_whole_read(photos_dir, sequential_model, num_shards):
-    dataset = keras_file.open_dataset(model_flags('', images_dir=photos_dir, batch_size=3), sequential_model)
+    dataset = keras_model.open_dataset(model_flags('', images_dir=photos_dir, batch_size=3), sequential_model)
     whole = assert_shards_read_like_the_whole(dataset, num_shards)
     assert [len(indices) for _, _, indices in whole] == [3, 3, 3, 1]
 
 
 def test_a_shard_decodes_only_its_own_images(photos_dir, sequential_model, decoded_paths):
-    dataset = keras_file.open_dataset(model_flags('', images_dir=photos_dir, batch_size=3), sequential_model)
+    dataset = keras_model.open_dataset(model_flags('', images_dir=photos_dir, batch_size=3), sequential_model)
     assert decoded_paths == []  # listed from the headers
     start, stop = pipeline.shard_bounds(len(dataset), dataset.batch_size, 4, 2)
     read_batches(dataset, start, stop)
@@ -438,10 +440,10 @@ def test_a_shard_decodes_only_its_own_images(photos_dir, sequential_model, decod
 
 def test_dataset_needs_a_folder_with_readable_images(tmp_path, sequential_model):
     with pytest.raises(ValueError, match='--images_dir is required'):
-        keras_file.open_dataset(model_flags(''), sequential_model)
+        keras_model.open_dataset(model_flags(''), sequential_model)
     (tmp_path / 'notes.txt').write_text('not an image')
     with pytest.raises(FileNotFoundError, match=f'no readable image under {tmp_path}'):
-        keras_file.open_dataset(model_flags('', images_dir=str(tmp_path)), sequential_model)
+        keras_model.open_dataset(model_flags('', images_dir=str(tmp_path)), sequential_model)
 
 
 def white_band(height, width, first, last, axis):
@@ -460,6 +462,6 @@ def white_band(height, width, first, last, axis):
     (white_band(8, 16, 2, 14, axis=1), 16, 16),  # small: doubled, its middle 8 of 16 columns kept
 ], ids=['wide', 'tall', 'to-wide-input', 'enlarged'])
 def test_centre_crop_covers_the_input_and_keeps_the_middle(image, height, width):
-    crop = keras_file.centre_crop(image, height, width)
+    crop = keras_model.centre_crop(image, height, width)
     assert crop.shape == (height, width, 3)
     assert (crop == 255).all()  # only the white middle is left

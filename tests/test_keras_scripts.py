@@ -26,6 +26,7 @@ from keras_fixtures import (FREE_SIZE, FREE_SIZE_CHANNELS, IMAGE_SIZE, LAMBDA_CH
                             residual_reads, sequential_reads)
 from shard_fixtures import merge, run_scripts_together
 from utils.models import keras_file
+from utils.examples import keras_model
 from utils.running.cli import run_main
 from utils.benchmarks.closed_form import chain_geometry
 from utils.core.states import ShardState
@@ -56,7 +57,7 @@ def assert_one_line_error(result, message):
 
 
 def script_flags(path, **flags):
-    """The flags `keras_file.open_model` and `open_dataset` read, as keras_activations.py parses them."""
+    """The flags `keras_model.open_model` and `open_dataset` read, as keras_activations.py parses them."""
     return keras_activations.parse_args(['--model', path, '--batch_size', str(BATCH_SIZE)]
                                         + [f'--{name}={value}' for name, value in flags.items()])
 
@@ -252,9 +253,9 @@ def test_activations_print_the_closed_form_fields_and_draw_every_layer(sequentia
 def test_activations_show_the_photographs_each_channel_fires_on_most(sequential_scans, keras_models, photos_dir):
     out_dir, _ = sequential_scans['single']
     model = keras_file.load_model(keras_models['sequential'])
-    opened = keras_file.open_model(script_flags(keras_models['sequential']))
+    opened = keras_model.open_model(script_flags(keras_models['sequential']))
     inputs, display, _ = (np.concatenate(parts) for parts in zip(*read_batches(
-        keras_file.open_dataset(script_flags(keras_models['sequential'], images_dir=photos_dir), opened))))
+        keras_model.open_dataset(script_flags(keras_models['sequential'], images_dir=photos_dir), opened))))
     features = keras.Model(model.inputs[0], model.get_layer('pool1').output).predict(inputs, verbose=0)
     firings = features.max(axis=(1, 2))  # [photograph, channel]
     channels = np.flatnonzero(firings.max(axis=0) > 0)[:NUM_CHANNELS]

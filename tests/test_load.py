@@ -11,7 +11,7 @@ import tensorflow as tf
 from conftest import tf1
 from model_fixtures import INPUT
 from utils.models.tf_load import FED_CONSTANT_SIZE, checkpoint_files, latest_checkpoint, load_model
-from utils.core.pipeline import Model
+from utils.core.model import Model
 
 
 def run_output(path):

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from conftest import run_script
 from utils.core import memory
-from utils.running.cli import find_layers
+from utils.models.tf_session import find_layers
 from utils.pictures.drawing import check_picture_size
 
 tf1 = tf.compat.v1

@@ -20,8 +20,9 @@ from conftest import build_session, layer_lines, probe_image_counts, run_script,
 from shard_fixtures import (BOX_DESCRIPTIONS, BOX_IMSHAPE, BOX_LAYERS, BOX_VALUE_RANGE, box_filter_args,
                             box_filter_images, box_filter_maps, open_box_filter_dataset, open_box_filter_model)
 from utils.core import pipeline
+from utils.core.model import Layer, Model, PROBE_BATCH_SIZE, model_id, probe_shape
 from utils.base.layer_names import file_stem
-from utils.core.pipeline import PROBE_BATCH_SIZE, Layer, Model, probe_shape, shard_bounds
+from utils.core.pipeline import shard_bounds
 from utils.core.recfield_cache import RecfieldCache
 from utils.models.tf_session import session_forward_funcs
 
@@ -152,11 +153,11 @@ def test_model_id_names_the_files_and_hashes_their_contents(tmp_path):
     first, second = tmp_path / 'model.index', tmp_path / 'model.data'
     first.write_bytes(b'index')
     second.write_bytes(b'data')
-    model_id = pipeline.model_id('cifar10', [str(first), str(second)])
-    assert model_id.startswith('cifar10 model.index+model.data sha256:') and len(model_id.split(':')[-1]) == 16
-    assert pipeline.model_id('cifar10', [str(first), str(second)]) == model_id
+    found = model_id('cifar10', [str(first), str(second)])
+    assert found.startswith('cifar10 model.index+model.data sha256:') and len(found.split(':')[-1]) == 16
+    assert model_id('cifar10', [str(first), str(second)]) == found
     second.write_bytes(b'other data')
-    assert pipeline.model_id('cifar10', [str(first), str(second)]) != model_id
+    assert model_id('cifar10', [str(first), str(second)]) != found
 
 
 # -- shards of a dataset -----------------------------------------------------------------------------------------

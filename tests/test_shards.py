@@ -20,6 +20,7 @@ from shard_fixtures import (BOX_DESCRIPTIONS, BOX_FILTER_EXAMPLE, FLAGS, LAYERS,
                             merge, open_box_filter_dataset, open_box_filter_model, run_scripts_together,
                             shard_state_paths)
 from utils.core import pipeline
+from utils.core.model import Example
 from utils.examples import vgg16
 from utils.running import shards
 from utils.running.cli import run_main
@@ -78,7 +79,7 @@ def test_scanner_reads_a_shard_and_shard_0_measures_every_field(tmp_path):
 
 
 def test_scanner_takes_the_fields_from_the_scripts_recfield_cache(tmp_path, capsys):
-    example = pipeline.Example('box_filter', lambda args: open_box_filter_model(args, fingerprint='box filter'),
+    example = Example('box_filter', lambda args: open_box_filter_model(args, fingerprint='box filter'),
                                open_box_filter_dataset)
     cache_dir = tmp_path / 'cache'
     counts = []
@@ -106,7 +107,7 @@ def test_a_scanner_closes_its_model_when_the_dataset_does_not_open(tmp_path):
         raise FileNotFoundError('no images')
 
     with pytest.raises(FileNotFoundError, match='no images'):
-        shards.Scanner(pipeline.Example('broken', open_model, open_missing_dataset), box_filter_args(tmp_path))
+        shards.Scanner(Example('broken', open_model, open_missing_dataset), box_filter_args(tmp_path))
     assert closed == [True]
 
 

@@ -73,15 +73,15 @@ def test_image_summaries_are_the_pictures_with_the_receptive_field(logs):
         assert (int(width), int(height)) == (picture.shape[1], picture.shape[0])
 
 
-def test_tensorboard_dir_that_cannot_be_written_fails_before_the_scan(cifar10_train_dir, tmp_path, capsys):
+def test_tensorboard_dir_that_cannot_be_written_fails_before_the_scan(cifar10_data, cifar10_train_dir, tmp_path,
+                                                                     capsys):
     (tmp_path / 'a-file').write_text('')
-    # No data: a scan would fail on that, so the folder is checked first.
     status = run_main(cifar10_activations.main, [
-        '--train_dir', cifar10_train_dir, '--data_dir', str(tmp_path / 'no-data'), '--out_dir', str(tmp_path / 'out'),
-        '--tensorboard_dir', str(tmp_path / 'a-file' / 'logs')])
-    error = capsys.readouterr().err
+        '--train_dir', cifar10_train_dir, '--data_dir', cifar10_data[0], '--batches', '2', '--batch_size', '16',
+        '--out_dir', str(tmp_path / 'out'), '--tensorboard_dir', str(tmp_path / 'a-file' / 'logs')])
+    output, error = capsys.readouterr()
     assert status == 2 and error.startswith('error: cannot write to output folder')
-    assert 'give another folder with --tensorboard_dir' in error
+    assert 'give another folder with --tensorboard_dir' in error and 'scan:' not in output
 
 
 def test_event_log_refuses_a_file_that_is_not_an_image(tmp_path):

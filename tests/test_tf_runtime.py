@@ -1,6 +1,7 @@
 """Tests of `utils/models/tf_session.py`: the maps' maxima in the graph against numpy, the forward functions built on
 them, the thread counts, weights fed to variables, and the TensorFlow settings of `utils/__init__.py`."""
 
+import argparse
 import os
 import subprocess
 import sys
@@ -11,10 +12,13 @@ import pytest
 from conftest import REPO, build_session, tf1
 from keras_fixtures import build_sequential
 from utils.models import keras_file
-from utils.core.pipeline import Model
+from utils.core.model import Model
+
 from utils.base.quiet_tf import tf
-from utils.models.tf_session import (FedWeights, channel_maxima, limit_eager_threads, session_config, session_forward_funcs,
-                              thread_counts)
+from utils.base.threads import thread_counts
+from utils.models.tf_session import (FedWeights, channel_maxima, find_layers, limit_eager_threads, print_tensor_names,
+                                      session_config, session_forward_funcs)
+from utils.running import cli
 
 
 def build_maxima():
@@ -190,3 +194,40 @@ def test_vgg16_maps_are_the_same_bits_on_one_and_two_threads_with_avx2_kernels(t
         np.testing.assert_array_equal(one, two)
     eigen = [vgg16_maps(str(tmp_path / f'eigen-{threads}.npz'), threads, '0') for threads in '12']
     assert any((one != two).any() for one, two in zip(*eigen))  # what the setting is for
+
+
+@pytest.fixture(scope='module')
+def conv_graph():
+    """`(graph, images)`: images [None, 8, 8, 3] -> conv [None, 8, 8, 2]."""
+    graph = tf.Graph()
+    with graph.as_default():
+        images = tf1.placeholder(tf.float32, [None, 8, 8, 3], name='images')
+        tf.nn.conv2d(images, tf.ones([3, 3, 3, 2]), 1, 'SAME', name='conv')
+    return graph, images
+
+
+def test_find_layers_finds_the_layers_and_writes_nothing(conv_graph, tmp_path):
+    graph, images = conv_graph
+    args = _flags(['--layers', 'conv', '--out_dir', str(tmp_path / 'out'),
+                                               '--tensorboard_dir', str(tmp_path / 'logs')])
+    assert [layer.name for layer in find_layers(graph, images, args)] == ['conv:0']
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_print_tensor_names_prints_every_tensor_from_the_input_with_its_shape(conv_graph, capsys):
+    print_tensor_names(*conv_graph)
+    assert capsys.readouterr().out == 'conv:0 (None, 8, 8, 2)\n'
+
+
+def test_find_layers_names_an_unknown_layer(conv_graph):
+    args = _flags(['--layers', 'conv:0,conv:1'])
+    with pytest.raises(ValueError, match="no layer 'conv:1'"):
+        find_layers(*conv_graph, args)
+
+
+def _flags(argv):
+    """The flags of an `*_activations.py` script."""
+    parser = argparse.ArgumentParser()
+    cli.add_common_arguments(parser, ['net/conv1:0'], '/tmp/out')
+    cli.add_activation_arguments(parser)
+    return parser.parse_args(argv)

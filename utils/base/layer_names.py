@@ -7,9 +7,12 @@ constants and weights are not layers.
 
 import difflib
 import hashlib
+import logging
 
 # Bytes of a file stem (`file_stem`), leaving room within a file name's 255 for `state-`, `-<I>-of-<N>.npz`.
 MAX_STEM_BYTES = 200
+
+logger = logging.getLogger(__name__)
 
 
 def computed_tensors(graph, inputs):
@@ -97,3 +100,15 @@ def file_stem(layer_name):
     digest = hashlib.sha256(encoded).hexdigest()[:16]
     kept = encoded[:MAX_STEM_BYTES - len(digest) - 1].decode('utf-8', 'ignore')  # whole characters only
     return f'{kept}-{digest}'
+
+
+def names_from_flags(values):
+    """`--layers` values as a list of names: each value may hold several names separated by commas. A name given
+    twice is kept once, at its first place, with a warning (it would be measured and drawn twice)."""
+    names = [name.strip() for value in values for name in value.split(',') if name.strip()]
+    unique = list(dict.fromkeys(names))
+    if len(unique) < len(names):
+        repeated = next(name for name in unique if names.count(name) > 1)
+        logger.warning('--layers names %s (and %d more) more than once; each layer is drawn once.', repeated,
+                       len(names) - len(unique) - 1)
+    return unique

@@ -23,7 +23,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from recfield import ReceptiveField  # noqa: E402
-from utils.core import pipeline  # noqa: E402
+from utils.core.model import Model  # noqa: E402
 from utils.examples import cifar10  # noqa: E402
 from utils.running import cli  # noqa: E402
 from utils.benchmarks.closed_form import boxes_from_dependencies, chain_dependencies  # noqa: E402
@@ -49,7 +49,7 @@ class CheckFailed(ValueError):
 
 
 def open_model(layer_names, batch_size, size):
-    """The CIFAR-10 network on `[batch_size, size, size, 3]` inputs with a conv3 after pool2, as a `pipeline.Model`.
+    """The CIFAR-10 network on `[batch_size, size, size, 3]` inputs with a conv3 after pool2, as a `Model`.
 
     Only the convolutions get values: the fully connected layers, sized for this input, are never run.
     """
@@ -65,7 +65,7 @@ def open_model(layer_names, batch_size, size):
 
     def forward_func(batch, layers=layers):
         return session.run(layers, feed_dict={images_ph: batch})
-    return pipeline.Model(forward_func, layers, images_ph.shape.as_list(), cifar10.VALUE_RANGE,
+    return Model(forward_func, layers, images_ph.shape.as_list(), cifar10.VALUE_RANGE,
                           close=session.close)
 
 

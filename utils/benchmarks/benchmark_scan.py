@@ -4,7 +4,7 @@
     python utils/benchmarks/benchmark_scan.py --help
 
 The CIFAR-10 example's network (`utils.examples.cifar10`, fresh weights; its conv1 and conv2 as a
-`utils.core.pipeline.Model` whose forward pass also computes the logits) runs on random 24x24 images, four ways per batch:
+`utils.core.model.Model` whose forward pass also computes the logits) runs on random 24x24 images, four ways per batch:
 (a) the forward pass alone (`Model.run`, the maps fetched); (b) the pipeline's scan,
 `pipeline.track_top_activations`: the maps and their per-channel maxima, computed in the graph
 (`utils.models.tf_session.channel_maxima`), then one `TopActivations` per layer; (d) the same without maxima from the
@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 
 from activations import Activations, TopActivations  # noqa: E402
 from utils.core import pipeline  # noqa: E402
+from utils.core.model import Model  # noqa: E402
 from utils.examples import cifar10  # noqa: E402
 from utils.running import cli  # noqa: E402
 from utils.examples.cifar10_input import CROP_SIZE  # noqa: E402
@@ -49,7 +50,7 @@ class CheckFailed(ValueError):
 
 
 def open_model(batch_size, forward_seconds):
-    """The CIFAR-10 network with fresh weights as a `pipeline.Model` of conv1 and conv2, with its
+    """The CIFAR-10 network with fresh weights as a `Model` of conv1 and conv2, with its
     `maxima_forward_func`.
 
     Both forward functions also run the logits (the whole network runs) and append their durations to the list
@@ -70,7 +71,7 @@ def open_model(batch_size, forward_seconds):
             forward_seconds.append(time.perf_counter() - start)
             return result
         return run
-    return pipeline.Model(timed(forward_func), layers, images_ph.shape.as_list(), cifar10.VALUE_RANGE,
+    return Model(timed(forward_func), layers, images_ph.shape.as_list(), cifar10.VALUE_RANGE,
                           close=session.close, maxima_forward_func=timed(maxima_forward_func))
 
 

@@ -29,7 +29,7 @@ import time  # noqa: E402
 
 from utils.data import images  # noqa: E402
 from utils.running import cli  # noqa: E402
-from utils.running.shards import THREAD_VARIABLES  # noqa: E402
+from utils.base.threads import THREAD_VARIABLES  # noqa: E402
 
 logger = logging.getLogger('benchmark_shards')
 
@@ -54,7 +54,7 @@ def run_together(commands, threads=None):
 
     Args:
         commands: the scripts' argument lists.
-        threads: TensorFlow threads of each process (`utils.running.shards.THREAD_VARIABLES`), or None to leave them.
+        threads: TensorFlow threads of each process (`utils.base.threads.THREAD_VARIABLES`), or None to leave them.
 
     Returns:
         `(wall seconds, [each script's standard output])`.

@@ -51,17 +51,16 @@ from activations import TopActivations  # noqa: E402
 from utils.base import prefetch, progress  # noqa: E402
 from utils.core import pipeline  # noqa: E402
 from utils.data import images  # noqa: E402
-from utils.examples import vgg16  # noqa: E402
-from utils.models import keras_file  # noqa: E402
+from utils.examples import keras_model, vgg16  # noqa: E402
 from utils.running import cli  # noqa: E402
 
-import keras  # noqa: E402,I100 (after utils.models.keras_file: importing keras imports TensorFlow)
+import keras  # noqa: E402,I100 (after utils.examples.keras_model: importing keras imports TensorFlow)
 
 logger = logging.getLogger('benchmark_streaming')
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KERAS, VGG16 = 'keras_activations.py', 'vgg16_activations.py'
-EXAMPLES = {'keras': (KERAS, keras_activations.parse_args, keras_file.EXAMPLE),
+EXAMPLES = {'keras': (KERAS, keras_activations.parse_args, keras_model.EXAMPLE),
             'vgg16': (VGG16, vgg16_activations.parse_args, vgg16.EXAMPLE)}
 SHARD = ('--num_shards', 10, '--shard_index', 9)
 JPEG_QUALITY = 90
@@ -231,7 +230,7 @@ def throughput(example, args, large_args, num_samples):
     """Times an example in this process, then stores its receptive fields in `args`' `--recfield_cache`.
 
     Args:
-        example: its `utils.core.pipeline.Example`.
+        example: its `utils.core.model.Example`.
         args: its script's flags over the photos to time.
         large_args: the same over the large folder, for the time to the first batch.
         num_samples: images kept per channel.

@@ -24,6 +24,7 @@ import logging  # noqa: E402
 import numpy as np  # noqa: E402
 
 from recfield import measure_receptive_fields  # noqa: E402
+from utils.base.layer_names import names_from_flags  # noqa: E402
 from utils.examples import vgg16  # noqa: E402
 from utils.running import cli  # noqa: E402
 from utils.benchmarks.benchmark_recfield import CheckFailed, timed  # noqa: E402
@@ -38,7 +39,7 @@ METHODS = {
 
 
 def open_model(layer_names, image_size, batch_size):
-    """VGG16 with these layers as a `utils.core.pipeline.Model` (`utils.examples.vgg16.open_model`); close it when done.
+    """VGG16 with these layers as a `utils.core.model.Model` (`utils.examples.vgg16.open_model`); close it when done.
 
     Raises:
         ValueError: an image size below 32 or an unknown layer name.
@@ -98,7 +99,7 @@ def format_tables(model, indices, ways, single):
     """The result tables.
 
     Args:
-        model: the `pipeline.Model`; `indices` the `--layers` in it.
+        model: the `Model`; `indices` the `--layers` in it.
         ways: `{way: (fields, seconds)}` of ways a, b and c over `indices`.
         single: `(index, {way: (probe images, seconds)})` of `--single_layer`.
     """
@@ -167,7 +168,7 @@ def main(argv=None):
     """Prints the ways' probes and times; raises CheckFailed when their boxes differ."""
     args = parse_args(argv)
     cli.setup_logging('DEBUG' if args.verbose else 'INFO')
-    print(benchmark(cli.layer_names(args.layers), args.single_layer, args.image_size, args.batch_size), flush=True)
+    print(benchmark(names_from_flags(args.layers), args.single_layer, args.image_size, args.batch_size), flush=True)
 
 
 if __name__ == '__main__':

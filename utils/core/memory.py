@@ -19,8 +19,9 @@ import math
 import os
 
 from utils.data.images import BATCHES_AHEAD
+from utils.core.model import PROBE_BATCH_SIZE
 from utils.pictures.montage import BORDER
-from utils.core.pipeline import PROBE_BATCH_SIZE
+
 
 GIB = 1 << 30
 NUM_REFERENCES = 3  # reference batches whose maps the probes keep (recfield's trials share the first one)

@@ -4,7 +4,7 @@ A field depends on the network's structure and the probe images, not on the data
 what it measures under `--recfield_cache` (default `~/.cache/strongest_conv_activations`, or under
 `$XDG_CACHE_HOME`) and later runs of the same model and settings spend no probe images. An entry is one
 `.npz` file of plain arrays (no pickle), named by a SHA-256 of its key: the model's fingerprint (see
-`utils.core.pipeline.Model.fingerprint`), the layer, the probe image shape, the value range and `METHOD_VERSION`.
+`utils.core.model.Model.fingerprint`), the layer, the probe image shape, the value range and `METHOD_VERSION`.
 The fingerprint of a TensorFlow graph covers its structure and the weights it holds as constants, or their
 SHA-256 where they are fed to variables (`utils.models.tf_session.FedWeights`: VGG16's graph, frozen graphs);
 weights restored from a checkpoint are not in it, so retrained weights reuse the fields of the same network

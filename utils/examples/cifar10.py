@@ -21,12 +21,11 @@ import logging
 import os
 import sys
 
-from utils.core import pipeline
+from utils.core.model import Example, Model, closed_on_error, model_id
 from utils.examples.cifar10_input import CROP_SIZE, NUM_CLASSES, open_dataset
-from utils.running.cli import find_layers
 from utils.models.tf_load import checkpoint_files
 from utils.base.quiet_tf import tf
-from utils.models.tf_session import session_config, session_forward_funcs
+from utils.models.tf_session import find_layers, print_tensor_names, session_config, session_forward_funcs
 
 tf1 = tf.compat.v1
 logger = logging.getLogger(__name__)
@@ -187,21 +186,35 @@ def build_session(batch_size, cifar10_dir=None):
     return tf1.Session(graph=graph, config=session_config()), images
 
 
-def open_model(args):
+def open_model(args, checkpoint_required=True):
     """The network with the scripts' flags (`--batch_size`, `--cifar10_dir`, `--layers`) and the latest checkpoint
-    of `--train_dir`, as a `utils.core.pipeline.Model`; close it when done.
+    of `--train_dir`, as a `utils.core.model.Model`; close it when done.
+
+    Args:
+        args: the script's flags.
+        checkpoint_required: raise if `--train_dir` has no checkpoint; False (receptive fields only): fresh
+            weights, which give the same receptive fields.
 
     Raises:
-        FileNotFoundError, ValueError: see `build_session`, `utils.running.cli.find_layers` and `restore_checkpoint`.
+        FileNotFoundError, ValueError: see `build_session`, `utils.models.tf_session.find_layers` and
+            `restore_checkpoint`.
     """
     session, images_ph = build_session(args.batch_size, args.cifar10_dir)
-    with pipeline.closed_on_error(session):
+    with closed_on_error(session):
         layers = find_layers(session.graph, images_ph, args)
-        checkpoint = restore_checkpoint(session, args.train_dir)
+        checkpoint = restore_checkpoint(session, args.train_dir, required=checkpoint_required)
+        # forward_func: session.run of the layers; maxima_forward_func: the same with each channel's maxima.
         forward_func, maxima_forward_func = session_forward_funcs(session, images_ph, layers)
-        return pipeline.Model(forward_func, layers, images_ph.shape.as_list(), VALUE_RANGE,
-                              pipeline.model_id('cifar10', checkpoint_files(checkpoint)), session.close,
-                              maxima_forward_func=maxima_forward_func)
+        return Model(forward_func, layers, images_ph.shape.as_list(), VALUE_RANGE,
+                     model_id('cifar10', checkpoint_files(checkpoint) if checkpoint else []), session.close,
+                     maxima_forward_func=maxima_forward_func)
+
+
+def print_all_names(args):
+    """`--print_all_names`: prints every tensor computed from the input, with its shape."""
+    session, images_ph = build_session(args.batch_size, args.cifar10_dir)
+    with session:
+        print_tensor_names(session.graph, images_ph)
 
 
 def restore_checkpoint(session, train_dir, required=True):
@@ -276,5 +289,4 @@ def add_arguments(parser, train_dir_help):
     parser.add_argument('--train_dir', default=DEFAULT_TRAIN_DIR, help=f'{train_dir_help} (default: %(default)s)')
 
 
-
-EXAMPLE = pipeline.Example('cifar10', open_model, open_dataset)
+EXAMPLE = Example('cifar10', open_model, open_dataset)

@@ -17,12 +17,12 @@ import logging
 import os
 
 from utils.core import pipeline
+from utils.core.model import Example, Model, closed_on_error, model_id, probe_shape
 from utils.data import images
 from utils.examples import lfw
-from utils.running.cli import find_layers
 from utils.models.tf_load import checkpoint_files, latest_checkpoint, load_model
 from utils.base.quiet_tf import tf
-from utils.models.tf_session import session_config, session_forward_funcs
+from utils.models.tf_session import find_layers, print_tensor_names, session_config, session_forward_funcs
 
 tf1 = tf.compat.v1
 logger = logging.getLogger(__name__)
@@ -99,30 +99,33 @@ def load_network(model_path):
 
 def open_model(args):
     """FaceNet with the scripts' flags (`--model_path`, `--facenet_dir`, `--layers`, `--batch_size`) as a
-    `utils.core.pipeline.Model`, BatchNorm in inference mode; close it when done.
+    `utils.core.model.Model`, BatchNorm in inference mode; close it when done.
 
     Raises:
-        FileNotFoundError, ValueError: see `load_network` and `utils.running.cli.find_layers`.
+        FileNotFoundError, ValueError: see `load_network` and `utils.models.tf_session.find_layers`.
     """
     model_path = find_path(args.model_path, args.facenet_dir)
     net = load_network(model_path)
-    with pipeline.closed_on_error(net.session):
+    with closed_on_error(net.session):
         layers = find_layers(net.session.graph, net.images_ph, args)
+        # forward_func: session.run of the layers, fed net.feed_dict too (phase_train False: BatchNorm in inference
+        # mode, see the README's note on BatchNorm); maxima_forward_func: the same with each channel's maxima.
         forward_func, maxima_forward_func = session_forward_funcs(net.session, net.images_ph, layers, net.feed_dict)
         if os.path.isdir(model_path):
             files = sorted(glob.glob(os.path.join(glob.escape(model_path), '*.meta')))
             files += checkpoint_files(latest_checkpoint(model_path))
         else:
             files = [model_path]
-        return pipeline.Model(forward_func, layers, probe_shape(args, net), VALUE_RANGE,
-                              pipeline.model_id('facenet', files), net.session.close,
-                              maxima_forward_func=maxima_forward_func, any_batch_size=True)
+        return Model(forward_func, layers, probe_shape(args.batch_size, net.image_size, net.image_size),
+                     VALUE_RANGE, model_id('facenet', files), net.session.close,
+                     maxima_forward_func=maxima_forward_func, any_batch_size=True)
 
 
-def probe_shape(args, net):
-    """The receptive-field probes' `[batch, side, side, 3]`, the side `net.image_size`
-    (`utils.core.pipeline.probe_shape`)."""
-    return pipeline.probe_shape(args.batch_size, net.image_size, net.image_size)
+def print_all_names(args):
+    """`--print_all_names`: prints every tensor computed from the input, with its shape."""
+    net = load_network(find_path(args.model_path, args.facenet_dir))
+    with net.session:
+        print_tensor_names(net.session.graph, net.images_ph)
 
 
 def open_dataset(args, model):
@@ -131,7 +134,7 @@ def open_dataset(args, model):
 
     Args:
         args: the script's flags.
-        model: the `utils.core.pipeline.Model`, whose input size the faces are cut to.
+        model: the `utils.core.model.Model`, whose input size the faces are cut to.
 
     Raises:
         FileNotFoundError, ValueError: see `image_paths`.
@@ -188,4 +191,4 @@ def _tensor(graph, name):
         return None
 
 
-EXAMPLE = pipeline.Example('facenet', open_model, open_dataset)
+EXAMPLE = Example('facenet', open_model, open_dataset)

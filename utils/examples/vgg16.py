@@ -19,10 +19,11 @@ import h5py
 import numpy as np
 
 from utils.core import pipeline
+from utils.core.model import Example, Model, closed_on_error, model_id, probe_shape
 from utils.data import images
-from utils.running.cli import find_layers
 from utils.base.quiet_tf import tf
-from utils.models.tf_session import FedWeights, session_config, session_forward_funcs
+from utils.models.tf_session import (FedWeights, find_layers, print_tensor_names, session_config,
+                                      session_forward_funcs)
 
 tf1 = tf.compat.v1
 
@@ -191,29 +192,34 @@ def build_session(image_size=IMAGE_SIZE, weights_path=None):
         build(images, weights, fed_weights)
         fed_weights.add_digest('vgg_16/weights_sha256')
     session = tf1.Session(graph=graph, config=session_config())
-    with pipeline.closed_on_error(session):
+    with closed_on_error(session):
         fed_weights.initialize(session)
     return session, images
 
 
-def probe_shape(args):
-    """The receptive-field probes' `[batch, --image_size, --image_size, 3]` (`utils.core.pipeline.probe_shape`)."""
-    return pipeline.probe_shape(args.batch_size, args.image_size, args.image_size)
-
-
 def open_model(args):
-    """VGG16 with the scripts' flags (`--image_size`, `--layers`) as a `utils.core.pipeline.Model`; close it when done.
+    """VGG16 with the scripts' flags (`--image_size`, `--layers`, `--batch_size`) as a `utils.core.model.Model`;
+    close it when done.
 
     Raises:
-        FileNotFoundError, ValueError: see `build_session` and `utils.running.cli.find_layers`.
+        FileNotFoundError, ValueError: see `build_session` and `utils.models.tf_session.find_layers`.
     """
     session, images_ph = build_session(args.image_size)
-    with pipeline.closed_on_error(session):
+    with closed_on_error(session):
         layers = find_layers(session.graph, images_ph, args)
+        # forward_func: session.run of the layers; maxima_forward_func: the same with each channel's maxima.
         forward_func, maxima_forward_func = session_forward_funcs(session, images_ph, layers)
-        return pipeline.Model(forward_func, layers, probe_shape(args), VALUE_RANGE,
-                              pipeline.model_id('vgg16', [default_weights_path()]), session.close,
-                              maxima_forward_func=maxima_forward_func, any_batch_size=True)
+        # any_batch_size: the placeholder takes any batch, so short rounds of probes run as short batches.
+        return Model(forward_func, layers, probe_shape(args.batch_size, args.image_size, args.image_size),
+                     VALUE_RANGE, model_id('vgg16', [default_weights_path()]), session.close,
+                     maxima_forward_func=maxima_forward_func, any_batch_size=True)
+
+
+def print_all_names(args):
+    """`--print_all_names`: prints every tensor computed from the input, with its shape."""
+    session, images_ph = build_session(args.image_size)
+    with session:
+        print_tensor_names(session.graph, images_ph)
 
 
 def open_dataset(args, model=None):
@@ -235,4 +241,4 @@ def open_dataset(args, model=None):
     return pipeline.Dataset([images.tile_id(names, position) for position in positions], args.batch_size, read)
 
 
-EXAMPLE = pipeline.Example('vgg16', open_model, open_dataset)
+EXAMPLE = Example('vgg16', open_model, open_dataset)

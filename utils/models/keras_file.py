@@ -1,13 +1,10 @@
-"""Your own Keras 3 model (`.keras`, or a legacy `.h5`) as the pipeline takes it: the keras_*.py scripts.
+"""The adapter of Keras 3 model files (`.keras`, or a legacy `.h5`): a file as a `utils.core.model.Model`.
 
 The model is loaded in Keras' safe mode (no deserialising of arbitrary Python code) and always run in
 inference mode (BatchNorm with its moving statistics, Dropout off). Layers are Keras layer names; any layer
 with a 4-D output `[batch, height, width, channels]` can be drawn. One forward call runs a sub-model on the
-chosen layers' outputs as a compiled function.
-
-Images come from `--images_dir`: each is resized so that it covers the model's input (its shorter side, or
-both sides for a non-square input) and cut to its centre, then preprocessed with one of the conventions of
-`keras.applications` (`PREPROCESSING`).
+chosen layers' outputs as a compiled function. The example of the keras_*.py scripts (flags, preprocessing,
+images) is `utils.examples.keras_model`.
 """
 
 import logging
@@ -15,13 +12,12 @@ import os
 import re
 import zipfile
 
-import cv2
 import h5py
 import numpy as np
 
-from utils.core import memory, pipeline
+from utils.core import memory
+from utils.core.model import Layer, Model, model_id, probe_shape
 from utils.data import images
-from utils.running import cli
 from utils.base.files import digest_files
 from utils.base.layer_names import suggest_names
 from utils.base.quiet_tf import tf
@@ -31,59 +27,9 @@ import keras  # noqa: E402,I100 (after utils.base.quiet_tf: importing keras impo
 
 logger = logging.getLogger(__name__)
 
-# --preprocess: what the network takes, from uint8 RGB pixels, and the range of the values it gets.
-IMAGENET_MEAN_RGB = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD_RGB = np.array([0.229, 0.224, 0.225], np.float32)
-CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)
-PREPROCESSING = {
-    'none': 'pixels as they are, 0..255 RGB',
-    'tf': 'scaled to -1..1 (MobileNet, Inception, ...)',
-    'torch': 'scaled to 0..1, minus the ImageNet mean, divided by its standard deviation (DenseNet, ...)',
-    'caffe': 'BGR, minus the ImageNet mean (VGG16, ResNet50, ...)',
-}
 MODEL_EXTENSIONS = ('.keras', '.h5', '.hdf5')
 # TensorFlow's rule for a name scope, which a compiled Keras call opens for every layer.
 SCOPE_NAME = re.compile(r'^[A-Za-z0-9_.\\/>-]*$')
-
-
-def add_arguments(parser):
-    """Adds `--model`, `--image_size`, `--preprocess` and `--unsafe_load`, the flags of both Keras scripts."""
-    parser.add_argument('--model', required=True, help='a Keras 3 model file (.keras) or a legacy .h5 file')
-    parser.add_argument('--image_size', type=int, nargs=2, metavar=('H', 'W'),
-                        help='input height and width, for a model whose input size is free (default: the '
-                             'model\'s own input size)')
-    parser.add_argument('--preprocess', choices=sorted(PREPROCESSING), default='none',
-                        help='how pixels become network inputs, as keras.applications does it: '
-                             + '; '.join(f'{name}: {text}' for name, text in PREPROCESSING.items())
-                             + ' (default: %(default)s)')
-    parser.add_argument('--unsafe_load', action='store_true',
-                        help='allow a model that holds Python code (Lambda layers): loading it RUNS THAT CODE, so '
-                             'use it only for files you trust')
-
-
-def value_range(mode):
-    """`(low, high)` of the values `preprocess(..., mode)` gives (for `recfield.ReceptiveField`)."""
-    if mode == 'none':
-        return 0.0, 255.0
-    if mode == 'tf':
-        return -1.0, 1.0
-    if mode == 'torch':
-        return float((-IMAGENET_MEAN_RGB / IMAGENET_STD_RGB).min()), float(
-            ((1 - IMAGENET_MEAN_RGB) / IMAGENET_STD_RGB).max())
-    return float(-CAFFE_MEAN_BGR.max()), float(255 - CAFFE_MEAN_BGR.min())
-
-
-def preprocess(bgr_images, mode):
-    """uint8 BGR images `[..., 3]` (OpenCV's order) to the network's float32 input under `mode`."""
-    bgr = np.asarray(bgr_images, np.float32)
-    if mode == 'caffe':
-        return bgr - CAFFE_MEAN_BGR
-    rgb = bgr[..., ::-1]
-    if mode == 'tf':
-        return rgb / 127.5 - 1
-    if mode == 'torch':
-        return (rgb / 255 - IMAGENET_MEAN_RGB) / IMAGENET_STD_RGB
-    return np.ascontiguousarray(rgb)
 
 
 def load_model(path, unsafe_load=False):
@@ -151,17 +97,6 @@ def feature_layers(model):
 def describe_layers(model):
     """One line per 4-D layer, `<name> <output shape>`, for `--print_all_names`."""
     return '\n'.join(f'{layer.name} {tuple(layer.output.shape)}' for layer in feature_layers(model))
-
-
-def print_all_names(args):
-    """What `--print_all_names` does in both Keras scripts: loads `--model` and prints `describe_layers`.
-
-    Raises:
-        ValueError: see `load_model`; the model has no layer with a 4-D output.
-    """
-    model = load_model(args.model, args.unsafe_load)
-    check_image_model(model, args.model)
-    print(describe_layers(model))
 
 
 def check_image_model(model, path):
@@ -258,7 +193,7 @@ def input_size(model, image_size=None):
 def forward_function(model, layers):
     """`forward_func(x, layers=layers)` returning the maps of `layers`, in inference mode, as numpy arrays.
 
-    `layers` are Keras layers of `model`, or anything with the `name` of one (`utils.core.pipeline.Layer`). One
+    `layers` are Keras layers of `model`, or anything with the `name` of one (`utils.core.model.Layer`). One
     sub-model (compiled with `tf.function`) per set of layers asked for, made on first use.
     """
     compiled = {}
@@ -274,7 +209,7 @@ def forward_function(model, layers):
 
 
 def maxima_forward_function(model, layers):
-    """`maxima_forward_func(batch)` of a `utils.core.pipeline.Model` of `layers` (Keras layers of `model`): every layer's
+    """`maxima_forward_func(batch)` of a `utils.core.model.Model` of `layers` (Keras layers of `model`): every layer's
     `(feature map, maxima)`, the maxima by `utils.models.tf_session.channel_maxima`, in one compiled function."""
     sub_model = keras.Model(model.inputs, [layer.output for layer in layers])
 
@@ -291,25 +226,37 @@ def maxima_forward_function(model, layers):
     return maxima_forward_func
 
 
-def open_model(args):
-    """The `--model` with the scripts' flags (`--layers`, `--image_size`, `--preprocess`, `--batch_size`) as a
-    `utils.core.pipeline.Model`.
+def open_model(path, layer_names=None, image_size=None, batch_size=16, value_range=(0.0, 255.0),
+               unsafe_load=False, num_samples=None, num_channels=None):
+    """A Keras model file as a `utils.core.model.Model` of some of its layers, run in inference mode.
+
+    Args:
+        path: the `.keras` or `.h5` file (`load_model`).
+        layer_names: the layers to draw; None: `default_layers`.
+        image_size: `(height, width)` for a model whose input size is free (`input_size`).
+        batch_size: the scan's batch size (for the memory check and the probes' batch, `utils.core.model.probe_shape`).
+        value_range: `(low, high)` of the values the model is fed.
+        unsafe_load: see `load_model`.
+        num_samples, num_channels: the run's `--num_samples` and `--num_channels`, for the memory check.
+
+    Returns:
+        the `Model`; its forward function is a compiled sub-model on the layers' outputs.
 
     Raises:
         FileNotFoundError, ValueError: see `load_model`, `check_image_model`, `check_channels_last`, `find_layers`,
-            `input_size` and `check_image_size`.
+            `input_size`, `check_image_size` and `check_memory`; a model that does not take colour images.
     """
     limit_eager_threads()
-    model = load_model(args.model, args.unsafe_load)
-    check_image_model(model, args.model)
-    check_channels_last(model, args.model)
+    model = load_model(path, unsafe_load)
+    check_image_model(model, path)
+    check_channels_last(model, path)
     unscoped = unscoped_layer_names(model)
     if unscoped:
         logger.warning('%d layers of %s have names that TensorFlow cannot compile (first: %r): the model runs '
                        'eagerly, slower; rename them to letters, digits and _ . - / > for speed.', len(unscoped),
-                       args.model, unscoped[0])
-    layers = find_layers(model, chosen_layer_names(args, model))
-    height, width = input_size(model, args.image_size)
+                       path, unscoped[0])
+    layers = find_layers(model, default_layers(model) if layer_names is None else layer_names)
+    height, width = input_size(model, image_size)
     shape = tuple(model.inputs[0].shape)
     channels = int(shape[-1])
     if channels != 3 and len(shape) == 4 and shape[1] in (1, 3):
@@ -318,13 +265,12 @@ def open_model(args):
     if channels != 3:
         raise ValueError(f'the model takes {channels}-channel images; the Keras scripts feed colour images (3).')
     check_image_size(model, layers, height, width)
-    check_memory(model, layers, height, width, args)
-    digest = digest_files([args.model])
-    return pipeline.Model(forward_function(model, layers), [pipeline.Layer(layer.name, int(layer.output.shape[-1]))
-                                                            for layer in layers],
-                          pipeline.probe_shape(args.batch_size, height, width, channels), value_range(args.preprocess),
-                          pipeline.model_id('keras', [args.model]), fingerprint=f'keras file sha256:{digest}',
-                          maxima_forward_func=maxima_forward_function(model, layers), any_batch_size=True)
+    check_memory(model, layers, height, width, batch_size, num_samples, num_channels)
+    digest = digest_files([path])
+    return Model(forward_function(model, layers), [Layer(layer.name, int(layer.output.shape[-1])) for layer in layers],
+                 probe_shape(batch_size, height, width, channels), value_range, model_id('keras', [path]),
+                 fingerprint=f'keras file sha256:{digest}', maxima_forward_func=maxima_forward_function(model, layers),
+                 any_batch_size=True)
 
 
 def check_channels_last(model, path):
@@ -378,7 +324,7 @@ def check_image_size(model, layers, height, width):
                          f'{" ".join(str(error).split())}') from error
 
 
-def check_memory(model, layers, height, width, args):
+def check_memory(model, layers, height, width, batch_size, num_samples=None, num_channels=None):
     """Refuses a run that cannot fit in memory (`utils.core.memory`), from the shapes Keras infers on `height x width`
     images for every layer with one 4-D output (float32), before the model runs.
 
@@ -398,8 +344,8 @@ def check_memory(model, layers, height, width, args):
     except ValueError:  # a layer past the chosen ones that this image size is too small for: it never runs
         shapes = layer_shapes
     largest = max((4 * int(np.prod(shape)) for shape in shapes), default=0)
-    needed = memory.needed_bytes(args.batch_size, (height, width, int(model.inputs[0].shape[-1])), largest,
-                                 layer_shapes, getattr(args, 'num_samples', None), getattr(args, 'num_channels', None))
+    needed = memory.needed_bytes(batch_size, (height, width, int(model.inputs[0].shape[-1])), largest, layer_shapes,
+                                 num_samples, num_channels)
     free_size = None in tuple(model.inputs[0].shape[1:3])  # only then can --image_size lower what is needed
     memory.check_memory(needed, image_size_flag='--image_size' if free_size else None)
 
@@ -413,50 +359,3 @@ def _image_shapes(model, tensors, height, width):
     if not isinstance(shapes[0], (tuple, list)):  # one shape, not a list of them
         shapes = [shapes]
     return [tuple(int(size) for size in shape[1:]) for shape in shapes]
-
-
-def chosen_layer_names(args, model):
-    """`--layers` as a list of names, or the model's `default_layers` when it is not given."""
-    return cli.layer_names(args.layers) if args.layers else default_layers(model)
-
-
-def open_dataset(args, model):
-    """The images of `--images_dir` or `--images_list`, each resized to cover the model's input and cut to its
-    centre, as a `utils.core.pipeline.Dataset`; they are listed from their headers and decoded when their batch is
-    read (`utils.data.images.decoded_batches`). Each is named by its path under the folder, or as the list gives it.
-
-    Raises:
-        FileNotFoundError, ValueError: see `utils.data.images.list_images`.
-    """
-    if not args.images_dir and not args.images_list:
-        raise ValueError('--images_dir is required: a folder of images to run through the model (or give '
-                         '--images_list, a file of image paths).')
-    height, width = model.imshape[1:3]
-    shorter_side = max(height, width)
-    files, _ = images.list_images(args.images_dir or None, args.images_list or None, shorter_side,
-                                  args.max_image_pixels)
-    paths = [file.path for file in files]
-
-    def prepare(image):
-        return centre_crop(images.resize_shorter_side(image, shorter_side), height, width)
-
-    def read(start, stop):
-        batches = images.decoded_batches(paths[start:stop], prepare, args.batch_size, start, args.max_image_pixels)
-        return ((preprocess(batch, args.preprocess), batch, indices) for batch, indices in batches)
-
-    return pipeline.Dataset([file.name for file in files], args.batch_size, read)
-
-
-def centre_crop(image, height, width):
-    """The image resized (keeping its aspect) so that it covers `height x width`, cut to its centre."""
-    scale = max(height / image.shape[0], width / image.shape[1])
-    size = (max(width, round(image.shape[1] * scale)), max(height, round(image.shape[0] * scale)))  # (w, h)
-    if size == (image.shape[1], image.shape[0]):  # already covers it (resized when read): OpenCV would copy it
-        resized = image
-    else:
-        resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    top, left = (resized.shape[0] - height) // 2, (resized.shape[1] - width) // 2
-    return resized[top:top + height, left:left + width]
-
-
-EXAMPLE = pipeline.Example('keras', open_model, open_dataset)

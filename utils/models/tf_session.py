@@ -4,37 +4,24 @@ weights fed to variables rather than held as constants.
 A scan keeps, per channel, the images whose feature maps have the highest maxima. `channel_maxima` computes
 those maxima inside TensorFlow, on all its threads, as the maps come out of the network; the scan then reads
 a map again only where an image enters a channel's top list, to find where its maximum is
-(`utils.core.pipeline.Model.maxima_forward_func`).
+(`utils.core.model.Model.maxima_forward_func`).
 """
 
 import hashlib
 import logging
-import os
+import math
 
 import numpy as np
 
-from utils.core.pipeline import TOOL_SCOPE
+
+from utils.base.layer_names import computed_tensors, describe_tensors, names_from_flags, resolve_layers
 from utils.base.quiet_tf import tf
-from utils.running.shards import THREAD_VARIABLES
+from utils.core.memory import check_memory, needed_bytes
+from utils.core.model import TOOL_SCOPE
+from utils.base.threads import thread_counts
 
 tf1 = tf.compat.v1
 logger = logging.getLogger(__name__)
-
-
-def thread_counts():
-    """`(intra_op, inter_op)` threads from THREAD_VARIABLES; 0 where unset: TensorFlow's default (every core).
-
-    Raises:
-        ValueError: a variable that is not a whole number of at least 0.
-    """
-    counts = []
-    for variable in THREAD_VARIABLES:
-        text = os.environ.get(variable, '').strip() or '0'
-        if not text.isdigit():
-            raise ValueError(f'{variable}={text!r} is not a thread count; set it to a whole number (0: every core) '
-                             'or unset it.')
-        counts.append(int(text))
-    return tuple(counts)
 
 
 def session_config():
@@ -71,7 +58,7 @@ def channel_maxima(feature_map):
 
 
 def session_forward_funcs(session, images_ph, layers, feed_dict=None, run_also=()):
-    """The `forward_func` and `maxima_forward_func` of a `utils.core.pipeline.Model` of a TF1 session's `layers`.
+    """The `forward_func` and `maxima_forward_func` of a `utils.core.model.Model` of a TF1 session's `layers`.
 
     Args:
         session: the session; its graph holds `images_ph` and `layers`.
@@ -110,7 +97,7 @@ class FedWeights:
 
     Use `variable(value, name)` where a graph would hold `tf.constant(value)`, then `add_digest(name)` (a
     constant holding the SHA-256 of every value, so that the graph still tells its weights apart, see
-    `utils.core.pipeline.Model.fingerprint`), and `initialize(session)` before the first run.
+    `utils.core.model.Model.fingerprint`), and `initialize(session)` before the first run.
     """
 
     def __init__(self):
@@ -138,3 +125,41 @@ class FedWeights:
         with session.graph.as_default():
             initializer = tf1.variables_initializer(self._variables)
         session.run(initializer, feed_dict=self._feeds)
+
+
+def print_tensor_names(graph, images_ph):
+    """Prints every tensor of `graph` computed from `images_ph`, with its shape: what `--print_all_names` shows."""
+    print(describe_tensors(computed_tensors(graph, images_ph)))
+
+
+def find_layers(graph, images_ph, args):
+    """The `--layers` tensors (`utils.base.layer_names.resolve_layers`), once the run is known to fit in memory
+    (`check_graph_memory`), unless `--print_all_names`: see `print_tensor_names`.
+
+    Raises:
+        ValueError: see `utils.base.layer_names.resolve_layers` and `utils.core.memory.check_memory`.
+    """
+    layers = resolve_layers(graph, names_from_flags(args.layers), images_ph)
+    check_graph_memory(graph, images_ph, layers, args)
+    return layers
+
+
+def check_graph_memory(graph, images_ph, layers, args):
+    """Refuses a run of a TensorFlow graph that cannot fit in memory (`utils.core.memory`), from the tensors' static
+    shapes, before anything runs. Tensors whose size per image is unknown are left out.
+
+    Raises:
+        ValueError: see `utils.core.memory.check_memory`.
+    """
+    def per_image(tensor):
+        dims = tensor.shape.as_list()[1:] if tensor.shape.rank else []
+        return None if None in dims or not tensor.dtype.size else dims
+    input_shape = per_image(images_ph)
+    layer_shapes = [per_image(layer) for layer in layers]
+    if input_shape is None or None in layer_shapes:
+        return
+    largest = max((math.prod(dims) * tensor.dtype.size for tensor in computed_tensors(graph, images_ph)
+                   if (dims := per_image(tensor)) is not None), default=0)
+    needed = needed_bytes(args.batch_size, input_shape, largest, layer_shapes,
+                                 getattr(args, 'num_samples', None), getattr(args, 'num_channels', None))
+    check_memory(needed, image_size_flag='--image_size' if hasattr(args, 'image_size') else None)

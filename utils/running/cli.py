@@ -7,16 +7,13 @@ Every `*_activations.py` script takes `add_common_arguments`, `add_activation_ar
 
 import argparse
 import logging
-import math
 import sys
 
 import cv2
 
 from utils.base import ctrl_c, progress
-from utils.core import memory
 from utils.data import images
 from utils.base.files import ensure_writable_dir, lock_folder, release_folders, remove_stale_temporaries
-from utils.base.layer_names import computed_tensors, describe_tensors, resolve_layers
 from utils.core.recfield_cache import RecfieldCache
 from utils.core.recfield_cache import default_dir as default_cache_dir
 
@@ -180,65 +177,6 @@ def setup_logging(level):
     logging.getLogger().setLevel(getattr(logging, level))  # also where handlers exist already (basicConfig skips)
 
 
-def prepare_layers(graph, images_ph, args):
-    """What every script does with the common flags before its long run.
-
-    With `--print_all_names`, prints every tensor computed from the images and returns None. Otherwise finds
-    the `--layers` and makes sure `--out_dir`, and `--tensorboard_dir` where the script has it and it is
-    given, can be written, so that bad flags fail at once.
-
-    Args:
-        graph: the network's `tf.Graph`.
-        images_ph: its input placeholder.
-        args: parsed flags of `add_common_arguments`.
-
-    Returns:
-        list of layer tensors, or None.
-
-    Raises:
-        ValueError: see `utils.base.layer_names.resolve_layers` and `utils.base.files.ensure_writable_dir`.
-    """
-    if args.print_all_names:
-        print(describe_tensors(computed_tensors(graph, images_ph)))
-        return None
-    layers = find_layers(graph, images_ph, args)
-    ensure_output_dirs(args)
-    return layers
-
-
-def find_layers(graph, images_ph, args):
-    """The `--layers` tensors (`utils.base.layer_names.resolve_layers`), once the run is known to fit in memory
-    (`check_graph_memory`); unlike `prepare_layers`, writes nothing.
-
-    Raises:
-        ValueError: see `utils.base.layer_names.resolve_layers` and `utils.core.memory.check_memory`.
-    """
-    layers = resolve_layers(graph, layer_names(args.layers), images_ph)
-    check_graph_memory(graph, images_ph, layers, args)
-    return layers
-
-
-def check_graph_memory(graph, images_ph, layers, args):
-    """Refuses a run of a TensorFlow graph that cannot fit in memory (`utils.core.memory`), from the tensors' static
-    shapes, before anything runs. Tensors whose size per image is unknown are left out.
-
-    Raises:
-        ValueError: see `utils.core.memory.check_memory`.
-    """
-    def per_image(tensor):
-        dims = tensor.shape.as_list()[1:] if tensor.shape.rank else []
-        return None if None in dims or not tensor.dtype.size else dims
-    input_shape = per_image(images_ph)
-    layer_shapes = [per_image(layer) for layer in layers]
-    if input_shape is None or None in layer_shapes:
-        return
-    largest = max((math.prod(dims) * tensor.dtype.size for tensor in computed_tensors(graph, images_ph)
-                   if (dims := per_image(tensor)) is not None), default=0)
-    needed = memory.needed_bytes(args.batch_size, input_shape, largest, layer_shapes,
-                                 getattr(args, 'num_samples', None), getattr(args, 'num_channels', None))
-    memory.check_memory(needed, image_size_flag='--image_size' if hasattr(args, 'image_size') else None)
-
-
 def ensure_output_dirs(args, lock=True):
     """Makes sure `--out_dir`, and `--tensorboard_dir` where the script has it and it is given, can be written;
     takes `--out_dir` for this run (`utils.base.files.lock_folder`, let go by `run_main`) and removes temporary
@@ -257,18 +195,6 @@ def ensure_output_dirs(args, lock=True):
     remove_stale_temporaries(args.out_dir)
     if getattr(args, 'tensorboard_dir', None):
         ensure_writable_dir(args.tensorboard_dir, '--tensorboard_dir')
-
-
-def layer_names(values):
-    """`--layers` values as a list of names: each value may hold several names separated by commas. A name given
-    twice is kept once, at its first place, with a warning (it would be measured and drawn twice)."""
-    names = [name.strip() for value in values for name in value.split(',') if name.strip()]
-    unique = list(dict.fromkeys(names))
-    if len(unique) < len(names):
-        repeated = next(name for name in unique if names.count(name) > 1)
-        logger.warning('--layers names %s (and %d more) more than once; each layer is drawn once.', repeated,
-                       len(names) - len(unique) - 1)
-    return unique
 
 
 def run_main(main, argv=None):

@@ -27,7 +27,8 @@ import threading
 from distributed import Client, LocalCluster, as_completed, get_worker
 
 from utils.base.progress import progress_bar
-from utils.running.shards import THREAD_VARIABLES, Scanner
+from utils.base.threads import THREAD_VARIABLES
+from utils.running.scanner import Scanner
 from utils.core.states import merge_states
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def scan_shard_task(example, args, shard_index, num_shards):
     """The Dask task of a shard: scans it on a worker and returns its states, without receptive fields.
 
     Args:
-        example: the script's `utils.core.pipeline.Example`.
+        example: the script's `utils.core.model.Example`.
         args: the script's parsed flags.
         shard_index, num_shards: which shard.
     """
@@ -84,7 +85,7 @@ def connect(address, num_workers=None, num_shards=None):
 
     A local cluster has `num_workers` worker processes (default: `num_shards` or the CPU cores, whichever
     is fewer) of one thread each, on 127.0.0.1 and without a dashboard; TensorFlow in each uses an equal part
-    of the cores, unless this process's environment sets its thread counts (`utils.running.shards.THREAD_VARIABLES`).
+    of the cores, unless this process's environment sets its thread counts (`utils.base.threads.THREAD_VARIABLES`).
     Client and cluster are closed at the end.
 
     Raises:
@@ -117,7 +118,7 @@ def scan_on_dask(address, example, args, num_shards=None, num_workers=None, task
 
     Args:
         address: the scheduler's address (`tcp://host:8786`), or `'local'` (see `connect`).
-        example: the script's `utils.core.pipeline.Example`.
+        example: the script's `utils.core.model.Example`.
         args: the example script's parsed flags; they travel to the workers.
         num_shards: how many shards (tasks); default: one per worker thread.
         num_workers: workers of a local cluster.

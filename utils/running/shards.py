@@ -9,29 +9,23 @@ in a single run; each shard gives a `utils.core.states.ShardState` per layer, an
     python utils/merge_activations.py --states states/state-*.npz --out_dir pictures
     python vgg16_activations.py --dask_scheduler local       # or tcp://scheduler:8786 (utils/running/dask_shards.py)
 
-A shard opens its example's model and dataset through the example's `utils.core.pipeline.Example` (the functions
+A shard opens its example's model and dataset through the example's `utils.core.model.Example` (the functions
 its script uses too) and runs the same `utils.core.pipeline.scan` as a single run. Receptive fields depend on the
 model and the image size, not on the data, so they are measured once per run, all layers from one set of
 probes, by shard 0, which stores them in its states so that merging and drawing need no model.
 
-TensorFlow in a process takes every core unless THREAD_VARIABLES say otherwise: shards that run side by side
+TensorFlow in a process takes every core unless `utils.base.threads.THREAD_VARIABLES` say otherwise: shards that run side by side
 on one machine should share its cores (`TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1` for two shards on
 two cores), as Dask workers do (`utils.running.dask_shards`).
 """
 
-import hashlib
 import logging
-import threading
 
-from utils.core import pipeline
-from utils.running.cli import ensure_output_dirs, recfield_cache
-from utils.core.states import ShardState, draw_states, state_path
+from utils.running.cli import ensure_output_dirs
+from utils.running.scanner import Scanner
+from utils.core.states import draw_states, state_path
 
 logger = logging.getLogger(__name__)
-
-# TensorFlow's threads per process (`utils.models.tf_session.session_config`): a machine's cores shared by the shards or
-# Dask workers that run on it at once.
-THREAD_VARIABLES = ('TF_NUM_INTRAOP_THREADS', 'TF_NUM_INTEROP_THREADS')
 
 
 def requested(args):
@@ -70,80 +64,6 @@ def check_arguments(args):
                          f'{args.num_shards - 1}.')
 
 
-class Scanner:
-    """An example's model and dataset, opened once, scanning any shard of the dataset.
-
-    Use it as a context manager, or `close` it: it holds the model (a TensorFlow session).
-    """
-
-    def __init__(self, example, args):
-        """Opens the example's model and dataset.
-
-        Args:
-            example: the example's `utils.core.pipeline.Example`.
-            args: the example script's parsed flags.
-
-        Raises:
-            ValueError, FileNotFoundError: bad flags, a missing model or dataset.
-        """
-        self.example, self.args = example, args
-        self.model = example.open_model(args)
-        with pipeline.closed_on_error(self.model):
-            self.dataset = example.open_dataset(args, self.model)
-        self._fields = None
-        self._fields_lock = threading.Lock()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.close()
-
-    def close(self):
-        self.model.close()
-
-    def fields(self, print_lines=True):
-        """Every layer's receptive field (`utils.core.pipeline.measure_receptive_fields`, with the script's
-        `--recfield_cache`), measured on the first call, which prints the lines unless `print_lines` is False."""
-        with self._fields_lock:
-            if self._fields is None:
-                self._fields = pipeline.measure_receptive_fields(self.model, cache=recfield_cache(self.args),
-                                                                 print_lines=print_lines)
-            return self._fields
-
-    def run_values(self, num_shards):
-        """The `ShardState.run` values of this scanner's states."""
-        ids = self.dataset.ids
-        names_hash = hashlib.sha256('\n'.join(ids).encode()).hexdigest()[:16]
-        return {'example': self.example.name, 'model': self.model.model_id,
-                'dataset': f'{len(ids)} images, names sha256:{names_hash}', 'batch_size': self.dataset.batch_size,
-                'num_samples': self.args.num_samples, 'layers': tuple(self.model.layer_names),
-                'num_shards': num_shards}
-
-    def scan(self, shard_index, num_shards, fields=True, print_lines=True):
-        """Scans one shard; shard 0 also measures every layer's receptive field (one set of probes).
-
-        Args:
-            shard_index, num_shards: which shard (see `utils.core.pipeline.shard_bounds`).
-            fields: let shard 0 measure the receptive fields (False: every state's `field` is None, for a
-                caller that measures them on its own, as `utils.running.dask_shards` does).
-            print_lines: print the scan's line and the fields' lines.
-
-        Returns:
-            list of `ShardState`, one per layer.
-        """
-        trackers = pipeline.scan(self.model, self.dataset, self.args.num_samples, shard_index, num_shards,
-                                 print_line=print_lines)
-        fields = self.fields(print_lines) if fields and shard_index == 0 else {}
-        run = self.run_values(num_shards)
-        states = []
-        for number, (layer, tracker) in enumerate(zip(self.model.layers, trackers)):
-            image_ids = {index: self.dataset.ids[index] for index in tracker.kept_image_indices.tolist()}
-            states.append(ShardState(layer.name, tracker, image_ids, fields.get(number), layer.num_channels, run,
-                                     [shard_index], self.args.num_channels, f'shard {shard_index} of {num_shards}'))
-        return states
-
-
 def run(example, args):
     """What an `*_activations.py` script does when `requested(args)`: scan a shard, or all on Dask.
 
@@ -153,7 +73,7 @@ def run(example, args):
     every layer's line.
 
     Args:
-        example: the script's `utils.core.pipeline.Example`.
+        example: the script's `utils.core.model.Example`.
         args: the script's parsed flags (`utils.running.cli.add_common_arguments` and `add_activation_arguments`).
 
     Returns:

@@ -1,0 +1,208 @@
+"""What the pipeline runs: a `Model`, the interface every kind of model plugs into (a TF1 session, a Keras file,
+anything with a forward function), and the `Example` that opens one from a script's flags.
+
+A `Model` runs a float32 batch and returns the chosen layers' feature maps; it knows the layers' names and channel
+counts, the input shape of the receptive-field probes, the range of values the network takes, and whether it takes
+batches of any size. What a forward function returns is checked here, once, for every kind of model
+(`utils.probing.contract`).
+"""
+
+import collections
+import contextlib
+import hashlib
+import os
+
+import numpy as np
+
+import recfield
+from utils.base.files import digest_files
+
+# Name scope of the ops the tool adds to a TensorFlow graph for the chosen layers (their channels' maxima,
+# `utils.models.tf_session.session_forward_funcs`): not part of the network, so not of its fingerprint.
+TOOL_SCOPE = 'strongest_conv_activations/'
+PROBE_BATCH_SIZE = 16  # probe images per forward call, whatever batch size the scan uses: memory stays small
+
+
+def probe_shape(batch_size, height, width, channels=3):
+    """`Model.imshape` for a network that takes batches of any size: `[min(batch_size, PROBE_BATCH_SIZE),
+    height, width, channels]` (a large scan batch would make every probe batch as large)."""
+    return [min(int(batch_size), PROBE_BATCH_SIZE), int(height), int(width), int(channels)]
+
+
+Layer = collections.namedtuple('Layer', 'name num_channels')
+Layer.__doc__ = 'A chosen layer as the pipeline sees it: its tensor name and its number of channels.'
+
+Example = collections.namedtuple('Example', 'name open_model open_dataset')
+Example.__doc__ = """An example as shards and Dask workers open it from its script's flags: its name,
+`open_model(args)` returning a `Model` of the `--layers`, and `open_dataset(args, model)` returning its `Dataset`
+(module-level functions, so that a Dask task can carry them)."""
+
+
+class Model:
+    """A network as the pipeline runs it.
+
+    Attributes:
+        forward_func: function from a float32 batch `imshape` (or with fewer images) to a list of feature
+            maps `[batch, h, w, channels]`, one per layer. If it takes a keyword `layers`, it is also called
+            with a sublist of the layer objects given here, and must then return only their maps: receptive
+            fields of a shallow layer then run only the part of the network that layer needs.
+        layers: list of `Layer`.
+        imshape: `[batch_size, height, width, channels]` of the receptive-field probe batches.
+        value_range: `(low, high)` of the values the network takes (see `recfield.ReceptiveField`).
+        model_id: what tells two runs of the same model apart from others (`model_id`), or ''.
+        maxima_forward_func: None, or a function from a batch to a list of `(feature map, maxima)`, one per
+            layer: the maps as `forward_func` gives them and their exact maxima `[batch, channels]`, computed by
+            the network (`utils.models.tf_session.channel_maxima`). The scan uses it when given: numpy then reads a map
+            again only where an image enters a channel's top list.
+        any_batch_size: whether `forward_func` takes batches of any size up to `imshape[0]`: receptive-field
+            probes then send a round's last batch short instead of filling it with reference images.
+    """
+
+    def __init__(self, forward_func, layers, imshape, value_range, model_id='', close=None, fingerprint=None,
+                 maxima_forward_func=None, any_batch_size=False):
+        """Args:
+            forward_func, imshape, value_range, model_id, maxima_forward_func, any_batch_size: see the
+                attributes.
+            layers: objects with a `name` and a 4-D `shape` whose last entry is the channel count (TensorFlow
+                tensors, Keras outputs), or `Layer`s; given back to `forward_func` as its `layers` keyword.
+            close: function releasing the model (a session's `close`), called by `close()`.
+            fingerprint: what identifies the network's structure and weights for the receptive-field cache
+                (see `fingerprint()`); by default that of the layers' TensorFlow graph, if they have one.
+
+        Raises:
+            ValueError: a layer whose channel count is unknown.
+        """
+        self._fingerprint = fingerprint
+        self.forward_func = forward_func
+        self._layer_objects = list(layers)
+        self.layers = [layer if isinstance(layer, Layer) else _as_layer(layer) for layer in self._layer_objects]
+        self.imshape = list(imshape)
+        self.value_range = tuple(value_range)
+        self.model_id = model_id
+        self.maxima_forward_func = maxima_forward_func
+        self.any_batch_size = any_batch_size
+        self._close = close
+        self._selects_layers = recfield.takes_layers_keyword(forward_func)
+
+    @property
+    def layer_names(self):
+        return [layer.name for layer in self.layers]
+
+    def run(self, batch):
+        """All layers' feature maps of a batch, checked: a list of arrays `[len(batch), h, w, channels]`.
+
+        Raises:
+            ValueError: `forward_func` returned something else.
+        """
+        maps = self.forward_func(batch)
+        if not isinstance(maps, (list, tuple)) or len(maps) != len(self.layers):
+            raise ValueError(f'forward_func returned {recfield.what_came_back(maps)}; it must return a list of '
+                             f'{len(self.layers)} feature maps, one per layer, e.g. lambda x: session.run(layers, '
+                             'feed_dict={images: x}).')
+        return [self._checked_map(layer, feature_map, len(batch), 'forward_func')
+                for layer, feature_map in zip(self.layers, maps)]
+
+    def run_with_maxima(self, batch):
+        """All layers' `(feature map, maxima)` of a batch from `maxima_forward_func`, checked.
+
+        Raises:
+            ValueError: `maxima_forward_func` returned something else.
+        """
+        pairs = self.maxima_forward_func(batch)
+        if not isinstance(pairs, (list, tuple)) or len(pairs) != len(self.layers):
+            raise ValueError(f'maxima_forward_func must return a list of {len(self.layers)} (feature map, maxima) '
+                             'pairs, one per layer.')
+        checked = []
+        for layer, (feature_map, maxima) in zip(self.layers, pairs):
+            maxima = np.asarray(maxima)
+            if maxima.shape != (len(batch), layer.num_channels):
+                raise ValueError(f'maxima_forward_func returned maxima of shape {maxima.shape} for {layer.name}; '
+                                 f'expected [{len(batch)}, {layer.num_channels}].')
+            checked.append((self._checked_map(layer, feature_map, len(batch), 'maxima_forward_func'), maxima))
+        return checked
+
+    @staticmethod
+    def _checked_map(layer, feature_map, batch_size, function):
+        feature_map = np.asarray(feature_map)
+        if feature_map.ndim != 4 or feature_map.shape[0] != batch_size or feature_map.shape[3] != layer.num_channels:
+            raise ValueError(f'{function} returned a map of shape {feature_map.shape} for {layer.name}; '
+                             f'expected [{batch_size}, height, width, {layer.num_channels}].')
+        return feature_map
+
+    def forward_func_for(self, indices):
+        """A forward function returning the maps of the layers `indices` only, in that order."""
+        if self._selects_layers:
+            chosen = [self._layer_objects[index] for index in indices]
+            return lambda batch: self.forward_func(batch, layers=chosen)
+
+        def pick(batch):
+            maps = self.forward_func(batch)
+            return [maps[index] for index in indices]
+        return pick
+
+    def probe_forward_func(self, indices):
+        """The forward function `recfield.measure_receptive_fields` takes for the layers `indices`: it returns
+        their maps, or with a keyword `layers` (positions in `indices`) only those, so that probes serving
+        shallow layers only do not run the deep ones."""
+        def forward(batch, layers=range(len(indices))):
+            return self.forward_func_for([indices[position] for position in layers])(batch)
+        return forward
+
+    def fingerprint(self):
+        """A SHA-256 of what the receptive fields depend on, or None when it is not known (no caching).
+
+        Unless given to the constructor: the layers' TensorFlow graph (`graph.as_graph_def()`, serialised
+        deterministically): its structure, and the weights it holds as constants or, where they are fed to
+        variables, their digest (`utils.models.tf_session.FedWeights`: VGG16's graph, frozen graphs), so that a changed
+        graph never reuses a field measured on another. Variables restored from a checkpoint are not part of it
+        (see `utils.core.recfield_cache`).
+        """
+        if self._fingerprint is None:
+            graph = getattr(self._layer_objects[0], 'graph', None)
+            if graph is None or not hasattr(graph, 'as_graph_def'):
+                return None
+            graph_def = graph.as_graph_def()
+            # What the tool adds for the chosen layers is left out: any choice of layers of one network hits.
+            network = [node for node in graph_def.node if not node.name.startswith(TOOL_SCOPE)]
+            del graph_def.node[:]
+            graph_def.node.extend(network)
+            self._fingerprint = 'graph sha256:' + hashlib.sha256(graph_def.SerializeToString(deterministic=True)
+                                                                 ).hexdigest()
+        return self._fingerprint
+
+    def close(self):
+        if self._close is not None:
+            self._close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+def model_id(example, paths):
+    """`<example> <file names> sha256:<first 16 hex digits>`, over the contents of `paths` in order.
+
+    The same model files give the same id on every machine (`Model.model_id`).
+    """
+    return f'{example} {"+".join(os.path.basename(path) for path in paths)} sha256:{digest_files(paths)[:16]}'
+
+
+def _as_layer(tensor):
+    shape = tuple(tensor.shape)
+    channels = shape[-1] if len(shape) == 4 else None
+    if channels is None:
+        raise ValueError(f'layer {tensor.name} has shape {shape}; a layer must be a feature map [batch, height, '
+                         'width, channels] with a known number of channels.')
+    return Layer(str(tensor.name), int(channels))
+
+
+@contextlib.contextmanager
+def closed_on_error(session):
+    """Closes `session` (anything with `close`) if the block raises: for functions that open a `Model`."""
+    try:
+        yield
+    except BaseException:
+        session.close()
+        raise
