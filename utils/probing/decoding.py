@@ -4,8 +4,19 @@ import numpy as np
 
 
 def decode_layer(changed, period, blocks, length):
-    """One layer's extents from multiplexed observations `[probes, feat_h, feat_w]` (the phase probes, then
-    the block probes of `blocks`, see `planning.block_probes`), or None."""
+    """One layer's extents along one axis from multiplexed observations.
+
+    Args:
+        changed: bool `[probes, feat_h, feat_w]`: which feature pixels each probe changed, the `period` phase
+            probes (every line `y % period == phase` lit) first, then the block probes of `blocks`.
+        period: spacing of the lit lines.
+        blocks: `('halves', num_blocks)` or `('bands', factors)`, see `planning.block_probes`.
+        length: image size along the axis.
+
+    Returns:
+        `(start, stop)`, int arrays `[feat_h, feat_w]` (`(0, 0)` where nothing changed a pixel), or None when
+        some pixel's observations do not fit a box shorter than `period`.
+    """
     feature_shape = changed.shape[1:]
     # Decode each distinct pattern of observations once: feature pixels share very few of them.
     unique_patterns, pattern_of_pixel = unique_rows(changed.reshape(len(changed), -1).T)
@@ -90,9 +101,16 @@ def _decode_bands(block_changed, start, box_length, period, factors):
 
 
 def unique_rows(flags):
-    """Distinct rows of a bool matrix `[n, m]`, and for each row the index of its distinct row.
+    """Distinct rows of a bool matrix, and for each row the index of its distinct row.
 
     Rows are packed into 64-bit words and sorted as integers: much faster than `np.unique(axis=0)`.
+
+    Args:
+        flags: bool `[n, m]`.
+
+    Returns:
+        `(unique, inverse)`: the distinct rows `[k, m]` (in no promised order), and int `[n]` with
+        `unique[inverse] == flags`.
     """
     packed = np.packbits(flags, axis=1)
     packed = np.pad(packed, ((0, 0), (0, -packed.shape[1] % 8)))

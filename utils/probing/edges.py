@@ -168,5 +168,14 @@ def _edge_rule(found, length, num_lines):
 
 
 def edge_lines(kind, threshold, length):
-    """The lines an edge-search probe lights: `[0, t)` for a start, `[length - t, length)` for a stop."""
+    """The lines an edge-search probe lights: `[0, t)` for a start, `[length - t, length)` for a stop.
+
+    Args:
+        kind: `START` or `STOP`.
+        threshold: `t`, how many lines to light.
+        length: the image's size along the axis.
+
+    Returns:
+        int array of the lit lines, sorted.
+    """
     return np.arange(threshold) if kind == START else np.arange(length - threshold, length)

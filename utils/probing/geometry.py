@@ -10,16 +10,30 @@ ROWS, COLUMNS = 0, 1
 
 
 def transposed(boxes):
-    """Whether boxes `[feat_h, feat_w, 4]` move with the feature column along the image's rows while staying put
-    from feature row to feature row: what a channels-first map `[batch, channels, height, width]` read as
-    `[batch, height, width, channels]` gives (its "rows" are channels, its "columns" the real rows)."""
+    """Whether boxes move with the feature column along the image's rows while staying put from feature row to
+    feature row: what a channels-first map `[batch, channels, height, width]` read as `[batch, height, width,
+    channels]` gives (its "rows" are channels, its "columns" the real rows).
+
+    Args:
+        boxes: int `[feat_h, feat_w, 4]` of `[y1, x1, y2, x2]`.
+
+    Returns:
+        bool.
+    """
     rows = boxes[..., [0, 2]]  # the image rows each box spans
     return (boxes.shape[0] > 1 and boxes.shape[1] > 1 and (rows == rows[:1]).all()
             and len(np.unique(rows[0], axis=0)) > 1)
 
 
 def hull(changed):
-    """Extent `(start, stop)` `[feat_h, feat_w]` of the lines whose single-line probe changed each pixel."""
+    """The extent of the lines whose single-line probe changed each pixel.
+
+    Args:
+        changed: bool `[lines, feat_h, feat_w]`, one probe per line along the axis.
+
+    Returns:
+        `(start, stop)`, int arrays `[feat_h, feat_w]`; `(0, 0)` where no probe changed the pixel.
+    """
     any_change = changed.any(axis=0)
     start = np.where(any_change, changed.argmax(axis=0), 0)
     stop = np.where(any_change, len(changed) - changed[::-1].argmax(axis=0), 0)
@@ -36,6 +50,9 @@ def geometry(recfield):
     the size from one exact start and one exact stop (of the same or different pixels), the padding from an
     exact start. Where the edge boxes follow no rule (dilated taps near the border skip lines, so those boxes
     are neither clipped nor regular), the geometry is that of the interior boxes (`_interior_geometry`).
+
+    Args:
+        recfield: int boxes `[feat_h, feat_w, 4]` of `[y1, x1, y2, x2]`.
 
     Returns:
         `(size, stride, padding)`, each a `(y, x)` tuple, or None where some axis cannot be derived.

@@ -58,8 +58,15 @@ def block_probes(length, period):
 
 
 def band_factors(ratio):
-    """The fewest band probes that span `ratio` times the period: factors of 3 or more whose product reaches
-    it, with the least sum (e.g. 3, 3, 4 for 32)."""
+    """The fewest band probes that span `ratio` times the period.
+
+    Args:
+        ratio: the image's size along the axis over the period.
+
+    Returns:
+        list of factors of 3 or more whose product reaches `ratio`, with the least sum (e.g. 3, 3, 4 for 32);
+        empty for a ratio of 1 or less.
+    """
     best = []
     for levels in range(1, max(1, math.ceil(math.log(ratio, 3))) + 1):
         base = math.floor(ratio ** (1 / levels))

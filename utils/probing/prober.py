@@ -48,7 +48,7 @@ class ProbeOptions:
     value_range: tuple = (-1.0, 1.0)
     num_trials: int = 2
     multiplex: bool = True
-    tolerance: float = None
+    tolerance: float = None  # or None: automatic
     seed: int = 0
     extreme_references: bool = True
     full_batches: bool = True
@@ -457,7 +457,17 @@ def _light(image, probe_values, lines, axis):
 
 
 def check_imshape(imshape):
-    """Returns `imshape` as a tuple of four ints, or raises ValueError saying what to pass."""
+    """`imshape` checked.
+
+    Args:
+        imshape: `[batch_size, height, width, channels]`.
+
+    Returns:
+        a tuple of four ints.
+
+    Raises:
+        ValueError: not four known positive integers; the message says what to pass.
+    """
     try:
         values = list(imshape)
     except TypeError:
