@@ -12,8 +12,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import tf1
-from recfield import (COLUMNS, ROWS, ReceptiveField, _band_factors, _block_probes, _decode_layer, _edge_lines,
-                      _EdgeSearch, _plan_axis, _unique_rows, disagreements, measure_receptive_fields)
+from recfield import ReceptiveField, disagreements, measure_receptive_fields
 from utils.benchmarks.closed_form import VGG16_TABLE, boxes_from_dependencies, chain_dependencies, chain_geometry
 
 
@@ -151,17 +150,6 @@ def test_geometry_through_padding_of_an_inner_layer():
 def test_geometry_is_none_when_the_image_hides_every_edge():
     rf, _ = run_chain([dict(kernel=9, padding='SAME')], (5, 5))
     assert rf.size is None and rf.stride is None and rf.padding is None
-
-
-@pytest.mark.parametrize('width', [1, 7, 64, 65, 130])
-def test_unique_rows_agrees_with_numpy(width, rng):
-    flags = rng.random((500, width)) < 0.5
-    flags[250:] = flags[:250]  # plenty of repeated rows
-    unique, inverse = _unique_rows(flags)
-    expected = np.unique(flags, axis=0)
-    assert len(unique) == len(expected)
-    assert {row.tobytes() for row in unique} == {row.tobytes() for row in expected}
-    np.testing.assert_array_equal(unique[inverse], flags)
 
 
 # -- branches -----------------------------------------------------------------------------------------------
@@ -651,110 +639,6 @@ def test_warnings_name_the_layer(caplog):
     assert 'net/box:0' not in caplog.text and fields[0].size == (3, 3)
 
 
-# -- edge search (large fields: few distinct box edges) ----------------------------------------------------------
-
-def search_simulated(starts, stops, length, axis=ROWS):
-    """Runs an `_EdgeSearch` against exact answers for boxes `[starts, stops)` (int arrays `[feat_h, feat_w]`);
-    returns the search and the number of probes it asked for."""
-    search = _EdgeSearch(axis, length, starts.shape, layer=0)
-
-    def answer(lines):
-        lit = np.zeros(length + 1, np.int64)
-        lit[1:] = np.cumsum(np.isin(np.arange(length), lines))
-        return lit[stops] - lit[starts] > 0  # some lit line inside each box
-
-    search.observe(np.arange(length), answer(np.arange(length)))
-    num_probes = 1
-    while thresholds := search.thresholds():
-        for kind, threshold in sorted(thresholds):
-            search.observe(_edge_lines(kind, threshold, length), answer(_edge_lines(kind, threshold, length)))
-        num_probes += len(thresholds)
-    return search, num_probes
-
-
-def boxes_of(length, num_lines, size, stride, padding, other=3, axis=ROWS):
-    """Clipped boxes along `axis` of a regular field, as `[feat_h, feat_w]` arrays (`other` lines across)."""
-    first = np.arange(num_lines) * stride - padding
-    starts, stops = np.clip(first, 0, length), np.clip(first + size, 0, length)
-    tile = (1, other) if axis == ROWS else (other, 1)
-    shape = (num_lines, 1) if axis == ROWS else (1, num_lines)
-    return np.tile(starts.reshape(shape), tile), np.tile(stops.reshape(shape), tile)
-
-
-@pytest.mark.parametrize('length, num_lines, size, stride, padding', [
-    (128, 8, 196, 16, 90),    # VGG16 conv5_3 at 128: three distinct starts, three stops
-    (128, 16, 92, 8, 42),     # conv4_3
-    (128, 32, 40, 4, 18),     # conv3_3: many distinct edges, still exact
-    (61, 4, 85, 16, 40),      # odd size, boxes longer than the image
-    (40, 19, 11, 2, 4),       # VALID stride 2 then SAME: the last boxes stop short of the border
-    (30, 30, 1, 1, 0),        # 1x1 boxes
-])
-@pytest.mark.parametrize('axis', [ROWS, COLUMNS])
-def test_edge_search_finds_every_box_of_a_regular_field(length, num_lines, size, stride, padding, axis):
-    starts, stops = boxes_of(length, num_lines, size, stride, padding, axis=axis)
-    search, num_probes = search_simulated(starts, stops, length, axis)
-    assert not search.failed
-    found_starts, found_stops = search.extents()
-    np.testing.assert_array_equal(found_starts, starts)
-    np.testing.assert_array_equal(found_stops, stops)
-    distinct_edges = len(np.unique(starts)) + len(np.unique(stops))
-    assert num_probes <= 2 + 2 * np.ceil(np.log2(length)) + 2 * distinct_edges
-
-
-def test_edge_search_cost_grows_with_distinct_edges_not_with_the_image():
-    """conv5_3's geometry at 128 and 1024 pixels with the same number of feature lines per box."""
-    _, small = search_simulated(*boxes_of(128, 8, 196, 16, 90), 128)
-    _, large = search_simulated(*boxes_of(1024, 8, 1568, 128, 720), 1024)
-    assert large <= small + 2 * 3  # a bisection three levels deeper, nothing more
-
-
-def test_edge_search_is_exact_on_irregular_edges(rng):
-    """Edges that follow no rule (dilated taps near the border, unaligned branches, boxes that differ across
-    the other axis) cost more probes but come out exact."""
-    length = 50
-    starts = np.sort(rng.integers(0, 30, (12, 5)), axis=0)
-    stops = starts + rng.integers(1, 21, (12, 5))
-    search, _ = search_simulated(starts, stops, length)
-    assert not search.failed
-    found_starts, found_stops = search.extents()
-    np.testing.assert_array_equal(found_starts, starts)
-    np.testing.assert_array_equal(found_stops, stops)
-
-
-def test_edge_search_gives_empty_boxes_to_pixels_that_nothing_changes():
-    starts, stops = boxes_of(32, 8, 12, 4, 4)
-    starts[2], stops[2] = 0, 0  # a dead feature line
-    search, _ = search_simulated(starts, stops, 32)
-    found_starts, found_stops = search.extents()
-    np.testing.assert_array_equal(found_starts, starts)
-    np.testing.assert_array_equal(found_stops, stops)
-
-
-def test_contradicting_observations_fail_the_search():
-    search = _EdgeSearch(ROWS, 20, (4, 2), layer=0)
-    search.observe(np.arange(20), np.ones((4, 2), bool))
-    search.observe(np.arange(10), np.zeros((4, 2), bool))  # every box starts at 10 or later ...
-    assert not search.failed
-    search.observe(np.array([3]), np.ones((4, 2), bool))  # ... yet line 3 changes them all
-    assert search.failed and not search.thresholds()
-
-
-def test_the_plan_searches_layers_whose_boxes_cover_the_image_and_multiplexes_small_ones():
-    length = 128
-    # VGG16 at 128: periods from one middle-line probe for conv1_2 ... conv5_3.
-    periods, num_lines = [6, 18, 44, 104, 144], [128, 64, 32, 16, 8]
-    period, searched = _plan_axis(length, periods, num_lines)
-    assert period == 44 and searched == [3, 4]
-    assert _plan_axis(length, [145], [8]) == (None, [0])
-    assert _plan_axis(length, [7], [128]) == (7, [])
-    assert _plan_axis(8, [9, 9], [8, 8]) == (None, [])  # a tiny image: line by line is cheapest
-    # Costs are probe images: a line-by-line probe runs on every reference, an edge-search probe on one (and
-    # one per distinct edge on the others). A field larger than the image on 48 feature lines: its 46 distinct
-    # edges cost about 240 images, a line-by-line pass 4 x 96; with one run a probe, line by line (96) is cheaper.
-    assert _plan_axis(96, [100], [48]) == (None, [0])
-    assert _plan_axis(96, [100], [48], runs=1) == (None, [])
-
-
 LARGE_FIELDS = {
     # Fields as large as the image or larger: the edge search measures them.
     'six stride-2 convs at 64': ([dict(kernel=3, stride=2)] * 5 + [dict(kernel=3)], (64, 60)),
@@ -846,40 +730,6 @@ def test_large_fields_of_a_masking_network_are_exact():
     np.testing.assert_array_equal(rf.recfield, boxes_from_dependencies(reads, reads))
 
 
-def test_edge_search_confirms_on_every_reference_what_grey_ones_left_unchanged():
-    """Grey references that miss each box's first and last line (units dead at grey) mislead the search; the
-    confirmation on the other references catches every such edge and the search ends exact, on all of them."""
-    length = 64
-    starts, stops = boxes_of(length, 8, 40, 8, 12)
-    search = _EdgeSearch(ROWS, length, starts.shape, layer=0)
-    search.full = False
-
-    def answer(lines, first, last):
-        lit = np.zeros(length + 1, np.int64)
-        lit[1:] = np.cumsum(np.isin(np.arange(length), lines))
-        return lit[last] - lit[first] > 0
-
-    truth = lambda lines: answer(lines, starts, stops)  # noqa: E731
-    grey = lambda lines: answer(lines, np.minimum(starts + 1, stops), np.maximum(stops - 1, starts + 1))  # noqa: E731
-    search.observe(np.arange(length), truth(np.arange(length)))
-    confirmations = 0
-    for _ in range(200):
-        if thresholds := search.thresholds():
-            for kind, t in sorted(thresholds):
-                lines = _edge_lines(kind, t, length)
-                search.observe(lines, truth(lines) if search.full else grey(lines), confirmed=search.full)
-        elif unconfirmed := search.unconfirmed():
-            for kind, t in sorted(unconfirmed):
-                search.confirm(kind, t, truth(_edge_lines(kind, t, length)))
-                confirmations += 1
-        else:
-            break
-    assert confirmations and search.full and not search.failed
-    found_starts, found_stops = search.extents()
-    np.testing.assert_array_equal(found_starts, starts)
-    np.testing.assert_array_equal(found_stops, stops)
-
-
 @pytest.mark.parametrize('sign, value_range', [(1, (0.0, 1.0)), (-1, (-1.0, 1.0))])
 def test_large_fields_over_units_woken_only_by_one_end_of_the_range_are_exact(sign, value_range):
     imshape = [4, 40, 40, 3]
@@ -900,36 +750,6 @@ def test_large_fields_over_units_woken_only_by_one_end_of_the_range_are_exact(si
     assert not np.array_equal(grey_only.recfield, expected)  # the grey references alone mislead the search
     np.testing.assert_array_equal(rf.recfield, expected)  # the extreme ones catch it
     assert rf.num_probe_images < 4 * 80  # not line by line
-
-
-# -- multiplexed probes: where in the image a box lies ------------------------------------------------------------
-
-@pytest.mark.parametrize('ratio, factors', [(2.6, [3]), (4, [4]), (6.7, [3, 3]), (27, [3, 3, 3]), (32, [3, 3, 4])])
-def test_band_levels_are_the_fewest_probes_that_span_the_image(ratio, factors):
-    assert _band_factors(ratio) == factors
-
-
-@pytest.mark.parametrize('length, num_lines, size, stride, padding, period', [
-    (512, 256, 15, 2, 6, 19),   # CIFAR-10 conv2 at 512: bands (19 x 27 >= 512)
-    (512, 512, 5, 1, 2, 7),     # bands over 74 blocks
-    (128, 64, 16, 2, 7, 19),    # prefix and suffix or bands, whichever is fewer
-    (60, 30, 9, 2, 3, 25),      # 3 blocks
-])
-def test_multiplexed_probes_decode_every_box(length, num_lines, size, stride, padding, period):
-    starts, stops = boxes_of(length, num_lines, size, stride, padding, other=2)
-    blocks, block_probes = _block_probes(length, period)
-    lines = np.arange(length)
-    probes = [lines[lines % period == phase] for phase in range(period)] + block_probes
-    lit_before = np.stack([np.concatenate([[0], np.cumsum(np.isin(lines, lit))]) for lit in probes])
-    changed = lit_before[:, stops] - lit_before[:, starts] > 0  # [probes, feat_h, feat_w]
-    found_starts, found_stops = _decode_layer(changed, period, blocks, length)
-    np.testing.assert_array_equal(found_starts, starts)
-    np.testing.assert_array_equal(found_stops, stops)
-    if length // period > 3:
-        assert blocks[0] == 'bands' and len(block_probes) < 2 * (length // period)
-    # A box longer than the period does not decode: the caller then probes line by line.
-    assert _decode_layer(lit_before[:, np.minimum(stops + period, length)] - lit_before[:, starts] > 0, period,
-                         blocks, length) is None
 
 
 def test_an_empty_feature_map_is_a_clear_error():
