@@ -232,8 +232,8 @@ def decoded_paths(monkeypatch):
 @contextlib.contextmanager
 def folder_locked_by_another_process(folder):
     """A process that takes `folder` for a run (`utils.base.files.lock_folder`) and holds it until the block ends."""
-    code = ('import sys; sys.path.insert(0, sys.argv[2]); from utils.base import files; files.lock_folder(sys.argv[1]); '
-            'print("locked", flush=True); sys.stdin.read()')
+    code = ('import sys; sys.path.insert(0, sys.argv[2]); from utils.base import files; '
+            'files.lock_folder(sys.argv[1]); print("locked", flush=True); sys.stdin.read()')
     holder = subprocess.Popen([sys.executable, '-c', code, str(folder), REPO], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     try:

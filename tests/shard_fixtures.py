@@ -20,11 +20,11 @@ import pytest
 
 from conftest import run_script
 from utils import merge_activations
-from utils.core.model import Example, Layer, Model
 from utils.core import pipeline
+from utils.core.model import Example, Layer, Model
+from utils.core.recfield_cache import default_dir as default_cache_dir
 from utils.examples import vgg16
 from utils.running.cli import run_main
-from utils.core.recfield_cache import default_dir as default_cache_dir
 
 LAYERS = [vgg16.relu_tensor_name(1, 2), vgg16.relu_tensor_name(3, 3)]
 FLAGS = ['--max_images', '12', '--image_size', '64', '--layers', ','.join(LAYERS), '--num_samples', '3',

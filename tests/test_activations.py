@@ -9,8 +9,8 @@ import os
 import numpy as np
 import pytest
 
-from activations import Activations, TopActivations
 from conftest import arrays_read, grid_field, set_zip_directory_field, write_npz_with_a_lying_header
+from activations import Activations, TopActivations
 from recfield import ReceptiveField
 
 NUM_IMAGES, IMAGE_SIZE = 40, 12

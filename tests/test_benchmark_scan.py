@@ -5,8 +5,8 @@ import re
 import numpy as np
 import pytest
 
-from activations import Activations, TopActivations
 from conftest import run_script
+from activations import Activations, TopActivations
 from utils.benchmarks import benchmark_scan
 
 

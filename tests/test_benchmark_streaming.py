@@ -1,4 +1,5 @@
-"""Tests of utils/benchmarks/benchmark_streaming.py: a run on tiny photos, its photos, and how it measures a run's memory."""
+"""Tests of utils/benchmarks/benchmark_streaming.py: a run on tiny photos, its photos, and how it measures a
+run's memory."""
 
 import logging
 import os
@@ -11,9 +12,9 @@ import pytest
 
 from conftest import run_script
 from utils.base import progress
+from utils.base.prefetch import num_threads
 from utils.benchmarks import benchmark_streaming
 from utils.data import images
-from utils.base.prefetch import num_threads
 
 # Tiny sizes: batches of 2, so that shard 9 of 10 over 12 photos is their last batch.
 TINY = dict(small=6, large=12, photo_size=(64, 48), keras_size=32, vgg16_size=32, throughput_photos=12,

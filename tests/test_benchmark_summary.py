@@ -1,4 +1,5 @@
-"""Tests of utils/benchmarks/benchmark_summary.py: the large-image part for real on a small image, the parts in order."""
+"""Tests of utils/benchmarks/benchmark_summary.py: the large-image part for real on a small image, the parts in
+order."""
 
 import pytest
 

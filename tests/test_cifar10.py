@@ -23,12 +23,12 @@ import cifar10_activations
 import cifar10_recfield
 from conftest import layer_lines, probe_image_counts, run_script
 from utils import cifar10_train
+from utils.base.layer_names import file_stem
 from utils.core.model import Example, Layer, model_id
 from utils.examples import cifar10, cifar10_input
 from utils.examples.cifar10_input import BATCHES_DIR, TRAIN_FILES
-from utils.running.cli import run_main
-from utils.base.layer_names import file_stem
 from utils.models.tf_load import checkpoint_files
+from utils.running.cli import run_main
 
 tf1 = tf.compat.v1
 LINE = re.compile(r'^(\S+) feature map is of shape (\d+x\d+x\d+) and has receptive field (.+)$')

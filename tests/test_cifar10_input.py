@@ -8,8 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from cifar10_fixtures import full_dataset_archive
 from conftest import assert_shards_read_like_the_whole, make_tar, send_bytes, send_half_then_hang_up
+from cifar10_fixtures import full_dataset_archive
 from utils.examples import cifar10_input
 from utils.examples.cifar10_input import BATCHES_DIR, RECORD_BYTES, TEST_FILES, TRAIN_FILES
 

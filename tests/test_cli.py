@@ -1,5 +1,5 @@
-"""Tests of `utils/running/cli.py`: the common flags, the layer names they give, and bad input turned into a one-line error
-with exit code 2."""
+"""Tests of `utils/running/cli.py`: the common flags, the layer names they give, and bad input turned into a
+one-line error with exit code 2."""
 
 import argparse
 import logging
@@ -10,9 +10,8 @@ import time
 
 import progressbar
 import pytest
-import tensorflow as tf
 
-from conftest import REPO, tf1
+from conftest import REPO
 from utils.base import progress
 from utils.base.layer_names import names_from_flags
 from utils.running import cli

@@ -18,12 +18,12 @@ from distributed import LocalCluster
 import vgg16_activations
 from conftest import layer_lines, run_script
 from shard_fixtures import FLAGS, LAYERS, assert_same_state, shard_state_paths
+from utils.base.threads import thread_counts
+from utils.core.states import ShardState, state_path
 from utils.examples import vgg16
+from utils.models.tf_session import session_config
 from utils.running import dask_shards
 from utils.running.cli import run_main
-from utils.core.states import ShardState, state_path
-from utils.base.threads import thread_counts
-from utils.models.tf_session import session_config
 
 pytestmark = pytest.mark.slow
 WAIT_S = 60  # every wait is bounded

@@ -1,4 +1,4 @@
-"""utils.download against a real HTTP server on 127.0.0.1: good files, wrong MD5, broken connections,
+"""utils.data.downloads and utils/download.py against a real HTTP server on 127.0.0.1: good files, wrong MD5,
 unsafe archives."""
 
 import hashlib
@@ -10,8 +10,8 @@ import pytest
 
 from conftest import make_tar, make_zip, run_script, send_bytes, send_half_then_hang_up, send_without_length
 from utils import download as download_script
+from utils.data.downloads import download, extract_tar
 from utils.running.cli import run_main
-from utils.download import download, extract_tar
 
 ARCHIVE = make_tar({'dataset/a.bin': b'a' * 5000, 'dataset/b.bin': b'b' * 300})
 

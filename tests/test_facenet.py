@@ -22,13 +22,13 @@ import facenet_activations
 import facenet_recfield
 from conftest import assert_shards_read_like_the_whole, layer_lines, run_script, tf1
 from facenet_fixtures import CHANNELS, PAIRS_ORDER, build_small_facenet
+from utils.base.layer_names import file_stem
+from utils.benchmarks.closed_form import boxes_from_dependencies, chain_dependencies
 from utils.core import pipeline
 from utils.core.model import Example, Layer, Model
 from utils.examples import facenet, lfw
-from utils.running.cli import run_main
-from utils.benchmarks.closed_form import boxes_from_dependencies, chain_dependencies
-from utils.base.layer_names import file_stem
 from utils.pictures.drawing import describe_layer
+from utils.running.cli import run_main
 
 BATCH_SIZE = 4
 

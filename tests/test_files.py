@@ -165,8 +165,8 @@ def test_a_folder_another_process_writes_into_is_refused_until_it_ends(tmp_path)
     files.lock_folder(str(tmp_path))
     files.lock_folder(str(tmp_path))  # this process holds it already: nothing to do
     assert os.listdir(tmp_path) == []  # the lock adds no file
-    holder = subprocess.Popen([sys.executable, '-c', 'import sys; sys.path.insert(0, sys.argv[2]); from utils.base import '
-                               'files; files.lock_folder(sys.argv[1])', str(tmp_path), REPO],
+    holder = subprocess.Popen([sys.executable, '-c', 'import sys; sys.path.insert(0, sys.argv[2]); '
+                               'from utils.base import files; files.lock_folder(sys.argv[1])', str(tmp_path), REPO],
                               stderr=subprocess.PIPE, text=True)
     assert holder.wait() == 1 and 'another run is writing into' in holder.stderr.read()
     files.release_folders()

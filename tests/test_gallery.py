@@ -18,15 +18,15 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 import vgg16_activations
-from activations import TopActivations
 from conftest import grid_field
 from shard_fixtures import BOX_FILTER_EXAMPLE, box_filter_args, merge, open_box_filter_dataset, open_box_filter_model
+from activations import TopActivations
 from utils.core import pipeline
-from utils.running import shards
+from utils.core.states import state_path
+from utils.pictures.drawing import heatmap_centres, overlay_heatmap
 from utils.pictures.gallery import montage_layout
 from utils.pictures.montage import BORDER, column_caption, crop_column, full_column, layer_pictures
-from utils.pictures.drawing import heatmap_centres, overlay_heatmap
-from utils.core.states import state_path
+from utils.running import shards
 
 NUM_SAMPLES = 3
 CHROMIUM, CHROMEDRIVER = '/usr/bin/chromium', '/usr/bin/chromedriver'

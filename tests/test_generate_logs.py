@@ -11,8 +11,8 @@ import os
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from cifar10_fixtures import CIFAR10_OPS
 from conftest import run_script, tf1
+from cifar10_fixtures import CIFAR10_OPS
 from utils import generate_logs
 from utils.running.cli import run_main
 

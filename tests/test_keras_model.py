@@ -22,10 +22,10 @@ from keras_fixtures import (FREE_SIZE, FREE_SIZE_CHANNELS, IMAGE_SIZE, RESIDUAL_
                             write_photos)
 from utils.core import memory, pipeline
 from utils.core.model import Example, Layer
-from utils.data import images
-from utils.models import keras_file
-from utils.examples import keras_model
 from utils.core.recfield_cache import RecfieldCache
+from utils.data import images
+from utils.examples import keras_model
+from utils.models import keras_file
 
 
 def model_flags(path, **flags):

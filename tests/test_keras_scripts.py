@@ -4,8 +4,8 @@ concatenation, a model with a Lambda layer, one of free input size, and MobileNe
 
 Quick, in this process (`utils.running.cli.run_main`): `--print_all_names` and bad input (a one-line `error: ...`, exit
 status 2, no output folder). Slow, as subprocesses started together (`shard_fixtures.run_scripts_together`): the
-printed receptive fields equal the closed form (`utils.benchmarks.closed_form`), pictures for every layer, shards merged and
-a Dask run drawing the pictures of a single run byte for byte.
+printed receptive fields equal the closed form (`utils.benchmarks.closed_form`), pictures for every layer, shards
+merged and a Dask run drawing the pictures of a single run byte for byte.
 """
 
 import os
@@ -25,11 +25,11 @@ from keras_fixtures import (FREE_SIZE, FREE_SIZE_CHANNELS, IMAGE_SIZE, LAMBDA_CH
                             closed_form_fields, closed_form_lines, free_size_reads, mobilenet_v2_reads,
                             residual_reads, sequential_reads)
 from shard_fixtures import merge, run_scripts_together
-from utils.models import keras_file
-from utils.examples import keras_model
-from utils.running.cli import run_main
 from utils.benchmarks.closed_form import chain_geometry
 from utils.core.states import ShardState
+from utils.examples import keras_model
+from utils.models import keras_file
+from utils.running.cli import run_main
 
 SCRIPTS = {'keras_activations.py': keras_activations, 'keras_recfield.py': keras_recfield}
 SEQUENTIAL_DEFAULT_LAYERS = ['conv1', 'pool1', 'drop']

@@ -9,8 +9,8 @@ import pytest
 from conftest import assert_shards_read_like_the_whole
 from facenet_fixtures import PAIRS_ORDER, PEOPLE
 from utils.core import pipeline
-from utils.examples import lfw
 from utils.data.images import read_image
+from utils.examples import lfw
 
 
 def test_read_pairs_both_formats(lfw_folder):

@@ -10,8 +10,8 @@ import tensorflow as tf
 
 from conftest import tf1
 from model_fixtures import INPUT
-from utils.models.tf_load import FED_CONSTANT_SIZE, checkpoint_files, latest_checkpoint, load_model
 from utils.core.model import Model
+from utils.models.tf_load import FED_CONSTANT_SIZE, checkpoint_files, latest_checkpoint, load_model
 
 
 def run_output(path):

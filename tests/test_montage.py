@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from activations import TopActivations
 from conftest import grid_field
+from activations import TopActivations
 from utils.pictures.montage import crop_column, full_column, layer_pictures, tile_columns
 
 GREEN = (0, 255, 0)

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from activations import TopActivations
 from conftest import grid_field
+from activations import TopActivations
 from recfield import ReceptiveField
 from utils.pictures import drawing
 from utils.pictures.drawing import (channels_to_draw, check_picture_size, describe_layer, draw_layers, write_image,

@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import build_session, layer_lines, probe_image_counts, run_script, tf1
 from activations import TopActivations
 from recfield import ReceptiveField
-from conftest import build_session, layer_lines, probe_image_counts, run_script, tf1
 from shard_fixtures import (BOX_DESCRIPTIONS, BOX_IMSHAPE, BOX_LAYERS, BOX_VALUE_RANGE, box_filter_args,
                             box_filter_images, box_filter_maps, open_box_filter_dataset, open_box_filter_model)
+from utils.base.layer_names import file_stem
 from utils.core import pipeline
 from utils.core.model import Layer, Model, PROBE_BATCH_SIZE, model_id, probe_shape
-from utils.base.layer_names import file_stem
 from utils.core.pipeline import shard_bounds
 from utils.core.recfield_cache import RecfieldCache
 from utils.models.tf_session import session_forward_funcs
@@ -99,8 +99,8 @@ def test_a_layer_without_a_known_channel_count_is_refused():
 @pytest.mark.parametrize('forward_func, words', [
     (lambda x: box_filter_maps(x)[:1], 'returned 1 values; it must return a list of 2 feature maps'),
     (lambda x: box_filter_maps(x)[0], 'returned ndarray; it must return a list of 2'),
-    (lambda x: [box_filter_maps(x)[0][:1], box_filter_maps(x)[1]], r'shape \(1, 12, 12, 2\) for conv/Relu:0; '
-                                                                    r'expected \[3, height, width, 2\]'),
+    (lambda x: [box_filter_maps(x)[0][:1], box_filter_maps(x)[1]], r'returned 1 feature maps of conv/Relu:0 for a '
+                                                                    r'batch of 3 images; it must return one per image'),
     (lambda x: [box_filter_maps(x)[0], box_filter_maps(x)[1][..., :1]], r'for pool/MaxPool:0; expected \[3, '),
     (lambda x: [box_filter_maps(x)[0][..., 0], box_filter_maps(x)[1]], r'shape \(3, 12, 12\) for conv/Relu:0'),
 ])
@@ -435,7 +435,8 @@ def test_the_fingerprint_of_a_graph_is_its_structure_and_weights(network):
 # -- the TensorFlow boundary ------------------------------------------------------------------------------------
 
 def test_the_pipeline_shards_states_and_merge_import_no_tensorflow():
-    code = ('import utils.core.states, utils.running.shards, utils.core.pipeline, utils.pictures.drawing, utils.merge_activations, sys; '
+    code = ('import utils.core.states, utils.running.shards, utils.core.pipeline, utils.pictures.drawing, '
+            'utils.merge_activations, sys; '
             "assert 'tensorflow' not in sys.modules, sorted(name for name in sys.modules if 'tensorflow' in name)")
     result = run_script('-c', code, timeout=120)  # a fresh interpreter, in the repository root
     assert result.returncode == 0, result.stderr

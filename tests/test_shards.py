@@ -1,4 +1,5 @@
-"""Sharded scans (`utils/running/shards.py`): the flags, the `Scanner`, and shards merged by `utils/merge_activations.py`.
+"""Sharded scans (`utils/running/shards.py`): the flags, the `Scanner` (`utils/running/scanner.py`), and shards
+merged by `utils/merge_activations.py`.
 
 The merge of all shards must draw the pictures of a single run byte for byte (JPEG encoding is deterministic
 for equal pixels) and hold the state of a single run, array for array: quickly for the box-filter example
@@ -13,19 +14,19 @@ import numpy as np
 import pytest
 
 import vgg16_activations
-from activations import TopActivations
 from conftest import layer_lines, probe_image_counts
 from facenet_fixtures import make_lfw
+from activations import TopActivations
 from shard_fixtures import (BOX_DESCRIPTIONS, BOX_FILTER_EXAMPLE, FLAGS, LAYERS, assert_same_state, box_filter_args,
                             merge, open_box_filter_dataset, open_box_filter_model, run_scripts_together,
                             shard_state_paths)
+from utils.base.layer_names import file_stem
 from utils.core import pipeline
 from utils.core.model import Example
+from utils.core.states import ShardState, state_path
 from utils.examples import vgg16
 from utils.running import shards
 from utils.running.cli import run_main
-from utils.base.layer_names import file_stem
-from utils.core.states import ShardState, state_path
 
 PICTURES = sorted(f'{file_stem(layer)}-{kind}.jpg' for layer in LAYERS for kind in ('full', 'crop'))
 

@@ -8,13 +8,13 @@ import re
 import numpy as np
 import pytest
 
-from activations import TopActivations
 from conftest import arrays_read, folder_locked_by_another_process, write_npz_with_a_lying_header
+from activations import TopActivations
 from shard_fixtures import (BOX_DESCRIPTIONS, BOX_FILTER_EXAMPLE, BOX_LAYERS, assert_same_state, box_filter_args,
                             merge)
 from utils.base import files
-from utils.running.scanner import Scanner
 from utils.core.states import RUN_FIELDS, ShardState, merge_states, state_path
+from utils.running.scanner import Scanner
 
 CONV, POOL = (layer.name for layer in BOX_LAYERS)
 

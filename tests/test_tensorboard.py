@@ -20,11 +20,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.util import tensor_util
 
 import cifar10_activations
-from cifar10_fixtures import CIFAR10_OPS
 from conftest import run_script
-from utils.running.cli import run_main
+from cifar10_fixtures import CIFAR10_OPS
 from utils.base.layer_names import file_stem
 from utils.pictures.tensorboard_logs import EventLog
+from utils.running.cli import run_main
 
 FIELDS = {'conv1/conv1:0': '5x5 (stride 1x1, padding 2x2)', 'conv2/conv2:0': '15x15 (stride 2x2, padding 6x6)'}
 TAGS = sorted(f'{layer}/{kind}' for layer in FIELDS for kind in ('full', 'crop'))

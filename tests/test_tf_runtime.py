@@ -11,8 +11,8 @@ import pytest
 
 from conftest import REPO, build_session, tf1
 from keras_fixtures import build_sequential
-from utils.models import keras_file
 from utils.core.model import Model
+from utils.models import keras_file
 
 from utils.base.quiet_tf import tf
 from utils.base.threads import thread_counts

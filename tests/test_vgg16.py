@@ -23,14 +23,14 @@ import pytest
 import vgg16_activations
 from conftest import assert_shards_read_like_the_whole, probe_image_counts, run_script, write_mixed_images_dir
 from shard_fixtures import merge
+from utils.base.layer_names import file_stem
+from utils.benchmarks.closed_form import VGG16_TABLE
 from utils.core import pipeline
 from utils.core.model import Example, Layer
+from utils.core.recfield_cache import RecfieldCache
 from utils.data import images
 from utils.examples import vgg16
 from utils.running.cli import run_main
-from utils.benchmarks.closed_form import VGG16_TABLE
-from utils.base.layer_names import file_stem
-from utils.core.recfield_cache import RecfieldCache
 
 LINE = re.compile(r'^(\S+) feature map is of shape (\d+)x(\d+)x(\d+) and has receptive field '
                   r'(\d+)x\d+ \(stride (\d+)x\d+, padding (\d+)x\d+\)$')

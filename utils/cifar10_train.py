@@ -25,10 +25,10 @@ import numpy as np  # noqa: E402
 import progressbar  # noqa: E402
 
 import utils.base.ctrl_c  # noqa: E402,F401 (first: Ctrl-C while TensorFlow loads ends quietly)
-from utils.examples import cifar10, cifar10_input  # noqa: E402
-from utils.running import cli  # noqa: E402
 from utils.base.progress import progress_bar  # noqa: E402
 from utils.base.quiet_tf import tf  # noqa: E402
+from utils.examples import cifar10, cifar10_input  # noqa: E402
+from utils.running import cli  # noqa: E402
 
 tf1 = tf.compat.v1
 logger = logging.getLogger('cifar10_train')

@@ -9,7 +9,7 @@ download must be confirmed. Two forms of that are handled:
 
 Any other HTML page (download quota exceeded, file not shared, no such file) is an error whose message
 quotes the page; nothing is written to DESTINATION then. The file itself is streamed with a progress bar into
-a temporary file beside DESTINATION and renamed into place when complete (`utils.download.write_response`):
+a temporary file beside DESTINATION and renamed into place when complete (`utils.data.downloads.write_response`):
 Drive gives no checksum, so a `.zip` or tar archive must first read to its end, and one cut short leaves
 DESTINATION as it was.
 FILE_ID is the part of a sharing link `https://drive.google.com/file/d/FILE_ID/view`.
@@ -27,8 +27,8 @@ import urllib.parse  # noqa: E402
 
 import requests  # noqa: E402
 
+from utils.data.downloads import write_response  # noqa: E402
 from utils.running import cli  # noqa: E402
-from utils.download import write_response  # noqa: E402
 
 logger = logging.getLogger('download_from_gdrive')
 
@@ -54,7 +54,7 @@ def download_from_gdrive(file_id, destination, base_url=None, session=None, time
         ConnectionError: the server could not be reached, answered with an HTTP error, or the connection
             broke before the whole file arrived.
         ValueError: Drive answered with an HTML page that is not a download confirmation (quota exceeded,
-            not shared, ...), or an archive arrived incomplete (`utils.download.check_archive`).
+            not shared, ...), or an archive arrived incomplete (`utils.data.downloads.check_archive`).
         FileNotFoundError: the destination folder does not exist.
         In every case nothing is left at `destination`.
     """

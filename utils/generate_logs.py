@@ -21,12 +21,12 @@ import shlex  # noqa: E402
 
 
 import utils.base.ctrl_c  # noqa: E402,F401 (first: Ctrl-C while TensorFlow loads ends quietly)
-from utils.examples import cifar10  # noqa: E402
-from utils.running import cli  # noqa: E402
 from utils.base.files import ensure_writable_dir  # noqa: E402
-from utils.models.tf_load import load_model  # noqa: E402
 from utils.base.quiet_tf import tf  # noqa: E402
+from utils.examples import cifar10  # noqa: E402
+from utils.models.tf_load import load_model  # noqa: E402
 from utils.pictures.tensorboard_logs import EventLog  # noqa: E402
+from utils.running import cli  # noqa: E402
 
 tf1 = tf.compat.v1
 logger = logging.getLogger('generate_logs')

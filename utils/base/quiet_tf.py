@@ -1,4 +1,5 @@
-"""TensorFlow without its C++ start-up lines: modules write `from utils.base.quiet_tf import tf`, not `import tensorflow`.
+"""TensorFlow without its C++ start-up lines: modules write `from utils.base.quiet_tf import tf`, not
+`import tensorflow`.
 
 What TensorFlow 2.21 prints on a machine without a GPU, and when:
 

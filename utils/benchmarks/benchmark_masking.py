@@ -27,10 +27,10 @@ import logging  # noqa: E402
 import numpy as np  # noqa: E402
 
 from recfield import ReceptiveField  # noqa: E402
-from utils.running import cli  # noqa: E402
+from utils.base.quiet_tf import tf  # noqa: E402
 from utils.benchmarks.benchmark_recfield import check_boxes  # noqa: E402
 from utils.benchmarks.closed_form import boxes_from_dependencies, chain_dependencies  # noqa: E402
-from utils.base.quiet_tf import tf  # noqa: E402
+from utils.running import cli  # noqa: E402
 
 tf1 = tf.compat.v1
 logger = logging.getLogger('benchmark_masking')

@@ -1,6 +1,6 @@
 """What multiplexed probes save when measuring receptive fields: `ReceptiveField` row by row against multiplexed.
 
-    python utils/benchmarks/benchmark_recfield.py          # 256x256 input, conv2, pool2, conv3: a few minutes on 2 CPU cores
+    python utils/benchmarks/benchmark_recfield.py   # 256x256 input, conv2, pool2, conv3: a few minutes on 2 CPU cores
     python utils/benchmarks/benchmark_recfield.py --help
 
 The CIFAR-10 example's network (`utils.examples.cifar10.inference`, fresh weights, plus a 5x5 conv3 after pool2
@@ -23,11 +23,11 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from recfield import ReceptiveField  # noqa: E402
+from utils.base.quiet_tf import tf  # noqa: E402
+from utils.benchmarks.closed_form import boxes_from_dependencies, chain_dependencies  # noqa: E402
 from utils.core.model import Model  # noqa: E402
 from utils.examples import cifar10  # noqa: E402
 from utils.running import cli  # noqa: E402
-from utils.benchmarks.closed_form import boxes_from_dependencies, chain_dependencies  # noqa: E402
-from utils.base.quiet_tf import tf  # noqa: E402
 
 tf1 = tf.compat.v1
 logger = logging.getLogger('benchmark_recfield')

@@ -28,13 +28,13 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from activations import Activations, TopActivations  # noqa: E402
+from utils.base.quiet_tf import tf  # noqa: E402
 from utils.core import pipeline  # noqa: E402
 from utils.core.model import Model  # noqa: E402
 from utils.examples import cifar10  # noqa: E402
-from utils.running import cli  # noqa: E402
 from utils.examples.cifar10_input import CROP_SIZE  # noqa: E402
-from utils.base.quiet_tf import tf  # noqa: E402
 from utils.models.tf_session import session_forward_funcs  # noqa: E402
+from utils.running import cli  # noqa: E402
 
 logger = logging.getLogger('benchmark_scan')
 

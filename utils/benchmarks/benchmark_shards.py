@@ -27,9 +27,9 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
+from utils.base.threads import THREAD_VARIABLES  # noqa: E402
 from utils.data import images  # noqa: E402
 from utils.running import cli  # noqa: E402
-from utils.base.threads import THREAD_VARIABLES  # noqa: E402
 
 logger = logging.getLogger('benchmark_shards')
 

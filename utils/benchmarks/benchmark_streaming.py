@@ -1,7 +1,7 @@
 """What streaming image folders costs and gives: peak memory of runs over a small and a large folder of photos, the
 time to the first batch, and the images per second of decoding, of the forward pass and of the scan.
 
-    python utils/benchmarks/benchmark_streaming.py        # 200 and 2,000 photos of 640x480: about 3 minutes on 2 CPU cores
+    python utils/benchmarks/benchmark_streaming.py   # 200 and 2,000 photos of 640x480: about 3 minutes on 2 CPU cores
     python utils/benchmarks/benchmark_streaming.py --help
 
 Writes seeded JPEG photos (smooth random colour fields with grain, quality 90: they compress like photographs),
@@ -329,7 +329,8 @@ def format_table(facts, throughputs, runs, small, large):
     `memory_runs` results, ending with the goal lines."""
     cores = prefetch.num_threads()
     lines = [
-        f'Streaming image folders: {cores} cores (utils.base.prefetch.num_threads(); os.cpu_count() = {os.cpu_count()}), '
+        f'Streaming image folders: {cores} cores (utils.base.prefetch.num_threads(); '
+        f'os.cpu_count() = {os.cpu_count()}), '
         f'{facts["memory_gb"]:.1f} GB memory; photos {facts["photo_size"][0]}x{facts["photo_size"][1]} JPEG quality '
         f'{JPEG_QUALITY} ({facts["photo_kb"]:.0f} KB on average); Keras model on {facts["keras_size"]}x'
         f'{facts["keras_size"]} (conv1, conv2, pool), VGG16 tiles of {facts["vgg16_size"]}x{facts["vgg16_size"]} (its '

@@ -30,8 +30,8 @@ import time  # noqa: E402
 from recfield import ReceptiveField  # noqa: E402
 from utils.benchmarks import (benchmark_masking, benchmark_recfield, benchmark_scan, benchmark_shards,  # noqa: E402
                               benchmark_streaming, benchmark_vgg16_recfield)
-from utils.running import cli  # noqa: E402
 from utils.benchmarks.closed_form import boxes_from_dependencies, chain_dependencies  # noqa: E402
+from utils.running import cli  # noqa: E402
 
 
 # VGG16 up to conv2_2: two 3x3 convolutions, a 2x2 max-pool of stride 2, two 3x3 convolutions.

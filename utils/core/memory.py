@@ -18,8 +18,8 @@ is refused at once instead of crashing after the model has run for a while.
 import math
 import os
 
-from utils.data.images import BATCHES_AHEAD
 from utils.core.model import PROBE_BATCH_SIZE
+from utils.data.images import BATCHES_AHEAD
 from utils.pictures.montage import BORDER
 
 

@@ -14,8 +14,8 @@ import os
 
 import numpy as np
 
-import recfield
 from utils.base.files import digest_files
+from utils.probing.contract import checked_map, takes_layers_keyword, what_came_back
 
 # Name scope of the ops the tool adds to a TensorFlow graph for the chosen layers (their channels' maxima,
 # `utils.models.tf_session.session_forward_funcs`): not part of the network, so not of its fingerprint.
@@ -82,7 +82,7 @@ class Model:
         self.maxima_forward_func = maxima_forward_func
         self.any_batch_size = any_batch_size
         self._close = close
-        self._selects_layers = recfield.takes_layers_keyword(forward_func)
+        self._selects_layers = takes_layers_keyword(forward_func)
 
     @property
     def layer_names(self):
@@ -96,7 +96,7 @@ class Model:
         """
         maps = self.forward_func(batch)
         if not isinstance(maps, (list, tuple)) or len(maps) != len(self.layers):
-            raise ValueError(f'forward_func returned {recfield.what_came_back(maps)}; it must return a list of '
+            raise ValueError(f'forward_func returned {what_came_back(maps)}; it must return a list of '
                              f'{len(self.layers)} feature maps, one per layer, e.g. lambda x: session.run(layers, '
                              'feed_dict={images: x}).')
         return [self._checked_map(layer, feature_map, len(batch), 'forward_func')
@@ -123,29 +123,29 @@ class Model:
 
     @staticmethod
     def _checked_map(layer, feature_map, batch_size, function):
-        feature_map = np.asarray(feature_map)
-        if feature_map.ndim != 4 or feature_map.shape[0] != batch_size or feature_map.shape[3] != layer.num_channels:
-            raise ValueError(f'{function} returned a map of shape {feature_map.shape} for {layer.name}; '
-                             f'expected [{batch_size}, height, width, {layer.num_channels}].')
-        return feature_map
+        return checked_map(feature_map, function, batch_size, layer.name, layer.num_channels)
+
+    def maps_of(self, batch, indices):
+        """The maps of the layers `indices` only, in that order: the network runs only what they need when
+        `forward_func` takes a keyword `layers`, else all layers run and these are picked."""
+        if self._selects_layers:
+            return self.forward_func(batch, layers=[self._layer_objects[index] for index in indices])
+        maps = self.forward_func(batch)
+        return [maps[index] for index in indices]
 
     def forward_func_for(self, indices):
-        """A forward function returning the maps of the layers `indices` only, in that order."""
-        if self._selects_layers:
-            chosen = [self._layer_objects[index] for index in indices]
-            return lambda batch: self.forward_func(batch, layers=chosen)
-
-        def pick(batch):
-            maps = self.forward_func(batch)
-            return [maps[index] for index in indices]
-        return pick
+        """A forward function returning the maps of the layers `indices` only, in that order (`maps_of`)."""
+        indices = list(indices)
+        return lambda batch: self.maps_of(batch, indices)
 
     def probe_forward_func(self, indices):
         """The forward function `recfield.measure_receptive_fields` takes for the layers `indices`: it returns
         their maps, or with a keyword `layers` (positions in `indices`) only those, so that probes serving
         shallow layers only do not run the deep ones."""
+        indices = list(indices)
+
         def forward(batch, layers=range(len(indices))):
-            return self.forward_func_for([indices[position] for position in layers])(batch)
+            return self.maps_of(batch, [indices[position] for position in layers])
         return forward
 
     def fingerprint(self):

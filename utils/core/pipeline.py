@@ -21,8 +21,8 @@ import numpy as np
 
 import recfield
 from activations import TopActivations
-from utils.pictures.drawing import check_picture_size, describe_layer, draw_layers, write_receptive_field_example
 from utils.base.progress import progress_bar
+from utils.pictures.drawing import check_picture_size, describe_layer, draw_layers, write_receptive_field_example
 
 from utils.core.recfield_cache import RecfieldCache
 

@@ -21,10 +21,10 @@ import logging
 import os
 import sys
 
+from utils.base.quiet_tf import tf
 from utils.core.model import Example, Model, closed_on_error, model_id
 from utils.examples.cifar10_input import CROP_SIZE, NUM_CLASSES, open_dataset
 from utils.models.tf_load import checkpoint_files
-from utils.base.quiet_tf import tf
 from utils.models.tf_session import find_layers, print_tensor_names, session_config, session_forward_funcs
 
 tf1 = tf.compat.v1

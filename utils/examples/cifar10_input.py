@@ -17,10 +17,10 @@ import os
 
 import numpy as np
 
-from utils.core import pipeline
-from utils.download import download, extract_tar
 from utils.base.files import digest_files
 from utils.base.quiet_tf import tf
+from utils.core import pipeline
+from utils.data.downloads import download, extract_tar
 
 logger = logging.getLogger(__name__)
 
@@ -122,8 +122,8 @@ def maybe_download_and_extract(data_dir, url=DATA_URL, md5=DATA_MD5):
     """Makes sure the CIFAR-10 binary files are in `data_dir`, downloading and unpacking them if not.
 
     The archive is streamed into `data_dir/cifar-10-binary.tar.gz` with a progress bar, renamed into place
-    only once complete with the right MD5 (`utils.download.download`), and unpacked all or nothing, refusing
-    members that would land outside `data_dir` (`utils.download.extract_tar`). An archive already there is
+    only once complete with the right MD5 (`utils.data.downloads.download`), and unpacked all or nothing, refusing
+    members that would land outside `data_dir` (`utils.data.downloads.extract_tar`). An archive already there is
     reused if its MD5 is right. Nothing is done when `data_dir` already holds training files.
 
     Args:

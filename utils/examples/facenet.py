@@ -16,12 +16,12 @@ import glob
 import logging
 import os
 
+from utils.base.quiet_tf import tf
 from utils.core import pipeline
 from utils.core.model import Example, Model, closed_on_error, model_id, probe_shape
 from utils.data import images
 from utils.examples import lfw
 from utils.models.tf_load import checkpoint_files, latest_checkpoint, load_model
-from utils.base.quiet_tf import tf
 from utils.models.tf_session import find_layers, print_tensor_names, session_config, session_forward_funcs
 
 tf1 = tf.compat.v1

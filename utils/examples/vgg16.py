@@ -18,10 +18,10 @@ import os
 import h5py
 import numpy as np
 
+from utils.base.quiet_tf import tf
 from utils.core import pipeline
 from utils.core.model import Example, Model, closed_on_error, model_id, probe_shape
 from utils.data import images
-from utils.base.quiet_tf import tf
 from utils.models.tf_session import (FedWeights, find_layers, print_tensor_names, session_config,
                                       session_forward_funcs)
 

@@ -15,12 +15,12 @@ import zipfile
 import h5py
 import numpy as np
 
-from utils.core import memory
-from utils.core.model import Layer, Model, model_id, probe_shape
-from utils.data import images
 from utils.base.files import digest_files
 from utils.base.layer_names import suggest_names
 from utils.base.quiet_tf import tf
+from utils.core import memory
+from utils.core.model import Layer, Model, model_id, probe_shape
+from utils.data import images
 from utils.models.tf_session import channel_maxima, limit_eager_threads
 
 import keras  # noqa: E402,I100 (after utils.base.quiet_tf: importing keras imports TensorFlow)

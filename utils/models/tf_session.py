@@ -16,9 +16,9 @@ import numpy as np
 
 from utils.base.layer_names import computed_tensors, describe_tensors, names_from_flags, resolve_layers
 from utils.base.quiet_tf import tf
+from utils.base.threads import thread_counts
 from utils.core.memory import check_memory, needed_bytes
 from utils.core.model import TOOL_SCOPE
-from utils.base.threads import thread_counts
 
 tf1 = tf.compat.v1
 logger = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 
 from utils.base.files import atomic_write
-from utils.pictures.gallery import GalleryLayer, remove_gallery, write_gallery
 from utils.base.layer_names import file_stem
+from utils.pictures.gallery import GalleryLayer, remove_gallery, write_gallery
 from utils.pictures.montage import BORDER, MAX_SIDE, layer_pictures
 from utils.pictures.tensorboard_logs import EventLog
 

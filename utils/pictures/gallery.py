@@ -25,9 +25,10 @@ CROP_DISPLAY = 96  # pixels the larger side of a patch takes on the page
 FULL_DISPLAY = 512  # pixels the larger side of a whole image takes when a patch is clicked
 
 GalleryLayer = collections.namedtuple('GalleryLayer', 'name description field tracker channels pictures')
-GalleryLayer.__doc__ = """What the gallery shows of a layer: its tensor name, its `utils.pictures.drawing.describe_layer`
-line, its `recfield.ReceptiveField` and `activations.TopActivations`, the channels drawn (one picture column
-each, in order) and the `(full_path, crop_path)` of its pictures (None when no channel was drawn)."""
+GalleryLayer.__doc__ = """What the gallery shows of a layer: its tensor name, its
+`utils.pictures.drawing.describe_layer` line, its `recfield.ReceptiveField` and `activations.TopActivations`, the
+channels drawn (one picture column each, in order) and the `(full_path, crop_path)` of its pictures (None when no
+channel was drawn)."""
 
 
 def montage_layout(column_width, column_height, captions):
@@ -39,8 +40,8 @@ def montage_layout(column_width, column_height, captions):
 
     Returns:
         `(origins, (height, width))`: the `(left, top)` pixel of every column below its caption, and the size of
-        the picture. Columns too many for one row wrap into further rows (`utils.pictures.montage.columns_per_row`), each
-        row as high as its captions need.
+        the picture. Columns too many for one row wrap into further rows
+        (`utils.pictures.montage.columns_per_row`), each row as high as its captions need.
     """
     per_row = columns_per_row(column_width)
     origins, top = [], 0

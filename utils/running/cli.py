@@ -12,10 +12,9 @@ import sys
 import cv2
 
 from utils.base import ctrl_c, progress
-from utils.data import images
 from utils.base.files import ensure_writable_dir, lock_folder, release_folders, remove_stale_temporaries
-from utils.core.recfield_cache import RecfieldCache
-from utils.core.recfield_cache import default_dir as default_cache_dir
+from utils.core.recfield_cache import RecfieldCache, default_dir as default_cache_dir
+from utils.data import images
 
 LOGGING_LEVELS = ('DEBUG', 'INFO', 'WARNING', 'ERROR')
 _opencv = cv2.utils.logging

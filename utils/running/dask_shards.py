@@ -28,8 +28,8 @@ from distributed import Client, LocalCluster, as_completed, get_worker
 
 from utils.base.progress import progress_bar
 from utils.base.threads import THREAD_VARIABLES
-from utils.running.scanner import Scanner
 from utils.core.states import merge_states
+from utils.running.scanner import Scanner
 
 logger = logging.getLogger(__name__)
 

@@ -14,16 +14,16 @@ its script uses too) and runs the same `utils.core.pipeline.scan` as a single ru
 model and the image size, not on the data, so they are measured once per run, all layers from one set of
 probes, by shard 0, which stores them in its states so that merging and drawing need no model.
 
-TensorFlow in a process takes every core unless `utils.base.threads.THREAD_VARIABLES` say otherwise: shards that run side by side
-on one machine should share its cores (`TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1` for two shards on
-two cores), as Dask workers do (`utils.running.dask_shards`).
+TensorFlow in a process takes every core unless `utils.base.threads.THREAD_VARIABLES` say otherwise: shards
+that run side by side on one machine should share its cores (`TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1`
+for two shards on two cores), as Dask workers do (`utils.running.dask_shards`).
 """
 
 import logging
 
+from utils.core.states import draw_states, state_path
 from utils.running.cli import ensure_output_dirs
 from utils.running.scanner import Scanner
-from utils.core.states import draw_states, state_path
 
 logger = logging.getLogger(__name__)
 
