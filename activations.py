@@ -9,13 +9,14 @@ and stores each kept image once, however many channels keep it. `Activations` is
 of the original tool, built on it.
 """
 
-import os
-import zipfile
-
 import numpy as np
 
-from utils.base.files import atomic_write, open_npz
+from utils.base.files import load_arrays, save_arrays
 from utils.pictures.montage import crop_column, full_column
+
+# The arrays of a saved tracker (`TopActivations.to_arrays`).
+TRACKER_ARRAYS = ('num_samples', 'next_index', 'num_seen', 'keeps_images', 'firings', 'coords', 'indices',
+                  'image_indices', 'images')
 
 
 class TopActivations:
@@ -224,51 +225,65 @@ class TopActivations:
         none without images."""
         return {(image.shape, image.dtype) for image in self._images.values()}
 
+    def to_arrays(self):
+        """The tracker as named arrays (no objects): what `from_arrays` takes and `save` writes."""
+        kept = self.kept_image_indices
+        images = np.stack([self._images[int(index)] for index in kept]) if len(kept) else np.zeros((0,), np.uint8)
+        return dict(num_samples=np.int64(self.num_samples), next_index=np.int64(self.next_index),
+                    num_seen=np.int64(self.num_seen),
+                    keeps_images=np.int64(-1 if self.keeps_images is None else int(self.keeps_images)),
+                    firings=self.firings, coords=self.coords, indices=self.indices, image_indices=kept,
+                    images=images)
+
+    @classmethod
+    def from_arrays(cls, num_samples, next_index, num_seen, keeps_images, firings, coords, indices, image_indices,
+                    images):
+        """A tracker from the arrays of `to_arrays` (a saved one: see `load`).
+
+        Raises:
+            ValueError, TypeError: an array that is not a number where one is expected.
+        """
+        tracker = cls(int(num_samples), int(next_index))
+        tracker.num_seen = int(num_seen)
+        tracker.keeps_images = None if int(keeps_images) < 0 else bool(int(keeps_images))
+        tracker.firings, tracker.coords, tracker.indices = firings, coords, indices
+        tracker._images = {int(index): image for index, image in zip(image_indices, images)}
+        return tracker
+
     def save(self, path, **extra_arrays):
-        """Writes the tracker to an `.npz` file (no pickle), atomically: a temporary file, then a rename.
+        """Writes the tracker to an `.npz` file (no pickle), atomically (`utils.base.files.save_arrays`).
 
         Args:
             path: the file.
             **extra_arrays: more arrays to store beside the tracker's (names must not clash with them), for
                 callers that keep metadata in the same file; `load` ignores them, `np.load` reads them.
         """
-        kept = self.kept_image_indices
-        images = np.stack([self._images[int(index)] for index in kept]) if len(kept) else np.zeros((0,), np.uint8)
-        arrays = dict(num_samples=self.num_samples, next_index=self.next_index, num_seen=self.num_seen,
-                      keeps_images=-1 if self.keeps_images is None else int(self.keeps_images),
-                      firings=self.firings, coords=self.coords, indices=self.indices,
-                      image_indices=kept, images=images)
+        arrays = self.to_arrays()
         clashes = sorted(set(arrays) & set(extra_arrays))
         if clashes:
             raise ValueError(f'extra arrays {clashes} would replace the tracker\'s own; rename them.')
-        with atomic_write(path) as stream:
-            np.savez(stream, **arrays, **extra_arrays)
+        save_arrays(path, {**arrays, **extra_arrays})
 
     @classmethod
     def load(cls, path):
-        """Reads a tracker written by `save`.
+        """Reads a tracker written by `save` (`utils.base.files.load_arrays`; other arrays in the file are left).
 
         Raises:
             FileNotFoundError: no such file.
             ValueError: the file is not a saved tracker.
         """
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f'no saved activations at {path}.')
+        what = 'a file written by TopActivations.save'
+        arrays = load_arrays(path, what)
+        return cls.from_saved(arrays, path, what)
+
+    @classmethod
+    def from_saved(cls, arrays, path, what):
+        """`from_arrays` of the tracker's arrays among `arrays` (read from `path`), or a ValueError saying that
+        the file is not `what`."""
         try:
-            with open_npz(path) as data:
-                tracker = cls(int(data['num_samples']), int(data['next_index']))
-                tracker.num_seen = int(data['num_seen'])
-                keeps_images = int(data['keeps_images'])
-                tracker.keeps_images = None if keeps_images < 0 else bool(keeps_images)
-                tracker.firings = data['firings']
-                tracker.coords = data['coords']
-                tracker.indices = data['indices']
-                tracker._images = {int(index): image for index, image in zip(data['image_indices'], data['images'])}
-        # An empty or truncated file raises EOFError, a damaged zip BadZipFile (a plain .npy file too: an array,
-        # not an archive), an encrypted or unknown zip RuntimeError: none of them is a saved tracker either.
-        except (KeyError, ValueError, OSError, EOFError, TypeError, RuntimeError, zipfile.BadZipFile) as error:
-            raise ValueError(f'{path} is not a file written by TopActivations.save: {error}') from error
-        return tracker
+            return cls.from_arrays(**{name: arrays[name] for name in TRACKER_ARRAYS})
+        except (KeyError, ValueError, TypeError) as error:
+            raise ValueError(f'{path} is not {what}: {error}') from error
 
     def _check_keeps_images(self, keeps_images):
         if keeps_images is None:

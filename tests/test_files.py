@@ -195,3 +195,20 @@ def test_a_dangling_symbolic_link_as_output_folder_says_so(tmp_path):
     with pytest.raises(ValueError, match=f'output folder {tmp_path}/out is a symbolic link to {tmp_path}/gone, which '
                                          'does not exist; create that folder, or give another with --out_dir'):
         ensure_writable_dir(str(tmp_path / 'out'))
+
+
+def test_saved_arrays_come_back_as_written_and_anything_else_is_refused_naming_the_file(tmp_path):
+    path = str(tmp_path / 'state.npz')
+    arrays = {'boxes': np.arange(12).reshape(3, 4), 'name': np.str_('conv1'), 'count': np.int64(7)}
+    files.save_arrays(path, arrays)
+    loaded = files.load_arrays(path, 'a saved thing')
+    assert sorted(loaded) == sorted(arrays) and all(np.array_equal(loaded[key], arrays[key]) for key in arrays)
+    assert [name for name in os.listdir(tmp_path)] == ['state.npz']  # no temporary file left
+    with pytest.raises(FileNotFoundError, match='missing.npz does not exist; expected a saved thing'):
+        files.load_arrays(str(tmp_path / 'missing.npz'), 'a saved thing')
+    (tmp_path / 'text.npz').write_text('not an archive')
+    with pytest.raises(ValueError, match='text.npz is not a saved thing'):
+        files.load_arrays(str(tmp_path / 'text.npz'), 'a saved thing')
+    np.savez(str(tmp_path / 'pickled.npz'), objects=np.array([{'a': 1}], dtype=object))
+    with pytest.raises(ValueError, match='pickled.npz is not a saved thing'):
+        files.load_arrays(str(tmp_path / 'pickled.npz'), 'a saved thing')

@@ -195,6 +195,47 @@ def open_npz(path, kinds=PLAIN_DTYPE_KINDS):
     return np.load(path, allow_pickle=False)
 
 
+# What reading an `.npz` file raises when it is not one numpy wrote: an empty or truncated file EOFError, a
+# damaged zip BadZipFile (a plain .npy file too: an array, not an archive), an encrypted or unknown zip
+# RuntimeError, a missing array KeyError, a bad header or a pickled array ValueError.
+NPZ_ERRORS = (KeyError, ValueError, OSError, EOFError, TypeError, RuntimeError, zipfile.BadZipFile)
+
+
+def save_arrays(path, arrays):
+    """Writes named arrays to an `.npz` file (no pickle), atomically: what every saved state of the tool is
+    (`TopActivations`, shard states, receptive-field cache entries, each through its `to_arrays`).
+
+    Args:
+        path: the file.
+        arrays: dict from name to array (or anything `np.asarray` takes without objects).
+    """
+    with atomic_write(path) as stream:
+        np.savez(stream, **arrays)
+
+
+def load_arrays(path, what):
+    """Reads every array of an `.npz` file written by `save_arrays`, headers checked first (`open_npz`).
+
+    Args:
+        path: the file.
+        what: what the file should be, for errors (e.g. 'a file written by TopActivations.save').
+
+    Returns:
+        dict from name to numpy array, read into memory (the files are small: a run's kept patches at most).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not an `.npz` file of plain arrays; the message names it and `what`.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'{path} does not exist; expected {what}.')
+    try:
+        with open_npz(path) as data:
+            return {name: data[name] for name in data.files}
+    except NPZ_ERRORS as error:
+        raise ValueError(f'{path} is not {what}: {error}') from error
+
+
 def _check_zip_member(member, file_size):
     """Refuses a member whose sizes in the zip directory cannot be true of a file of `file_size` bytes."""
     if not member.filename.endswith('.npy'):

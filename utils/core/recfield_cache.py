@@ -11,9 +11,9 @@ weights restored from a checkpoint are not in it, so retrained weights reuse the
 (boxes follow the architecture; only units dead under one set of weights and not the other could tell them
 apart).
 An entry that cannot be read, or whose stored key or arrays do not match, is ignored with a warning and
-measured again: its arrays' headers are checked before any data is read (`utils.base.files.open_npz`), its boxes
-must be an int array `[feat_h, feat_w, 4]` inside its image, and its image size that of the key's probe images.
-Whether the boxes are right cannot be told from the file; the caller checks the feature-map size
+measured again: its arrays' headers are checked before any data is read (`utils.base.files.load_arrays`), its
+boxes must be an int array `[feat_h, feat_w, 4]` inside its image, and its image size that of the key's probe
+images. Whether the boxes are right cannot be told from the file; the caller checks the feature-map size
 (`utils.core.pipeline.measure_receptive_fields`).
 """
 
@@ -21,12 +21,11 @@ import hashlib
 import json
 import logging
 import os
-import zipfile
 
 import numpy as np
 
 from recfield import ReceptiveField
-from utils.base.files import atomic_write, open_npz, remove_stale_temporaries
+from utils.base.files import load_arrays, remove_stale_temporaries, save_arrays
 
 logger = logging.getLogger(__name__)
 
@@ -74,18 +73,18 @@ class RecfieldCache:
         if not os.path.isfile(path):
             return None
         try:
-            with open_npz(path) as data:
-                stored_key = str(data['key'])
-                if stored_key != key:
-                    raise ValueError(f'it was stored for {stored_key}')
-                field = ReceptiveField.from_arrays(data['recfield'], data['image_size'])
+            arrays = load_arrays(path, 'a receptive-field cache entry')
+            stored_key = str(arrays['key'])
+            if stored_key != key:
+                raise ValueError(f'it was stored for {stored_key}')
+            field = ReceptiveField.from_arrays(arrays['recfield'], arrays['image_size'])
             # A field of other images than the probes would fail only when drawn, after the whole scan.
             height, width = json.loads(key)['image_shape'][:2]
             if (field.height, field.width) != (height, width):
                 raise ValueError(f'its field is of {field.height}x{field.width} images, the key\'s probe images are '
                                  f'{height}x{width}')
             return field
-        except (KeyError, ValueError, OSError, EOFError, TypeError, RuntimeError, zipfile.BadZipFile) as error:
+        except (KeyError, ValueError, TypeError, OSError) as error:
             logger.warning('ignoring receptive-field cache entry %s (%s); measuring again.', path, error)
             return None
 
@@ -95,8 +94,7 @@ class RecfieldCache:
         try:
             os.makedirs(self.folder, exist_ok=True)
             remove_stale_temporaries(self.folder)
-            with atomic_write(path) as stream:
-                np.savez(stream, key=np.str_(key), **field.to_arrays())
+            save_arrays(path, {'key': np.str_(key), **field.to_arrays()})
         except OSError as error:
             if not self._warned_unwritable:  # once, not once per layer
                 self._warned_unwritable = True

@@ -18,7 +18,7 @@ import numpy as np
 
 from activations import TopActivations
 from recfield import ReceptiveField
-from utils.base.files import open_npz
+from utils.base.files import load_arrays, save_arrays
 from utils.base.layer_names import file_stem
 from utils.pictures.drawing import describe_layer, draw_layers
 
@@ -101,18 +101,20 @@ class ShardState:
         return self
 
     def save(self, path):
-        """Writes the state to an `.npz` file (no pickle), atomically.
+        """Writes the state to an `.npz` file (no pickle), atomically (`utils.base.files.save_arrays`).
 
-        The file is the tracker's `TopActivations.save` file with the state's arrays added (named `state_*`
-        and `run_*`).
+        The file holds the tracker's arrays (`TopActivations.to_arrays`, so `TopActivations.load` reads it) and
+        the state's own (`to_arrays`: named `state_*` and `run_*`).
         """
-        self.tracker.save(path, **self._arrays())
+        save_arrays(path, self.to_arrays())
 
-    def _arrays(self):
+    def to_arrays(self):
+        """The state as named arrays: the tracker's, the field's (`state_field_*`), its names and its run's."""
         kept = self.tracker.kept_image_indices
         field = self.field.to_arrays() if self.field is not None else {
             'recfield': np.zeros((0, 0, 4), np.int64), 'image_size': np.zeros(2, np.int64)}
         arrays = {
+            **self.tracker.to_arrays(),
             'state_version': STATE_VERSION,
             'state_layer': np.str_(self.layer),
             'state_image_ids': np.array([self.image_ids[int(index)] for index in kept], dtype=np.str_)
@@ -129,38 +131,50 @@ class ShardState:
 
     @classmethod
     def load(cls, path):
-        """Reads a state written by `save`.
+        """Reads a state written by `save` (`utils.base.files.load_arrays`, then `from_arrays`), checked.
 
         Raises:
             FileNotFoundError: no such file.
-            ValueError: the file is not a state (or of another version).
+            ValueError: the file is not a state (or of another version), or a damaged one.
         """
-        tracker = TopActivations.load(path)
+        return cls.from_arrays(load_arrays(path, 'a state of a sharded scan'), path)
+
+    @classmethod
+    def from_arrays(cls, arrays, source):
+        """A state from the arrays of `to_arrays`, checked (`check`).
+
+        Args:
+            arrays: dict from name to array.
+            source: where they come from (a file), for errors.
+
+        Raises:
+            ValueError: the arrays are not a state (or of another version), or a damaged one.
+        """
+        tracker = TopActivations.from_saved(arrays, source, 'a state of a sharded scan')
         try:
-            with open_npz(path) as data:
-                version = int(data['state_version'])
-                if version != STATE_VERSION:
-                    raise ValueError(f'{path} is a state of version {version}; this code reads version '
-                                     f'{STATE_VERSION}. Scan again with this version.')
-                boxes = data['state_field_recfield']
-                try:
-                    field = ReceptiveField.from_arrays(boxes, data['state_field_image_size']) if boxes.size else None
-                except ValueError as error:
-                    raise ValueError(f'{path}: its receptive field is damaged ({error})') from error
-                image_ids = data['state_image_ids'].tolist()
-                if len(image_ids) != len(tracker.kept_image_indices):
-                    raise ValueError(f'{path}: it names {len(image_ids)} images but keeps '
-                                     f'{len(tracker.kept_image_indices)}; the file is damaged.')
-                ids = dict(zip(tracker.kept_image_indices.tolist(), image_ids))
-                run = {key: data[f'run_{key}'] for key in RUN_FIELDS}
-                run = {key: tuple(value.tolist()) if value.ndim else value.item() for key, value in run.items()}
-                state = cls(str(data['state_layer']), tracker, ids, field, int(data['state_num_channels']), run,
-                            data['state_shards'].tolist(), int(data['state_draw_channels']), path)
+            version = int(arrays['state_version'])
+            if version != STATE_VERSION:
+                raise ValueError(f'{source} is a state of version {version}; this code reads version '
+                                 f'{STATE_VERSION}. Scan again with this version.')
+            boxes = arrays['state_field_recfield']
+            try:
+                field = ReceptiveField.from_arrays(boxes, arrays['state_field_image_size']) if boxes.size else None
+            except ValueError as error:
+                raise ValueError(f'{source}: its receptive field is damaged ({error})') from error
+            image_ids = arrays['state_image_ids'].tolist()
+            if len(image_ids) != len(tracker.kept_image_indices):
+                raise ValueError(f'{source}: it names {len(image_ids)} images but keeps '
+                                 f'{len(tracker.kept_image_indices)}; the file is damaged.')
+            ids = dict(zip(tracker.kept_image_indices.tolist(), image_ids))
+            run = {key: arrays[f'run_{key}'] for key in RUN_FIELDS}
+            run = {key: tuple(value.tolist()) if value.ndim else value.item() for key, value in run.items()}
+            state = cls(str(arrays['state_layer']), tracker, ids, field, int(arrays['state_num_channels']), run,
+                        arrays['state_shards'].tolist(), int(arrays['state_draw_channels']), source)
         except KeyError as error:
-            raise ValueError(f'{path} is not a state of a sharded scan (it has no {error}); states are written by '
+            raise ValueError(f'{source} is not a state of a sharded scan (it has no {error}); states are written by '
                              'the *_activations.py scripts with --num_shards and --shard_index.') from error
-        except ValueError as error:  # numpy's own words (a pickled array, a bad number) do not name the file
-            raise ValueError(error if str(path) in str(error) else f'{path}: {error}') from error
+        except (ValueError, TypeError) as error:  # numpy's own words (a bad number) do not name the file
+            raise ValueError(error if str(source) in str(error) else f'{source}: {error}') from error
         state.check()
         return state
 
