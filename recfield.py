@@ -217,6 +217,38 @@ def measure_receptive_fields(imshape, forward_func, num_layers, value_range=(-1.
     return _probed(imshape, forward_func, int(num_layers), options, layer_names)
 
 
+def measure_model(model, indices=None, progress=None, **options):
+    """The receptive fields of a model's layers, from one set of probes (`measure_receptive_fields`).
+
+    Args:
+        model: an adapter of any kind of model (`utils.core.model.Model`: a TF1 session, a Keras file, ...), or
+            any object with its `imshape`, `value_range`, `any_batch_size`, `layers` (each with a `name`) and
+            `probe_forward_func(indices)`.
+        indices: positions of the layers to measure in `model.layers` (default: all).
+        progress: None, or a function called with the number of images of every batch run (probes and the
+            references they are compared with), e.g. to advance a progress bar.
+        **options: `num_trials`, `multiplex`, `tolerance`, `seed`, `extreme_references`, as for
+            `ReceptiveField`; the value range and batch rule are the model's.
+
+    Returns:
+        list of `ReceptiveField`, one per layer of `indices`, in order.
+
+    Raises:
+        ValueError: see `ReceptiveField`.
+    """
+    indices = list(range(len(model.layers)) if indices is None else indices)
+    probe_forward_func = model.probe_forward_func(indices)
+    forward_func = probe_forward_func
+    if progress is not None:
+        def forward_func(batch, layers=range(len(indices))):
+            feature_maps = probe_forward_func(batch, layers=layers)
+            progress(len(batch))
+            return feature_maps
+    return measure_receptive_fields(model.imshape, forward_func, len(indices), value_range=model.value_range,
+                                    layer_names=[model.layers[index].name for index in indices],
+                                    full_batches=not model.any_batch_size, **options)
+
+
 def _probe_options(imshape, **options):
     """`ProbeOptions(**options)`, checked after `imshape`: a bad `imshape` is the error reported first."""
     check_imshape(imshape)

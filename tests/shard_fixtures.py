@@ -120,7 +120,7 @@ def open_box_filter_model(args, fingerprint=None):
     """The box-filter network as a `Model` (it ignores `args`); its receptive fields are cached only
     when given a `fingerprint` (numpy layers have no graph to take one from)."""
     return Model(box_filter_maps, BOX_LAYERS, BOX_IMSHAPE, BOX_VALUE_RANGE, model_id='box filter 3x3',
-                          fingerprint=fingerprint)
+                 fingerprint=fingerprint)
 
 
 def open_box_filter_dataset(args, model=None):

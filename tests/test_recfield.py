@@ -12,7 +12,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import tf1
-from recfield import ReceptiveField, disagreements, measure_receptive_fields
+from recfield import ReceptiveField, disagreements, measure_model, measure_receptive_fields
+from shard_fixtures import BOX_IMSHAPE, BOX_VALUE_RANGE, box_filter_maps, open_box_filter_model
 from utils.benchmarks.closed_form import VGG16_TABLE, boxes_from_dependencies, chain_dependencies, chain_geometry
 
 
@@ -788,3 +789,14 @@ def test_a_dilated_kernels_own_field_agrees_with_it():
     field = ReceptiveField([4, 16, 16, 1], dilated)
     assert field.size == (5, 5)
     assert disagreements([4, 16, 16, 1], lambda batch: [dilated(batch)], [field]) == [None]
+
+
+def test_measure_model_takes_an_adapter_and_reports_progress_as_a_callback():
+    model = open_box_filter_model(None)
+    counts = []
+    conv, pool = measure_model(model, progress=counts.append)
+    expected = measure_receptive_fields(BOX_IMSHAPE, box_filter_maps, 2, value_range=BOX_VALUE_RANGE)
+    assert [conv, pool] == expected and (conv.size, pool.size) == ((3, 3), (4, 4))
+    assert counts and all(count == BOX_IMSHAPE[0] for count in counts)  # a fixed batch: full batches only
+    [alone] = measure_model(model, [1], num_trials=4)
+    assert alone == pool

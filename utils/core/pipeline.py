@@ -159,20 +159,12 @@ def measure_receptive_fields(model, indices=None, cache=None, print_lines=True):
 
 
 def _probe(model, indices):
-    """Measures the fields of the layers `indices` together (`recfield.measure_receptive_fields`)."""
+    """Measures the fields of the layers `indices` together (`recfield.measure_model`), with a progress bar."""
     what = model.layers[indices[0]].name if len(indices) == 1 else f'{len(indices)} layers'
     # The number of probes depends on the receptive fields, unknown in advance: count the images run (probe
     # images, and the references they are compared with, which the summary line's count leaves out).
     with progress_bar(f'receptive fields of {what} (images run) ') as bar:
-        probe_forward_func = model.probe_forward_func(indices)
-
-        def forward(batch, layers=range(len(indices))):
-            feature_maps = probe_forward_func(batch, layers=layers)
-            bar.update(bar.value + len(batch))
-            return feature_maps
-        return recfield.measure_receptive_fields(model.imshape, forward, len(indices), value_range=model.value_range,
-                                                 layer_names=[model.layers[index].name for index in indices],
-                                                 full_batches=not model.any_batch_size)
+        return recfield.measure_model(model, indices, progress=lambda count: bar.update(bar.value + count))
 
 
 def _cache_keys(model, indices):
