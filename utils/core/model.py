@@ -94,11 +94,8 @@ class Model:
         Raises:
             ValueError: `forward_func` returned something else.
         """
-        maps = self.forward_func(batch)
-        if not isinstance(maps, (list, tuple)) or len(maps) != len(self.layers):
-            raise ValueError(f'forward_func returned {what_came_back(maps)}; it must return a list of '
-                             f'{len(self.layers)} feature maps, one per layer, e.g. lambda x: session.run(layers, '
-                             'feed_dict={images: x}).')
+        maps = self._one_per_layer(self.forward_func(batch), 'forward_func', 'feature maps',
+                                   ', e.g. lambda x: session.run(layers, feed_dict={images: x})')
         return [self._checked_map(layer, feature_map, len(batch), 'forward_func')
                 for layer, feature_map in zip(self.layers, maps)]
 
@@ -108,10 +105,8 @@ class Model:
         Raises:
             ValueError: `maxima_forward_func` returned something else.
         """
-        pairs = self.maxima_forward_func(batch)
-        if not isinstance(pairs, (list, tuple)) or len(pairs) != len(self.layers):
-            raise ValueError(f'maxima_forward_func must return a list of {len(self.layers)} (feature map, maxima) '
-                             'pairs, one per layer.')
+        pairs = self._one_per_layer(self.maxima_forward_func(batch), 'maxima_forward_func',
+                                    '(feature map, maxima) pairs', '')
         checked = []
         for layer, (feature_map, maxima) in zip(self.layers, pairs):
             maxima = np.asarray(maxima)
@@ -120,6 +115,14 @@ class Model:
                                  f'expected [{len(batch)}, {layer.num_channels}].')
             checked.append((self._checked_map(layer, feature_map, len(batch), 'maxima_forward_func'), maxima))
         return checked
+
+    def _one_per_layer(self, result, function, what, example):
+        """`result` if it is a list or tuple of one value per layer, else a ValueError saying what `function`
+        must return (a list of `what`, one per layer; `example`)."""
+        if not isinstance(result, (list, tuple)) or len(result) != len(self.layers):
+            raise ValueError(f'{function} returned {what_came_back(result)}; it must return a list of '
+                             f'{len(self.layers)} {what}, one per layer{example}.')
+        return result
 
     @staticmethod
     def _checked_map(layer, feature_map, batch_size, function):
