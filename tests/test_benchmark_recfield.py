@@ -7,6 +7,7 @@ from utils.benchmarks import benchmark_recfield
 from utils.running import cli
 
 
+@pytest.mark.slow  # seconds: left out of the quick loop
 def test_main_measures_both_ways_and_checks_them(capsys):
     benchmark_recfield.main(['--size', '40', '--batch_size', '4'])
     out = capsys.readouterr().out

@@ -64,7 +64,9 @@ def check_table(table, runs=MEMORY_RUNS):
     ]
 
 
-# In this process, the scripts' runs stubbed (the slow test below runs them): a run in a subprocess takes 5 s.
+# In this process, the scripts' runs stubbed (the test below runs them): a run in a subprocess takes 5 s, this
+# one about 4 s of photos and timing, so it is left out of the quick loop too.
+@pytest.mark.slow
 def test_benchmark_prints_every_row_and_goal(tmp_path, monkeypatch):
     commands = []
 

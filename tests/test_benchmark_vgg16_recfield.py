@@ -16,6 +16,7 @@ def table_rows(out, label):
     return [line[len(label):].split() for line in out.splitlines() if line.startswith(label)]
 
 
+@pytest.mark.slow  # seconds: left out of the quick loop
 def test_main_measures_every_way_and_checks_them(capsys):
     benchmark_vgg16_recfield.main(['--image_size', '32', '--batch_size', '8', '--layers', f'{CONV1_2},{CONV2_2}',
                                    '--single_layer', CONV3_3])

@@ -313,6 +313,7 @@ def test_wrapped_columns_keep_their_captions():
         tile_columns(columns, captions[:3], max_width=80)
 
 
+@pytest.mark.slow  # seconds: left out of the quick loop
 def test_a_layer_of_a_thousand_channels_fits_a_jpeg():
     # FaceNet's Mixed_6a has 1,088 channels: one row of 130-pixel columns would be 141,440 pixels wide.
     columns = [np.zeros((5 * 130, 130, 3), np.uint8)] * 1088

@@ -47,6 +47,7 @@ def test_debug_requested(argv, expected):
     assert debug_requested(argv) is expected
 
 
+@pytest.mark.slow  # seconds: left out of the quick loop
 def test_help_shows_no_tensorflow_lines(as_users_run):
     result = run_script('vgg16_recfield.py', '--help')
     assert result.returncode == 0 and result.stdout.startswith('usage: ')
