@@ -24,7 +24,7 @@ from utils.core import memory, pipeline
 from utils.core.model import Example, Layer
 from utils.core.recfield_cache import RecfieldCache
 from utils.data import images
-from utils.examples import keras_model
+from utils.examples import keras_model, own_model
 from utils.models import keras_file
 
 
@@ -289,13 +289,13 @@ DOCUMENTED_RANGES = {'none': (0, 255), 'tf': (-1, 1), 'torch': (-0.485 / 0.229, 
                      'caffe': (-123.68, 255 - 103.939)}
 
 
-@pytest.mark.parametrize('mode', sorted(keras_model.PREPROCESSING))
+@pytest.mark.parametrize('mode', sorted(own_model.PREPROCESSING))
 def test_value_range_is_the_range_preprocess_gives(mode):
     # Every channel at 0 or 255, in every combination: each channel's extremes, whatever its mean and scale.
     corners = np.array(np.meshgrid([0, 255], [0, 255], [0, 255])).reshape(3, -1).T.astype(np.uint8)
-    values = keras_model.preprocess(corners[None], mode)
+    values = own_model.preprocess(corners[None], mode)
     assert values.dtype == np.float32 and values.shape == (1, 8, 3)
-    low, high = keras_model.value_range(mode)
+    low, high = own_model.value_range(mode)
     assert (values.min(), values.max()) == pytest.approx((low, high), abs=1e-4)
     assert (low, high) == pytest.approx(DOCUMENTED_RANGES[mode], abs=1e-4)
 
@@ -308,7 +308,7 @@ def test_value_range_is_the_range_preprocess_gives(mode):
 ])
 def test_preprocess_gives_each_convention_its_channel_order(mode, expected):
     blue = np.array([[[255, 0, 0]]], np.uint8)  # OpenCV's BGR
-    np.testing.assert_allclose(keras_model.preprocess(blue, mode)[0, 0], expected, rtol=1e-5)
+    np.testing.assert_allclose(own_model.preprocess(blue, mode)[0, 0], expected, rtol=1e-5)
 
 
 # -- the forward function -----------------------------------------------------------------------------------
@@ -417,10 +417,10 @@ def test_dataset_is_every_readable_photograph_cut_to_the_input(tmp_path, sequent
     assert [len(indices) for _, _, indices in batches] == [4, 2]
     for inputs, display, _ in batches:
         assert display.shape[1:] == (IMAGE_SIZE, IMAGE_SIZE, 3) and display.dtype == np.uint8
-        np.testing.assert_array_equal(inputs, keras_model.preprocess(display, 'caffe'))
+        np.testing.assert_array_equal(inputs, own_model.preprocess(display, 'caffe'))
     # each is the photograph resized to cover the input and cut to its centre
     photo = cv2.imread(str(tmp_path / names[0]))
-    np.testing.assert_array_equal(batches[0][1][0], keras_model.centre_crop(photo, IMAGE_SIZE, IMAGE_SIZE))
+    np.testing.assert_array_equal(batches[0][1][0], own_model.centre_crop(photo, IMAGE_SIZE, IMAGE_SIZE))
 
 
 @pytest.mark.parametrize('num_shards', [2, 3])
@@ -462,6 +462,6 @@ def white_band(height, width, first, last, axis):
     (white_band(8, 16, 2, 14, axis=1), 16, 16),  # small: doubled, its middle 8 of 16 columns kept
 ], ids=['wide', 'tall', 'to-wide-input', 'enlarged'])
 def test_centre_crop_covers_the_input_and_keeps_the_middle(image, height, width):
-    crop = keras_model.centre_crop(image, height, width)
+    crop = own_model.centre_crop(image, height, width)
     assert crop.shape == (height, width, 3)
     assert (crop == 255).all()  # only the white middle is left
