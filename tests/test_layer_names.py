@@ -67,6 +67,9 @@ def test_layer_must_be_a_feature_map(small_graph):
 def test_file_stem():
     assert file_stem('vgg_16/conv1/conv1_2/Relu:0') == 'vgg_16-conv1-conv1_2-Relu0'
     assert file_stem('conv1') == 'conv1'
+    # ONNX exports begin tensor names with '/': no file name may start like a command-line option.
+    assert file_stem('/layer1/layer1.1/relu_1/Relu_output_0') == 'layer1-layer1.1-relu_1-Relu_output_0'
+    assert file_stem('/') == 'layer'
 
 
 def test_a_long_layer_name_gets_a_short_stem_of_its_own():

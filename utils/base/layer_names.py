@@ -87,13 +87,15 @@ def suggest_names(name, names):
 
 
 def file_stem(layer_name):
-    """File-name form of a tensor name: `/` becomes `-` and `:` is dropped (`a/b/Relu:0` -> `a-b-Relu0`).
+    """File-name form of a tensor name: `/` becomes `-` and `:` is dropped (`a/b/Relu:0` -> `a-b-Relu0`); a leading
+    `-` is dropped too (ONNX exports name tensors `/layer1/relu/Relu_output_0`), so that no file name looks like a
+    command-line option.
 
     A stem longer than `MAX_STEM_BYTES` (in UTF-8) is cut there and ends with a digest of the whole name, so that
     `recfield-<stem>.png`, `<stem>-full.jpg` and `state-<stem>-<I>-of-<N>.npz` stay within the 255 bytes a file
     name may have, and different names keep different stems.
     """
-    stem = layer_name.replace('/', '-').replace(':', '')
+    stem = layer_name.replace('/', '-').replace(':', '').lstrip('-') or 'layer'
     encoded = stem.encode('utf-8', 'surrogateescape')
     if len(encoded) <= MAX_STEM_BYTES:
         return stem
