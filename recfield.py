@@ -68,6 +68,9 @@ class ReceptiveField:
         num_probe_images: how many probe images were run (references and batch padding excluded); fields
             measured together (`measure_receptive_fields`) share their probes and this count.
         whole_image: True when every feature pixel depends on the whole image (see the warning).
+        local: True when the boxes leave out what reaches a pixel only through a global pooling (squeeze-and-
+            excitation gates and the like, held at fixed values while probing: see `utils.core.model.Model`);
+            such a path reaches every pixel from the whole image.
     """
 
     def __init__(self, imshape, forward_func, value_range=(-1.0, 1.0), num_trials=2, multiplex=True,
@@ -114,12 +117,13 @@ class ReceptiveField:
         self.__dict__.update(vars(fields[0]))
 
     @classmethod
-    def from_arrays(cls, recfield, image_size):
+    def from_arrays(cls, recfield, image_size, local=False):
         """A receptive field measured before, from the arrays of `to_arrays` (no probing).
 
         Args:
             recfield: int `[feat_h, feat_w, 4]` boxes `[y1, x1, y2, x2]`, within the image.
             image_size: `(height, width)` of the probe images they were measured on.
+            local: see the attribute `local`.
 
         Returns:
             a `ReceptiveField` with the same boxes, size, stride and padding (`num_probe_images` is 0).
@@ -139,7 +143,9 @@ class ReceptiveField:
         limits = np.array([height, width, height, width])
         if (boxes < 0).any() or (boxes > limits).any() or (boxes[..., :2] > boxes[..., 2:]).any():
             raise ValueError(f'receptive field boxes lie outside the {height}x{width} image they were measured on.')
-        return cls._of_boxes(boxes, height, width, num_probe_images=0)
+        field = cls._of_boxes(boxes, height, width, num_probe_images=0)
+        field.local = bool(np.asarray(local))
+        return field
 
     @classmethod
     def _of_boxes(cls, boxes, height, width, num_probe_images, mixes_batch=False):
@@ -151,18 +157,23 @@ class ReceptiveField:
         field.num_probe_images = num_probe_images
         full = (field.recfield == [0, 0, height, width]).all(axis=-1)
         field.whole_image = mixes_batch or (bool(full.all()) and max(field.feature_shape) > 1)
+        field.local = False
         field.size, field.stride, field.padding = geometry(field.recfield)
         return field
 
     def to_arrays(self):
-        """`{'recfield': boxes, 'image_size': [height, width]}`: what `from_arrays` takes (e.g. for `np.savez`)."""
-        return {'recfield': self.recfield, 'image_size': np.array([self.height, self.width], np.int64)}
+        """`{'recfield': boxes, 'image_size': [height, width]}`, and `'local': True` for a local field: what
+        `from_arrays` takes (e.g. for `np.savez`)."""
+        arrays = {'recfield': self.recfield, 'image_size': np.array([self.height, self.width], np.int64)}
+        if self.local:
+            arrays['local'] = np.bool_(True)
+        return arrays
 
     def __eq__(self, other):
         if not isinstance(other, ReceptiveField):
             return NotImplemented
-        return (self.height, self.width) == (other.height, other.width) and np.array_equal(self.recfield,
-                                                                                           other.recfield)
+        return ((self.height, self.width, self.local) == (other.height, other.width, other.local)
+                and np.array_equal(self.recfield, other.recfield))
 
     __hash__ = None
 
@@ -224,7 +235,8 @@ def measure_model(model, indices=None, progress=None, **options):
         model: an adapter of any kind of model (`utils.core.model.Model`: a TF1 session, a Keras file, ...), or
             any object with its `imshape`, `value_range`, `any_batch_size`, `layers` (each with a `name`) and
             `probe_forward_func(indices)`.
-        indices: positions of the layers to measure in `model.layers` (default: all).
+        indices: positions of the layers to measure in `model.layers` (default: all). The fields of its
+            `local_layers` are local (`ReceptiveField.local`): the model's probes hold its global paths.
         progress: None, or a function called with the number of images of every batch run (probes and the
             references they are compared with), e.g. to advance a progress bar.
         **options: `num_trials`, `multiplex`, `tolerance`, `seed`, `extreme_references`, as for
@@ -244,9 +256,12 @@ def measure_model(model, indices=None, progress=None, **options):
             feature_maps = probe_forward_func(batch, layers=layers)
             progress(len(batch))
             return feature_maps
-    return measure_receptive_fields(model.imshape, forward_func, len(indices), value_range=model.value_range,
-                                    layer_names=[model.layers[index].name for index in indices],
-                                    full_batches=not model.any_batch_size, **options)
+    fields = measure_receptive_fields(model.imshape, forward_func, len(indices), value_range=model.value_range,
+                                      layer_names=[model.layers[index].name for index in indices],
+                                      full_batches=not model.any_batch_size, **options)
+    for index, field in zip(indices, fields):  # measured with the model's global paths held (`local_layers`)
+        field.local = index in getattr(model, 'local_layers', ())
+    return fields
 
 
 def _probe_options(imshape, **options):

@@ -56,13 +56,18 @@ class Model:
             again only where an image enters a channel's top list.
         any_batch_size: whether `forward_func` takes batches of any size up to `imshape[0]`: receptive-field
             probes then send a round's last batch short instead of filling it with reference images.
+        local_forward_func: None, or `forward_func` of the network with the outputs of its global poolings held
+            at fixed values (squeeze-and-excitation gates and the like). Receptive-field probes run it when
+            given: the fields of `local_layers` are then local (`recfield.ReceptiveField.local`), the pixels that
+            reach them other than through a global pooling (through one, the whole image does).
+        local_layers: indices of the layers a global pooling reaches.
     """
 
     def __init__(self, forward_func, layers, imshape, value_range, model_id='', close=None, fingerprint=None,
-                 maxima_forward_func=None, any_batch_size=False):
+                 maxima_forward_func=None, any_batch_size=False, local_forward_func=None, local_layers=()):
         """Args:
-            forward_func, imshape, value_range, model_id, maxima_forward_func, any_batch_size: see the
-                attributes.
+            forward_func, imshape, value_range, model_id, maxima_forward_func, any_batch_size,
+                local_forward_func, local_layers: see the attributes.
             layers: objects with a `name` and a 4-D `shape` whose last entry is the channel count (TensorFlow
                 tensors, Keras outputs), or `Layer`s; given back to `forward_func` as its `layers` keyword.
             close: function releasing the model (a session's `close`), called by `close()`.
@@ -82,7 +87,8 @@ class Model:
         self.maxima_forward_func = maxima_forward_func
         self.any_batch_size = any_batch_size
         self._close = close
-        self._selects_layers = takes_layers_keyword(forward_func)
+        self.local_forward_func = local_forward_func
+        self.local_layers = frozenset(int(index) for index in local_layers)
 
     @property
     def layer_names(self):
@@ -128,12 +134,14 @@ class Model:
     def _checked_map(layer, feature_map, batch_size, function):
         return checked_map(feature_map, function, batch_size, layer.name, layer.num_channels)
 
-    def maps_of(self, batch, indices):
-        """The maps of the layers `indices` only, in that order: the network runs only what they need when
-        `forward_func` takes a keyword `layers`, else all layers run and these are picked."""
-        if self._selects_layers:
-            return self.forward_func(batch, layers=[self._layer_objects[index] for index in indices])
-        maps = self.forward_func(batch)
+    def maps_of(self, batch, indices, function=None):
+        """The maps of the layers `indices` only, in that order, from `function` (default `forward_func`): the
+        network runs only what they need when it takes a keyword `layers`, else all layers run and these are
+        picked."""
+        function = self.forward_func if function is None else function
+        if takes_layers_keyword(function):
+            return function(batch, layers=[self._layer_objects[index] for index in indices])
+        maps = function(batch)
         return [maps[index] for index in indices]
 
     def forward_func_for(self, indices):
@@ -144,11 +152,12 @@ class Model:
     def probe_forward_func(self, indices):
         """The forward function `recfield.measure_receptive_fields` takes for the layers `indices`: it returns
         their maps, or with a keyword `layers` (positions in `indices`) only those, so that probes serving
-        shallow layers only do not run the deep ones."""
+        shallow layers only do not run the deep ones. It runs `local_forward_func` where the model has one."""
         indices = list(indices)
+        function = self.local_forward_func or self.forward_func
 
         def forward(batch, layers=range(len(indices))):
-            return self.maps_of(batch, [indices[position] for position in layers])
+            return self.maps_of(batch, [indices[position] for position in layers], function)
         return forward
 
     def fingerprint(self):

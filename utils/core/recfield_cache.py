@@ -77,7 +77,7 @@ class RecfieldCache:
             stored_key = str(arrays['key'])
             if stored_key != key:
                 raise ValueError(f'it was stored for {stored_key}')
-            field = ReceptiveField.from_arrays(arrays['recfield'], arrays['image_size'])
+            field = ReceptiveField.from_arrays(arrays['recfield'], arrays['image_size'], arrays.get('local', False))
             # A field of other images than the probes would fail only when drawn, after the whole scan.
             height, width = json.loads(key)['image_shape'][:2]
             if (field.height, field.width) != (height, width):

@@ -158,7 +158,8 @@ class ShardState:
                                  f'{STATE_VERSION}. Scan again with this version.')
             boxes = arrays['state_field_recfield']
             try:
-                field = ReceptiveField.from_arrays(boxes, arrays['state_field_image_size']) if boxes.size else None
+                field = ReceptiveField.from_arrays(boxes, arrays['state_field_image_size'],
+                                                   arrays.get('state_field_local', False)) if boxes.size else None
             except ValueError as error:
                 raise ValueError(f'{source}: its receptive field is damaged ({error})') from error
             image_ids = arrays['state_image_ids'].tolist()

@@ -29,8 +29,12 @@ def describe_layer(name, field, num_channels):
 
     The receptive field reads `SxS (stride TxT, padding PxP)`, or, where the image clips too many box edges
     for the geometry to be derived, `up to HxW (boxes clipped by the image; size, stride and padding
-    unknown)` with the largest box measured.
+    unknown)` with the largest box measured. A local field (`recfield.ReceptiveField.local`) says so: `has local
+    receptive field ...; through its global pooling the whole image reaches it`.
     """
+    if getattr(field, 'local', False):
+        return (f'{name} feature map is of shape {_feature_shape(field, num_channels)} and has local receptive field '
+                f'{_receptive_field_text(field)}; through its global pooling the whole image reaches it')
     return (f'{name} feature map is of shape {_feature_shape(field, num_channels)} and has receptive field '
             f'{_receptive_field_text(field)}')
 

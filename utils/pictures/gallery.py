@@ -101,6 +101,7 @@ def _layer_record(layer, name_of):
     pictures = None if layer.pictures is None else dict(zip(('full', 'crop'), map(os.path.basename, layer.pictures)))
     return {'name': layer.name, 'feature_map': [*map(int, field.feature_shape), int(tracker.num_channels)],
             'image_size': [int(field.height), int(field.width)], 'receptive_field': geometry,
+            **({'local_receptive_field': True} if getattr(field, 'local', False) else {}),
             'largest_box': list(field.max()), 'images_seen': int(tracker.num_seen),
             'drawn_channels': [int(channel) for channel in layer.channels], 'pictures': pictures,
             'channels': [_ranked(layer, channel, name_of) for channel in range(tracker.num_channels)]}
