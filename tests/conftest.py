@@ -28,12 +28,14 @@ import tensorflow as tf  # noqa: E402,I100
 
 from recfield import ReceptiveField  # noqa: E402
 from utils.core.pipeline import shard_bounds  # noqa: E402
+from utils.pictures.drawing import describe_layer  # noqa: E402
 
 tf1 = tf.compat.v1
 
 # Fixtures shared by several test modules, registered once (an import in each module would run session
 # fixtures once per module). Test modules never import each other: what they share lives here or there.
-pytest_plugins = ['cifar10_fixtures', 'facenet_fixtures', 'keras_fixtures', 'model_fixtures', 'shard_fixtures']
+pytest_plugins = ['cifar10_fixtures', 'facenet_fixtures', 'keras_fixtures', 'model_fixtures', 'onnx_fixtures',
+                  'shard_fixtures']
 
 
 def run_script(script, *args, timeout=300):
@@ -53,6 +55,33 @@ def layer_lines(stdout):
     """The `describe_layer` lines of a run's output, one per layer, without the summary lines of the receptive
     fields and the scan (which hold timings, and which a merge does not print)."""
     return [line for line in stdout.splitlines() if ' feature map is of shape ' in line]
+
+
+def assert_one_line_error(result, message):
+    """A subprocess failed as bad input must: exit status 2, its last stderr line (the only `error:` one) says
+    `message`, no traceback. TensorFlow's own start-up lines may stand before it."""
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert [line for line in lines if line.startswith('error: ')] == lines[-1:], result.stderr[-3000:]
+    assert message in lines[-1] and 'Traceback' not in result.stderr
+
+
+def assert_recfield_run(run, fields, channels, layers, image_size):
+    """A receptive-field script's run `(out_dir, CompletedProcess)` succeeded, printed the closed-form line of every
+    layer and drew each centre pixel's closed-form box.
+
+    Args:
+        fields: `{layer: recfield.ReceptiveField}` of the closed form; channels: `{layer: channel count}`.
+        layers: the layers of the run, in order; image_size: `(height, width)` of its probes.
+    """
+    out_dir, result = run
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert layer_lines(result.stdout) == [describe_layer(layer, fields[layer], channels[layer]) for layer in layers]
+    assert sorted(os.listdir(out_dir)) == sorted(f'recfield-{layer}.png' for layer in layers)
+    for layer in layers:
+        drawn = cv2.imread(str(out_dir / f'recfield-{layer}.png'), cv2.IMREAD_GRAYSCALE)
+        assert drawn.shape == image_size
+        np.testing.assert_array_equal(drawn, fields[layer].draw_example(), err_msg=layer)
 
 
 def probe_image_counts(stdout):

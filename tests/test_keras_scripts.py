@@ -19,7 +19,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import keras_activations
 import keras_recfield
-from conftest import layer_lines, read_batches, run_script, write_png_claiming, write_sparse_file
+from conftest import (assert_one_line_error, assert_recfield_run, layer_lines, read_batches, run_script,
+                      write_png_claiming, write_sparse_file)
 from keras_fixtures import (FREE_SIZE, FREE_SIZE_CHANNELS, IMAGE_SIZE, LAMBDA_CHANNELS, MOBILENET_SIZE,
                             MOBILENET_V2_STRIDES, RESIDUAL_CHANNELS, RESIDUAL_GEOMETRY, SEQUENTIAL_CHANNELS,
                             closed_form_fields, closed_form_lines, free_size_reads, mobilenet_v2_reads,
@@ -45,15 +46,6 @@ def picture_names(layers):
 def jpeg_bytes(folder):
     """`{file name: contents}` of the pictures in `folder`."""
     return {name: (folder / name).read_bytes() for name in sorted(os.listdir(folder)) if name.endswith('.jpg')}
-
-
-def assert_one_line_error(result, message):
-    """A subprocess failed as bad input must: exit status 2, its last stderr line (the only `error:` one) says
-    `message`, no traceback. TensorFlow's own start-up lines may stand before it."""
-    lines = result.stderr.splitlines()
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert [line for line in lines if line.startswith('error: ')] == lines[-1:], result.stderr[-3000:]
-    assert message in lines[-1] and 'Traceback' not in result.stderr
 
 
 def script_flags(path, **flags):
@@ -330,18 +322,6 @@ def recfield_runs(keras_models, photos_dir, tmp_path_factory):
             for name, (script, model, flags) in RECFIELD_RUNS.items()]
     results = run_scripts_together(runs)
     return {name: (root / name, result) for name, result in zip(RECFIELD_RUNS, results)}
-
-
-def assert_recfield_run(run, fields, channels, layers, image_size):
-    """The run printed the closed-form line of every layer and drew each centre pixel's closed-form box."""
-    out_dir, result = run
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert layer_lines(result.stdout) == closed_form_lines(fields, channels, layers)
-    assert sorted(os.listdir(out_dir)) == sorted(f'recfield-{layer}.png' for layer in layers)
-    for layer in layers:
-        drawn = cv2.imread(str(out_dir / f'recfield-{layer}.png'), cv2.IMREAD_GRAYSCALE)
-        assert drawn.shape == image_size
-        np.testing.assert_array_equal(drawn, fields[layer].draw_example(), err_msg=layer)
 
 
 @pytest.mark.slow
