@@ -250,12 +250,12 @@ def measure_model(model, indices=None, progress=None, **options):
     """
     indices = list(range(len(model.layers)) if indices is None else indices)
     probe_forward_func = model.probe_forward_func(indices)
-    forward_func = probe_forward_func
-    if progress is not None:
-        def forward_func(batch, layers=range(len(indices))):
-            feature_maps = probe_forward_func(batch, layers=layers)
-            progress(len(batch))
-            return feature_maps
+
+    def counted(batch, layers=range(len(indices))):
+        feature_maps = probe_forward_func(batch, layers=layers)
+        progress(len(batch))
+        return feature_maps
+    forward_func = probe_forward_func if progress is None else counted
     fields = measure_receptive_fields(model.imshape, forward_func, len(indices), value_range=model.value_range,
                                       layer_names=[model.layers[index].name for index in indices],
                                       full_batches=not model.any_batch_size, **options)

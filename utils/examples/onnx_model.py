@@ -21,7 +21,7 @@ def add_arguments(parser):
 
 def print_all_names(args):
     """What `--print_all_names` does in both ONNX scripts: prints every 4-D tensor computed from the input, with
-    its shape and layout (`utils.models.onnx_file.describe_tensors`).
+    its shape (`utils.models.onnx_file.describe_tensors`).
 
     Raises:
         FileNotFoundError, ValueError: see `utils.models.onnx_file.load_model`; a model without 4-D tensors.

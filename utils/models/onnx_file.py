@@ -49,7 +49,14 @@ class Graph:
         size: `(height, width)` of the input, each None where it is free.
     """
 
-    def __init__(self, model, path):
+    def __init__(self, model, path='the model'):
+        """Args:
+            model: an `onnx.ModelProto`, weights loaded (`load_model`).
+            path: its file, for errors.
+
+        Raises:
+            ValueError: several or no inputs, a non-float input, not colour images.
+        """
         self.model, self.path = model, path
         initializers = {tensor.name for tensor in model.graph.initializer}
         inputs = [value for value in model.graph.input if value.name not in initializers]
@@ -131,17 +138,19 @@ class Graph:
 
 
 def load_model(path):
-    """Loads an ONNX file, with the weights stored beside it (from its own folder only).
+    """Loads an ONNX file, with the weights stored beside it (from its own folder only), and checks that the
+    scripts can run it.
 
     Args:
         path: the `.onnx` file.
 
     Returns:
-        a `Graph`.
+        the `onnx.ModelProto`.
 
     Raises:
-        FileNotFoundError: no such file.
-        ValueError: not an ONNX model, weights outside its folder, several or no image inputs, a non-float input.
+        FileNotFoundError: no such file, or weights it names missing.
+        ValueError: not an ONNX model, an opset newer than onnx knows, weights outside its folder, several or no
+            image inputs, a non-float input, no 4-D tensor computed from the input.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f'no model file at {path}; give an ONNX file (torch.onnx.export, '
@@ -153,8 +162,17 @@ def load_model(path):
         raise ValueError(f'{not_onnx} ({_first_line(error)}).') from error
     if not model.ir_version or not model.graph.node or not model.opset_import:
         raise ValueError(f'{not_onnx}: it holds no graph.')
+    newest = onnx.defs.onnx_opset_version()
+    for opset in model.opset_import:
+        if opset.domain in ('', 'ai.onnx') and opset.version > newest:
+            raise ValueError(f'{path} uses ONNX opset {opset.version}; the installed onnx and onnxruntime know opsets '
+                             f'up to {newest}: export the model with an older opset (torch.onnx.export(..., '
+                             f'opset_version={newest})) or upgrade onnx and onnxruntime.')
     _load_external_data(model, path)
-    return Graph(model, path)
+    if not Graph(model, path).shapes():
+        raise ValueError(f'no tensor of {path} computed from its input is 4-D: the ONNX scripts draw the feature '
+                         'maps of image models, and this one has none.')
+    return model
 
 
 def _load_external_data(model, path):
@@ -186,18 +204,22 @@ def external_data_files(graph):
                    for entry in tensor.external_data if entry.key == 'location'})
 
 
-def describe_tensors(graph):
-    """One line per 4-D tensor computed from the input, `<name> <shape>` in the file's layout, for
-    `--print_all_names`.
+def feature_tensors(model):
+    """The 4-D tensors computed from the model's input, in graph order, as the file gives their shapes.
 
-    Raises:
-        ValueError: the model has no such tensor; see `Graph.shapes`.
+    Args:
+        model: an `onnx.ModelProto` (`load_model`).
+
+    Returns:
+        list of `(name, shape)`, shapes in the file's layout with None for free sizes.
     """
-    shapes = graph.shapes()
-    if not shapes:
-        raise ValueError(f'no tensor of {graph.path} computed from its input is 4-D: the ONNX scripts draw the '
-                         'feature maps of image models, and this one has none.')
-    return '\n'.join(f'{name} {_shape_text(shape)} ({graph.layouts[name]})' for name, shape in shapes.items())
+    return list(Graph(model).shapes().items())
+
+
+def describe_tensors(model):
+    """One line per 4-D tensor computed from the input, `<name> <shape>` (`feature_tensors`), for
+    `--print_all_names`."""
+    return '\n'.join(f'{name} {_shape_text(shape)}' for name, shape in feature_tensors(model))
 
 
 def input_size(graph, image_size=None):
@@ -328,12 +350,9 @@ def open_model(path, layer_names=None, image_size=None, batch_size=16, value_ran
         FileNotFoundError, ValueError: see `load_model`, `input_size`, `find_layers`, `open_session`; a model
             without 4-D tensors, or a run that cannot fit in memory.
     """
-    graph = load_model(path)
+    graph = Graph(load_model(path), path)
     height, width = input_size(graph, image_size)
     shapes = graph.shapes((height, width))
-    if not shapes:
-        raise ValueError(f'no tensor of {path} computed from its input is 4-D: the ONNX scripts draw the feature '
-                         'maps of image models, and this one has none.')
     layers = find_layers(graph, shapes, default_layers(graph, shapes) if layer_names is None else layer_names)
     per_image = {name: graph.channels_last(name, shape) for name, shape in shapes.items() if None not in shape}
     largest = max((4 * int(np.prod(shape)) for shape in per_image.values()), default=0)
