@@ -218,3 +218,21 @@ def closed_on_error(session):
     except BaseException:
         session.close()
         raise
+
+
+def held_where_reached(held_func, forward_func, pools, layers):
+    """A `Model.local_forward_func`: the maps of the layers from `held_func` (the network with its global poolings
+    held at fixed values), but those of the poolings themselves (`pools`, names) from `forward_func` (held, they
+    would not change at all).
+
+    Args:
+        held_func, forward_func: forward functions taking a keyword `layers` (objects with a `name`).
+        pools: names of the global poolings' outputs; layers: the model's layers.
+    """
+    def local_forward_func(batch, layers=layers):
+        held = [layer for layer in layers if layer.name not in pools]
+        free = [layer for layer in layers if layer.name in pools]
+        maps = dict(zip((layer.name for layer in held), held_func(batch, layers=held) if held else []))
+        maps.update(zip((layer.name for layer in free), forward_func(batch, layers=free) if free else []))
+        return [maps[layer.name] for layer in layers]
+    return local_forward_func

@@ -19,7 +19,7 @@ from utils.base.files import digest_files
 from utils.base.layer_names import suggest_names
 from utils.base.quiet_tf import tf
 from utils.core import memory
-from utils.core.model import Layer, Model, model_id, probe_shape
+from utils.core.model import Layer, Model, held_where_reached, model_id, probe_shape
 from utils.data import images
 from utils.models.tf_session import channel_maxima, limit_eager_threads
 
@@ -28,6 +28,8 @@ import keras  # noqa: E402,I100 (after utils.base.quiet_tf: importing keras impo
 logger = logging.getLogger(__name__)
 
 MODEL_EXTENSIONS = ('.keras', '.h5', '.hdf5')
+# Layers that pool a whole map into one value per channel (squeeze-and-excitation gates start with one).
+GLOBAL_POOLS = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
 # TensorFlow's rule for a name scope, which a compiled Keras call opens for every layer.
 SCOPE_NAME = re.compile(r'^[A-Za-z0-9_.\\/>-]*$')
 
@@ -267,10 +269,59 @@ def open_model(path, layer_names=None, image_size=None, batch_size=16, value_ran
     check_image_size(model, layers, height, width)
     check_memory(model, layers, height, width, batch_size, num_samples, num_channels)
     digest = digest_files([path])
+    # Squeeze-and-excitation and other global paths: probes hold the global poolings at fixed values.
+    pools = [layer for layer in model.layers if isinstance(layer, GLOBAL_POOLS)]
+    local_layers = [index for index, layer in enumerate(layers) if layer not in pools and pools_reaching(model, layer)]
+    local_forward_func = None
+    if local_layers:
+        held = held_global_pools(model, pools, (height, width), value_range)
+        local_forward_func = held_where_reached(forward_function(held, layers), forward_function(model, layers),
+                                                {pool.name for pool in pools}, layers)
     return Model(forward_function(model, layers), [Layer(layer.name, int(layer.output.shape[-1])) for layer in layers],
                  probe_shape(batch_size, height, width, channels), value_range, model_id('keras', [path]),
                  fingerprint=f'keras file sha256:{digest}', maxima_forward_func=maxima_forward_function(model, layers),
-                 any_batch_size=True)
+                 any_batch_size=True, local_forward_func=local_forward_func, local_layers=local_layers)
+
+
+class HeldValue(keras.layers.Layer):
+    """A global pooling's output held at one value for every image of the batch (`held_global_pools`)."""
+
+    def __init__(self, value, **kwargs):
+        super().__init__(**kwargs)
+        self.value = np.asarray(value, np.float32)
+
+    def call(self, inputs):
+        return keras.ops.repeat(keras.ops.convert_to_tensor(self.value), keras.ops.shape(inputs)[0], axis=0)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.value.shape[1:])
+
+
+def pools_reaching(model, layer):
+    """The global poolings (`GLOBAL_POOLS`) of `model` that the output of `layer` is computed from."""
+    names = {other.name for other in keras.Model(model.inputs, layer.output).layers}
+    return [other for other in model.layers if isinstance(other, GLOBAL_POOLS) and other.name in names]
+
+
+def held_global_pools(model, pools, image_size, value_range):
+    """A copy of `model` (same weights) whose global poolings `pools` output their values on a mid-range grey
+    image whatever the input: probes of it find the pixels that reach a unit other than through a global pooling,
+    the local receptive field.
+    """
+    grey = np.full((1, *image_size, int(model.inputs[0].shape[-1])), (value_range[0] + value_range[1]) / 2,
+                   np.float32)
+    values = keras.Model(model.inputs[0], [pool.output for pool in pools])(grey, training=False)
+    held = {pool.name: np.asarray(value) for pool, value in zip(pools, values if len(pools) > 1 else [values])}
+
+    def clone(layer):
+        if layer.name in held:
+            return HeldValue(held[layer.name], name=layer.name)
+        return layer.__class__.from_config(layer.get_config())
+    copy = keras.models.clone_model(model, clone_function=clone)
+    for layer in model.layers:
+        if layer.weights:
+            copy.get_layer(layer.name).set_weights(layer.get_weights())
+    return copy
 
 
 def check_channels_last(model, path):

@@ -23,7 +23,7 @@ from utils.base.files import digest_files
 from utils.base.layer_names import suggest_names
 from utils.base.threads import thread_counts
 from utils.core import memory
-from utils.core.model import Layer, Model, model_id, probe_shape
+from utils.core.model import Layer, Model, held_where_reached, model_id, probe_shape
 from utils.data import images
 
 logger = logging.getLogger(__name__)
@@ -37,6 +37,11 @@ CHANNELS_FIRST_OPS = {'Conv', 'ConvTranspose', 'ConvInteger', 'QLinearConv', 'Ma
 TRANSPOSES = {(NCHW, (0, 2, 3, 1)): NHWC, (NHWC, (0, 3, 1, 2)): NCHW, (NCHW, (0, 1, 2, 3)): NCHW,
               (NHWC, (0, 1, 2, 3)): NHWC}
 TO_CHANNELS_LAST = {NCHW: (0, 2, 3, 1), NHWC: (0, 1, 2, 3)}
+# Operators that pool a whole map into one value per channel (squeeze-and-excitation gates start with one).
+GLOBAL_POOLS = {'GlobalAveragePool', 'GlobalMaxPool', 'GlobalLpPool'}
+SPATIAL_REDUCTIONS = {'ReduceMean', 'ReduceMax', 'ReduceSum', 'ReduceL1', 'ReduceL2', 'ReduceLogSumExp', 'ReduceMin',
+                      'ReduceProd', 'ReduceSumSquare', 'ReduceLogSum'}
+SPATIAL_AXES = {NCHW: {2, 3}, NHWC: {1, 2}}
 
 
 class Graph:
@@ -98,6 +103,33 @@ class Graph:
             for name in node.output:
                 layouts[name] = layout
         return layouts
+
+    def global_pools(self):
+        """The outputs of the nodes that pool a whole map computed from the input (global poolings, reductions
+        over both spatial axes): every pixel reaches them, and through them every later tensor."""
+        constants = {tensor.name: onnx.numpy_helper.to_array(tensor) for tensor in self.model.graph.initializer}
+        found = []
+        for node in self.model.graph.node:
+            layout = self.layouts.get(node.input[0]) if node.input else None
+            if layout is None:
+                continue
+            if node.op_type in GLOBAL_POOLS:
+                found.extend(node.output)
+            elif node.op_type in SPATIAL_REDUCTIONS:
+                axes = next((list(attribute.ints) for attribute in node.attribute if attribute.name == 'axes'), None)
+                if axes is None and len(node.input) > 1 and node.input[1] in constants:  # opset 18: an input
+                    axes = constants[node.input[1]].reshape(-1).tolist()
+                if axes is not None and SPATIAL_AXES[layout] <= {axis % 4 for axis in axes}:
+                    found.extend(node.output)
+        return found
+
+    def reached_from(self, names):
+        """Every tensor computed from the tensors `names` (them included)."""
+        reached = set(names)
+        for node in self.model.graph.node:
+            if reached.intersection(node.input):
+                reached.update(node.output)
+        return reached
 
     def shapes(self, image_size=None):
         """`{tensor name: shape}` of every tensor computed from the input whose shape is 4-D, in graph order, from
@@ -279,15 +311,18 @@ def find_layers(graph, shapes, names):
     return layers
 
 
-def open_session(graph, names):
+def open_session(graph, names, model=None):
     """An onnxruntime session on the CPU whose outputs are the tensors `names`, with the thread counts of
     `utils.base.threads` and no custom operators.
+
+    Args:
+        graph: the `Graph`; model: the `onnx.ModelProto` to run instead of its own (`held_global_pools`).
 
     Raises:
         ValueError: onnxruntime cannot run the model (an operator or opset it does not support).
     """
-    model = onnx.ModelProto()
-    model.CopyFrom(graph.model)
+    source, model = model or graph.model, onnx.ModelProto()
+    model.CopyFrom(source)
     inferred = {value.name: value for value in onnx.shape_inference.infer_shapes(model, strict_mode=False)
                 .graph.value_info}
     del model.graph.output[:]
@@ -304,6 +339,38 @@ def open_session(graph, names):
         return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=['CPUExecutionProvider'])
     except Exception as error:  # onnxruntime's Fail, InvalidGraph, NotImplemented...
         raise ValueError(f'onnxruntime cannot run {graph.path}: {_first_line(error)}') from error
+
+
+def held_global_pools(graph, pools, image_size, value_range):
+    """The model with the outputs `pools` (`Graph.global_pools`) held at their values on a mid-range grey image:
+    each pooling node is replaced by that value, repeated over the batch. Probes of it find the pixels that reach a
+    unit other than through a global pooling: the local receptive field.
+
+    Returns:
+        an `onnx.ModelProto`.
+    """
+    grey = np.full((graph.batch or 1, *image_size, 3), (value_range[0] + value_range[1]) / 2, np.float32)
+    if graph.layout == NCHW:
+        grey = grey.transpose(0, 3, 1, 2)
+    values = open_session(graph, pools).run(pools, {graph.input_name: np.ascontiguousarray(grey)})
+    model = onnx.ModelProto()
+    model.CopyFrom(graph.model)
+    kept = [node for node in model.graph.node if not set(node.output) & set(pools)]
+    del model.graph.node[:]
+    batch = 'strongest_conv_activations_batch'
+    nodes = [onnx.helper.make_node('Shape', [graph.input_name], [f'{batch}_shape']),
+             onnx.helper.make_node('Slice', [f'{batch}_shape', f'{batch}_0', f'{batch}_1'], [batch])]
+    initializers = [onnx.numpy_helper.from_array(np.array([0], np.int64), f'{batch}_0'),
+                    onnx.numpy_helper.from_array(np.array([1], np.int64), f'{batch}_1')]
+    for name, value in zip(pools, values):
+        held = value[:1]
+        initializers += [onnx.numpy_helper.from_array(held, f'{name}_held'),
+                         onnx.numpy_helper.from_array(np.array(held.shape[1:], np.int64), f'{name}_held_dims')]
+        nodes += [onnx.helper.make_node('Concat', [batch, f'{name}_held_dims'], [f'{name}_held_shape'], axis=0),
+                  onnx.helper.make_node('Expand', [f'{name}_held', f'{name}_held_shape'], [name])]
+    model.graph.node.extend(nodes + kept)
+    model.graph.initializer.extend(initializers)
+    return model
 
 
 def forward_function(graph, session, layers):
@@ -361,6 +428,16 @@ def open_model(path, layer_names=None, image_size=None, batch_size=16, value_ran
                                  num_samples, num_channels)
     memory.check_memory(needed, image_size_flag='--image_size' if None in graph.size else None)
     session = open_session(graph, [layer.name for layer in layers])
+    # Squeeze-and-excitation and other global paths: probes hold the global poolings at fixed values.
+    pools = graph.global_pools()
+    reached = graph.reached_from(pools)
+    local_layers = [index for index, layer in enumerate(layers) if layer.name in reached and layer.name not in pools]
+    local_forward_func = None
+    if local_layers:
+        local_session = open_session(graph, [layer.name for layer in layers],
+                                     held_global_pools(graph, pools, (height, width), value_range))
+        local_forward_func = held_where_reached(forward_function(graph, local_session, layers),
+                                                 forward_function(graph, session, layers), set(pools), layers)
     if graph.batch:
         logger.warning('%s takes batches of exactly %d images: it runs every batch (probes and scan) %d at a time.',
                        path, graph.batch, graph.batch)
@@ -369,7 +446,8 @@ def open_model(path, layer_names=None, image_size=None, batch_size=16, value_ran
         imshape = probe_shape(batch_size, height, width)
     files = [path, *external_data_files(graph)]
     return Model(forward_function(graph, session, layers), layers, imshape, value_range, model_id('onnx', files),
-                 fingerprint=f'onnx files sha256:{digest_files(files)}', any_batch_size=not graph.batch)
+                 fingerprint=f'onnx files sha256:{digest_files(files)}', any_batch_size=not graph.batch,
+                 local_forward_func=local_forward_func, local_layers=local_layers)
 
 
 def _is_tensor(graph, name):
