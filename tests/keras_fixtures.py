@@ -245,3 +245,63 @@ def closed_form_fields(reads_of, height, width):
 def closed_form_lines(fields, channels, names):
     """The lines the scripts print for the layers `names`, from closed-form fields and the channel counts."""
     return [describe_layer(name, fields[name], channels[name]) for name in names]
+
+
+def build_squeeze_excitation(size=32):
+    """conv 3x3 `c1` -> [global average `gap` -> 1x1 conv, sigmoid `gate`] -> `scaled` = c1 x gate -> conv 3x3 `c2`:
+    through `gap` every pixel reaches `scaled` and `c2`; other than through it, 3x3 and 5x5 windows do."""
+    layers = keras.layers
+    inputs = keras.Input((size, size, 3))
+    c1 = layers.Conv2D(6, 3, padding='same', activation='relu', kernel_initializer=seeded(21), name='c1')(inputs)
+    gap = layers.GlobalAveragePooling2D(keepdims=True, name='gap')(c1)
+    gate = layers.Conv2D(6, 1, activation='sigmoid', kernel_initializer=seeded(22), name='gate')(gap)
+    scaled = layers.Multiply(name='scaled')([c1, gate])
+    c2 = layers.Conv2D(6, 3, padding='same', activation='relu', kernel_initializer=seeded(23), name='c2')(scaled)
+    return keras.Model(inputs, c2)
+
+
+def keras_geometry(model, layer_name, length):
+    """`(size, stride, padding)` along the rows of a Keras layer's receptive field, from the layers' arithmetic on
+    square `length` inputs, not counting what reaches it through a global pooling: the local field, closed form.
+
+    Follows convolutions, depthwise convolutions, poolings (kernel, stride, dilation, TensorFlow's SAME or VALID)
+    and zero padding; a layer of several inputs takes the hull of their boxes; other layers keep their input's
+    geometry. None where only global poolings reach the layer.
+    """
+    states = {}
+
+    def state_of(layer):
+        if layer.name in states:
+            return states[layer.name]
+        if isinstance(layer, keras.layers.InputLayer):
+            states[layer.name] = (length, 1, 1, 0)  # (map length, size, stride, padding)
+            return states[layer.name]
+        inputs = layer.input if isinstance(layer.input, (list, tuple)) else [layer.input]
+        known = [state for state in (state_of(tensor._keras_history.operation) for tensor in inputs) if state]
+        if not known or isinstance(layer, (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)):
+            states[layer.name] = None
+            return None
+        map_length, size, stride, padding = known[0]
+        if len(known) > 1:  # Add, Multiply, Concatenate: the hull of the boxes
+            padding = max(state[3] for state in known)
+            size = max(state[1] - state[3] for state in known) + padding
+        if isinstance(layer, keras.layers.ZeroPadding2D):
+            (top, bottom), _ = layer.padding
+            map_length, padding = map_length + top + bottom, padding + top * stride
+        elif isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.MaxPooling2D,
+                                keras.layers.AveragePooling2D)):
+            kernel = (layer.kernel_size if hasattr(layer, 'kernel_size') else layer.pool_size)[0]
+            step = layer.strides[0]
+            dilation = getattr(layer, 'dilation_rate', (1,))[0]
+            span = (kernel - 1) * dilation + 1
+            if layer.padding == 'same':
+                out_length = -(-map_length // step)
+                before = max((out_length - 1) * step + span - map_length, 0) // 2
+            else:
+                out_length, before = -(-(map_length - span + 1) // step), 0
+            map_length, size, padding = out_length, size + (span - 1) * stride, padding + before * stride
+            stride *= step
+        states[layer.name] = (map_length, size, stride, padding)
+        return states[layer.name]
+    state = state_of(model.get_layer(layer_name))
+    return None if state is None else state[1:]

@@ -18,14 +18,16 @@ import pytest
 
 from conftest import assert_shards_read_like_the_whole, probe_image_counts, read_batches
 from keras_fixtures import (FREE_SIZE, FREE_SIZE_CHANNELS, IMAGE_SIZE, RESIDUAL_CHANNELS, RESIDUAL_GEOMETRY,
-                            SEQUENTIAL_CHANNELS, closed_form_fields, free_size_reads, residual_reads, sequential_reads,
-                            write_photos)
+                            SEQUENTIAL_CHANNELS, build_squeeze_excitation, closed_form_fields, free_size_reads,
+                            keras_geometry, residual_reads, sequential_reads, write_photos)
+import recfield
 from utils.core import memory, pipeline
 from utils.core.model import Example, Layer
 from utils.core.recfield_cache import RecfieldCache
 from utils.data import images
 from utils.examples import keras_model, own_model
 from utils.models import keras_file
+from utils.pictures.drawing import describe_layer
 
 
 def model_flags(path, **flags):
@@ -465,3 +467,43 @@ def test_centre_crop_covers_the_input_and_keeps_the_middle(image, height, width)
     crop = own_model.centre_crop(image, height, width)
     assert crop.shape == (height, width, 3)
     assert (crop == 255).all()  # only the white middle is left
+
+
+# -- squeeze-and-excitation: local receptive fields --------------------------------------------------------------
+
+def test_a_squeeze_and_excitation_block_gets_its_local_field_and_the_scan_the_whole_network(tmp_path, rng):
+    path = str(tmp_path / 'se.keras')
+    network = build_squeeze_excitation()
+    network.save(path)
+    model = keras_file.open_model(path, ['c1', 'gap', 'scaled', 'c2'], batch_size=4, value_range=(0.0, 255.0))
+    assert model.local_layers == {2, 3}
+    c1, gap, scaled, c2 = recfield.measure_model(model)
+    assert (c1.size, c1.local) == ((3, 3), False) and (gap.feature_shape, gap.local) == ((1, 1), False)
+    assert (scaled.size, scaled.padding, scaled.local) == ((3, 3), (1, 1), True)
+    assert (c2.size, c2.stride, c2.padding, c2.local) == ((5, 5), (1, 1), (2, 2), True)
+    assert (gap.recfield[0, 0] == [0, 0, 32, 32]).all()  # the pooling itself: the whole image
+    assert describe_layer('c2', c2, 6) == ('c2 feature map is of shape 32x32x6 and has local receptive field 5x5 '
+                                           '(stride 1x1, padding 2x2); through its global pooling the whole image '
+                                           'reaches it')
+    # The scan runs the network as it is: the gate follows each image.
+    images = rng.uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    expected = keras.Model(network.inputs[0], network.get_layer('c2').output)(images, training=False)
+    np.testing.assert_allclose(model.run(images)[3], np.asarray(expected), rtol=1e-5, atol=1e-5)
+    assert keras_geometry(network, 'c2', 32) == (5, 1, 2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('application', ['MobileNetV3Small', 'EfficientNetB0'])
+def test_squeeze_and_excitation_networks_get_the_local_fields_of_their_convolutions(tmp_path, application):
+    path = str(tmp_path / f'{application}.keras')
+    network = getattr(keras.applications, application)(weights=None, input_shape=(224, 224, 3))
+    network.save(path)
+    model = keras_file.open_model(path, batch_size=8, value_range=(0.0, 255.0))  # the default layers
+    fields = recfield.measure_model(model)
+    checked = 0
+    for layer, field in zip(model.layers, fields):
+        expected = keras_geometry(network, layer.name, 224)
+        if field.size is not None:  # the image clips the deepest ones: no geometry to compare
+            assert (field.size[0], field.stride[0], field.padding[0]) == expected, layer.name
+            checked += 1
+    assert checked >= 2 and model.local_layers  # the SE blocks reach the layers past the stem

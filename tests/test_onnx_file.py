@@ -8,13 +8,14 @@ themselves run in `test_onnx_scripts.py`.
 import cv2
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
 
 import onnx_activations
 import recfield
 from conftest import read_batches
-from onnx_fixtures import (BAD_FILES, FREE_SIZE, LAYERS, NETWORKS, NHWC_LAYERS, NOT_4D, closed_form_fields,
-                           expected_feature_tensors, probe_image_size, runtime_maps)
+from onnx_fixtures import (BAD_FILES, FREE_SIZE, LAYERS, NETWORKS, NHWC_LAYERS, NOT_4D, build_squeeze_excitation,
+                           closed_form_fields, expected_feature_tensors, probe_image_size, runtime_maps)
 from utils.core import pipeline
 from utils.core.model import Layer, Model
 from utils.examples import onnx_model
@@ -237,3 +238,20 @@ def test_print_all_names_prints_every_4d_tensor_with_its_shape(onnx_networks, ca
     assert [line.split()[0] for line in lines] == list(network.channels)
     for line, (_, shape) in zip(lines, expected_feature_tensors(network)):
         assert line.split(' ', 1)[1].replace(' ', '').strip('()[]').split(',') == [str(size) for size in shape], line
+
+
+@pytest.mark.parametrize('pooling', ['GlobalAveragePool', 'ReduceMean'])
+def test_a_squeeze_and_excitation_block_gets_its_local_field_and_the_scan_the_whole_network(tmp_path, pooling):
+    path = build_squeeze_excitation(str(tmp_path / f'{pooling}.onnx'), pooling)
+    model = onnx_file.open_model(path, ['relu1', 'pooled', 'scaled', 'relu2'], batch_size=4, value_range=(-1.0, 1.0))
+    assert model.local_layers == {2, 3}
+    relu1, pooled, scaled, relu2 = recfield.measure_model(model)
+    assert (relu1.size, relu1.local) == ((3, 3), False) and (pooled.feature_shape, pooled.local) == ((1, 1), False)
+    assert (pooled.recfield[0, 0] == [0, 0, 24, 24]).all()  # the pooling itself: the whole image
+    assert (scaled.size, scaled.padding, scaled.local) == ((3, 3), (1, 1), True)
+    assert (relu2.size, relu2.stride, relu2.padding, relu2.local) == ((5, 5), (1, 1), (2, 2), True)
+    # The scan runs the network as it is: the gate follows each image.
+    images = np.random.default_rng(2).uniform(-1, 1, (3, 24, 24, 3)).astype(np.float32)
+    session = onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])
+    expected = session.run(['relu2'], {'images': images.transpose(0, 3, 1, 2)})[0].transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(model.run(images)[3], expected, rtol=1e-5, atol=1e-6)
