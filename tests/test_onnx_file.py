@@ -14,8 +14,9 @@ import pytest
 import onnx_activations
 import recfield
 from conftest import read_batches
-from onnx_fixtures import (BAD_FILES, FREE_SIZE, LAYERS, NETWORKS, NHWC_LAYERS, NOT_4D, build_squeeze_excitation,
-                           closed_form_fields, expected_feature_tensors, probe_image_size, runtime_maps)
+from onnx_fixtures import (BAD_FILES, FREE_SIZE, IMAGE_SIZE, LAYERS, NETWORKS, NHWC_LAYERS, NOT_4D,
+                           build_squeeze_excitation, closed_form_fields, expected_feature_tensors, probe_image_size,
+                           runtime_maps)
 from utils.core import pipeline
 from utils.core.model import Layer, Model
 from utils.examples import onnx_model
@@ -255,3 +256,31 @@ def test_a_squeeze_and_excitation_block_gets_its_local_field_and_the_scan_the_wh
     session = onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])
     expected = session.run(['relu2'], {'images': images.transpose(0, 3, 1, 2)})[0].transpose(0, 2, 3, 1)
     np.testing.assert_allclose(model.run(images)[3], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_weights_kept_beside_the_model_are_read_from_its_folder_only(onnx_networks, tmp_path):
+    model = onnx.load(onnx_networks['nchw'].path)
+    folder = tmp_path / 'model'
+    folder.mkdir()
+    path = str(folder / 'external.onnx')
+    onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                    location='external.onnx.data', size_threshold=0)
+    assert (folder / 'external.onnx.data').is_file()
+    inside = onnx_file.open_model(path, ['relu1'], batch_size=2, value_range=(-1.0, 1.0))
+    images = np.random.default_rng(3).uniform(-1, 1, (2, *IMAGE_SIZE, 3)).astype(np.float32)
+    whole = onnx_file.open_model(onnx_networks['nchw'].path, ['relu1'], batch_size=2, value_range=(-1.0, 1.0))
+    np.testing.assert_array_equal(inside.run(images)[0], whole.run(images)[0])
+    assert inside.fingerprint() != whole.fingerprint()  # the weights' file is part of it
+    # A model whose weights' location leads out of its folder is refused before anything is read.
+    moved = onnx.load(path, load_external_data=False)
+    for tensor in moved.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == 'location':
+                entry.value = '../elsewhere.data'
+    (tmp_path / 'elsewhere.data').write_bytes((folder / 'external.onnx.data').read_bytes())
+    onnx.save_model(moved, str(folder / 'escaping.onnx'))
+    with pytest.raises(ValueError, match="outside its folder; external data is read from the model's own folder"):
+        onnx_file.load_model(str(folder / 'escaping.onnx'))
+    (folder / 'external.onnx.data').unlink()
+    with pytest.raises(FileNotFoundError, match='which is not in'):
+        onnx_file.load_model(path)
