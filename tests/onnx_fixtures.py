@@ -176,11 +176,17 @@ def probe_image_size(network):
 def build_squeeze_excitation(path, pooling='GlobalAveragePool', size=24):
     """conv 3x3 `relu1` -> [global pooling `pooled` -> 1x1 conv, sigmoid `gate`] -> `scaled` = relu1 x gate -> conv
     3x3 `relu2`, NCHW with a free batch, saved at `path`. `pooling` is `GlobalAveragePool`, or `ReduceMean` over
-    the spatial axes, as `x.mean((2, 3), keepdim=True)` exports. Other than through the pooling, 3x3 and 5x5 windows
+    the spatial axes, as `x.mean((2, 3), keepdim=True)` exports (`ReduceMean18`: at opset 18, axes as an input). Other than through the pooling, 3x3 and 5x5 windows
     reach `scaled` and `relu2`."""
-    rng, initializers = np.random.default_rng(5), []
-    pool = (helper.make_node('GlobalAveragePool', ['relu1'], ['pooled']) if pooling == 'GlobalAveragePool' else
-            helper.make_node('ReduceMean', ['relu1'], ['pooled'], axes=[2, 3], keepdims=1))
+    rng, initializers, opset = np.random.default_rng(5), [], OPSET
+    if pooling == 'GlobalAveragePool':
+        pool = helper.make_node('GlobalAveragePool', ['relu1'], ['pooled'])
+    elif pooling == 'ReduceMean':
+        pool = helper.make_node('ReduceMean', ['relu1'], ['pooled'], axes=[2, 3], keepdims=1)
+    else:  # 'ReduceMean18': from opset 18 the axes are an input
+        opset = 18
+        initializers.append(numpy_helper.from_array(np.array([-2, -1], np.int64), 'spatial_axes'))
+        pool = helper.make_node('ReduceMean', ['relu1', 'spatial_axes'], ['pooled'], keepdims=1)
     nodes = [conv_node(rng, initializers, 'conv1', INPUT_NAME, 3, 4, dict(kernel=3, pads=(1, 1))),
              helper.make_node('Relu', ['conv1'], ['relu1']), pool,
              conv_node(rng, initializers, 'squeeze', 'pooled', 4, 4, dict(kernel=1)),
@@ -191,7 +197,7 @@ def build_squeeze_excitation(path, pooling='GlobalAveragePool', size=24):
     graph = small_graph([helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, image_dims('NCHW', None,
                                                                                                  (size, size)))],
                         nodes, [helper.make_tensor_value_info('relu2', TensorProto.FLOAT, None)], initializers)
-    onnx.save(finished_model(graph), path)
+    onnx.save(finished_model(graph, opset), path)
     return path
 
 

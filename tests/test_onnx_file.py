@@ -241,7 +241,7 @@ def test_print_all_names_prints_every_4d_tensor_with_its_shape(onnx_networks, ca
         assert line.split(' ', 1)[1].replace(' ', '').strip('()[]').split(',') == [str(size) for size in shape], line
 
 
-@pytest.mark.parametrize('pooling', ['GlobalAveragePool', 'ReduceMean'])
+@pytest.mark.parametrize('pooling', ['GlobalAveragePool', 'ReduceMean', 'ReduceMean18'])
 def test_a_squeeze_and_excitation_block_gets_its_local_field_and_the_scan_the_whole_network(tmp_path, pooling):
     path = build_squeeze_excitation(str(tmp_path / f'{pooling}.onnx'), pooling)
     model = onnx_file.open_model(path, ['relu1', 'pooled', 'scaled', 'relu2'], batch_size=4, value_range=(-1.0, 1.0))

@@ -107,7 +107,7 @@ class Graph:
     def global_pools(self):
         """The outputs of the nodes that pool a whole map computed from the input (global poolings, reductions
         over both spatial axes): every pixel reaches them, and through them every later tensor."""
-        constants = {tensor.name: onnx.numpy_helper.to_array(tensor) for tensor in self.model.graph.initializer}
+        constants = {tensor.name: tensor for tensor in self.model.graph.initializer}
         found = []
         for node in self.model.graph.node:
             layout = self.layouts.get(node.input[0]) if node.input else None
@@ -118,7 +118,7 @@ class Graph:
             elif node.op_type in SPATIAL_REDUCTIONS:
                 axes = next((list(attribute.ints) for attribute in node.attribute if attribute.name == 'axes'), None)
                 if axes is None and len(node.input) > 1 and node.input[1] in constants:  # opset 18: an input
-                    axes = constants[node.input[1]].reshape(-1).tolist()
+                    axes = onnx.numpy_helper.to_array(constants[node.input[1]]).reshape(-1).tolist()
                 if axes is not None and SPATIAL_AXES[layout] <= {axis % 4 for axis in axes}:
                     found.extend(node.output)
         return found
