@@ -176,8 +176,8 @@ def probe_image_size(network):
 def build_squeeze_excitation(path, pooling='GlobalAveragePool', size=24):
     """conv 3x3 `relu1` -> [global pooling `pooled` -> 1x1 conv, sigmoid `gate`] -> `scaled` = relu1 x gate -> conv
     3x3 `relu2`, NCHW with a free batch, saved at `path`. `pooling` is `GlobalAveragePool`, or `ReduceMean` over
-    the spatial axes, as `x.mean((2, 3), keepdim=True)` exports (`ReduceMean18`: at opset 18, axes as an input). Other than through the pooling, 3x3 and 5x5 windows
-    reach `scaled` and `relu2`."""
+    the spatial axes, as `x.mean((2, 3), keepdim=True)` exports (`ReduceMean18`: at opset 18, the axes an input).
+    Other than through the pooling, 3x3 and 5x5 windows reach `scaled` and `relu2`."""
     rng, initializers, opset = np.random.default_rng(5), [], OPSET
     if pooling == 'GlobalAveragePool':
         pool = helper.make_node('GlobalAveragePool', ['relu1'], ['pooled'])
