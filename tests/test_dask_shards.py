@@ -117,6 +117,7 @@ def test_local_cluster_from_the_command_line_draws_what_one_process_draws(vgg16_
     # print what they measured and scanned.
     assert layer_lines(result.stdout)[-len(LAYERS):] == layer_lines(single.stdout)
     assert 'shards and receptive fields 100% (4 of 4)' in result.stderr  # 3 shards, 1 task for every field
+    assert 'top activations (batches)' not in result.stderr  # the workers show no bars of their own
     names = sorted(name for name in os.listdir(single_dir))
     assert [(tmp_path / name).read_bytes() for name in names] == [(single_dir / name).read_bytes() for name in names]
     for layer in LAYERS:

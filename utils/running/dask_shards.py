@@ -26,6 +26,7 @@ import threading
 
 from distributed import Client, LocalCluster, as_completed, get_worker
 
+from utils.base import progress
 from utils.base.progress import progress_bar
 from utils.base.threads import THREAD_VARIABLES
 from utils.core.states import merge_states
@@ -67,6 +68,11 @@ def _scanner(example, args):
             if stale is not None:
                 stale.close()
             _limit_tensorflow_threads()
+            # The client shows a bar of the tasks: the workers' own bars (which a local cluster's workers print on
+            # the script's stderr) would interleave with it; --quiet quiets their warnings too.
+            progress.enabled = False
+            if getattr(args, 'quiet', False):
+                logging.getLogger().setLevel(logging.ERROR)
             _opened['scanner'] = Scanner(example, args)
             _opened['key'] = key
         return _opened['scanner']
