@@ -477,6 +477,7 @@ def test_a_squeeze_and_excitation_block_gets_its_local_field_and_the_scan_the_wh
     network.save(path)
     model = keras_file.open_model(path, ['c1', 'gap', 'scaled', 'c2'], batch_size=4, value_range=(0.0, 255.0))
     assert model.local_layers == {2, 3}
+    assert model.fingerprint().endswith(', global poolings held')  # cached apart from whole fields
     c1, gap, scaled, c2 = recfield.measure_model(model)
     assert (c1.size, c1.local) == ((3, 3), False) and (gap.feature_shape, gap.local) == ((1, 1), False)
     assert (scaled.size, scaled.padding, scaled.local) == ((3, 3), (1, 1), True)

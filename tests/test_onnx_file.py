@@ -246,6 +246,7 @@ def test_a_squeeze_and_excitation_block_gets_its_local_field_and_the_scan_the_wh
     path = build_squeeze_excitation(str(tmp_path / f'{pooling}.onnx'), pooling)
     model = onnx_file.open_model(path, ['relu1', 'pooled', 'scaled', 'relu2'], batch_size=4, value_range=(-1.0, 1.0))
     assert model.local_layers == {2, 3}
+    assert model.fingerprint().endswith(', global poolings held')  # cached apart from whole fields
     relu1, pooled, scaled, relu2 = recfield.measure_model(model)
     assert (relu1.size, relu1.local) == ((3, 3), False) and (pooled.feature_shape, pooled.local) == ((1, 1), False)
     assert (pooled.recfield[0, 0] == [0, 0, 24, 24]).all()  # the pooling itself: the whole image

@@ -220,6 +220,11 @@ def closed_on_error(session):
         raise
 
 
+# Added by adapters to the fingerprint of a model whose probes hold its global poolings (`Model.local_forward_func`):
+# its fields are local ones, never to be mixed with whole ones in the receptive-field cache.
+HELD = ', global poolings held'
+
+
 def held_where_reached(held_func, forward_func, pools, layers):
     """A `Model.local_forward_func`: the maps of the layers from `held_func` (the network with its global poolings
     held at fixed values), but those of the poolings themselves (`pools`, names) from `forward_func` (held, they

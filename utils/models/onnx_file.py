@@ -23,7 +23,7 @@ from utils.base.files import digest_files
 from utils.base.layer_names import suggest_names
 from utils.base.threads import thread_counts
 from utils.core import memory
-from utils.core.model import Layer, Model, held_where_reached, model_id, probe_shape
+from utils.core.model import HELD, Layer, Model, held_where_reached, model_id, probe_shape
 from utils.data import images
 
 logger = logging.getLogger(__name__)
@@ -439,14 +439,15 @@ def open_model(path, layer_names=None, image_size=None, batch_size=16, value_ran
         local_forward_func = held_where_reached(forward_function(graph, local_session, layers),
                                                  forward_function(graph, session, layers), set(pools), layers)
     if graph.batch:
-        logger.warning('%s takes batches of exactly %d images: it runs every batch (probes and scan) %d at a time.',
-                       path, graph.batch, graph.batch)
+        logger.warning('%s takes batches of exactly %d image%s: every batch (probes and scan) runs %d at a time.',
+                       path, graph.batch, '' if graph.batch == 1 else 's', graph.batch)
         imshape = [graph.batch, height, width, 3]
     else:
         imshape = probe_shape(batch_size, height, width)
     files = [path, *external_data_files(graph)]
     return Model(forward_function(graph, session, layers), layers, imshape, value_range, model_id('onnx', files),
-                 fingerprint=f'onnx files sha256:{digest_files(files)}', any_batch_size=not graph.batch,
+                 fingerprint=f'onnx files sha256:{digest_files(files)}{HELD if local_layers else ""}',
+                 any_batch_size=not graph.batch,
                  local_forward_func=local_forward_func, local_layers=local_layers)
 
 
