@@ -345,10 +345,11 @@ def _warn_about(field, layer_name, whole_image):
     if whole_image and field.whole_image:
         logger.warning(
             'Every feature pixel of %s depends on the whole image. Either the receptive field is larger than '
-            'the image (use larger images to see it), or the forward pass mixes all pixels: a BatchNorm '
-            'layer in training mode or a per-image normalisation inside the graph. Then feed the '
-            'training-phase flag as False (e.g. phase_train: False) and normalise images before the '
-            'input placeholder.', layer_name)
+            'the image (use larger images to see it), or something mixes all pixels: a global pooling '
+            '(squeeze-and-excitation gates: the Keras and ONNX scripts hold them and measure the local field), a '
+            'BatchNorm layer in training mode (feed the training-phase flag as False, e.g. phase_train: False) or '
+            'a per-image normalisation inside the graph (normalise images before the input placeholder).',
+            layer_name)
     if transposed(field.recfield):
         logger.warning(
             'The boxes of %s move down the image from one feature-map column to the next, and not from row to row: '
