@@ -9,15 +9,15 @@ import sys
 import numpy as np
 import pytest
 
+import recfield
 from conftest import REPO, build_session, tf1
 from keras_fixtures import build_sequential
-from utils.core.model import Model
-from utils.models import keras_file
-
 from utils.base.quiet_tf import tf
 from utils.base.threads import thread_counts
-from utils.models.tf_session import (FedWeights, channel_maxima, find_layers, limit_eager_threads, print_tensor_names,
-                                      session_config, session_forward_funcs)
+from utils.core.model import Model
+from utils.models import keras_file
+from utils.models.tf_session import (FedWeights, channel_maxima, find_layers, global_pools, held_forward_func,
+                                      limit_eager_threads, print_tensor_names, session_config, session_forward_funcs)
 from utils.running import cli
 
 
@@ -231,3 +231,32 @@ def _flags(argv):
     cli.add_common_arguments(parser, ['net/conv1:0'], '/tmp/out')
     cli.add_activation_arguments(parser)
     return parser.parse_args(argv)
+
+
+def test_a_graph_with_squeeze_and_excitation_gets_local_fields_and_the_scan_the_whole_network():
+    rng = np.random.default_rng(0)
+    graph = tf.Graph()
+    with graph.as_default():
+        images = tf1.placeholder(tf.float32, [None, 24, 24, 3], name='images')
+        c1 = tf.nn.relu(tf.nn.conv2d(images, rng.normal(size=(3, 3, 3, 4)).astype('float32'), 1, 'SAME'), name='c1')
+        pooled = tf.reduce_mean(c1, [1, 2], keepdims=True, name='pooled')
+        gate = tf.sigmoid(tf.nn.conv2d(pooled, rng.normal(size=(1, 1, 4, 4)).astype('float32'), 1, 'SAME'))
+        scaled = tf.multiply(c1, gate, name='scaled')
+        c2 = tf.nn.relu(tf.nn.conv2d(scaled, rng.normal(size=(3, 3, 4, 4)).astype('float32'), 1, 'SAME'), name='c2')
+    layers = [c1, pooled, scaled, c2]
+    with tf1.Session(graph=graph) as session:
+        assert [tensor.name for tensor in global_pools(graph, images)] == ['pooled:0']
+        forward_func, _ = session_forward_funcs(session, images, layers)
+        local_forward_func, local_layers = held_forward_func(session, images, layers, (-1.0, 1.0))
+        assert local_layers == [2, 3]
+        model = Model(forward_func, layers, [4, 24, 24, 3], (-1.0, 1.0), any_batch_size=True,
+                      local_forward_func=local_forward_func, local_layers=local_layers)
+        fields = recfield.measure_model(model)
+        assert [(field.size, field.local) for field in fields] == [((3, 3), False), (None, False), ((3, 3), True),
+                                                                   ((5, 5), True)]
+        assert (fields[1].recfield[0, 0] == [0, 0, 24, 24]).all()  # the pooling itself: the whole image
+        assert model.fingerprint().endswith(', global poolings held')
+        batch = rng.uniform(-1, 1, (3, 24, 24, 3)).astype(np.float32)
+        np.testing.assert_array_equal(model.run(batch)[3], session.run(c2, feed_dict={images: batch}))
+        # Without a global pooling there is nothing to hold.
+        assert held_forward_func(session, images, [c1], (-1.0, 1.0)) == (None, [])

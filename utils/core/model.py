@@ -20,6 +20,9 @@ from utils.probing.contract import checked_map, takes_layers_keyword, what_came_
 # Name scope of the ops the tool adds to a TensorFlow graph for the chosen layers (their channels' maxima,
 # `utils.models.tf_session.session_forward_funcs`): not part of the network, so not of its fingerprint.
 TOOL_SCOPE = 'strongest_conv_activations/'
+# Added to the fingerprint of a model whose probes hold its global poolings (`Model.local_forward_func`): its
+# fields are local ones, never to be mixed with whole ones in the receptive-field cache.
+HELD = ', global poolings held'
 PROBE_BATCH_SIZE = 16  # probe images per forward call, whatever batch size the scan uses: memory stays small
 
 
@@ -167,7 +170,8 @@ class Model:
         deterministically): its structure, and the weights it holds as constants or, where they are fed to
         variables, their digest (`utils.models.tf_session.FedWeights`: VGG16's graph, frozen graphs), so that a changed
         graph never reuses a field measured on another. Variables restored from a checkpoint are not part of it
-        (see `utils.core.recfield_cache`).
+        (see `utils.core.recfield_cache`). A model whose probes hold its global poolings (`local_forward_func`)
+        adds `HELD`: its fields are local ones, never to be mixed with whole ones in the cache.
         """
         if self._fingerprint is None:
             graph = getattr(self._layer_objects[0], 'graph', None)
@@ -180,7 +184,7 @@ class Model:
             graph_def.node.extend(network)
             self._fingerprint = 'graph sha256:' + hashlib.sha256(graph_def.SerializeToString(deterministic=True)
                                                                  ).hexdigest()
-        return self._fingerprint
+        return self._fingerprint + (HELD if self.local_forward_func is not None else '')
 
     def close(self):
         if self._close is not None:
@@ -218,11 +222,6 @@ def closed_on_error(session):
     except BaseException:
         session.close()
         raise
-
-
-# Added by adapters to the fingerprint of a model whose probes hold its global poolings (`Model.local_forward_func`):
-# its fields are local ones, never to be mixed with whole ones in the receptive-field cache.
-HELD = ', global poolings held'
 
 
 def held_where_reached(held_func, forward_func, pools, layers):

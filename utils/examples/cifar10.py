@@ -25,7 +25,8 @@ from utils.base.quiet_tf import tf
 from utils.core.model import Example, Model, closed_on_error, model_id
 from utils.examples.cifar10_input import CROP_SIZE, NUM_CLASSES, open_dataset
 from utils.models.tf_load import checkpoint_files
-from utils.models.tf_session import find_layers, print_tensor_names, session_config, session_forward_funcs
+from utils.models.tf_session import (find_layers, held_forward_func, print_tensor_names, session_config,
+                                      session_forward_funcs)
 
 tf1 = tf.compat.v1
 logger = logging.getLogger(__name__)
@@ -205,9 +206,12 @@ def open_model(args, checkpoint_required=True):
         checkpoint = restore_checkpoint(session, args.train_dir, required=checkpoint_required)
         # forward_func: session.run of the layers; maxima_forward_func: the same with each channel's maxima.
         forward_func, maxima_forward_func = session_forward_funcs(session, images_ph, layers)
+        # Probes hold any global pooling at a fixed value: local receptive fields (none in this network).
+        local_forward_func, local_layers = held_forward_func(session, images_ph, layers, VALUE_RANGE)
         return Model(forward_func, layers, images_ph.shape.as_list(), VALUE_RANGE,
                      model_id('cifar10', checkpoint_files(checkpoint) if checkpoint else []), session.close,
-                     maxima_forward_func=maxima_forward_func)
+                     maxima_forward_func=maxima_forward_func, local_forward_func=local_forward_func,
+                     local_layers=local_layers)
 
 
 def print_all_names(args):

@@ -22,7 +22,8 @@ from utils.core.model import Example, Model, closed_on_error, model_id, probe_sh
 from utils.data import images
 from utils.examples import lfw
 from utils.models.tf_load import checkpoint_files, latest_checkpoint, load_model
-from utils.models.tf_session import find_layers, print_tensor_names, session_config, session_forward_funcs
+from utils.models.tf_session import (find_layers, held_forward_func, print_tensor_names, session_config,
+                                      session_forward_funcs)
 
 tf1 = tf.compat.v1
 logger = logging.getLogger(__name__)
@@ -116,9 +117,13 @@ def open_model(args):
             files += checkpoint_files(latest_checkpoint(model_path))
         else:
             files = [model_path]
+        # Probes hold any global pooling at a fixed value: local receptive fields (for frozen graphs that have one).
+        local_forward_func, local_layers = held_forward_func(net.session, net.images_ph, layers, VALUE_RANGE,
+                                                             net.feed_dict)
         return Model(forward_func, layers, probe_shape(args.batch_size, net.image_size, net.image_size),
                      VALUE_RANGE, model_id('facenet', files), net.session.close,
-                     maxima_forward_func=maxima_forward_func, any_batch_size=True)
+                     maxima_forward_func=maxima_forward_func, any_batch_size=True,
+                     local_forward_func=local_forward_func, local_layers=local_layers)
 
 
 def print_all_names(args):

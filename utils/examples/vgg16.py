@@ -22,7 +22,7 @@ from utils.base.quiet_tf import tf
 from utils.core import pipeline
 from utils.core.model import Example, Model, closed_on_error, model_id, probe_shape
 from utils.data import images
-from utils.models.tf_session import (FedWeights, find_layers, print_tensor_names, session_config,
+from utils.models.tf_session import (FedWeights, find_layers, held_forward_func, print_tensor_names, session_config,
                                       session_forward_funcs)
 
 tf1 = tf.compat.v1
@@ -210,9 +210,12 @@ def open_model(args):
         # forward_func: session.run of the layers; maxima_forward_func: the same with each channel's maxima.
         forward_func, maxima_forward_func = session_forward_funcs(session, images_ph, layers)
         # any_batch_size: the placeholder takes any batch, so short rounds of probes run as short batches.
+        # Probes hold any global pooling at a fixed value: local receptive fields (none in VGG16's convolutions).
+        local_forward_func, local_layers = held_forward_func(session, images_ph, layers, VALUE_RANGE)
         return Model(forward_func, layers, probe_shape(args.batch_size, args.image_size, args.image_size),
                      VALUE_RANGE, model_id('vgg16', [default_weights_path()]), session.close,
-                     maxima_forward_func=maxima_forward_func, any_batch_size=True)
+                     maxima_forward_func=maxima_forward_func, any_batch_size=True,
+                     local_forward_func=local_forward_func, local_layers=local_layers)
 
 
 def print_all_names(args):

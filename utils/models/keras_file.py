@@ -19,7 +19,7 @@ from utils.base.files import digest_files
 from utils.base.layer_names import suggest_names
 from utils.base.quiet_tf import tf
 from utils.core import memory
-from utils.core.model import HELD, Layer, Model, held_where_reached, model_id, probe_shape
+from utils.core.model import Layer, Model, held_where_reached, model_id, probe_shape
 from utils.data import images
 from utils.models.tf_session import channel_maxima, limit_eager_threads
 
@@ -279,7 +279,7 @@ def open_model(path, layer_names=None, image_size=None, batch_size=16, value_ran
                                                 {pool.name for pool in pools}, layers)
     return Model(forward_function(model, layers), [Layer(layer.name, int(layer.output.shape[-1])) for layer in layers],
                  probe_shape(batch_size, height, width, channels), value_range, model_id('keras', [path]),
-                 fingerprint=f'keras file sha256:{digest}{HELD if local_layers else ""}',
+                 fingerprint=f'keras file sha256:{digest}',
                  maxima_forward_func=maxima_forward_function(model, layers),
                  any_batch_size=True, local_forward_func=local_forward_func, local_layers=local_layers)
 

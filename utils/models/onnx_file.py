@@ -23,7 +23,7 @@ from utils.base.files import digest_files
 from utils.base.layer_names import suggest_names
 from utils.base.threads import thread_counts
 from utils.core import memory
-from utils.core.model import HELD, Layer, Model, held_where_reached, model_id, probe_shape
+from utils.core.model import Layer, Model, held_where_reached, model_id, probe_shape
 from utils.data import images
 
 logger = logging.getLogger(__name__)
@@ -446,7 +446,7 @@ def open_model(path, layer_names=None, image_size=None, batch_size=16, value_ran
         imshape = probe_shape(batch_size, height, width)
     files = [path, *external_data_files(graph)]
     return Model(forward_function(graph, session, layers), layers, imshape, value_range, model_id('onnx', files),
-                 fingerprint=f'onnx files sha256:{digest_files(files)}{HELD if local_layers else ""}',
+                 fingerprint=f'onnx files sha256:{digest_files(files)}',
                  any_batch_size=not graph.batch,
                  local_forward_func=local_forward_func, local_layers=local_layers)
 

@@ -18,7 +18,7 @@ from utils.base.layer_names import computed_tensors, describe_tensors, names_fro
 from utils.base.quiet_tf import tf
 from utils.base.threads import thread_counts
 from utils.core.memory import check_memory, needed_bytes
-from utils.core.model import TOOL_SCOPE
+from utils.core.model import TOOL_SCOPE, held_where_reached
 
 tf1 = tf.compat.v1
 logger = logging.getLogger(__name__)
@@ -84,6 +84,70 @@ def session_forward_funcs(session, images_ph, layers, feed_dict=None, run_also=(
         arrays = session.run([*layers, *maxima, *run_also], feed_dict={images_ph: batch, **feed_dict})
         return list(zip(arrays[:len(layers)], arrays[len(layers):2 * len(layers)]))
     return forward_func, maxima_forward_func
+
+
+# Operations that reduce a map over axes of their second input: over both spatial axes, a global pooling.
+REDUCTIONS = {'Mean', 'Max', 'Min', 'Sum', 'Prod'}
+
+
+def global_pools(graph, images_ph):
+    """The tensors of `graph` computed from `images_ph` that reduce a map `[batch, height, width, channels]` over
+    both its spatial axes (`tf.reduce_mean(x, [1, 2])`, Keras' GlobalAveragePooling2D in a graph): every pixel
+    reaches them, and through them every later tensor (squeeze-and-excitation gates start with one)."""
+    found = []
+    for tensor in computed_tensors(graph, images_ph):
+        op = tensor.op
+        if op.type in REDUCTIONS and len(op.inputs) == 2 and op.inputs[0].shape.rank == 4:
+            axes = tf.get_static_value(op.inputs[1])
+            if axes is not None and {1, 2} <= {int(axis) % 4 for axis in np.reshape(axes, -1)}:
+                found.append(tensor)
+    return found
+
+
+def held_forward_func(session, images_ph, layers, value_range, feed_dict=None):
+    """A `utils.core.model.Model`'s `local_forward_func` and `local_layers` for a TF1 session: the maps of `layers`
+    with every global pooling (`global_pools`) that reaches them fed its value on a mid-range grey image, so that
+    probes find the local receptive field (a session can be fed any tensor).
+
+    Args:
+        session, images_ph, layers, feed_dict: as for `session_forward_funcs`.
+        value_range: `(low, high)` of the network's input values.
+
+    Returns:
+        `(local_forward_func, local_layers)`, or `(None, [])` where no global pooling reaches the layers.
+    """
+    feed_dict = dict(feed_dict or {})
+    pools = global_pools(session.graph, images_ph)
+    pool_names = {pool.name for pool in pools}
+    ancestors = [_ancestors(layer, images_ph) if pools else set() for layer in layers]
+    local_layers = [index for index, layer in enumerate(layers)
+                    if layer.name not in pool_names and pool_names & ancestors[index]]
+    if not local_layers:
+        return None, []
+    reaching = [pool for pool in pools if any(pool.name in ancestors[index] for index in local_layers)]
+    batch = images_ph.shape[0] if images_ph.shape[0] is not None else 1
+    grey = np.full([batch, *images_ph.shape.as_list()[1:]], (value_range[0] + value_range[1]) / 2, np.float32)
+    held = [value[:1] for value in session.run(reaching, feed_dict={images_ph: grey, **feed_dict})]
+
+    def run(batch, layers=layers):
+        fed = {pool: np.repeat(value, len(batch), axis=0) for pool, value in zip(reaching, held)}
+        return session.run(list(layers), feed_dict={images_ph: batch, **feed_dict, **fed})
+
+    def plain(batch, layers=layers):
+        return session.run(list(layers), feed_dict={images_ph: batch, **feed_dict})
+    return held_where_reached(run, plain, pool_names, layers), local_layers
+
+
+def _ancestors(tensor, images_ph):
+    """The names of the tensors `tensor` is computed from, back to `images_ph`."""
+    names, pending = set(), list(tensor.op.inputs)
+    while pending:
+        current = pending.pop()
+        if current.name in names or current is images_ph:
+            continue
+        names.add(current.name)
+        pending.extend(current.op.inputs)
+    return names
 
 
 class FedWeights:
