@@ -247,7 +247,7 @@ def test_a_graph_with_squeeze_and_excitation_gets_local_fields_and_the_scan_the_
     with tf1.Session(graph=graph) as session:
         assert [tensor.name for tensor in global_pools(graph, images)] == ['pooled:0']
         forward_func, _ = session_forward_funcs(session, images, layers)
-        local_forward_func, local_layers = held_forward_func(session, images, layers, (-1.0, 1.0))
+        local_forward_func, local_layers = held_forward_func(session, images, layers, (-1.0, 1.0), forward_func)
         assert local_layers == [2, 3]
         model = Model(forward_func, layers, [4, 24, 24, 3], (-1.0, 1.0), any_batch_size=True,
                       local_forward_func=local_forward_func, local_layers=local_layers)
@@ -259,4 +259,4 @@ def test_a_graph_with_squeeze_and_excitation_gets_local_fields_and_the_scan_the_
         batch = rng.uniform(-1, 1, (3, 24, 24, 3)).astype(np.float32)
         np.testing.assert_array_equal(model.run(batch)[3], session.run(c2, feed_dict={images: batch}))
         # Without a global pooling there is nothing to hold.
-        assert held_forward_func(session, images, [c1], (-1.0, 1.0)) == (None, [])
+        assert held_forward_func(session, images, [c1], (-1.0, 1.0), forward_func) == (None, [])

@@ -92,6 +92,9 @@ class Model:
         self._close = close
         self.local_forward_func = local_forward_func
         self.local_layers = frozenset(int(index) for index in local_layers)
+        # Whether each function takes a keyword `layers`, told once from its signature (not on every batch).
+        self._selects_layers = {function: takes_layers_keyword(function)
+                                for function in (forward_func, local_forward_func) if function is not None}
 
     @property
     def layer_names(self):
@@ -142,7 +145,10 @@ class Model:
         network runs only what they need when it takes a keyword `layers`, else all layers run and these are
         picked."""
         function = self.forward_func if function is None else function
-        if takes_layers_keyword(function):
+        selects = self._selects_layers.get(function)
+        if selects is None:  # a function given here only
+            selects = takes_layers_keyword(function)
+        if selects:
             return function(batch, layers=[self._layer_objects[index] for index in indices])
         maps = function(batch)
         return [maps[index] for index in indices]

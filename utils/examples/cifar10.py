@@ -207,7 +207,8 @@ def open_model(args, checkpoint_required=True):
         # forward_func: session.run of the layers; maxima_forward_func: the same with each channel's maxima.
         forward_func, maxima_forward_func = session_forward_funcs(session, images_ph, layers)
         # Probes hold any global pooling at a fixed value: local receptive fields (none in this network).
-        local_forward_func, local_layers = held_forward_func(session, images_ph, layers, VALUE_RANGE)
+        local_forward_func, local_layers = held_forward_func(session, images_ph, layers, VALUE_RANGE,
+                                                             forward_func)
         return Model(forward_func, layers, images_ph.shape.as_list(), VALUE_RANGE,
                      model_id('cifar10', checkpoint_files(checkpoint) if checkpoint else []), session.close,
                      maxima_forward_func=maxima_forward_func, local_forward_func=local_forward_func,

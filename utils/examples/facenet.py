@@ -119,7 +119,7 @@ def open_model(args):
             files = [model_path]
         # Probes hold any global pooling at a fixed value: local receptive fields (for frozen graphs that have one).
         local_forward_func, local_layers = held_forward_func(net.session, net.images_ph, layers, VALUE_RANGE,
-                                                             net.feed_dict)
+                                                             forward_func, net.feed_dict)
         return Model(forward_func, layers, probe_shape(args.batch_size, net.image_size, net.image_size),
                      VALUE_RANGE, model_id('facenet', files), net.session.close,
                      maxima_forward_func=maxima_forward_func, any_batch_size=True,

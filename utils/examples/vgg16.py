@@ -211,7 +211,8 @@ def open_model(args):
         forward_func, maxima_forward_func = session_forward_funcs(session, images_ph, layers)
         # any_batch_size: the placeholder takes any batch, so short rounds of probes run as short batches.
         # Probes hold any global pooling at a fixed value: local receptive fields (none in VGG16's convolutions).
-        local_forward_func, local_layers = held_forward_func(session, images_ph, layers, VALUE_RANGE)
+        local_forward_func, local_layers = held_forward_func(session, images_ph, layers, VALUE_RANGE,
+                                                             forward_func)
         return Model(forward_func, layers, probe_shape(args.batch_size, args.image_size, args.image_size),
                      VALUE_RANGE, model_id('vgg16', [default_weights_path()]), session.close,
                      maxima_forward_func=maxima_forward_func, any_batch_size=True,

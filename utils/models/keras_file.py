@@ -272,12 +272,12 @@ def open_model(path, layer_names=None, image_size=None, batch_size=16, value_ran
     # Squeeze-and-excitation and other global paths: probes hold the global poolings at fixed values.
     pools = [layer for layer in model.layers if isinstance(layer, GLOBAL_POOLS)]
     local_layers = [index for index, layer in enumerate(layers) if layer not in pools and pools_reaching(model, layer)]
-    local_forward_func = None
+    forward_func, local_forward_func = forward_function(model, layers), None
     if local_layers:
         held = held_global_pools(model, pools, (height, width), value_range)
-        local_forward_func = held_where_reached(forward_function(held, layers), forward_function(model, layers),
+        local_forward_func = held_where_reached(forward_function(held, layers), forward_func,
                                                 {pool.name for pool in pools}, layers)
-    return Model(forward_function(model, layers), [Layer(layer.name, int(layer.output.shape[-1])) for layer in layers],
+    return Model(forward_func, [Layer(layer.name, int(layer.output.shape[-1])) for layer in layers],
                  probe_shape(batch_size, height, width, channels), value_range, model_id('keras', [path]),
                  fingerprint=f'keras file sha256:{digest}',
                  maxima_forward_func=maxima_forward_function(model, layers),

@@ -432,12 +432,12 @@ def open_model(path, layer_names=None, image_size=None, batch_size=16, value_ran
     pools = graph.global_pools()
     reached = graph.reached_from(pools)
     local_layers = [index for index, layer in enumerate(layers) if layer.name in reached and layer.name not in pools]
-    local_forward_func = None
+    forward_func, local_forward_func = forward_function(graph, session, layers), None
     if local_layers:
         local_session = open_session(graph, [layer.name for layer in layers],
                                      held_global_pools(graph, pools, (height, width), value_range))
-        local_forward_func = held_where_reached(forward_function(graph, local_session, layers),
-                                                 forward_function(graph, session, layers), set(pools), layers)
+        local_forward_func = held_where_reached(forward_function(graph, local_session, layers), forward_func,
+                                                set(pools), layers)
     if graph.batch:
         logger.warning('%s takes batches of exactly %d image%s: every batch (probes and scan) runs %d at a time.',
                        path, graph.batch, '' if graph.batch == 1 else 's', graph.batch)
@@ -445,7 +445,7 @@ def open_model(path, layer_names=None, image_size=None, batch_size=16, value_ran
     else:
         imshape = probe_shape(batch_size, height, width)
     files = [path, *external_data_files(graph)]
-    return Model(forward_function(graph, session, layers), layers, imshape, value_range, model_id('onnx', files),
+    return Model(forward_func, layers, imshape, value_range, model_id('onnx', files),
                  fingerprint=f'onnx files sha256:{digest_files(files)}',
                  any_batch_size=not graph.batch,
                  local_forward_func=local_forward_func, local_layers=local_layers)

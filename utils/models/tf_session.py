@@ -104,7 +104,7 @@ def global_pools(graph, images_ph):
     return found
 
 
-def held_forward_func(session, images_ph, layers, value_range, feed_dict=None):
+def held_forward_func(session, images_ph, layers, value_range, forward_func, feed_dict=None):
     """A `utils.core.model.Model`'s `local_forward_func` and `local_layers` for a TF1 session: the maps of `layers`
     with every global pooling (`global_pools`) that reaches them fed its value on a mid-range grey image, so that
     probes find the local receptive field (a session can be fed any tensor).
@@ -112,6 +112,7 @@ def held_forward_func(session, images_ph, layers, value_range, feed_dict=None):
     Args:
         session, images_ph, layers, feed_dict: as for `session_forward_funcs`.
         value_range: `(low, high)` of the network's input values.
+        forward_func: the model's `forward_func` (`session_forward_funcs`), which gives the poolings' own maps.
 
     Returns:
         `(local_forward_func, local_layers)`, or `(None, [])` where no global pooling reaches the layers.
@@ -132,10 +133,7 @@ def held_forward_func(session, images_ph, layers, value_range, feed_dict=None):
     def run(batch, layers=layers):
         fed = {pool: np.repeat(value, len(batch), axis=0) for pool, value in zip(reaching, held)}
         return session.run(list(layers), feed_dict={images_ph: batch, **feed_dict, **fed})
-
-    def plain(batch, layers=layers):
-        return session.run(list(layers), feed_dict={images_ph: batch, **feed_dict})
-    return held_where_reached(run, plain, pool_names, layers), local_layers
+    return held_where_reached(run, forward_func, pool_names, layers), local_layers
 
 
 def _ancestors(tensor, images_ph):
