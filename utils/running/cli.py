@@ -21,8 +21,6 @@ _opencv = cv2.utils.logging
 OPENCV_LOG_LEVELS = {'DEBUG': _opencv.LOG_LEVEL_INFO, 'INFO': _opencv.LOG_LEVEL_WARNING,
                      'WARNING': _opencv.LOG_LEVEL_WARNING, 'ERROR': _opencv.LOG_LEVEL_ERROR}
 
-logger = logging.getLogger(__name__)
-
 
 def positive_int(text):
     """argparse type: an integer >= 1."""
