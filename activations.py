@@ -225,6 +225,14 @@ class TopActivations:
         none without images."""
         return {(image.shape, image.dtype) for image in self._images.values()}
 
+    def without_images(self):
+        """A tracker with the same firings, coordinates and indices, and no images: what says which images to read
+        again (attributions on a Dask worker), small to send."""
+        tracker = TopActivations(self.num_samples, self.next_index)
+        tracker.num_seen, tracker.keeps_images = self.num_seen, False
+        tracker.firings, tracker.coords, tracker.indices = self.firings, self.coords, self.indices
+        return tracker
+
     def to_arrays(self):
         """The tracker as named arrays (no objects): what `from_arrays` takes and `save` writes."""
         kept = self.kept_image_indices

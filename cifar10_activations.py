@@ -54,11 +54,12 @@ def main(argv=None):
     # --layers as its forward_func (`utils.examples.cifar10.open_model`).
     with cifar10.open_model(args) as model:
         dataset = cifar10.open_dataset(args, model)
+        attribution = cli.attribution_options(args, model)  # --attribution, --erf: what the model can give
         cli.ensure_output_dirs(args)  # once the model, layers and images are known to be good
         fields = pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args))
         trackers = pipeline.scan(model, dataset, args.num_samples)
         pipeline.draw(model, fields, trackers, args.out_dir, args.num_channels, args.tensorboard_dir, dataset,
-                      args.heatmap)
+                      args.heatmap, attribution)
 
 
 if __name__ == '__main__':

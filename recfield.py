@@ -38,11 +38,13 @@ first reference only and confirms on the others what its edges rest on.
 The probing itself lives in `utils/probing/` (one module per job); this module holds the public API.
 """
 
+import itertools
 import logging
 
 import cv2
 import numpy as np
 
+from utils.probing import attribution
 from utils.probing.contract import takes_layers_keyword, what_came_back  # noqa: F401 (re-exported, see pipeline)
 from utils.probing.geometry import COLUMNS, ROWS, geometry, transposed
 from utils.probing.prober import NOISE_ULPS, ProbeOptions, Prober, check_imshape  # noqa: F401 (re-exported)
@@ -191,6 +193,92 @@ class ReceptiveField:
             canvas[y1:y2, x1:x2] = 160
             cv2.rectangle(canvas, (int(x1), int(y1)), (int(x2) - 1, int(y2) - 1), 255, 1)
         return canvas
+
+
+class EffectiveReceptiveField:
+    """Where a layer's receptive field really carries weight (Luo et al., NIPS 2016): how strongly each input
+    pixel moves the centre feature pixel, averaged over images.
+
+    Attributes:
+        erf: float64 `[height, width]`, non-negative, summing to 1 (all 0 where nothing moves the unit).
+        feature_yx: `(y, x)` of the feature pixel, the centre of the map.
+        box: `[y1, x1, y2, x2]` of its exact receptive field; `erf` is 0 outside it.
+        exact_size: `(height, width)` of the exact field (`ReceptiveField.size`, or the clipped box's sides).
+        num_images: how many images were averaged.
+        method: 'gradients' (the size of the gradient of the mean over the layer's channels, summed over colour
+            channels) or 'occlusion' (the size of the change of that mean when one pixel takes the reference value).
+    """
+
+    def __init__(self, erf, feature_yx, box, exact_size, num_images, method):
+        total = float(np.sum(erf))
+        self.erf = np.asarray(erf, np.float64) / total if total > 0 else np.asarray(erf, np.float64)
+        self.feature_yx = tuple(int(value) for value in feature_yx)
+        self.box = [int(value) for value in box]
+        self.exact_size = tuple(int(value) for value in exact_size)
+        self.num_images, self.method = int(num_images), method
+
+    def mass_sides(self, shares=attribution.SHARES):
+        """`(height, width)` of the smallest boxes centred in the exact field that hold each share of the mass
+        (`utils.probing.attribution.mass_box_sides`)."""
+        return attribution.mass_box_sides(self.erf, self.box, shares)
+
+    def summary(self):
+        """`50 % of its weight in HxW, 90 % in HxW of the exact HxW (feature pixel (y, x), <n> images, <method>)`."""
+        (half_h, half_w), (most_h, most_w) = self.mass_sides()
+        return (f'50 % of its weight in {half_h}x{half_w}, 90 % in {most_h}x{most_w} of the exact '
+                f'{self.exact_size[0]}x{self.exact_size[1]} (feature pixel {self.feature_yx}, {self.num_images} '
+                f'images, {self.method})')
+
+    def describe(self, name):
+        """`<name> effective receptive field: <summary>`, the line `--erf` prints."""
+        return f'{name} effective receptive field: {self.summary()}'
+
+
+def measure_effective_field(images, function, field, method='gradients', value_range=(-1.0, 1.0), batch_size=16,
+                            fill_batches=False, progress=None):
+    """The effective receptive field of a layer's centre feature pixel, averaged over images.
+
+    Args:
+        images: iterable of network inputs `[height, width, channels]`, read one batch at a time.
+        function: with 'gradients', `gradients(batch, units)`; with 'occlusion', `values(batch, units)` (see
+            `utils.probing.attribution`); a unit `(y, x, attribution.ALL_CHANNELS)` asks for the mean over the
+            layer's channels.
+        field: the layer's `ReceptiveField`, measured on images of this size: where the centre pixel is, and the
+            pixels occlusion moves (those of its exact field; outside it nothing changes).
+        method: 'gradients' or 'occlusion' (one forward pass per pixel of the exact field and image: for models
+            without gradients).
+        value_range: `(low, high)` of the network's inputs; occlusion puts its middle in place of a pixel.
+        batch_size: input images per call; fill_batches: fill the last batch up (networks of one batch size).
+        progress: None, or a function called with the number of input images after each call.
+
+    Returns:
+        an `EffectiveReceptiveField`.
+
+    Raises:
+        ValueError: an unknown method, or no images.
+    """
+    centre = field.feature_shape[0] // 2, field.feature_shape[1] // 2
+    box = [int(value) for value in field.recfield[centre]]
+    exact_size = field.size if field.size is not None else (box[2] - box[0], box[3] - box[1])
+    images = iter(images)
+    first = next(images, None)
+    if first is None:
+        raise ValueError('an effective receptive field needs at least one image.')
+    reference = attribution.reference_image(np.shape(first), value_range)
+    if method == 'gradients':
+        measure, where = attribution.AbsoluteGradient(), [0, 0, field.height, field.width]
+    elif method == 'occlusion':
+        measure, where = attribution.Occlusion(reference, window=1, stride=1, absolute=True), box
+    else:
+        raise ValueError(f'an effective receptive field is measured by gradients or occlusion, not {method!r}.')
+    tasks = (attribution.Task(number, np.asarray(image, np.float32), (*centre, attribution.ALL_CHANNELS), where)
+             for number, image in enumerate(itertools.chain([first], images)))
+    total, count = np.zeros((field.height, field.width), np.float64), 0
+    for _, values in attribution.attribute_tasks(tasks, measure, function, batch_size,
+                                                 reference if fill_batches else None, progress):
+        total[where[0]:where[2], where[1]:where[3]] += values
+        count += 1
+    return EffectiveReceptiveField(total / count, centre, box, exact_size, count, method)
 
 
 def measure_receptive_fields(imshape, forward_func, num_layers, value_range=(-1.0, 1.0), num_trials=2,

@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from utils.base.files import digest_files
+from utils.probing.attribution import unit_values
 from utils.probing.contract import checked_map, takes_layers_keyword, what_came_back
 
 # Name scope of the ops the tool adds to a TensorFlow graph for the chosen layers (their channels' maxima,
@@ -64,13 +65,19 @@ class Model:
             given: the fields of `local_layers` are then local (`recfield.ReceptiveField.local`), the pixels that
             reach them other than through a global pooling (through one, the whole image does).
         local_layers: indices of the layers a global pooling reaches.
+        gradient_func: None (a model that runs forward only), or a function `(batch, layer index, units)` giving
+            the gradient of each image's unit with respect to that image, float32 `[len(batch), height, width,
+            channels]`; `units` is int `[len(batch), 3]` of `(y, x, channel)` in the layer's map, the channel
+            `utils.probing.attribution.ALL_CHANNELS` for the mean over its channels (`--attribution gradients`,
+            `--erf`).
     """
 
     def __init__(self, forward_func, layers, imshape, value_range, model_id='', close=None, fingerprint=None,
-                 maxima_forward_func=None, any_batch_size=False, local_forward_func=None, local_layers=()):
+                 maxima_forward_func=None, any_batch_size=False, local_forward_func=None, local_layers=(),
+                 gradient_func=None):
         """Args:
             forward_func, imshape, value_range, model_id, maxima_forward_func, any_batch_size,
-                local_forward_func, local_layers: see the attributes.
+                local_forward_func, local_layers, gradient_func: see the attributes.
             layers: objects with a `name` and a 4-D `shape` whose last entry is the channel count (TensorFlow
                 tensors, Keras outputs), or `Layer`s; given back to `forward_func` as its `layers` keyword.
             close: function releasing the model (a session's `close`), called by `close()`.
@@ -92,6 +99,7 @@ class Model:
         self._close = close
         self.local_forward_func = local_forward_func
         self.local_layers = frozenset(int(index) for index in local_layers)
+        self.gradient_func = gradient_func
         # Whether each function takes a keyword `layers`, told once from its signature (not on every batch).
         self._selects_layers = {function: takes_layers_keyword(function)
                                 for function in (forward_func, local_forward_func) if function is not None}
@@ -168,6 +176,34 @@ class Model:
         def forward(batch, layers=range(len(indices))):
             return self.maps_of(batch, [indices[position] for position in layers], function)
         return forward
+
+    def unit_values_func(self, index):
+        """`values(batch, units)` of the layer `index` (`utils.probing.attribution`): each image's unit, from the
+        maps of that layer only (`maps_of`)."""
+        layer = self.layers[index]
+
+        def values(batch, units):
+            feature_map = self._checked_map(layer, self.maps_of(batch, [index])[0], len(batch), 'forward_func')
+            return unit_values(feature_map, units)
+        return values
+
+    def unit_gradients_func(self, index):
+        """`gradients(batch, units)` of the layer `index` (`utils.probing.attribution`) from `gradient_func`,
+        checked.
+
+        Raises:
+            ValueError: the model has no `gradient_func`, or it returned something else than one gradient per image.
+        """
+        if self.gradient_func is None:
+            raise ValueError('this model runs forward only and gives no gradients; use --attribution occlusion.')
+
+        def gradients(batch, units):
+            result = np.asarray(self.gradient_func(batch, index, units))
+            if result.shape != np.shape(batch):
+                raise ValueError(f'gradient_func returned {what_came_back(result)} for {self.layers[index].name}; it '
+                                 f'must return one gradient per image, of the batch\'s shape {list(np.shape(batch))}.')
+            return result
+        return gradients
 
     def fingerprint(self):
         """A SHA-256 of what the receptive fields depend on, or None when it is not known (no caching).

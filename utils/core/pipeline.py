@@ -24,6 +24,7 @@ from activations import TopActivations
 from utils.base.progress import progress_bar
 from utils.pictures.drawing import check_picture_size, describe_layer, draw_layers, write_receptive_field_example
 
+from utils.core.attributing import batches_holding, explain
 from utils.core.recfield_cache import RecfieldCache
 
 logger = logging.getLogger(__name__)
@@ -192,26 +193,33 @@ def _agreeing(model, fields, entries):
     return {index: fields[index] for index, reason in zip(indices, reasons) if reason is None}
 
 
-def draw(model, fields, trackers, out_dir, num_channels, tensorboard_dir=None, dataset=None, heatmap=False):
-    """Writes every layer's `-full`/`-crop` pictures and the gallery (`utils.pictures.drawing.draw_layers`).
+def draw(model, fields, trackers, out_dir, num_channels, tensorboard_dir=None, dataset=None, heatmap=False,
+         attribution=None):
+    """Writes every layer's `-full`/`-crop` pictures and the gallery (`utils.pictures.drawing.draw_layers`), and
+    what `attribution` asks for.
 
     Args:
-        model: the `Model` (for the layer names; run again for heatmaps).
+        model: the `Model` (for the layer names; run again for heatmaps and attributions).
         fields: the layers' receptive fields, a dict by layer index or a list.
         trackers: the layers' `TopActivations`, in layer order.
         out_dir, num_channels, tensorboard_dir: see `utils.pictures.drawing.draw_layers`.
-        dataset: the `Dataset` scanned: names the images in the gallery; read again for heatmaps.
+        dataset: the `Dataset` scanned: names the images in the gallery; read again for heatmaps and attributions.
         heatmap: draw every channel's feature map over its images (`channel_heatmaps`); needs `dataset`.
+        attribution: None, or `utils.core.attributing.AttributionOptions`: the attributions of the drawn entries
+            and the effective receptive fields (`utils.core.attributing.explain`); needs `dataset`.
 
     Raises:
-        ValueError: `heatmap` without `dataset`, or see `channel_heatmaps`.
+        ValueError: `heatmap` or `attribution` without `dataset`, or see `channel_heatmaps` and
+            `utils.core.attributing.explain`.
     """
-    if heatmap and dataset is None:
-        raise ValueError('heatmaps run the model again on the kept images: give draw the dataset.')
+    explaining = attribution is not None and (attribution.method or attribution.erf)
+    if (heatmap or explaining) and dataset is None:
+        raise ValueError('heatmaps and attributions run the model again on the kept images: give draw the dataset.')
     draw_layers(((layer.name, fields[index], tracker) for index, (layer, tracker)
                  in enumerate(zip(model.layers, trackers))), out_dir, num_channels, tensorboard_dir,
                 image_names=None if dataset is None else dataset.ids,
-                heatmaps=(lambda layers: channel_heatmaps(model, dataset, layers)) if heatmap else None)
+                heatmaps=(lambda layers: channel_heatmaps(model, dataset, layers)) if heatmap else None,
+                explain=(lambda layers: explain(model, dataset, layers, attribution)) if explaining else None)
     logger.info('pictures are in %s', out_dir)
 
 
@@ -241,23 +249,15 @@ def channel_heatmaps(model, dataset, layers):
                 layer_slots.setdefault(index, []).append((channel, rank))
     maps = [{channel: np.zeros((tracker.indices.shape[1], *field.feature_shape), np.float32) for channel in channels}
             for _, field, tracker, channels in layers]
-    batch_size, wanted = dataset.batch_size, set().union(*slots)
-    batches = sorted({index // batch_size for index in wanted})
-    seen = set()
-    with progress_bar('heatmaps (batches) ', len(batches)) as bar:
-        for number, batch in enumerate(batches, start=1):
-            start = batch * batch_size
-            for inputs, _, indices in dataset.read(start, min(start + batch_size, len(dataset))):
-                for layer_maps, layer_slots, feature_map in zip(maps, slots, model.run(inputs)):
-                    for position, index in enumerate(np.asarray(indices).tolist()):
-                        for channel, rank in layer_slots.get(index, ()):
-                            layer_maps[channel][rank] = feature_map[position, :, :, channel]
-                seen.update(np.asarray(indices).tolist())
-            bar.update(number)
-    missing = sorted(wanted - seen)
-    if missing:
-        raise ValueError(f'image {dataset.ids[missing[0]]} was scanned but is not read again for the heatmaps; '
-                         'keep the images unchanged until the run ends, or leave out --heatmap.')
+    wanted = set().union(*slots)
+    num_batches = len({index // dataset.batch_size for index in wanted})
+    with progress_bar('heatmaps (batches) ', num_batches) as bar:
+        for number, (inputs, _, indices) in enumerate(batches_holding(dataset, wanted, 'the heatmaps'), start=1):
+            for layer_maps, layer_slots, feature_map in zip(maps, slots, model.run(inputs)):
+                for position, index in enumerate(np.asarray(indices).tolist()):
+                    for channel, rank in layer_slots.get(index, ()):
+                        layer_maps[channel][rank] = feature_map[position, :, :, channel]
+            bar.update(min(number, num_batches))
     for (name, _, tracker, channels), layer_maps in zip(layers, maps):
         recomputed = np.array([layer_maps[channel].reshape(len(layer_maps[channel]), -1).max(axis=1)
                                for channel in channels])

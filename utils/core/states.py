@@ -292,14 +292,15 @@ def warn_if_incomplete(states):
                        's' if len(missing) > 1 else '', ', '.join(map(str, missing)), states[0].run['num_shards'])
 
 
-def draw_states(states, out_dir, num_channels=None, tensorboard_dir=None):
+def draw_states(states, out_dir, num_channels=None, tensorboard_dir=None, heatmaps=None, explain=None):
     """For every state: prints its `describe_layer` line and writes its `-full`/`-crop` pictures.
 
     Args:
         states: merged `ShardState`s of one run.
         out_dir: an existing folder.
         num_channels: `--num_channels` (see `utils.pictures.drawing.channels_to_draw`); None for the run's.
-        tensorboard_dir: see `utils.pictures.drawing.draw_layers`.
+        tensorboard_dir, heatmaps, explain: see `utils.pictures.drawing.draw_layers` (heatmaps and explanations need
+            the run's model and dataset: `--states` of an example script, `--dask_scheduler`).
     """
     def described():
         for state in states:
@@ -312,4 +313,5 @@ def draw_states(states, out_dir, num_channels=None, tensorboard_dir=None):
 
     if states:
         draw_layers(described(), out_dir, states[0].draw_channels if num_channels is None else num_channels,
-                    tensorboard_dir, {index: name for state in states for index, name in state.image_ids.items()})
+                    tensorboard_dir, {index: name for state in states for index, name in state.image_ids.items()},
+                    heatmaps, explain)

@@ -26,7 +26,7 @@ from utils.core.model import Example, Model, closed_on_error, model_id
 from utils.examples.cifar10_input import CROP_SIZE, NUM_CLASSES, open_dataset
 from utils.models.tf_load import checkpoint_files
 from utils.models.tf_session import (find_layers, held_forward_func, print_tensor_names, session_config,
-                                      session_forward_funcs)
+                                      session_forward_funcs, session_gradient_func)
 
 tf1 = tf.compat.v1
 logger = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ def open_model(args, checkpoint_required=True):
         return Model(forward_func, layers, images_ph.shape.as_list(), VALUE_RANGE,
                      model_id('cifar10', checkpoint_files(checkpoint) if checkpoint else []), session.close,
                      maxima_forward_func=maxima_forward_func, local_forward_func=local_forward_func,
-                     local_layers=local_layers)
+                     local_layers=local_layers, gradient_func=session_gradient_func(session, images_ph, layers))
 
 
 def print_all_names(args):

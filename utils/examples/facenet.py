@@ -23,7 +23,7 @@ from utils.data import images
 from utils.examples import lfw
 from utils.models.tf_load import checkpoint_files, latest_checkpoint, load_model
 from utils.models.tf_session import (find_layers, held_forward_func, print_tensor_names, session_config,
-                                      session_forward_funcs)
+                                      session_forward_funcs, session_gradient_func)
 
 tf1 = tf.compat.v1
 logger = logging.getLogger(__name__)
@@ -123,7 +123,8 @@ def open_model(args):
         return Model(forward_func, layers, probe_shape(args.batch_size, net.image_size, net.image_size),
                      VALUE_RANGE, model_id('facenet', files), net.session.close,
                      maxima_forward_func=maxima_forward_func, any_batch_size=True,
-                     local_forward_func=local_forward_func, local_layers=local_layers)
+                     local_forward_func=local_forward_func, local_layers=local_layers,
+                     gradient_func=session_gradient_func(net.session, net.images_ph, layers, net.feed_dict))
 
 
 def print_all_names(args):

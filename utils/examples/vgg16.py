@@ -23,7 +23,7 @@ from utils.core import pipeline
 from utils.core.model import Example, Model, closed_on_error, model_id, probe_shape
 from utils.data import images
 from utils.models.tf_session import (FedWeights, find_layers, held_forward_func, print_tensor_names, session_config,
-                                      session_forward_funcs)
+                                      session_forward_funcs, session_gradient_func)
 
 tf1 = tf.compat.v1
 
@@ -216,7 +216,8 @@ def open_model(args):
         return Model(forward_func, layers, probe_shape(args.batch_size, args.image_size, args.image_size),
                      VALUE_RANGE, model_id('vgg16', [default_weights_path()]), session.close,
                      maxima_forward_func=maxima_forward_func, any_batch_size=True,
-                     local_forward_func=local_forward_func, local_layers=local_layers)
+                     local_forward_func=local_forward_func, local_layers=local_layers,
+                     gradient_func=session_gradient_func(session, images_ph, layers))
 
 
 def print_all_names(args):

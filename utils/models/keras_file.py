@@ -21,7 +21,7 @@ from utils.base.quiet_tf import tf
 from utils.core import memory
 from utils.core.model import Layer, Model, held_where_reached, model_id, probe_shape
 from utils.data import images
-from utils.models.tf_session import channel_maxima, limit_eager_threads
+from utils.models.tf_session import channel_maxima, limit_eager_threads, unit_value_tensor
 
 import keras  # noqa: E402,I100 (after utils.base.quiet_tf: importing keras imports TensorFlow)
 
@@ -210,6 +210,26 @@ def forward_function(model, layers):
     return forward_func
 
 
+def gradient_function(model, layers):
+    """The `gradient_func` of a `utils.core.model.Model` of `layers` (Keras layers of `model`): `GradientTape` of each
+    image's unit (`utils.models.tf_session.unit_value_tensor`) with respect to the input, in inference mode; one
+    compiled function per layer, made on first use."""
+    compiled = {}
+
+    def gradient_func(batch, index, units):
+        if index not in compiled:
+            sub_model = keras.Model(model.inputs, model.get_layer(layers[index].name).output)
+
+            def run(inputs, units):
+                with tf.GradientTape() as tape:
+                    tape.watch(inputs)
+                    value = tf.reduce_sum(unit_value_tensor(sub_model(inputs, training=False), units))
+                return tape.gradient(value, inputs)
+            compiled[index] = compiled_call(run, model)
+        return np.asarray(compiled[index](tf.constant(batch, tf.float32), tf.constant(units, tf.int32)))
+    return gradient_func
+
+
 def maxima_forward_function(model, layers):
     """`maxima_forward_func(batch)` of a `utils.core.model.Model` of `layers` (Keras layers of `model`): every layer's
     `(feature map, maxima)`, the maxima by `utils.models.tf_session.channel_maxima`, in one compiled function."""
@@ -281,7 +301,8 @@ def open_model(path, layer_names=None, image_size=None, batch_size=16, value_ran
                  probe_shape(batch_size, height, width, channels), value_range, model_id('keras', [path]),
                  fingerprint=f'keras file sha256:{digest}',
                  maxima_forward_func=maxima_forward_function(model, layers),
-                 any_batch_size=True, local_forward_func=local_forward_func, local_layers=local_layers)
+                 any_batch_size=True, local_forward_func=local_forward_func, local_layers=local_layers,
+                 gradient_func=gradient_function(model, layers))
 
 
 class HeldValue(keras.layers.Layer):

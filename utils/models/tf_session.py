@@ -86,6 +86,42 @@ def session_forward_funcs(session, images_ph, layers, feed_dict=None, run_also=(
     return forward_func, maxima_forward_func
 
 
+def unit_value_tensor(feature_map, units):
+    """Each image's unit of a feature map `[batch, height, width, channels]`, in the graph: `units` is int32
+    `[batch, 3]` of `(y, x, channel)`, the channel `utils.probing.attribution.ALL_CHANNELS` (negative) for the
+    mean over the channels (`utils.probing.attribution.unit_values` in TensorFlow)."""
+    rows = tf.range(tf.shape(units)[0])
+    pixels = tf.gather_nd(feature_map, tf.stack([rows, units[:, 0], units[:, 1]], axis=1))  # [batch, channels]
+    chosen = tf.gather(pixels, tf.maximum(units[:, 2], 0), axis=1, batch_dims=1)
+    return tf.where(units[:, 2] >= 0, chosen, tf.reduce_mean(pixels, axis=1))
+
+
+def session_gradient_func(session, images_ph, layers, feed_dict=None):
+    """The `gradient_func` of a `utils.core.model.Model` of a TF1 session's `layers`: `tf.gradients` of each image's
+    unit (`unit_value_tensor`) with respect to `images_ph`, added to the graph (under `TOOL_SCOPE`) for a layer
+    when it is first asked for.
+
+    Raises (when called):
+        ValueError: the graph holds an operation without a gradient (use occlusion).
+    """
+    feed_dict = dict(feed_dict or {})
+    built = {}
+
+    def gradient_func(batch, index, units):
+        if index not in built:
+            with session.graph.as_default(), tf.name_scope(f'{TOOL_SCOPE}unit_gradients/'):
+                units_ph = tf1.placeholder(tf.int32, [None, 3], name='units')
+                try:
+                    gradient, = tf.gradients(tf.reduce_sum(unit_value_tensor(layers[index], units_ph)), images_ph)
+                except LookupError as error:  # an op with no registered gradient
+                    raise ValueError(f'TensorFlow cannot compute gradients of {layers[index].name}: {error}; use '
+                                     '--attribution occlusion.') from error
+            built[index] = units_ph, gradient
+        units_ph, gradient = built[index]
+        return session.run(gradient, feed_dict={images_ph: batch, units_ph: units, **feed_dict})
+    return gradient_func
+
+
 # Operations that reduce a map over axes of their second input: over both spatial axes, a global pooling.
 REDUCTIONS = {'Mean', 'Max', 'Min', 'Sum', 'Prod'}
 

@@ -13,15 +13,22 @@ import shlex
 import cv2
 import numpy as np
 
-from utils.base.files import atomic_write
+from utils.base.files import atomic_write, save_arrays
 from utils.base.layer_names import file_stem
-from utils.pictures.gallery import GalleryLayer, remove_gallery, write_gallery
-from utils.pictures.montage import BORDER, MAX_SIDE, layer_pictures
+from utils.pictures.gallery import GalleryLayer, entry_key, remove_gallery, write_gallery
+from utils.pictures.montage import BORDER, BOX_COLOR, MAX_SIDE, layer_pictures
 from utils.pictures.tensorboard_logs import EventLog
 
 logger = logging.getLogger(__name__)
 
 HEATMAP_OPACITY = 0.6  # of the colour where a channel fires at its strongest; the image shows through
+ATTRIBUTION_OPACITY = 0.7  # of the colour of an entry's strongest attributions
+ATTRIBUTION_PERCENTILE = 99  # of an entry's attribution sizes, and above, drawn at full opacity
+# BGR: red where pixels raise the unit, blue where they lower it.
+RAISING_COLOUR, LOWERING_COLOUR = (0, 0, 255), (255, 0, 0)
+ERF_PICTURE_SIDE = 256  # effective receptive fields of smaller images are drawn enlarged to about this side
+# What `--attribution` and `--erf` write (`write_explanations`); an earlier run's go with its gallery.
+EXPLANATION_FILES = ('attributions.npz', 'erf.npz')
 
 
 def describe_layer(name, field, num_channels):
@@ -163,6 +170,100 @@ def overlay_heatmap(image, feature_map, field, strongest):
     return np.round(image * (1 - alpha) + colours * alpha).astype(np.uint8)
 
 
+def overlay_attribution(image, values, box):
+    """An image with one entry's attribution over its box, as a translucent colour: red where the pixels raise the
+    unit, blue where they lower it, at up to `ATTRIBUTION_OPACITY` where the attribution's size reaches the entry's
+    `ATTRIBUTION_PERCENTILE`th percentile; outside the box, and where the attribution is 0, the image is unchanged.
+
+    Args:
+        image: uint8 `[height, width]` or `[height, width, 3]` (BGR).
+        values: the attribution `[box height, box width]`.
+        box: `[y1, x1, y2, x2]` of the image.
+
+    Returns:
+        uint8 `[height, width, 3]`.
+    """
+    image = np.asarray(image)
+    if image.ndim == 2 or image.shape[2] == 1:
+        image = cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2BGR)
+    y1, x1, y2, x2 = (int(value) for value in box)
+    values = np.asarray(values, np.float64)
+    if values.shape != (y2 - y1, x2 - x1):
+        raise ValueError(f'an attribution of shape {values.shape} does not fit the box {[y1, x1, y2, x2]}.')
+    result = image.copy()
+    # Full strength from the 99th percentile of the sizes up: a few strong pixels leave the rest visible.
+    strongest = np.percentile(np.abs(values), ATTRIBUTION_PERCENTILE) if values.size else 0
+    if strongest > 0:
+        alpha = (ATTRIBUTION_OPACITY * np.minimum(np.abs(values) / strongest, 1))[..., None]
+        colours = np.where(values[..., None] > 0, RAISING_COLOUR, LOWERING_COLOUR)
+        result[y1:y2, x1:x2] = np.round(image[y1:y2, x1:x2] * (1 - alpha) + colours * alpha).astype(np.uint8)
+    return result
+
+
+def write_attribution_picture(out_dir, layer_name, tracker, field, channels, attributions):
+    """Writes `<stem>-attr.jpg`: the `-crop` picture with every entry's attribution over it (`overlay_attribution`).
+
+    Args:
+        out_dir, layer_name, tracker, field, channels: as for `write_layer_pictures`.
+        attributions: dict from `entry_key` to the entry's attribution `[box height, box width]`.
+
+    Returns:
+        the file's path.
+    """
+    images = {}
+    for channel in channels:
+        _, coords, _, kept_images = tracker.channel(channel)
+        images[channel] = [overlay_attribution(image, attributions[entry_key(layer_name, channel, rank)],
+                                               field.recfield[y, x])
+                           for rank, (image, (y, x)) in enumerate(zip(kept_images, coords))]
+    _, crop = layer_pictures(tracker, field, channels, images=images)
+    path = os.path.join(out_dir, f'{file_stem(layer_name)}-attr.jpg')
+    write_image(path, crop)
+    return path
+
+
+def draw_effective_field(erf):
+    """A layer's effective receptive field as a picture: its weight in the jet colour map (dark blue where there is
+    none, red where it is largest), the exact field of its feature pixel boxed in green, enlarged (nearest pixel) to
+    about `ERF_PICTURE_SIDE` for small images.
+
+    Args:
+        erf: a `recfield.EffectiveReceptiveField`.
+
+    Returns:
+        uint8 BGR image.
+    """
+    largest = erf.erf.max()
+    strength = erf.erf / largest if largest > 0 else erf.erf
+    picture = cv2.applyColorMap(np.round(strength * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    scale = max(1, ERF_PICTURE_SIDE // max(picture.shape[:2]))
+    picture = cv2.resize(picture, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    y1, x1, y2, x2 = erf.box
+    if y2 > y1 and x2 > x1:
+        cv2.rectangle(picture, (x1 * scale, y1 * scale), (x2 * scale - 1, y2 * scale - 1), BOX_COLOR, 1)
+    return picture
+
+
+def write_explanations(out_dir, attributions, named_erfs):
+    """Writes `attributions.npz` (one float32 array per kept entry, keyed by `entry_key`) and `erf.npz` (per layer,
+    its effective receptive field under the layer's name, its feature pixel under `<layer>/feature_yx`), each where
+    there is something to write.
+
+    Args:
+        out_dir: an existing folder.
+        attributions: dict from `entry_key` to the entry's attribution.
+        named_erfs: list of `(layer name, recfield.EffectiveReceptiveField)`.
+    """
+    if attributions:
+        save_arrays(os.path.join(out_dir, EXPLANATION_FILES[0]), attributions)
+    erfs = {}
+    for name, erf in named_erfs:
+        erfs[name] = erf.erf
+        erfs[f'{name}/feature_yx'] = np.array(erf.feature_yx, np.int64)
+    if erfs:
+        save_arrays(os.path.join(out_dir, EXPLANATION_FILES[1]), erfs)
+
+
 def write_layer_pictures(out_dir, layer_name, tracker, field, channels, heatmaps=None):
     """Writes `<stem>-full.jpg` and `<stem>-crop.jpg` of one layer (`utils.pictures.montage.layer_pictures`).
 
@@ -207,7 +308,7 @@ def write_receptive_field_example(out_dir, layer_name, field):
     return path
 
 
-def draw_layers(layers, out_dir, num_channels, tensorboard_dir=None, image_names=None, heatmaps=None):
+def draw_layers(layers, out_dir, num_channels, tensorboard_dir=None, image_names=None, heatmaps=None, explain=None):
     """Writes the `-full`/`-crop` pictures of layers whose top activations and receptive fields are known,
     and the gallery of them all, `index.html` and `activations.json` (`utils.pictures.gallery.write_gallery`; not when
     there are no layers).
@@ -222,22 +323,33 @@ def draw_layers(layers, out_dir, num_channels, tensorboard_dir=None, image_names
         image_names: the images' names by dataset index, for the gallery; None names them by index.
         heatmaps: None, or a function from the list of `(name, field, tracker, channels)` of the layers (the
             channels to draw) to their heatmaps, a `write_layer_pictures` `heatmaps` dict per layer.
+        explain: None, or a function from that list to its `utils.core.attributing.Explanations`: their
+            attributions are drawn as `<layer>-attr.jpg` and their effective receptive fields as `erf-<layer>.png`,
+            and both written as data (`write_explanations`).
     """
     layers = [(name, field, tracker, channels_to_draw(tracker, num_channels, name)) for name, field, tracker in layers]
     layer_heatmaps = [None] * len(layers) if heatmaps is None else heatmaps(layers)
+    attributions, erfs, record = ({}, [None] * len(layers), None) if explain is None else explain(layers)
     if layers:  # an earlier gallery goes first: a run that fails while drawing leaves no page over mixed pictures
-        remove_gallery(out_dir)
+        remove_gallery(out_dir, EXPLANATION_FILES)
     written, shown = set(), []
     with EventLog(tensorboard_dir) if tensorboard_dir else contextlib.nullcontext() as log:
-        for (name, field, tracker, channels), maps in zip(layers, layer_heatmaps):
+        for (name, field, tracker, channels), maps, erf in zip(layers, layer_heatmaps, erfs):
             paths = write_layer_pictures(out_dir, name, tracker, field, channels, maps)
-            written.update(paths or ())
+            attribution_path = erf_path = None
+            if attributions and paths is not None:
+                attribution_path = write_attribution_picture(out_dir, name, tracker, field, channels, attributions)
+            if erf is not None:
+                erf_path = os.path.join(out_dir, f'erf-{file_stem(name)}.png')
+                write_image(erf_path, draw_effective_field(erf))
+            written.update(path for path in (*(paths or ()), attribution_path) if path)
             shown.append(GalleryLayer(name, describe_layer(name, field, tracker.num_channels), field, tracker,
-                                      channels, paths))
+                                      channels, paths, attribution_path, erf, erf_path))
             if log is not None and paths is not None:
-                log_layer_pictures(log, name, field, tracker, channels, paths)
+                log_layer_pictures(log, name, field, tracker, channels, paths, attribution_path)
+    write_explanations(out_dir, attributions, [(name, erf) for (name, *_), erf in zip(layers, erfs) if erf is not None])
     if shown:
-        write_gallery(out_dir, shown, image_names)
+        write_gallery(out_dir, shown, image_names, record)
     warn_about_older_pictures(out_dir, written)
     if tensorboard_dir:
         logger.info('image summaries are in %s; see them with: tensorboard --logdir %s', tensorboard_dir,
@@ -247,18 +359,19 @@ def draw_layers(layers, out_dir, num_channels, tensorboard_dir=None, image_names
 def warn_about_older_pictures(out_dir, written):
     """Warns, with a count, about `-full`/`-crop` pictures in `out_dir` that this run did not write: layers of
     an earlier run in the same folder, which could be taken for this run's."""
-    older = sorted(name for name in os.listdir(out_dir) if name.endswith(('-full.jpg', '-crop.jpg'))
+    older = sorted(name for name in os.listdir(out_dir) if name.endswith(('-full.jpg', '-crop.jpg', '-attr.jpg'))
                    and os.path.join(out_dir, name) not in written)
     if older:
         logger.warning('pictures of an earlier run stay in %s: %d, the first %s; use another --out_dir or delete '
                        'them.', out_dir, len(older), older[0])
 
 
-def log_layer_pictures(log, name, field, tracker, channels, paths):
-    """Adds a layer's `-full` and `-crop` pictures to a TensorBoard log, as they are on disk.
+def log_layer_pictures(log, name, field, tracker, channels, paths, attribution_path=None):
+    """Adds a layer's `-full` and `-crop` pictures (and its `-attr` picture, where drawn) to a TensorBoard log, as
+    they are on disk.
 
-    Their tags are `<layer>/full` and `<layer>/crop` (`conv1/conv1:0/crop`); their description gives the
-    receptive field, the feature map's shape and the channels drawn.
+    Their tags are `<layer>/full`, `<layer>/crop` (`conv1/conv1:0/crop`) and `<layer>/attr`; their description gives
+    the receptive field, the feature map's shape and the channels drawn.
 
     Args:
         log: a `utils.pictures.tensorboard_logs.EventLog`.
@@ -267,12 +380,14 @@ def log_layer_pictures(log, name, field, tracker, channels, paths):
         tracker: its `TopActivations`.
         channels: the channels drawn, one column each.
         paths: `(full_path, crop_path)` from `write_layer_pictures`.
+        attribution_path: the `-attr` picture (`write_attribution_picture`), or None.
     """
     description = (f'`{name}`: receptive field {_receptive_field_text(field)}, feature map '
                    f'{_feature_shape(field, tracker.num_channels)}.\n\n'
                    f'One column per channel ({", ".join(str(channel) for channel in channels)}), with the '
                    f'{tracker.num_samples} images it fires on the most, strongest on top. *crop*: the receptive '
                    'field of the strongest pixel; *full*: the whole image with that receptive field boxed.')
-    for kind, path in zip(('full', 'crop'), paths):
-        log.add_image_file(f'{name}/{kind}', path, description)
+    for kind, path in zip(('full', 'crop', 'attr'), (*paths, attribution_path)):
+        if path is not None:
+            log.add_image_file(f'{name}/{kind}', path, description)
     log.flush()

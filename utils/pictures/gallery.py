@@ -24,11 +24,14 @@ GALLERY_FILES = ('activations.json', 'index.html')  # written last, after every 
 CROP_DISPLAY = 96  # pixels the larger side of a patch takes on the page
 FULL_DISPLAY = 512  # pixels the larger side of a whole image takes when a patch is clicked
 
-GalleryLayer = collections.namedtuple('GalleryLayer', 'name description field tracker channels pictures')
+GalleryLayer = collections.namedtuple('GalleryLayer', 'name description field tracker channels pictures '
+                                                     'attribution_picture erf erf_picture')
+GalleryLayer.__new__.__defaults__ = (None, None, None)
 GalleryLayer.__doc__ = """What the gallery shows of a layer: its tensor name, its
 `utils.pictures.drawing.describe_layer` line, its `recfield.ReceptiveField` and `activations.TopActivations`, the
-channels drawn (one picture column each, in order) and the `(full_path, crop_path)` of its pictures (None when no
-channel was drawn)."""
+channels drawn (one picture column each, in order), the `(full_path, crop_path)` of its pictures (None when no
+channel was drawn), and where asked for (else None) the path of its `-attr` picture (`--attribution`), its
+`recfield.EffectiveReceptiveField` and the path of its picture (`--erf`)."""
 
 
 def montage_layout(column_width, column_height, captions):
@@ -54,14 +57,21 @@ def montage_layout(column_width, column_height, captions):
     return origins, (top, min(len(captions), per_row) * column_width)
 
 
-def remove_gallery(out_dir):
-    """Removes `activations.json` and `index.html` of an earlier run from `out_dir`, if there."""
-    for name in GALLERY_FILES:
+def entry_key(layer_name, channel, rank):
+    """The key of a kept entry's attribution in `attributions.npz`: `<layer>/<channel>/<rank>`, rank 0 the
+    strongest."""
+    return f'{layer_name}/{int(channel)}/{int(rank)}'
+
+
+def remove_gallery(out_dir, also=()):
+    """Removes `activations.json` and `index.html` of an earlier run from `out_dir`, if there, and the files named
+    in `also` (other files of a run that it writes with its gallery)."""
+    for name in (*GALLERY_FILES, *also):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(out_dir, name))
 
 
-def write_gallery(out_dir, layers, image_names=None):
+def write_gallery(out_dir, layers, image_names=None, record=None):
     """Writes `<out_dir>/activations.json` and `<out_dir>/index.html`, atomically.
 
     Args:
@@ -69,6 +79,8 @@ def write_gallery(out_dir, layers, image_names=None):
         layers: list of `GalleryLayer`.
         image_names: the dataset's image names, indexed by dataset index (a list or a dict, e.g.
             `utils.core.pipeline.Dataset.ids`); None names images by their index.
+        record: None, or more entries of the JSON document's top level (how attributions and effective receptive
+            fields were made, `utils.core.attributing.describe_options`).
 
     Returns:
         `(json_path, html_path)`.
@@ -77,7 +89,8 @@ def write_gallery(out_dir, layers, image_names=None):
         return str(image_names[int(index)]) if image_names is not None else f'image {int(index)}'
 
     json_path, html_path = (os.path.join(out_dir, name) for name in GALLERY_FILES)
-    document = {'version': JSON_VERSION, 'layers': [_layer_record(layer, name_of) for layer in layers]}
+    document = {'version': JSON_VERSION, **(record or {}),
+                'layers': [_layer_record(layer, name_of) for layer in layers]}
     with atomic_write(json_path, 'w') as stream:
         json.dump(document, stream, allow_nan=False)  # strict JSON: no NaN or Infinity
         stream.write('\n')
@@ -86,12 +99,21 @@ def write_gallery(out_dir, layers, image_names=None):
     return json_path, html_path
 
 
-def _ranked(layer, channel, name_of):
-    """A channel's strongest images as records of activations.json, strongest first."""
+def _ranked(layer, channel, name_of, attributed=False):
+    """A channel's strongest images as records of activations.json, strongest first; `attributed`: with the key of
+    each one's attribution in `attributions.npz`."""
     firings, coords, indices, _ = layer.tracker.channel(channel)
     return [{'firing': float(firing), 'image': name_of(index), 'index': int(index), 'feature_yx': [int(y), int(x)],
-             'box': [int(value) for value in layer.field.recfield[y, x]]}
-            for firing, (y, x), index in zip(firings, coords, indices)]
+             'box': [int(value) for value in layer.field.recfield[y, x]],
+             **({'attribution': entry_key(layer.name, channel, rank)} if attributed else {})}
+            for rank, (firing, (y, x), index) in enumerate(zip(firings, coords, indices))]
+
+
+def _erf_record(erf, picture):
+    (half_h, half_w), (most_h, most_w) = erf.mass_sides()
+    return {'feature_yx': list(erf.feature_yx), 'box': erf.box, 'exact_size': list(erf.exact_size),
+            'mass_50': [half_h, half_w], 'mass_90': [most_h, most_w], 'images': erf.num_images, 'method': erf.method,
+            'picture': os.path.basename(picture)}
 
 
 def _layer_record(layer, name_of):
@@ -99,12 +121,16 @@ def _layer_record(layer, name_of):
     geometry = None if field.size is None else {
         key: [int(value) for value in getattr(field, key)] for key in ('size', 'stride', 'padding')}
     pictures = None if layer.pictures is None else dict(zip(('full', 'crop'), map(os.path.basename, layer.pictures)))
+    if layer.attribution_picture is not None:
+        pictures['attr'] = os.path.basename(layer.attribution_picture)
+    drawn = set(int(channel) for channel in layer.channels) if layer.attribution_picture is not None else set()
     return {'name': layer.name, 'feature_map': [*map(int, field.feature_shape), int(tracker.num_channels)],
             'image_size': [int(field.height), int(field.width)], 'receptive_field': geometry,
             **({'local_receptive_field': True} if getattr(field, 'local', False) else {}),
             'largest_box': list(field.max()), 'images_seen': int(tracker.num_seen),
             'drawn_channels': [int(channel) for channel in layer.channels], 'pictures': pictures,
-            'channels': [_ranked(layer, channel, name_of) for channel in range(tracker.num_channels)]}
+            **({} if layer.erf is None else {'effective_receptive_field': _erf_record(layer.erf, layer.erf_picture)}),
+            'channels': [_ranked(layer, channel, name_of, channel in drawn) for channel in range(tracker.num_channels)]}
 
 
 _STYLE = """
@@ -124,6 +150,8 @@ nav a { margin-right: 1em; }
 #modal[hidden] { display: none; }
 #modal figure { margin: 0; color: #fff; text-align: center; }
 #modal .full { image-rendering: pixelated; background-repeat: no-repeat; margin: auto; }
+.erf { display: flex; align-items: center; gap: 12px; }
+.erf img { width: 128px; image-rendering: pixelated; }
 """
 
 # Shows the clicked patch's whole image, cut out of its layer's -full picture at the patch's data-full origin.
@@ -152,6 +180,10 @@ document.addEventListener('click', event => {
   else if (event.target.closest('#modal')) modal.hidden = true;
 });
 document.addEventListener('keydown', event => { if (event.key === 'Escape') modal.hidden = true; });
+const attributions = document.getElementById('show-attributions');
+if (attributions) attributions.addEventListener('change', () => {
+  document.body.classList.toggle('attributions', attributions.checked);
+});
 """.replace('FULL_DISPLAY', str(FULL_DISPLAY))
 
 
@@ -164,8 +196,13 @@ def _layer_section(number, layer, name_of):
     escape = html.escape
     head = (f'<section class="layer L{number}" id="layer-{number}"{{data}}>\n<h2>{escape(layer.name)}</h2>\n'
             f'<p class="field">{escape(layer.description)}</p>\n')
+    erf_line = ''
+    if layer.erf is not None:
+        erf_url = urllib.parse.quote(os.path.basename(layer.erf_picture), safe='')
+        erf_line = (f'<p class="erf"><a href="{erf_url}"><img src="{erf_url}" alt="effective receptive field"></a>'
+                    f'<span>Effective receptive field: {escape(layer.erf.summary())}.</span></p>\n')
     if layer.pictures is None:
-        return head.format(data='') + '<p>No channel fires on these images: nothing drawn.</p>\n</section>\n'
+        return head.format(data='') + erf_line + '<p>No channel fires on these images: nothing drawn.</p>\n</section>\n'
     # Relative URLs, percent-encoded: a file name is not a URL ('%', '#', '?' and spaces mean something there).
     full_url, crop_url = (urllib.parse.quote(os.path.basename(path), safe='') for path in layer.pictures)
     full_name, crop_name = (html.escape(os.path.basename(path)) for path in layer.pictures)
@@ -181,12 +218,15 @@ def _layer_section(number, layer, name_of):
     scale = CROP_DISPLAY / max(crop_height, crop_width, 1)  # 0 for a layer that does not depend on its input
     data = (f' data-full-src="{full_url}" data-full-size="{full_width},{full_height}"'
             f' data-full-cell="{image_width},{image_height}"')
-    parts = [head.format(data=data),
+    parts = [head.format(data=data), erf_line,
              f'<p>Pictures: <a href="{crop_url}">{crop_name}</a>, <a href="{full_url}">{full_name}</a></p>\n',
              f'<style>.L{number} .patch {{ width: {_px(crop_width * scale)}; height: {_px(crop_height * scale)}; '
              f'background-image: url("{crop_url}"); '
-             f'background-size: {_px(picture_width * scale)} {_px(picture_height * scale)}; }}</style>\n',
-             '<div class="cards">\n']
+             f'background-size: {_px(picture_width * scale)} {_px(picture_height * scale)}; }}'
+             + ('' if layer.attribution_picture is None else
+                f' .attributions .L{number} .patch {{ background-image: url("'
+                f'{urllib.parse.quote(os.path.basename(layer.attribution_picture), safe="")}"); }}')
+             + '</style>\n', '<div class="cards">\n']
     for channel, (crop_left, crop_top), (full_left, full_top) in zip(channels, crop_origins, full_origins):
         parts.append(f'<div class="card" data-channel="{channel}"><h3>channel {channel}</h3>\n')
         for rank, record in enumerate(_ranked(layer, channel, name_of)):
@@ -209,11 +249,14 @@ def _layer_section(number, layer, name_of):
 def _page(layers, name_of):
     nav = ' '.join(f'<a href="#layer-{number}">{html.escape(layer.name)}</a>' for number, layer in enumerate(layers))
     sections = ''.join(_layer_section(number, layer, name_of) for number, layer in enumerate(layers))
+    toggle = ('' if all(layer.attribution_picture is None for layer in layers) else
+              '<p><label><input type="checkbox" id="show-attributions"> Show attributions: over every patch, red where '
+              'its pixels raise the firing, blue where they lower it (attributions.npz).</label></p>\n')
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>Strongest activations'
             f'</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n<h1>Strongest activations</h1>\n'
             '<p>Every card is a channel, with the image patches (receptive fields of the strongest feature pixel) '
             'that make it fire the most, strongest first: the firing, the image and the feature-map position. '
             'Click a patch to see its whole image with the patch boxed. All tracked channels, as data: '
-            f'<a href="activations.json">activations.json</a>.</p>\n<nav>{nav}</nav>\n{sections}'
+            f'<a href="activations.json">activations.json</a>.</p>\n{toggle}<nav>{nav}</nav>\n{sections}'
             '<div id="modal" hidden><figure><div class="full"></div><figcaption></figcaption></figure></div>\n'
             f'<script>{_SCRIPT}</script>\n</body>\n</html>\n')

@@ -13,8 +13,10 @@ import cv2
 
 from utils.base import ctrl_c, progress
 from utils.base.files import ensure_writable_dir, lock_folder, release_folders, remove_stale_temporaries
+from utils.core.attributing import AttributionOptions, check_options
 from utils.core.recfield_cache import RecfieldCache, default_dir as default_cache_dir
 from utils.data import images
+from utils.probing.attribution import DEFAULT_IG_STEPS, METHODS
 
 LOGGING_LEVELS = ('DEBUG', 'INFO', 'WARNING', 'ERROR')
 _opencv = cv2.utils.logging
@@ -109,8 +111,49 @@ def add_activation_arguments(parser):
                         help='also draw, over each image of the pictures, where the channel fires on it: its feature '
                              'map, placed by the receptive fields, as a translucent colour map (runs the kept images '
                              'through the network again; single runs only, not shards or Dask)')
+    add_attribution_arguments(parser)
     add_tensorboard_argument(parser)
     add_shard_arguments(parser)
+
+
+def add_attribution_arguments(parser):
+    """Adds `--attribution`, `--ig_steps`, `--occlusion_window`, `--occlusion_stride`, `--erf` and `--erf_images`
+    (see `attribution_options` and `utils.core.attributing`)."""
+    group = parser.add_argument_group(
+        'why a patch fires', 'attributions of the drawn patches and effective receptive fields, computed after the '
+        'scan on the images they need (read again); see the README')
+    group.add_argument('--attribution', choices=METHODS, metavar='METHOD',
+                       help='for every drawn channel\'s kept images, how much each pixel of the patch adds to the '
+                            'firing: occlusion (forward passes only, any model), gradients (gradient x input) or '
+                            'integrated_gradients (TensorFlow and Keras models); writes <out_dir>/attributions.npz '
+                            'and <layer>-attr.jpg')
+    group.add_argument('--ig_steps', type=positive_int, default=DEFAULT_IG_STEPS, metavar='N',
+                       help='steps of integrated gradients from the reference image (default: %(default)s)')
+    group.add_argument('--occlusion_window', type=positive_int, metavar='PIXELS',
+                       help='side of the occluding square (default: a quarter of the patch\'s longer side)')
+    group.add_argument('--occlusion_stride', type=positive_int, metavar='PIXELS',
+                       help='step between occluding squares (default: half the window)')
+    group.add_argument('--erf', action='store_true',
+                       help='measure every layer\'s effective receptive field (Luo et al. 2016), print how much of '
+                            'the exact field holds 50 %% and 90 %% of its weight, and write <out_dir>/erf.npz and '
+                            'erf-<layer>.png')
+    group.add_argument('--erf_images', type=count_or_all, default=0, metavar='N',
+                       help='average the effective receptive fields over N images spread over the dataset; 0 or '
+                            '"all" for every image (default: all)')
+
+
+def attribution_options(args, model=None):
+    """The `utils.core.attributing.AttributionOptions` of a script's flags, checked against the model (before the
+    scan: a gradient method for a model that runs forward only is refused).
+
+    Raises:
+        ValueError: see `utils.core.attributing.check_options`.
+    """
+    options = AttributionOptions(args.attribution, args.ig_steps, args.occlusion_window, args.occlusion_stride,
+                                 args.erf, args.erf_images)
+    if model is not None:
+        check_options(model, options)
+    return options
 
 
 def add_image_files_arguments(parser, images_dir_help):
@@ -127,7 +170,8 @@ def add_image_files_arguments(parser, images_dir_help):
 
 
 def add_shard_arguments(parser):
-    """Adds `--num_shards`, `--shard_index`, `--dask_scheduler` and `--dask_workers` (see `utils.running.shards`)."""
+    """Adds `--num_shards`, `--shard_index`, `--dask_scheduler`, `--dask_workers` and `--states` (see
+    `utils.running.shards`)."""
     group = parser.add_argument_group(
         'shards', 'scan part of the dataset, or all of it on a Dask cluster; see utils/running/shards.py')
     group.add_argument('--num_shards', type=positive_int, metavar='N',
@@ -143,6 +187,10 @@ def add_shard_arguments(parser):
     group.add_argument('--dask_workers', type=positive_int, metavar='N',
                        help='with --dask_scheduler local: worker processes (default: --num_shards or the CPU '
                             'cores, whichever is fewer)')
+    group.add_argument('--states', nargs='+', metavar='PATH',
+                       help='instead of scanning, draw the state files of an earlier sharded scan with the same flags '
+                            '(merged as utils/merge_activations.py merges them), with what needs the model: '
+                            '--attribution, --erf, --heatmap; only the images they need are read again')
 
 
 def add_tensorboard_argument(parser):

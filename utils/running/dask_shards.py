@@ -29,6 +29,7 @@ from distributed import Client, LocalCluster, as_completed, get_worker
 from utils.base import progress
 from utils.base.progress import progress_bar
 from utils.base.threads import THREAD_VARIABLES
+from utils.core.attributing import explain
 from utils.core.states import merge_states
 from utils.running.scanner import Scanner
 
@@ -56,6 +57,30 @@ def measure_fields_task(example, args):
     """The Dask task of the receptive fields: returns `{layer index: recfield.ReceptiveField}` of every layer,
     measured from one set of probes (`utils.running.shards.Scanner.fields`)."""
     return _scanner(example, args).fields(print_lines=False)
+
+
+def explain_task(example, args, layers, options):
+    """The Dask task of `--attribution` and `--erf` after the merge: `utils.core.attributing.explain` on a worker,
+    which reads again the images it needs.
+
+    Args:
+        example, args: as for `scan_shard_task`.
+        layers: `(name, field, tracker, channels)` of the layers drawn, their trackers without images
+            (`activations.TopActivations.without_images`).
+        options: `utils.core.attributing.AttributionOptions`.
+    """
+    scanner = _scanner(example, args)
+    return explain(scanner.model, scanner.dataset, layers, options)
+
+
+def explain_on(client, example, args, options):
+    """The `explain` function of `utils.pictures.drawing.draw_layers` that runs `explain_task` on the cluster of
+    `client`."""
+    def remote_explain(layers):
+        logger.info('attributions and effective receptive fields on a worker')
+        slim = [(name, field, tracker.without_images(), channels) for name, field, tracker, channels in layers]
+        return client.submit(explain_task, example, args, slim, options, pure=False, retries=RETRIES).result()
+    return remote_explain
 
 
 def _scanner(example, args):
@@ -138,31 +163,36 @@ def scan_on_dask(address, example, args, num_shards=None, num_workers=None, task
             this project.
     """
     with connect(address, num_workers, num_shards) as client:
-        num_shards = num_shards or sum(client.nthreads().values())
-        logger.info('%d shards and the receptive fields on %s (%d workers)', num_shards, address,
-                    len(client.nthreads()))
-        # Submitted first, run first: probing takes longer than a shard of a small dataset.
-        futures = [client.submit(measure_fields_task, example, args, pure=False, retries=RETRIES)]
-        futures += [client.submit(task, example, args, index, num_shards, pure=False, retries=RETRIES)
-                    for index in range(num_shards)]
-        merged, fields = [], {}
-        try:
-            with progress_bar('shards and receptive fields ', len(futures)) as bar:
-                for done, future in enumerate(as_completed(futures), start=1):
-                    result = future.result()
-                    if isinstance(result, dict):  # {layer index: field}
-                        fields = result
-                    else:
-                        merged = merge_states(merged + result)
-                    future.release()
-                    bar.update(done)
-        except ImportError as error:
-            client.cancel(futures)
-            raise ValueError(f'a Dask worker cannot import this project ({error}): start the workers from the '
-                             'repository root or with it on PYTHONPATH.') from error
-        except BaseException:
-            client.cancel(futures)
-            raise
+        return scan_with(client, example, args, num_shards, task)
+
+
+def scan_with(client, example, args, num_shards=None, task=scan_shard_task):
+    """`scan_on_dask` on the cluster of a `distributed.Client` (`connect`), which stays open for more tasks."""
+    num_shards = num_shards or sum(client.nthreads().values())
+    logger.info('%d shards and the receptive fields on %s (%d workers)', num_shards, client.scheduler.address,
+                len(client.nthreads()))
+    # Submitted first, run first: probing takes longer than a shard of a small dataset.
+    futures = [client.submit(measure_fields_task, example, args, pure=False, retries=RETRIES)]
+    futures += [client.submit(task, example, args, index, num_shards, pure=False, retries=RETRIES)
+                for index in range(num_shards)]
+    merged, fields = [], {}
+    try:
+        with progress_bar('shards and receptive fields ', len(futures)) as bar:
+            for done, future in enumerate(as_completed(futures), start=1):
+                result = future.result()
+                if isinstance(result, dict):  # {layer index: field}
+                    fields = result
+                else:
+                    merged = merge_states(merged + result)
+                future.release()
+                bar.update(done)
+    except ImportError as error:
+        client.cancel(futures)
+        raise ValueError(f'a Dask worker cannot import this project ({error}): start the workers from the '
+                         'repository root or with it on PYTHONPATH.') from error
+    except BaseException:
+        client.cancel(futures)
+        raise
     for layer_index, state in enumerate(merged):
         state.field = fields[layer_index]
     return merged

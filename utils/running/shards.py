@@ -21,8 +21,10 @@ for two shards on two cores), as Dask workers do (`utils.running.dask_shards`).
 
 import logging
 
-from utils.core.states import draw_states, state_path
-from utils.running.cli import ensure_output_dirs
+from utils.core import pipeline
+from utils.core.attributing import explain
+from utils.core.states import ShardState, draw_states, merge_states, state_path, warn_if_incomplete
+from utils.running.cli import attribution_options, ensure_output_dirs
 from utils.running.scanner import Scanner
 
 logger = logging.getLogger(__name__)
@@ -34,7 +36,8 @@ def requested(args):
     `--print_all_names` wins: it only lists the layers.
     """
     return not args.print_all_names and (args.num_shards is not None or args.shard_index is not None
-                                         or args.dask_scheduler is not None or args.dask_workers is not None)
+                                         or args.dask_scheduler is not None or args.dask_workers is not None
+                                         or getattr(args, 'states', None) is not None)
 
 
 def check_arguments(args):
@@ -43,9 +46,19 @@ def check_arguments(args):
     Raises:
         ValueError: the message says which flags to give.
     """
+    if getattr(args, 'states', None) is not None:
+        if args.num_shards is not None or args.shard_index is not None or args.dask_scheduler is not None:
+            raise ValueError('--states draws the states of an earlier scan instead of scanning; leave out '
+                             '--num_shards, --shard_index and --dask_scheduler.')
+        return
     if getattr(args, 'heatmap', False):
         raise ValueError('--heatmap runs the kept images through the network again while drawing, which shards and '
-                         'Dask runs do not do; use it in a single run (without --num_shards or --dask_scheduler).')
+                         'Dask runs do not do; use it in a single run, or with --states after the merge.')
+    explaining = getattr(args, 'attribution', None) or getattr(args, 'erf', False)
+    if explaining and args.dask_scheduler is None:
+        raise ValueError('--attribution and --erf need the merged states of every shard: merge them '
+                         '(utils/merge_activations.py), then run this script with --states <merged states> and these '
+                         'flags; or scan with --dask_scheduler.')
     if args.dask_scheduler is not None:
         if args.shard_index is not None:
             raise ValueError('--shard_index scans one shard here; with --dask_scheduler every shard is scanned on '
@@ -83,17 +96,23 @@ def run(example, args):
         ValueError, OSError: bad flags, data or model (the scripts print them as `error: ...`).
     """
     check_arguments(args)
+    if getattr(args, 'states', None) is not None:
+        return draw_saved_states(example, args)
     if args.tensorboard_dir and args.dask_scheduler is None:
         raise ValueError('--tensorboard_dir takes the pictures, which a shard does not draw: give it to '
                          'utils/merge_activations.py, or scan with --dask_scheduler.')
     if args.dask_scheduler is not None:
         from utils.running import dask_shards  # Dask is heavy: loaded only when asked for
 
+        options = attribution_options(args)
         ensure_output_dirs(args)
-        states = dask_shards.scan_on_dask(args.dask_scheduler, example, args, args.num_shards, args.dask_workers)
-        for state in states:
-            state.save(state_path(args.out_dir, state.layer))
-        draw_states(states, args.out_dir, tensorboard_dir=args.tensorboard_dir)
+        with dask_shards.connect(args.dask_scheduler, args.dask_workers, args.num_shards) as client:
+            states = dask_shards.scan_with(client, example, args, args.num_shards)
+            for state in states:
+                state.save(state_path(args.out_dir, state.layer))
+            draw_states(states, args.out_dir, tensorboard_dir=args.tensorboard_dir,
+                        explain=dask_shards.explain_on(client, example, args, options)
+                        if options.method or options.erf else None)
         logger.info('pictures and merged states are in %s', args.out_dir)
         return 0
     with Scanner(example, args) as scanner:
@@ -106,3 +125,47 @@ def run(example, args):
         state.save(path)
         print(f'saved {path}', flush=True)
     return 0
+
+
+def draw_saved_states(example, args):
+    """`--states`: merges the state files of an earlier sharded scan of this model and dataset, and draws them as
+    `utils/merge_activations.py` does, with what needs the model: `--attribution`, `--erf`, `--heatmap` (only the
+    images they need are read again). The merged states are saved in `--out_dir` too.
+
+    Returns:
+        0.
+
+    Raises:
+        ValueError: states of another model, dataset or flags (`check_states_fit`), or see `merge_states`.
+    """
+    merged = merge_states([ShardState.load(path) for path in args.states])
+    warn_if_incomplete(merged)
+    with Scanner(example, args) as scanner:
+        check_states_fit(merged, scanner)
+        options = attribution_options(args, scanner.model)
+        ensure_output_dirs(args)
+        for state in merged:
+            state.save(state_path(args.out_dir, state.layer))
+        model, dataset = scanner.model, scanner.dataset
+        draw_states(merged, args.out_dir, args.num_channels, args.tensorboard_dir,
+                    heatmaps=(lambda layers: pipeline.channel_heatmaps(model, dataset, layers)) if args.heatmap
+                    else None,
+                    explain=(lambda layers: explain(model, dataset, layers, options)) if options.method or options.erf
+                    else None)
+    logger.info('pictures and merged states are in %s', args.out_dir)
+    return 0
+
+
+def check_states_fit(states, scanner):
+    """Makes sure that states are of the scan that `scanner`'s flags would run (the same example, model, dataset,
+    batch size, `--num_samples` and `--layers`): their kept images are read again by index.
+
+    Raises:
+        ValueError: the first difference, and what to do.
+    """
+    expected = scanner.run_values(states[0].run['num_shards'])
+    for key, value in states[0].run.items():
+        if expected.get(key) != value:
+            raise ValueError(f'the states are of another scan: their {key} is {value!r}, this script\'s flags give '
+                             f'{expected.get(key)!r}; give the flags of the scan (--layers, --batch_size, '
+                             '--num_samples, the model and the images).')
