@@ -11,8 +11,9 @@ them layer by layer, prints each layer's receptive field and writes per layer
     <out_dir>/<layer>-full.jpg, <out_dir>/<layer>-crop.jpg   the pictures, as the *_activations.py scripts draw them
     <out_dir>/state-<layer>.npz                              the merged state
 
-and the gallery of them all, <out_dir>/index.html and <out_dir>/activations.json (utils/pictures/gallery.py). --heatmap
-is for single runs: the merge has no model to compute the feature maps with.
+and the gallery of them all, <out_dir>/index.html and <out_dir>/activations.json (utils/pictures/gallery.py). The merge
+has no model: for --heatmap, --attribution or --erf, give the states to the example script with --states (and the
+scan's flags), which merges and draws them the same way with what needs the model.
 
 It needs neither TensorFlow nor the model: the states carry the receptive fields. The states of some shards
 only are merged too, with a warning, and their merged states can be merged with the other shards' later.

@@ -19,6 +19,9 @@ from utils.probing import attribution
 
 logger = logging.getLogger(__name__)
 
+# Integrated gradients that miss f(image) - f(reference) by more than this share are warned about (`--ig_steps`).
+COMPLETENESS_TOLERANCE = 0.05
+
 AttributionOptions = collections.namedtuple('AttributionOptions',
                                             'method ig_steps occlusion_window occlusion_stride erf erf_images')
 AttributionOptions.__doc__ = """What `--attribution` and `--erf` ask for: `method` (one of
@@ -155,8 +158,8 @@ def attribute_layer(model, dataset, index, name, field, tracker, channels, optio
 
 
 def _check_completeness(model, index, name, tracker, found, reference, channels):
-    """Warns where integrated gradients miss `f(image) - f(reference)` by more than 1 % of its size: too few steps
-    (`--ig_steps`) for the network's bends."""
+    """Warns where integrated gradients miss `f(image) - f(reference)` by more than `COMPLETENESS_TOLERANCE` of its
+    size: too few steps (`--ig_steps`) for the network's bends."""
     reference_map = model.maps_of(np.repeat(reference[None], _one_batch(model), axis=0), [index])[0][0]
     worst = 0.0
     for channel in channels:
@@ -165,7 +168,7 @@ def _check_completeness(model, index, name, tracker, found, reference, channels)
             total = float(found[entry_key(name, channel, rank)].sum())
             if abs(change) > 1e-6:
                 worst = max(worst, abs(total - change) / abs(change))
-    if worst > 0.01:
+    if worst > COMPLETENESS_TOLERANCE:
         logger.warning('the integrated gradients of %s miss f(image) - f(reference) by up to %.1f %%; more '
                        '--ig_steps make them closer.', name, 100 * worst)
 

@@ -8,11 +8,14 @@ in a single run; each shard gives a `utils.core.states.ShardState` per layer, an
     python vgg16_activations.py --num_shards 2 --shard_index 1 --out_dir states   # on another
     python utils/merge_activations.py --states states/state-*.npz --out_dir pictures
     python vgg16_activations.py --dask_scheduler local       # or tcp://scheduler:8786 (utils/running/dask_shards.py)
+    python vgg16_activations.py --states states/state-*.npz --attribution gradients --out_dir pictures
 
 A shard opens its example's model and dataset through the example's `utils.core.model.Example` (the functions
 its script uses too) and runs the same `utils.core.pipeline.scan` as a single run. Receptive fields depend on the
 model and the image size, not on the data, so they are measured once per run, all layers from one set of
-probes, by shard 0, which stores them in its states so that merging and drawing need no model.
+probes, by shard 0, which stores them in its states so that merging and drawing need no model. What needs the model
+after the merge (`--attribution`, `--erf`, `--heatmap`) reads again only the images it needs: `--states` opens the
+model here, a Dask run sends it to a worker as one more task.
 
 TensorFlow in a process takes every core unless `utils.base.threads.THREAD_VARIABLES` say otherwise: shards
 that run side by side on one machine should share its cores (`TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1`
