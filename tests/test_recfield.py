@@ -19,6 +19,7 @@ from recfield import (ReceptiveField, disagreements, measure_effective_field, me
                       measure_receptive_fields)
 from shard_fixtures import BOX_IMSHAPE, BOX_VALUE_RANGE, box_filter_maps, open_box_filter_model
 from utils.benchmarks.closed_form import VGG16_TABLE, boxes_from_dependencies, chain_dependencies, chain_geometry
+from utils.probing.attribution import ALL_CHANNELS
 
 
 # -- graphs -------------------------------------------------------------------------------------------------
@@ -874,3 +875,18 @@ def test_the_erf_is_zero_outside_the_exact_field_of_its_unit(request, name):
         outside[y1:y2, x1:x2] = False
         assert not erf.erf[outside].any(), (model.layers[index].name, np.argwhere(erf.erf * outside))
         assert erf.erf.sum() == pytest.approx(1) and (erf.erf >= 0).all()
+
+
+def test_the_erf_is_the_normalised_mean_over_images_of_the_centre_units_absolute_gradient(attribution_networks):
+    # Measured the way Luo et al. do, by hand: the gradient of the mean over the channels of the centre unit, its size
+    # summed over colour channels, averaged over the images; then made to sum to 1.
+    model, fields = attribution_networks.get('relu_pool')
+    images = random_images(model, 5, seed=9)
+    for index, field in enumerate(fields):
+        centre = (field.feature_shape[0] // 2, field.feature_shape[1] // 2, ALL_CHANNELS)
+        gradients = model.gradient_func(images, index, np.repeat([centre], len(images), axis=0))
+        expected = np.abs(gradients).sum(axis=-1).mean(axis=0)
+        erf = measure_effective_field(iter(images), model.unit_gradients_func(index), field, batch_size=2,
+                                      value_range=model.value_range)
+        np.testing.assert_allclose(erf.erf, expected / expected.sum(), rtol=1e-6, atol=1e-9)
+        assert erf.num_images == 5 and erf.exact_size == field.size
