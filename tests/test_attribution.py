@@ -210,8 +210,9 @@ def test_unit_values_are_a_channel_at_a_pixel_or_the_mean_over_channels(rng):
 
 
 @pytest.mark.parametrize('start, stop', [(0, 10), (3, 17), (5, 6), (2, 34)])
-@pytest.mark.parametrize('window, stride', [(1, 1), (3, 1), (4, 2), (5, 5), (7, 3), (40, 20)])
+@pytest.mark.parametrize('window, stride', [(1, 1), (3, 1), (4, 2), (5, 5), (7, 3), (40, 20), (1, 3), (2, 5)])
 def test_window_starts_cover_the_range_and_the_last_window_ends_at_stop(start, stop, window, stride):
+    # A stride longer than the window would leave pixels that no window covers: it is shortened to the window.
     starts = attribution.window_starts(start, stop, window, stride)
     covered = np.zeros(stop, int)
     for first in starts:
@@ -222,7 +223,7 @@ def test_window_starts_cover_the_range_and_the_last_window_ends_at_stop(start, s
         assert starts == [start]
     else:
         assert starts[-1] + window == stop
-        assert all(0 < step <= stride for step in np.diff(starts))
+        assert all(0 < step <= min(stride, window) for step in np.diff(starts))
 
 
 def test_occlusion_runs_the_image_and_one_image_per_window():
@@ -238,6 +239,8 @@ def test_occlusion_runs_the_image_and_one_image_per_window():
     # By default the window is a quarter of the box's longer side (here 10 / 4, rounded to 2), the stride half of it.
     assert attribution.default_window(task.box) == 2
     assert Occlusion(reference).count(task) == 1 + 9 * 6
+    # A stride longer than the window is the window: 5 rows of windows (2, 4, 6, 8, 10) and 4 columns (3, 5, 7, 8).
+    assert Occlusion(reference, window=2, stride=6).count(task) == 1 + 5 * 4
 
 
 @pytest.mark.parametrize('channel', [1, ALL_CHANNELS])
