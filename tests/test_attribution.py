@@ -41,7 +41,7 @@ def hull(values):
 
 def top_entries(model, index, images, channel=None):
     """Per image, the unit of the layer `index` whose value rises most above the reference's (of `channel`, or of any
-    channel): what a scan keeps. Returns `(units [n, 3], changes [n])`."""
+    channel): one that fires clearly. Returns `(units [n, 3], changes [n])`."""
     maps = model.maps_of(images, [index])[0]
     change = maps - model.maps_of(reference_of(model)[None], [index])[0]
     if channel is not None:
@@ -146,12 +146,12 @@ def detector_attributions(attribution_networks, noise, method):
     assert (changes > 0).all()
     reference = reference_of(model)
     function = model.unit_values_func(index) if method == 'occlusion' else model.unit_gradients_func(index)
-    method = {'gradients': GradientTimesInput(reference), 'integrated_gradients': IntegratedGradients(reference),
+    chosen = {'gradients': GradientTimesInput(reference), 'integrated_gradients': IntegratedGradients(reference),
               'occlusion': Occlusion(reference, OCCLUSION_WINDOW, 1)}[method]
     tasks = [Task(number, image, unit, fields[index].recfield[unit[0], unit[1]])
              for number, (image, unit) in enumerate(zip(images, units))]
     whole = np.zeros(images.shape[:3])
-    for number, values in attribution.attribute_tasks(tasks, method, function, 64):
+    for number, values in attribution.attribute_tasks(tasks, chosen, function, 64):
         y1, x1, y2, x2 = tasks[number].box
         assert y1 <= squares[number][0] and x1 <= squares[number][1]  # the field holds the square
         assert squares[number][2] <= y2 and squares[number][3] <= x2
