@@ -34,8 +34,8 @@ tf1 = tf.compat.v1
 
 # Fixtures shared by several test modules, registered once (an import in each module would run session
 # fixtures once per module). Test modules never import each other: what they share lives here or there.
-pytest_plugins = ['cifar10_fixtures', 'facenet_fixtures', 'keras_fixtures', 'model_fixtures', 'onnx_fixtures',
-                  'shard_fixtures']
+pytest_plugins = ['attribution_fixtures', 'cifar10_fixtures', 'facenet_fixtures', 'keras_fixtures', 'model_fixtures',
+                  'onnx_fixtures', 'shard_fixtures']
 
 
 def run_script(script, *args, timeout=300):

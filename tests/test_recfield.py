@@ -2,7 +2,9 @@
 
 The expected boxes come from `utils.benchmarks.closed_form`, the layers' arithmetic written independently of the
 prober: chains of convolutions and pools, branches, networks that mask probes, and (slow) Keras VGG16 at
-224x224 against the published table.
+224x224 against the published table. Effective receptive fields (`measure_effective_field`) of linear stacks equal
+their input-space kernels, worked out in numpy (`attribution_fixtures.stack_kernel_2d`), and are 0 outside the exact
+field of every network.
 """
 
 import logging
@@ -11,10 +13,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from attribution_fixtures import LINEAR_STACKS, LINEAR_VALUE_RANGE, opened_network, random_images, stack_kernel_2d
 from conftest import tf1
-from recfield import ReceptiveField, disagreements, measure_model, measure_receptive_fields
+from recfield import (ReceptiveField, disagreements, measure_effective_field, measure_model,
+                      measure_receptive_fields)
 from shard_fixtures import BOX_IMSHAPE, BOX_VALUE_RANGE, box_filter_maps, open_box_filter_model
 from utils.benchmarks.closed_form import VGG16_TABLE, boxes_from_dependencies, chain_dependencies, chain_geometry
+from utils.probing.attribution import ALL_CHANNELS
 
 
 # -- graphs -------------------------------------------------------------------------------------------------
@@ -800,3 +805,88 @@ def test_measure_model_takes_an_adapter_and_reports_progress_as_a_callback():
     assert counts and all(count == BOX_IMSHAPE[0] for count in counts)  # a fixed batch: full batches only
     [alone] = measure_model(model, [1], num_trials=4)
     assert alone == pool
+
+
+# -- effective receptive fields (issue 28) -------------------------------------------------------------------------
+
+def placed(kernel, field, shape):
+    """`kernel` placed at the box of the centre pixel of `field` in an image of `shape`, zeros elsewhere."""
+    y1, x1, y2, x2 = field.recfield[field.feature_shape[0] // 2, field.feature_shape[1] // 2]
+    assert (y2 - y1, x2 - x1) == kernel.shape  # the centre unit's field is not clipped by the image
+    image = np.zeros(shape)
+    image[y1:y2, x1:x2] = kernel
+    return image
+
+
+@pytest.mark.parametrize('n', [1, 2, 3, 4])
+def test_the_erf_of_n_linear_convolutions_is_the_n_fold_box(attribution_networks, n):
+    # Equal weights: the centre unit is a multiple of the sum of its inputs weighted by the n-fold convolution of a
+    # 3x3 box with itself; its gradient is that kernel, on every image.
+    model, fields = attribution_networks.get(f'linear{n}')
+    box = np.ones((3, 3))
+    kernel = box
+    for _ in range(n - 1):
+        kernel = np.array([[np.sum(np.pad(kernel, 2)[y:y + 3, x:x + 3] * box) for x in range(kernel.shape[1] + 2)]
+                           for y in range(kernel.shape[0] + 2)])
+    erf = measure_effective_field(random_images(model, 3), model.unit_gradients_func(n - 1), fields[-1],
+                                  value_range=LINEAR_VALUE_RANGE)
+    np.testing.assert_allclose(erf.erf, placed(kernel / kernel.sum(), fields[-1], erf.erf.shape), rtol=0, atol=1e-5)
+    assert erf.num_images == 3 and erf.method == 'gradients'
+    assert erf.feature_yx == (fields[-1].feature_shape[0] // 2, fields[-1].feature_shape[1] // 2)
+
+
+@pytest.mark.parametrize('name', ['linear_strided', 'linear_dilated', 'linear_strided_dilated'])
+def test_the_erf_of_strided_and_dilated_linear_stacks_is_their_composed_kernel(attribution_networks, name):
+    _, layers = LINEAR_STACKS[name]
+    model, fields = attribution_networks.get(name)
+    erf = measure_effective_field(random_images(model, 2), model.unit_gradients_func(len(layers) - 1), fields[-1],
+                                  value_range=LINEAR_VALUE_RANGE, batch_size=1)
+    np.testing.assert_allclose(erf.erf, placed(stack_kernel_2d(layers), fields[-1], erf.erf.shape), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize('name', ['linear1', 'linear4', 'linear_strided_dilated'])
+def test_the_occlusion_erf_of_a_linear_stack_on_constant_images_is_its_kernel(attribution_networks, name):
+    # On an image reference + c, putting one pixel back to the reference changes the unit by c times the sum of
+    # that pixel's weights over its colour channels: the kernel again, scaled by |c|, whatever the sign of c.
+    _, layers = LINEAR_STACKS[name]
+    model, fields = attribution_networks.get(name)
+    reference = np.mean(LINEAR_VALUE_RANGE)
+    images = [np.full(model.imshape[1:], reference + c, np.float32) for c in (0.3, -0.2, 0.45)]
+    erf = measure_effective_field(images, model.unit_values_func(len(layers) - 1), fields[-1], 'occlusion',
+                                  LINEAR_VALUE_RANGE, batch_size=64)
+    np.testing.assert_allclose(erf.erf, placed(stack_kernel_2d(layers), fields[-1], erf.erf.shape), rtol=0, atol=1e-5)
+    assert erf.num_images == 3 and erf.method == 'occlusion'
+
+
+ERF_NETWORKS = [*LINEAR_STACKS, 'relu_pool', 'keras_sequential', 'keras_residual', 'onnx']
+
+
+@pytest.mark.parametrize('name', ERF_NETWORKS)
+def test_the_erf_is_zero_outside_the_exact_field_of_its_unit(request, name):
+    model, fields = opened_network(request, name)
+    method = 'gradients' if model.gradient_func is not None else 'occlusion'
+    for index, field in enumerate(fields):
+        function = model.unit_gradients_func(index) if method == 'gradients' else model.unit_values_func(index)
+        erf = measure_effective_field(random_images(model, 2, seed=index), function, field, method, model.value_range,
+                                      batch_size=64)
+        y1, x1, y2, x2 = field.recfield[field.feature_shape[0] // 2, field.feature_shape[1] // 2]
+        assert erf.box == [y1, x1, y2, x2]
+        outside = np.ones(erf.erf.shape, bool)
+        outside[y1:y2, x1:x2] = False
+        assert not erf.erf[outside].any(), (model.layers[index].name, np.argwhere(erf.erf * outside))
+        assert erf.erf.sum() == pytest.approx(1) and (erf.erf >= 0).all()
+
+
+def test_the_erf_is_the_normalised_mean_over_images_of_the_centre_units_absolute_gradient(attribution_networks):
+    # Measured the way Luo et al. do, by hand: the gradient of the mean over the channels of the centre unit, its size
+    # summed over colour channels, averaged over the images; then made to sum to 1.
+    model, fields = attribution_networks.get('relu_pool')
+    images = random_images(model, 5, seed=9)
+    for index, field in enumerate(fields):
+        centre = (field.feature_shape[0] // 2, field.feature_shape[1] // 2, ALL_CHANNELS)
+        gradients = model.gradient_func(images, index, np.repeat([centre], len(images), axis=0))
+        expected = np.abs(gradients).sum(axis=-1).mean(axis=0)
+        erf = measure_effective_field(iter(images), model.unit_gradients_func(index), field, batch_size=2,
+                                      value_range=model.value_range)
+        np.testing.assert_allclose(erf.erf, expected / expected.sum(), rtol=1e-6, atol=1e-9)
+        assert erf.num_images == 5 and erf.exact_size == field.size

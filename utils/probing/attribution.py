@@ -54,10 +54,11 @@ def reference_image(shape, value_range):
 
 def window_starts(start, stop, window, stride):
     """Where windows of `window` pixels, `stride` apart, begin so that they cover `[start, stop)`: from `start`,
-    the last one ending at `stop` (one window, as long as the range, where the range is shorter)."""
+    the last one ending at `stop` (one window, as long as the range, where the range is shorter). A stride longer
+    than the window is shortened to it: it would leave pixels that no window covers."""
     if stop - start <= window:
         return [start]
-    starts = list(range(start, stop - window + 1, stride))
+    starts = list(range(start, stop - window + 1, min(stride, window)))
     if starts[-1] != stop - window:
         starts.append(stop - window)
     return starts
@@ -78,8 +79,8 @@ class Occlusion:
     def __init__(self, reference, window=None, stride=None, absolute=False):
         """Args:
             reference: the reference image `[h, w, c]`: what a window puts in place of the pixels.
-            window, stride: the window's side and the step between windows, in pixels; None: `default_window` of
-                each box, and half the window.
+            window, stride: the window's side and the step between windows, in pixels (at most the window:
+                `window_starts`); None: `default_window` of each box, and half the window.
             absolute: attribute the size of each change, not its sign (for effective receptive fields).
         """
         self.reference, self.window, self.stride, self.absolute = reference, window, stride, absolute

@@ -132,7 +132,7 @@ def add_attribution_arguments(parser):
     group.add_argument('--occlusion_window', type=positive_int, metavar='PIXELS',
                        help='side of the occluding square (default: a quarter of the patch\'s longer side)')
     group.add_argument('--occlusion_stride', type=positive_int, metavar='PIXELS',
-                       help='step between occluding squares (default: half the window)')
+                       help='step between occluding squares, at most the window (default: half the window)')
     group.add_argument('--erf', action='store_true',
                        help='measure every layer\'s effective receptive field (Luo et al. 2016), print how much of '
                             'the exact field holds 50 %% and 90 %% of its weight, and write <out_dir>/erf.npz and '
