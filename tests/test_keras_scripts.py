@@ -5,7 +5,8 @@ concatenation, a model with a Lambda layer, one of free input size, and MobileNe
 Quick, in this process (`utils.running.cli.run_main`): `--print_all_names` and bad input (a one-line `error: ...`, exit
 status 2, no output folder). Slow, as subprocesses started together (`shard_fixtures.run_scripts_together`): the
 printed receptive fields equal the closed form (`utils.benchmarks.closed_form`), pictures for every layer, shards
-merged and a Dask run drawing the pictures of a single run byte for byte.
+merged and a Dask run drawing the pictures of a single run byte for byte, integrated gradients (complete: they sum to
+the firing less the reference's) and effective receptive fields.
 """
 
 import os
