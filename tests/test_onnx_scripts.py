@@ -131,6 +131,8 @@ RUNS = {
     'explained': ('onnx_activations.py', 'nchw', ['--attribution', 'occlusion', '--occlusion_window', 3,
                                                   '--occlusion_stride', 2, '--erf', '--erf_images', 2]),
     'gradients': ('onnx_activations.py', 'nchw', ['--attribution', 'gradients']),
+    'dask-gradients': ('onnx_activations.py', 'nchw', ['--attribution', 'integrated_gradients', '--dask_scheduler',
+                                                       'local', '--dask_workers', 1]),
 }
 SCAN_FLAGS = ['--layers', ','.join(SCAN_LAYERS), '--batch_size', BATCH_SIZE, '--num_samples', NUM_SAMPLES,
               '--num_channels', NUM_CHANNELS]
@@ -227,3 +229,11 @@ def test_gradient_attributions_of_a_forward_only_model_are_a_one_line_error_in_a
     assert_one_line_error(result, '--attribution gradients needs gradients, and this model runs forward only; use '
                                   '--attribution occlusion.')
     assert not out_dir.exists()
+
+
+@pytest.mark.slow
+def test_gradient_attributions_of_a_forward_only_model_on_dask_are_refused_before_the_scan(onnx_runs):
+    out_dir, result = onnx_runs['dask-gradients']
+    assert_one_line_error(result, '--attribution integrated_gradients needs gradients, and this model runs forward '
+                                  'only; use --attribution occlusion.')
+    assert list(out_dir.glob('state-*.npz')) == []  # nothing scanned
