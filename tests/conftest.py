@@ -2,6 +2,7 @@
 
 import contextlib
 import io
+import json
 import os
 import re
 import struct
@@ -27,6 +28,7 @@ import utils  # noqa: E402,F401,I100 (its TensorFlow settings, before TensorFlow
 import tensorflow as tf  # noqa: E402,I100
 
 from recfield import ReceptiveField  # noqa: E402
+from utils.base.layer_names import file_stem  # noqa: E402
 from utils.core.pipeline import shard_bounds  # noqa: E402
 from utils.pictures.drawing import describe_layer  # noqa: E402
 
@@ -64,6 +66,135 @@ def assert_one_line_error(result, message):
     assert result.returncode == 2, result.stderr[-3000:]
     assert [line for line in lines if line.startswith('error: ')] == lines[-1:], result.stderr[-3000:]
     assert message in lines[-1] and 'Traceback' not in result.stderr
+
+
+def assert_usage_error(status, stderr, message):
+    """A script refused its flags as argparse does: exit status 2, its usage first, then one `<prog>: error: ...`
+    line, the last, that says `message`; no traceback. `status` and `stderr` of a subprocess, or of a `SystemExit`
+    and capsys."""
+    lines = stderr.splitlines()
+    assert status == 2, stderr[-3000:]
+    assert lines and lines[0].startswith('usage: '), stderr[-3000:]
+    assert [line for line in lines if ': error: ' in line] == lines[-1:], stderr[-3000:]
+    assert message in lines[-1] and 'Traceback' not in stderr, stderr[-3000:]
+
+
+EXPLANATION_FILES = ('attributions.npz', 'erf.npz')
+ERF_LINE = re.compile(r'^(\S+) effective receptive field: 50 % of its weight in (\d+)x(\d+), 90 % in (\d+)x(\d+) '
+                      r'of the exact (\d+)x(\d+) \(feature pixel \((\d+), (\d+)\), (\d+) images, (\w+)\)$',
+                      re.MULTILINE)
+
+
+def read_document(out_dir):
+    """The `activations.json` of a run's folder."""
+    with open(os.path.join(out_dir, 'activations.json'), encoding='utf-8') as stream:
+        return json.load(stream)
+
+
+def erf_lines(stdout):
+    """`{layer: (mass_50, mass_90, exact_size, feature_yx, images, method)}` of the `--erf` lines of a run's output,
+    in the order printed; the sides and positions as `[a, b]` lists, as activations.json has them."""
+    lines = {}
+    for match in ERF_LINE.finditer(stdout):
+        numbers = [int(value) for value in match.groups()[1:10]]
+        lines[match[1]] = (numbers[0:2], numbers[2:4], numbers[4:6], numbers[6:8], numbers[8], match[11])
+    return lines
+
+
+def assert_explained_run(out_dir, stdout, method, settings, erf_method, erf_images):
+    """A run with `--attribution <method> --erf --erf_images <n>` wrote, besides its pictures and gallery, what these
+    flags ask for, and every record of it agrees with the others.
+
+    - `attributions.npz`: exactly one float32 array per kept entry of every drawn channel, keyed
+      `<layer>/<channel>/<rank>` (the entry's `attribution` in activations.json; entries of channels not drawn have
+      none), of the entry's box height x width, not all zero.
+    - `erf.npz`: per layer, an image-sized float64 map of non-negative weights summing to 1, zero outside the box of
+      its feature pixel, and that pixel under `<layer>/feature_yx`; nothing else.
+    - activations.json: the top-level `attribution` (`method`, `file`, `reference` and `settings`) and
+      `effective_receptive_field` records; per layer `pictures.attr` and `effective_receptive_field`, whose picture
+      exists and whose sizes agree with the exact field.
+    - `<stem>-attr.jpg` of the size of `<stem>-crop.jpg`; the page's checkbox and an ERF line per layer.
+    - the printed ERF line of every layer, in layer order, with the numbers of activations.json.
+
+    Args:
+        out_dir: the run's folder (a `pathlib.Path`).
+        stdout: what it printed.
+        method: its `--attribution`; settings: the method's own entries of the `attribution` record
+            (`{'ig_steps': 8}`, ...).
+        erf_method: 'gradients' or 'occlusion'; erf_images: how many images the effective fields average.
+
+    Returns:
+        the activations.json document.
+    """
+    document = read_document(out_dir)
+    assert {key: value for key, value in document['attribution'].items() if key != 'reference'} == {
+        'method': method, 'file': 'attributions.npz', **settings}
+    assert isinstance(document['attribution']['reference'], float)
+    assert document['effective_receptive_field'] == {'method': erf_method, 'file': 'erf.npz'}
+    with np.load(out_dir / 'attributions.npz') as stored:
+        attributions = {key: stored[key] for key in stored.files}
+    with np.load(out_dir / 'erf.npz') as stored:
+        erfs = {key: stored[key] for key in stored.files}
+    expected_keys = set()
+    for layer in document['layers']:
+        name, stem = layer['name'], file_stem(layer['name'])
+        for channel, ranked in enumerate(layer['channels']):
+            for rank, record in enumerate(ranked):
+                if channel not in layer['drawn_channels']:
+                    assert 'attribution' not in record, (name, channel, rank)
+                    continue
+                key = f'{name}/{channel}/{rank}'
+                assert record['attribution'] == key
+                expected_keys.add(key)
+                y1, x1, y2, x2 = record['box']
+                assert attributions[key].dtype == np.float32 and attributions[key].shape == (y2 - y1, x2 - x1), key
+                assert np.isfinite(attributions[key]).all(), key
+        if layer['pictures'] is not None:
+            assert layer['pictures'] == {'full': f'{stem}-full.jpg', 'crop': f'{stem}-crop.jpg',
+                                         'attr': f'{stem}-attr.jpg'}
+            attr, crop = (cv2.imread(str(out_dir / layer['pictures'][kind])) for kind in ('attr', 'crop'))
+            assert attr is not None and attr.shape == crop.shape, name
+        field = layer['effective_receptive_field']
+        assert sorted(field) == ['box', 'exact_size', 'feature_yx', 'images', 'mass_50', 'mass_90', 'method',
+                                 'picture']
+        assert field['feature_yx'] == [layer['feature_map'][0] // 2, layer['feature_map'][1] // 2]
+        assert field['images'] == erf_images and field['method'] == erf_method
+        assert field['picture'] == f'erf-{stem}.png' and cv2.imread(str(out_dir / field['picture'])) is not None
+        y1, x1, y2, x2 = field['box']
+        exact = [y2 - y1, x2 - x1] if layer['receptive_field'] is None else layer['receptive_field']['size']
+        assert field['exact_size'] == exact, name
+        assert all(1 <= half <= most <= side for half, most, side in zip(field['mass_50'], field['mass_90'],
+                                                                           field['exact_size'])), (name, field)
+        erf = erfs[name]
+        assert erf.dtype == np.float64 and list(erf.shape) == layer['image_size'] and (erf >= 0).all(), name
+        assert erf.sum() == pytest.approx(1) and erf[y1:y2, x1:x2].sum() == pytest.approx(1), name
+        assert erfs[f'{name}/feature_yx'].tolist() == field['feature_yx'], name
+    assert set(attributions) == expected_keys and any(values.any() for values in attributions.values())
+    assert set(erfs) == {key for layer in document['layers'] for key in (layer['name'], f'{layer["name"]}/feature_yx')}
+    fields = {layer['name']: layer['effective_receptive_field'] for layer in document['layers']}
+    assert erf_lines(stdout) == {name: (field['mass_50'], field['mass_90'], field['exact_size'], field['feature_yx'],
+                                        field['images'], field['method']) for name, field in fields.items()}
+    assert [match[1] for match in ERF_LINE.finditer(stdout)] == list(fields)  # one line per layer, in layer order
+    page = (out_dir / 'index.html').read_text(encoding='utf-8')
+    assert page.count('id="show-attributions"') == 1 and page.count('<p class="erf">') == len(fields)
+    return document
+
+
+def assert_not_explained(out_dir, stdout=''):
+    """A run without `--attribution` and `--erf` wrote none of their files, records or page parts, and printed no
+    effective receptive field."""
+    names = os.listdir(out_dir)
+    assert not [name for name in names if name in EXPLANATION_FILES or name.endswith('-attr.jpg')
+                or (name.startswith('erf-') and name.endswith('.png'))], names
+    document = read_document(out_dir)
+    assert 'attribution' not in document and 'effective_receptive_field' not in document
+    for layer in document['layers']:
+        assert 'effective_receptive_field' not in layer
+        assert layer['pictures'] is None or sorted(layer['pictures']) == ['crop', 'full']
+        assert not [record for ranked in layer['channels'] for record in ranked if 'attribution' in record]
+    page = (out_dir / 'index.html').read_text(encoding='utf-8')
+    assert 'id="show-attributions"' not in page and 'class="erf"' not in page
+    assert not erf_lines(stdout)
 
 
 def assert_recfield_run(run, fields, channels, layers, image_size):

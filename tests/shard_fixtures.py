@@ -3,8 +3,9 @@
 `vgg16_scans` runs the VGG16 example whole and in shards, once per session, as subprocesses started
 together (slow): 12 tiles of 64 pixels in batches of 4, two layers, 3 images per channel, 4 channels drawn.
 The runs: a single run that draws the pictures, the two shards of a 2-shard scan, the single shard of a
-1-shard scan (the state of a single run), and shard 1 of 2 with another --num_samples (a state that must not
-merge with the others).
+1-shard scan (the state of a single run), shard 1 of 2 with another --num_samples (a state that must not
+merge with the others), and a single run with `EXPLAIN_FLAGS` (attributions by gradient x input and effective
+receptive fields). `vgg16_states_runs` then draws the two shards' states with `--states` and `EXPLAIN_FLAGS`.
 
 `BOX_FILTER_EXAMPLE` is a whole example without TensorFlow (quick): a 3x3 box filter and its negative with
 ReLU (`conv/Relu:0`), then a 2x2 max-pool of stride 2 (`pool/MaxPool:0`), on 12x12 grey images, written in
@@ -29,12 +30,14 @@ from utils.running.cli import run_main
 LAYERS = [vgg16.relu_tensor_name(1, 2), vgg16.relu_tensor_name(3, 3)]
 FLAGS = ['--max_images', '12', '--image_size', '64', '--layers', ','.join(LAYERS), '--num_samples', '3',
          '--num_channels', '4', '--batch_size', '4']
+EXPLAIN_FLAGS = ['--attribution', 'gradients', '--erf', '--erf_images', '3']
 RUNS = {
     'single': [],
     'shard-0-of-2': ['--num_shards', '2', '--shard_index', '0'],
     'shard-1-of-2': ['--num_shards', '2', '--shard_index', '1'],
     'shard-0-of-1': ['--num_shards', '1', '--shard_index', '0'],
     'other_num_samples': ['--num_shards', '2', '--shard_index', '1', '--num_samples', '2'],
+    'explained': EXPLAIN_FLAGS,
 }
 
 
@@ -58,6 +61,35 @@ def vgg16_scans(tmp_path_factory):
     for name, result in zip(RUNS, results):
         assert result.returncode == 0, f'{name}: {result.stderr}'
     return {name: (out_dirs[name], result) for name, result in zip(RUNS, results)}
+
+
+def flags_with(**values):
+    """`FLAGS` with the values of some flags changed (`layers='a,b'`)."""
+    flags = list(FLAGS)
+    for name, value in values.items():
+        flags[flags.index(f'--{name}') + 1] = str(value)
+    return flags
+
+
+# run: flags beside --states (the states of shards 0 and 1 of 2) and --out_dir
+STATES_RUNS = {
+    'explained': [*FLAGS, *EXPLAIN_FLAGS],
+    'other_layers': [*flags_with(layers=LAYERS[0]), *EXPLAIN_FLAGS],
+    'other_num_samples': [*flags_with(num_samples=2), *EXPLAIN_FLAGS],
+}
+
+
+@pytest.fixture(scope='session')
+def vgg16_states_runs(vgg16_scans, tmp_path_factory):
+    """`{run: (out_dir, CompletedProcess)}` of vgg16_activations.py drawing the states of `vgg16_scans`' 2-shard scan
+    with `--states` (`STATES_RUNS`), run together: `explained` with the scan's flags, and two runs whose --layers or
+    --num_samples differ from the scan's (refused). Not checked here: some must fail."""
+    root = tmp_path_factory.mktemp('vgg16_states')
+    states = shard_state_paths(vgg16_scans, 'shard-0-of-2', 'shard-1-of-2')
+    out_dirs = {name: root / name for name in STATES_RUNS}
+    results = run_scripts_together([('vgg16_activations.py', *flags, '--states', *states, '--out_dir', out_dirs[name])
+                                    for name, flags in STATES_RUNS.items()])
+    return {name: (out_dirs[name], result) for name, result in zip(STATES_RUNS, results)}
 
 
 def merge(paths, out_dir, *flags):

@@ -11,7 +11,9 @@ import time
 import progressbar
 import pytest
 
-from conftest import REPO
+import onnx_activations
+import vgg16_activations
+from conftest import REPO, assert_usage_error
 from utils.base import progress
 from utils.base.layer_names import names_from_flags
 from utils.running import cli
@@ -71,6 +73,32 @@ def test_bad_flag_exits_with_2(capsys):
         parser_with_all_flags().parse_args(['--num_samples', '0'])
     assert exit_info.value.code == 2
     assert 'must be at least 1' in capsys.readouterr().err
+
+
+def test_attribution_flags_are_off_by_default_and_parsed():
+    args = parser_with_all_flags().parse_args([])
+    assert (args.attribution, args.ig_steps, args.occlusion_window, args.occlusion_stride) == (None, 32, None, None)
+    assert (args.erf, args.erf_images, args.states) == (False, 0, None)
+    args = parser_with_all_flags().parse_args(['--attribution', 'occlusion', '--occlusion_window', '4',
+                                               '--occlusion_stride', '2', '--erf', '--erf_images', 'all',
+                                               '--ig_steps', '8', '--states', 'a.npz', 'b.npz'])
+    assert (args.attribution, args.ig_steps, args.occlusion_window, args.occlusion_stride) == ('occlusion', 8, 4, 2)
+    assert (args.erf, args.erf_images, args.states) == (True, 0, ['a.npz', 'b.npz'])
+
+
+@pytest.mark.parametrize('script', [vgg16_activations, onnx_activations], ids=['vgg16', 'onnx'])
+@pytest.mark.parametrize('flags, message', [
+    (['--attribution', 'bogus'], "argument --attribution: invalid choice: 'bogus' (choose from 'occlusion', "
+                                 "'gradients', 'integrated_gradients')"),
+    (['--ig_steps', '0'], 'argument --ig_steps: must be at least 1, got 0'),
+    (['--occlusion_window', '0'], 'argument --occlusion_window: must be at least 1, got 0'),
+    (['--occlusion_stride', '-2'], 'argument --occlusion_stride: must be at least 1, got -2'),
+    (['--erf_images', 'some'], 'argument --erf_images: must be a count (0 or more) or "all", got some'),
+])
+def test_bad_attribution_flags_are_refused_by_the_scripts_parser_with_its_usage(script, capsys, flags, message):
+    with pytest.raises(SystemExit) as exit_info:
+        script.parse_args(flags)
+    assert_usage_error(exit_info.value.code, capsys.readouterr().err, message)
 
 
 @pytest.mark.parametrize('error', [ValueError('bad layer'), FileNotFoundError('no weights'),

@@ -1,7 +1,8 @@
 """Shards as Dask tasks (`utils/running/dask_shards.py`) on a `LocalCluster` of 2 worker processes on 127.0.0.1.
 
 The merged states must equal those of a single process (`shard_fixtures.vgg16_scans`), also when the worker
-running a task is killed in the middle of it: the scheduler runs the task again on a worker that is alive.
+running a task is killed in the middle of it: the scheduler runs the task again on a worker that is alive. The
+attributions and effective receptive fields, one task after the merge, must equal those of a single process bit for bit.
 All slow: a cluster, and the VGG16 example.
 """
 
@@ -12,12 +13,14 @@ import signal
 import time
 
 import dask
+import numpy as np
 import pytest
 from distributed import LocalCluster
 
 import vgg16_activations
-from conftest import layer_lines, run_script
-from shard_fixtures import FLAGS, LAYERS, assert_same_state, shard_state_paths
+from conftest import EXPLANATION_FILES, erf_lines, layer_lines, run_script
+from shard_fixtures import EXPLAIN_FLAGS, FLAGS, LAYERS, assert_same_state, shard_state_paths
+from utils.base.layer_names import file_stem
 from utils.base.threads import thread_counts
 from utils.core.states import ShardState, state_path
 from utils.examples import vgg16
@@ -122,6 +125,23 @@ def test_local_cluster_from_the_command_line_draws_what_one_process_draws(vgg16_
     assert [(tmp_path / name).read_bytes() for name in names] == [(single_dir / name).read_bytes() for name in names]
     for layer in LAYERS:
         assert_same_state(ShardState.load(state_path(str(tmp_path), layer)), single_states[layer])
+
+
+def test_local_cluster_with_attributions_gives_the_arrays_and_files_of_one_process(vgg16_scans, tmp_path):
+    result = run_script('vgg16_activations.py', *FLAGS, *EXPLAIN_FLAGS, '--dask_scheduler', 'local',
+                        '--dask_workers', '2', '--num_shards', '2', '--out_dir', tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    single_dir, single = vgg16_scans['explained']
+    for name in EXPLANATION_FILES:
+        with np.load(single_dir / name) as expected, np.load(tmp_path / name) as got:
+            assert got.files == expected.files, name
+            for key in expected.files:
+                assert got[key].dtype == expected[key].dtype and np.array_equal(got[key], expected[key]), key
+    # The effective fields' lines come from the worker that measured them (its stdout is the script's).
+    assert erf_lines(result.stdout) == erf_lines(single.stdout)
+    names = sorted(os.listdir(single_dir))
+    assert sorted(os.listdir(tmp_path)) == sorted(names + [f'state-{file_stem(layer)}.npz' for layer in LAYERS])
+    assert [(tmp_path / name).read_bytes() for name in names] == [(single_dir / name).read_bytes() for name in names]
 
 
 def test_the_workers_of_a_local_cluster_share_the_cores_among_their_tensorflow_sessions(monkeypatch):

@@ -12,7 +12,8 @@ import pytest
 
 from conftest import grid_field
 from activations import TopActivations
-from recfield import ReceptiveField
+from recfield import EffectiveReceptiveField, ReceptiveField
+from utils.core.attributing import Explanations
 from utils.pictures import drawing
 from utils.pictures.drawing import (channels_to_draw, check_picture_size, describe_layer, draw_layers, write_image,
                             write_layer_pictures, write_receptive_field_example)
@@ -149,6 +150,23 @@ def test_pictures_of_an_earlier_run_in_the_folder_are_mentioned(tmp_path, caplog
     with caplog.at_level(logging.WARNING, logger='utils.pictures.drawing'):
         draw_layers([layer], str(tmp_path), num_channels=2)  # drawn again: its own pictures are not older ones
     assert 'earlier run' not in caplog.text
+
+
+def test_effective_field_pictures_of_an_earlier_run_are_mentioned_too(tmp_path, caplog):
+    layer = ('net/pool/MaxPool:0', pool_field(), tracker_with_silent_channels())
+    erf = np.zeros((IMAGE_SIZE, IMAGE_SIZE))
+    erf[4:8, 4:8] = 1
+    explanations = Explanations({}, [EffectiveReceptiveField(erf, (3, 3), [4, 4, 8, 8], (4, 4), 2, 'gradients')], {})
+    (tmp_path / 'erf-net-old0.png').write_bytes(b'from an earlier run')
+    with caplog.at_level(logging.WARNING, logger='utils.pictures.drawing'):
+        draw_layers([layer], str(tmp_path), num_channels=2, explain=lambda layers: explanations)
+    assert (tmp_path / 'erf-net-pool-MaxPool0.png').exists()
+    assert f'pictures of an earlier run stay in {tmp_path}: 1, the first erf-net-old0.png' in caplog.text
+    caplog.clear()
+    os.remove(tmp_path / 'erf-net-old0.png')
+    with caplog.at_level(logging.WARNING, logger='utils.pictures.drawing'):
+        draw_layers([layer], str(tmp_path), num_channels=2, explain=lambda layers: explanations)
+    assert 'earlier run' not in caplog.text  # its own effective field picture is not an older one
 
 
 def test_a_run_that_fails_while_drawing_leaves_no_gallery_over_mixed_pictures(tmp_path, monkeypatch):

@@ -3,6 +3,8 @@ layout the page cuts its patches from, heatmaps, and the page itself in headless
 and `chromium-driver`; skipped where they are missing, failed under CI). The run is the box-filter example of
 `shard_fixtures`, in numpy: no TensorFlow session."""
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -18,10 +20,11 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 import vgg16_activations
-from conftest import grid_field
+from conftest import EXPLANATION_FILES, assert_explained_run, grid_field
 from shard_fixtures import BOX_FILTER_EXAMPLE, box_filter_args, merge, open_box_filter_dataset, open_box_filter_model
 from activations import TopActivations
 from utils.core import pipeline
+from utils.core.attributing import AttributionOptions
 from utils.core.states import state_path
 from utils.pictures.drawing import heatmap_centres, overlay_heatmap
 from utils.pictures.gallery import montage_layout
@@ -35,8 +38,9 @@ CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic
                   '--window-size=1200,900']
 
 
-def run_box_filter(out_dir, heatmap=False):
-    """What an example script does, on the box-filter network: fields, scan, pictures and gallery.
+def run_box_filter(out_dir, heatmap=False, attribution=None):
+    """What an example script does, on the box-filter network: fields, scan, pictures and gallery, and the
+    attributions and effective receptive fields that `attribution` (`AttributionOptions`) asks for.
 
     Returns:
         `(model, dataset, fields, trackers)`.
@@ -47,7 +51,7 @@ def run_box_filter(out_dir, heatmap=False):
     dataset = open_box_filter_dataset(args)
     fields = pipeline.measure_receptive_fields(model, print_lines=False)
     trackers = pipeline.scan(model, dataset, NUM_SAMPLES, print_line=False)
-    pipeline.draw(model, fields, trackers, str(out_dir), 0, dataset=dataset, heatmap=heatmap)
+    pipeline.draw(model, fields, trackers, str(out_dir), 0, dataset=dataset, heatmap=heatmap, attribution=attribution)
     return model, dataset, fields, trackers
 
 
@@ -56,6 +60,20 @@ def gallery_run(tmp_path_factory):
     """`(out_dir, model, dataset, fields, trackers)` of a box-filter run without heatmaps."""
     out_dir = tmp_path_factory.mktemp('gallery') / 'plain'
     return (out_dir, *run_box_filter(out_dir))
+
+
+ERF_IMAGES = 4
+
+
+@pytest.fixture(scope='module')
+def explained_gallery_run(tmp_path_factory):
+    """`(out_dir, printed)` of a box-filter run with attributions by occlusion (the model has no gradients) and
+    effective receptive fields over `ERF_IMAGES` images; `printed`: what it wrote to stdout."""
+    out_dir = tmp_path_factory.mktemp('gallery') / 'explained'
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        run_box_filter(out_dir, attribution=AttributionOptions('occlusion', erf=True, erf_images=ERF_IMAGES))
+    return out_dir, printed.getvalue()
 
 
 def read_json(out_dir):
@@ -187,15 +205,30 @@ def test_heatmaps_recompute_the_scan_maps_and_change_only_the_pictures(gallery_r
 
 # -- the page ----------------------------------------------------------------------------------------------------
 
-def test_the_page_needs_nothing_but_the_files_beside_it(gallery_run):
-    out_dir = gallery_run[0]
+def test_the_box_filter_run_writes_and_records_its_attributions_and_effective_fields(explained_gallery_run):
+    out_dir, printed = explained_gallery_run
+    document = assert_explained_run(out_dir, printed, 'occlusion', {'occlusion_window': 'a quarter of the box',
+                                                                    'occlusion_stride': 'half the window'},
+                                    'occlusion', ERF_IMAGES)
+    assert document['attribution']['reference'] == 0.0  # the middle of the value range -1 .. 1
+
+
+@pytest.mark.parametrize('run', ['gallery_run', 'explained_gallery_run'])
+def test_the_page_needs_nothing_but_the_files_beside_it(request, run):
+    out_dir = request.getfixturevalue(run)[0]
     page = re.sub(r'<script>.*</script>', '', (out_dir / 'index.html').read_text(), flags=re.DOTALL)
     assert '<link' not in page and '@import' not in page
     references = re.findall(r'(?:src|href)="([^"]*)"|url\("([^"]*)"\)', page)  # src= matches data-full-src= too
     targets = {target for pair in references for target in pair if target}
     assert targets and not [target for target in targets if '//' in target or target.startswith('/')]
     files = {target for target in targets if not target.startswith('#')}
-    assert files == set(os.listdir(out_dir)) - {'index.html'}
+    # Every file but the page and the arrays (data for programs, named in activations.json) is shown or linked.
+    assert files == set(os.listdir(out_dir)) - {'index.html', *EXPLANATION_FILES}
+    explained = {name for name in files if name.endswith('-attr.jpg') or name.startswith('erf-')}
+    layers = read_json(out_dir)['layers']
+    assert explained == ({name for layer in layers for name in (layer['pictures']['attr'],
+                                                                 layer['effective_receptive_field']['picture'])}
+                         if run == 'explained_gallery_run' else set())
 
 
 @pytest.fixture(scope='module')
@@ -270,3 +303,60 @@ def test_the_page_in_a_browser_shows_every_channel_and_opens_the_whole_image(gal
     assert picture is not None and picture.size and picture.std() > 0  # a page drawn, not a blank
     modal.click()
     WebDriverWait(browser, 10).until(lambda _: not modal.is_displayed())
+
+
+# The computed background image of every patch, layer by layer: `[[file name, ...], ...]`.
+PATCH_BACKGROUNDS = """
+return [...document.querySelectorAll('section.layer')].map(section => [...section.querySelectorAll('.patch')].map(
+    patch => getComputedStyle(patch).backgroundImage.slice(5, -2).split('/').pop()));
+"""
+# Whether every ERF picture of the page has loaded, and their `[file name, natural width]`.
+ERF_PICTURES = """
+const pictures = [...document.querySelectorAll('p.erf img')];
+return [pictures.every(picture => picture.complete),
+        pictures.map(picture => [picture.src.split('/').pop(), picture.naturalWidth])];
+"""
+
+
+def test_a_page_without_attributions_has_no_checkbox_and_no_effective_fields(gallery_run, browser):
+    browser.get((gallery_run[0] / 'index.html').as_uri())
+    assert browser.find_elements(By.ID, 'show-attributions') == []
+    assert browser.find_elements(By.CSS_SELECTOR, 'p.erf') == []
+    crops = [[layer['pictures']['crop']] * len(layer['drawn_channels']) * NUM_SAMPLES
+             for layer in read_json(gallery_run[0])['layers']]
+    assert browser.execute_script(PATCH_BACKGROUNDS) == crops
+
+
+def test_the_checkbox_shows_every_patchs_attributions_and_hides_them_again(explained_gallery_run, browser):
+    out_dir = explained_gallery_run[0]
+    layers = read_json(out_dir)['layers']
+    browser.get((out_dir / 'index.html').as_uri())
+    body, checkbox = browser.find_element(By.TAG_NAME, 'body'), browser.find_element(By.ID, 'show-attributions')
+    patches = [len(layer['drawn_channels']) * NUM_SAMPLES for layer in layers]
+    crops = [[layer['pictures']['crop']] * count for layer, count in zip(layers, patches)]
+    attributions = [[layer['pictures']['attr']] * count for layer, count in zip(layers, patches)]
+    assert not checkbox.is_selected() and browser.execute_script(PATCH_BACKGROUNDS) == crops
+
+    checkbox.click()
+    WebDriverWait(browser, 10).until(lambda _: 'attributions' in body.get_attribute('class').split())
+    assert checkbox.is_selected() and browser.execute_script(PATCH_BACKGROUNDS) == attributions
+    loaded = dict(browser.execute_async_script(LOADED_PICTURES))
+    assert sorted(url.rsplit('/', 1)[-1] for url in loaded) == sorted(layer['pictures']['attr'] for layer in layers)
+    assert all(width > 0 for width in loaded.values()), loaded
+    assert not browser.find_element(By.ID, 'modal').is_displayed()  # ticking opens no patch
+
+    checkbox.click()
+    WebDriverWait(browser, 10).until(lambda _: 'attributions' not in body.get_attribute('class').split())
+    assert browser.execute_script(PATCH_BACKGROUNDS) == crops
+
+
+def test_the_effective_field_pictures_of_the_page_load(explained_gallery_run, browser):
+    out_dir = explained_gallery_run[0]
+    layers = read_json(out_dir)['layers']
+    browser.get((out_dir / 'index.html').as_uri())
+    WebDriverWait(browser, 10).until(lambda _: browser.execute_script(ERF_PICTURES)[0])
+    pictures = browser.execute_script(ERF_PICTURES)[1]
+    assert [name for name, _ in pictures] == [layer['effective_receptive_field']['picture'] for layer in layers]
+    assert all(width > 0 for _, width in pictures), pictures
+    lines = [line.text for line in browser.find_elements(By.CSS_SELECTOR, 'p.erf')]
+    assert all(line.startswith('Effective receptive field: 50 % of its weight in ') for line in lines), lines

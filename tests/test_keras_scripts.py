@@ -5,7 +5,8 @@ concatenation, a model with a Lambda layer, one of free input size, and MobileNe
 Quick, in this process (`utils.running.cli.run_main`): `--print_all_names` and bad input (a one-line `error: ...`, exit
 status 2, no output folder). Slow, as subprocesses started together (`shard_fixtures.run_scripts_together`): the
 printed receptive fields equal the closed form (`utils.benchmarks.closed_form`), pictures for every layer, shards
-merged and a Dask run drawing the pictures of a single run byte for byte.
+merged and a Dask run drawing the pictures of a single run byte for byte, integrated gradients (complete: they sum to
+the firing less the reference's) and effective receptive fields.
 """
 
 import os
@@ -19,8 +20,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import keras_activations
 import keras_recfield
-from conftest import (assert_one_line_error, assert_recfield_run, layer_lines, read_batches, run_script,
-                      write_png_claiming, write_sparse_file)
+from conftest import (assert_explained_run, assert_not_explained, assert_one_line_error, assert_recfield_run,
+                      layer_lines, read_batches, read_document, run_script, write_png_claiming, write_sparse_file)
 from keras_fixtures import (FREE_SIZE, FREE_SIZE_CHANNELS, IMAGE_SIZE, LAMBDA_CHANNELS, MOBILENET_SIZE,
                             MOBILENET_V2_STRIDES, RESIDUAL_CHANNELS, RESIDUAL_GEOMETRY, SEQUENTIAL_CHANNELS,
                             closed_form_fields, closed_form_lines, free_size_reads, mobilenet_v2_reads,
@@ -35,6 +36,7 @@ from utils.running.cli import run_main
 SCRIPTS = {'keras_activations.py': keras_activations, 'keras_recfield.py': keras_recfield}
 SEQUENTIAL_DEFAULT_LAYERS = ['conv1', 'pool1', 'drop']
 NUM_SAMPLES, NUM_CHANNELS, BATCH_SIZE = 3, 3, 4
+IG_STEPS, ERF_IMAGES = 16, 2
 GALLERY_FILES = ['activations.json', 'index.html']  # beside the pictures of every activations run
 
 
@@ -186,9 +188,10 @@ def test_mobilenet_v2_closed_form_has_the_geometry_worked_out_by_hand():
 
 @pytest.fixture(scope='module')
 def sequential_scans(keras_models, photos_dir, tmp_path_factory):
-    """`{run: (out_dir, CompletedProcess)}`: `single`, `shard-0` and `shard-1` (of 2, into one folder) and `dask`
-    (2 shards on a local cluster of one worker, with --tensorboard_dir), all finished successfully, all with the
-    default layers (a Dask run without --layers once failed counting them: args.layers is None)."""
+    """`{run: (out_dir, CompletedProcess)}`: `single`, `shard-0` and `shard-1` (of 2, into one folder), `dask`
+    (2 shards on a local cluster of one worker, with --tensorboard_dir), `list` (an --images_list) and `explained`
+    (integrated gradients and effective receptive fields), all finished successfully, all with the default layers (a
+    Dask run without --layers once failed counting them: args.layers is None)."""
     root = tmp_path_factory.mktemp('keras_activations')
     common = ['--model', keras_models['sequential'], '--batch_size', BATCH_SIZE, '--num_samples', NUM_SAMPLES,
               '--num_channels', NUM_CHANNELS]
@@ -198,7 +201,9 @@ def sequential_scans(keras_models, photos_dir, tmp_path_factory):
             'shard-1': ['--out_dir', root / 'states', '--num_shards', 2, '--shard_index', 1, *folder],
             'dask': ['--out_dir', root / 'dask', '--dask_scheduler', 'local', '--dask_workers', 1, '--num_shards', 2,
                      '--tensorboard_dir', root / 'logs', *folder],
-            'list': ['--out_dir', root / 'list', '--images_list', write_hostile_images_list(root, photos_dir)]}
+            'list': ['--out_dir', root / 'list', '--images_list', write_hostile_images_list(root, photos_dir)],
+            'explained': ['--out_dir', root / 'explained', *folder, '--attribution', 'integrated_gradients',
+                          '--ig_steps', IG_STEPS, '--erf', '--erf_images', ERF_IMAGES]}
     results = run_scripts_together([('keras_activations.py', *common, *flags) for flags in runs.values()])
     for name, result in zip(runs, results):
         assert result.returncode == 0, f'{name}: {result.stderr[-3000:]}'
@@ -299,6 +304,45 @@ def test_dask_run_draws_the_pictures_of_a_single_run_and_logs_them(sequential_sc
     accumulator.Reload()
     assert sorted(accumulator.Tags()['tensors']) == sorted(f'{layer}/{kind}' for layer in SEQUENTIAL_DEFAULT_LAYERS
                                                            for kind in ('full', 'crop'))
+
+
+@pytest.mark.slow
+def test_integrated_gradients_and_effective_fields_are_written_recorded_and_drawn(sequential_scans):
+    out_dir, result = sequential_scans['explained']
+    assert_explained_run(out_dir, result.stdout, 'integrated_gradients', {'ig_steps': IG_STEPS}, 'gradients',
+                         ERF_IMAGES)
+    single_dir, _ = sequential_scans['single']
+    pictures = jpeg_bytes(single_dir)
+    assert {name: (out_dir / name).read_bytes() for name in pictures} == pictures  # the scan's pictures unchanged
+
+
+@pytest.mark.slow
+def test_integrated_gradients_sum_to_the_firing_less_the_reference_images(sequential_scans, keras_models):
+    out_dir, _ = sequential_scans['explained']
+    document = read_document(out_dir)
+    with np.load(out_dir / 'attributions.npz') as stored:
+        attributions = {key: stored[key] for key in stored.files}
+    with keras_model.open_model(script_flags(keras_models['sequential'])) as model:
+        assert document['attribution']['reference'] == pytest.approx(np.mean(model.value_range))
+        reference = np.full((1, *model.imshape[1:]), document['attribution']['reference'], np.float32)
+        reference_maps = model.run(reference)
+    checked = 0
+    for layer, reference_map in zip(document['layers'], reference_maps):
+        for channel in layer['drawn_channels']:
+            for record in layer['channels'][channel]:
+                y, x = record['feature_yx']
+                change = record['firing'] - float(reference_map[0, y, x, channel])
+                total = float(attributions[record['attribution']].sum(dtype=np.float64))
+                # Completeness, up to the sum's steps: 16 on these ReLUs miss by up to 4 %.
+                assert total == pytest.approx(change, rel=0.05, abs=1e-3), (record['attribution'], total, change)
+                checked += 1
+    assert checked == len(attributions) > 0
+
+
+@pytest.mark.slow
+def test_a_run_without_attribution_flags_writes_no_attributions(sequential_scans):
+    out_dir, result = sequential_scans['single']
+    assert_not_explained(out_dir, result.stdout)
 
 
 # -- keras_recfield.py on each kind of model, and the refusals, as subprocesses (slow) -------------------------

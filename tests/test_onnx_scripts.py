@@ -4,7 +4,9 @@ inputs, free and fixed sizes, a fixed batch, and files that are not image models
 Quick, in this process (`utils.running.cli.run_main`): `--print_all_names` and bad input (a one-line `error: ...`,
 exit status 2, no output folder). Slow, as subprocesses started together (`shard_fixtures.run_scripts_together`):
 the printed receptive fields equal the closed form, pictures and the gallery for every layer, two shards merged
-drawing the single run's pictures and activations.json byte for byte, receptive-field pictures.
+drawing the single run's pictures and activations.json byte for byte, receptive-field pictures, attributions by
+occlusion and effective receptive fields (`--attribution occlusion --erf`; gradient methods are refused: the model
+runs forward only).
 """
 
 import os
@@ -15,7 +17,7 @@ import pytest
 
 import onnx_activations
 import onnx_recfield
-from conftest import assert_one_line_error, assert_recfield_run, layer_lines
+from conftest import assert_explained_run, assert_not_explained, assert_one_line_error, assert_recfield_run, layer_lines
 from onnx_fixtures import (BAD_FILES, FREE_SIZE, LAYERS, NHWC_LAYERS, closed_form_fields, closed_form_lines,
                            expected_feature_tensors, probe_image_size)
 from shard_fixtures import merge, run_scripts_together
@@ -67,6 +69,9 @@ BAD_INPUT = {
     'no-readable-image': (['onnx_activations.py'], 'nchw', ['--images_dir', text_only_folder],
                           'no readable image under '),
     'no-images-dir': (['onnx_activations.py'], 'nchw', [], '--images_dir'),
+    **{f'attribution-{method}': (['onnx_activations.py'], 'nchw', ['--attribution', method, '--erf'],
+                                 f'--attribution {method} needs gradients, and this model runs forward only; use '
+                                 '--attribution occlusion.') for method in ('gradients', 'integrated_gradients')},
 }
 BAD_INPUT_RUNS = [(case, script) for case, (scripts, *_) in BAD_INPUT.items() for script in scripts]
 
@@ -123,6 +128,11 @@ RUNS = {
                                                                   *FREE_SIZE, *RECFIELD_FLAGS]),
     'recfield-fixed-batch': ('onnx_recfield.py', 'fixed_batch', ['--layers', 'pool1,merged', *RECFIELD_FLAGS]),
     'tensorflow-pb': ('onnx_activations.py', 'tensorflow_pb', []),
+    'explained': ('onnx_activations.py', 'nchw', ['--attribution', 'occlusion', '--occlusion_window', 3,
+                                                  '--occlusion_stride', 2, '--erf', '--erf_images', 2]),
+    'gradients': ('onnx_activations.py', 'nchw', ['--attribution', 'gradients']),
+    'dask-gradients': ('onnx_activations.py', 'nchw', ['--attribution', 'integrated_gradients', '--dask_scheduler',
+                                                       'local', '--dask_workers', 1]),
 }
 SCAN_FLAGS = ['--layers', ','.join(SCAN_LAYERS), '--batch_size', BATCH_SIZE, '--num_samples', NUM_SAMPLES,
               '--num_channels', NUM_CHANNELS]
@@ -195,3 +205,35 @@ def test_a_tensorflow_graph_def_is_a_one_line_error_in_a_subprocess(onnx_runs):
     out_dir, result = onnx_runs['tensorflow-pb']
     assert_one_line_error(result, '')  # the adapter words it
     assert not out_dir.exists()
+
+
+@pytest.mark.slow
+def test_occlusion_and_effective_fields_are_written_recorded_and_drawn(onnx_runs):
+    out_dir, result = successful(onnx_runs['explained'])
+    assert_explained_run(out_dir, result.stdout, 'occlusion', {'occlusion_window': 3, 'occlusion_stride': 2},
+                         'occlusion', 2)
+    single_dir, _ = successful(onnx_runs['single'])
+    names = picture_names(SCAN_LAYERS)
+    assert file_bytes(out_dir, names) == file_bytes(single_dir, names)  # the scan's pictures unchanged
+
+
+@pytest.mark.slow
+def test_a_run_without_attribution_flags_writes_no_attributions(onnx_runs):
+    out_dir, result = successful(onnx_runs['single'])
+    assert_not_explained(out_dir, result.stdout)
+
+
+@pytest.mark.slow
+def test_gradient_attributions_of_a_forward_only_model_are_a_one_line_error_in_a_subprocess(onnx_runs):
+    out_dir, result = onnx_runs['gradients']
+    assert_one_line_error(result, '--attribution gradients needs gradients, and this model runs forward only; use '
+                                  '--attribution occlusion.')
+    assert not out_dir.exists()
+
+
+@pytest.mark.slow
+def test_gradient_attributions_of_a_forward_only_model_on_dask_are_refused_before_the_scan(onnx_runs):
+    out_dir, result = onnx_runs['dask-gradients']
+    assert_one_line_error(result, '--attribution integrated_gradients needs gradients, and this model runs forward '
+                                  'only; use --attribution occlusion.')
+    assert list(out_dir.glob('state-*.npz')) == []  # nothing scanned

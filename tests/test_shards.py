@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import vgg16_activations
-from conftest import layer_lines, probe_image_counts
+from conftest import EXPLANATION_FILES, assert_one_line_error, erf_lines, layer_lines, probe_image_counts
 from facenet_fixtures import make_lfw
 from activations import TopActivations
 from shard_fixtures import (BOX_DESCRIPTIONS, BOX_FILTER_EXAMPLE, FLAGS, LAYERS, assert_same_state, box_filter_args,
@@ -45,6 +45,12 @@ def pictures(folder):
     (['--dask_scheduler', 'local', '--shard_index', '0'], 'Give one or the other'),
     (['--dask_scheduler', 'tcp://127.0.0.1:8786', '--dask_workers', '2'], '--dask_workers sets the size'),
     (['--num_shards', '2', '--shard_index', '0', '--tensorboard_dir', 'logs'], 'give it to utils/merge_activations'),
+    (['--num_shards', '2', '--shard_index', '0', '--attribution', 'gradients'],
+     '--attribution and --erf need the merged states of every shard: merge them (utils/merge_activations.py), then '
+     'run this script with --states <merged states> and these flags; or scan with --dask_scheduler.'),
+    (['--num_shards', '2', '--shard_index', '1', '--erf'], 'need the merged states of every shard'),
+    (['--states', 'state.npz', '--num_shards', '2', '--shard_index', '0'], '--states draws the states of an earlier '
+     'scan instead of scanning; leave out --num_shards, --shard_index and --dask_scheduler.'),
 ])
 def test_shard_flags_that_do_not_go_together_are_one_line_errors(tmp_path, capsys, flags, message):
     assert run_main(vgg16_activations.main, flags + ['--out_dir', str(tmp_path)]) == 2
@@ -220,6 +226,42 @@ def test_scanner_reads_a_shard_with_dataset_indices(vgg16_scans):
     assert [state.shards for state in states] == [(1,), (1,)]
     saved = ShardState.load(shard_state_paths(vgg16_scans, 'shard-1-of-2')[0])
     assert_same_state(states[0], saved)
+
+
+def npz_arrays(path):
+    """`{key: array}` of an `.npz` file."""
+    with np.load(path) as stored:
+        return {key: stored[key] for key in stored.files}
+
+
+@pytest.mark.slow
+def test_states_drawn_with_attributions_give_the_files_of_a_single_run(vgg16_scans, vgg16_states_runs):
+    single_dir, single = vgg16_scans['explained']
+    states_dir, drawn = vgg16_states_runs['explained']
+    assert drawn.returncode == 0, drawn.stderr[-3000:]
+    for name in EXPLANATION_FILES:
+        expected, got = npz_arrays(single_dir / name), npz_arrays(states_dir / name)
+        assert list(got) == list(expected), name
+        for key, array in expected.items():
+            assert got[key].dtype == array.dtype and np.array_equal(got[key], array), key  # bit for bit
+    assert erf_lines(drawn.stdout) == erf_lines(single.stdout) and len(erf_lines(drawn.stdout)) == len(LAYERS)
+    assert layer_lines(drawn.stdout) == layer_lines(single.stdout)
+    # The same activations.json, page and pictures (attributions too), and the merged states beside them.
+    names = sorted(os.listdir(single_dir))
+    assert sorted(os.listdir(states_dir)) == sorted(names + [f'state-{file_stem(layer)}.npz' for layer in LAYERS])
+    assert [(states_dir / name).read_bytes() for name in names] == [(single_dir / name).read_bytes() for name in names]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('run, message', [
+    ('other_layers', "the states are of another scan: their layers is ('vgg_16/conv1/conv1_2/Relu:0', "
+                     "'vgg_16/conv3/conv3_3/Relu:0'), this script's flags give ('vgg_16/conv1/conv1_2/Relu:0',)"),
+    ('other_num_samples', "the states are of another scan: their num_samples is 3, this script's flags give 2"),
+])
+def test_states_of_a_scan_with_other_flags_are_refused_before_anything_is_written(vgg16_states_runs, run, message):
+    out_dir, result = vgg16_states_runs[run]
+    assert_one_line_error(result, message)
+    assert not out_dir.exists()
 
 
 # -- CIFAR-10 and FaceNet from the command line (slow) -------------------------------------------------------

@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 
 import vgg16_activations
-from conftest import assert_shards_read_like_the_whole, probe_image_counts, run_script, write_mixed_images_dir
-from shard_fixtures import merge
+from conftest import (EXPLANATION_FILES, assert_explained_run, assert_not_explained, assert_shards_read_like_the_whole,
+                      layer_lines, probe_image_counts, read_document, run_script, write_mixed_images_dir)
+from shard_fixtures import LAYERS as SCAN_LAYERS, merge
 from utils.base.layer_names import file_stem
 from utils.benchmarks.closed_form import VGG16_TABLE
 from utils.core import pipeline
@@ -300,6 +301,48 @@ def test_print_all_names_lists_layers_and_exits(capsys):
     names = capsys.readouterr().out.splitlines()
     assert 'vgg_16/conv5/conv5_3/Relu:0 (None, 2, 2, 512)' in names
     assert not any('weights' in line or line.startswith('images') for line in names)
+
+
+def without_explanations(document):
+    """An activations.json document less what `--attribution` and `--erf` add to it."""
+    added = ('attribution', 'effective_receptive_field')
+    document = {key: value for key, value in document.items() if key not in added}
+    for layer in document['layers']:
+        layer.pop('effective_receptive_field', None)
+        if layer['pictures'] is not None:
+            layer['pictures'].pop('attr', None)
+        for ranked in layer['channels']:
+            for record in ranked:
+                record.pop('attribution', None)
+    return document
+
+
+@pytest.mark.slow
+def test_attributions_and_effective_fields_are_written_recorded_and_drawn(vgg16_scans):
+    out_dir, result = vgg16_scans['explained']  # --attribution gradients --erf --erf_images 3 (shard_fixtures)
+    document = assert_explained_run(out_dir, result.stdout, 'gradients', {}, 'gradients', 3)
+    assert document['attribution']['reference'] == pytest.approx(np.mean(vgg16.VALUE_RANGE))
+    assert 'Traceback' not in result.stderr
+
+
+@pytest.mark.slow
+def test_attributions_leave_the_pictures_and_records_of_a_run_without_them_as_they_were(vgg16_scans):
+    single_dir, single = vgg16_scans['single']
+    explained_dir, explained = vgg16_scans['explained']
+    assert layer_lines(explained.stdout) == layer_lines(single.stdout)
+    assert without_explanations(read_document(explained_dir)) == read_document(single_dir)
+    pictures = sorted(name for name in os.listdir(single_dir) if name.endswith('.jpg'))
+    assert [(explained_dir / name).read_bytes() for name in pictures] == [(single_dir / name).read_bytes()
+                                                                         for name in pictures]
+    added = sorted(set(os.listdir(explained_dir)) - set(os.listdir(single_dir)))
+    assert added == sorted([*EXPLANATION_FILES, *(f'{file_stem(layer)}-attr.jpg' for layer in SCAN_LAYERS),
+                            *(f'erf-{file_stem(layer)}.png' for layer in SCAN_LAYERS)])
+
+
+@pytest.mark.slow
+def test_a_run_without_attribution_flags_writes_no_attributions(vgg16_scans):
+    out_dir, result = vgg16_scans['single']
+    assert_not_explained(out_dir, result.stdout)
 
 
 # -- vgg16_recfield.py end to end ---------------------------------------------------------------------------

@@ -342,7 +342,7 @@ def draw_layers(layers, out_dir, num_channels, tensorboard_dir=None, image_names
             if erf is not None:
                 erf_path = os.path.join(out_dir, f'erf-{file_stem(name)}.png')
                 write_image(erf_path, draw_effective_field(erf))
-            written.update(path for path in (*(paths or ()), attribution_path) if path)
+            written.update(path for path in (*(paths or ()), attribution_path, erf_path) if path)
             shown.append(GalleryLayer(name, describe_layer(name, field, tracker.num_channels), field, tracker,
                                       channels, paths, attribution_path, erf, erf_path))
             if log is not None and paths is not None:
@@ -357,9 +357,11 @@ def draw_layers(layers, out_dir, num_channels, tensorboard_dir=None, image_names
 
 
 def warn_about_older_pictures(out_dir, written):
-    """Warns, with a count, about `-full`/`-crop` pictures in `out_dir` that this run did not write: layers of
-    an earlier run in the same folder, which could be taken for this run's."""
-    older = sorted(name for name in os.listdir(out_dir) if name.endswith(('-full.jpg', '-crop.jpg', '-attr.jpg'))
+    """Warns, with a count, about `-full`/`-crop`/`-attr` pictures and `erf-*.png` in `out_dir` that this run did not
+    write: layers of an earlier run in the same folder, which could be taken for this run's."""
+    older = sorted(name for name in os.listdir(out_dir)
+                   if (name.endswith(('-full.jpg', '-crop.jpg', '-attr.jpg'))
+                       or (name.startswith('erf-') and name.endswith('.png')))
                    and os.path.join(out_dir, name) not in written)
     if older:
         logger.warning('pictures of an earlier run stay in %s: %d, the first %s; use another --out_dir or delete '

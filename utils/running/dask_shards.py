@@ -29,7 +29,7 @@ from distributed import Client, LocalCluster, as_completed, get_worker
 from utils.base import progress
 from utils.base.progress import progress_bar
 from utils.base.threads import THREAD_VARIABLES
-from utils.core.attributing import explain
+from utils.core.attributing import check_options, explain
 from utils.core.states import merge_states
 from utils.running.scanner import Scanner
 
@@ -57,6 +57,32 @@ def measure_fields_task(example, args):
     """The Dask task of the receptive fields: returns `{layer index: recfield.ReceptiveField}` of every layer,
     measured from one set of probes (`utils.running.shards.Scanner.fields`)."""
     return _scanner(example, args).fields(print_lines=False)
+
+
+def check_options_task(example, args, options):
+    """The Dask task that refuses, before the scan, what the model cannot give (`utils.core.attributing.check_options`:
+    a gradient method for a model that runs forward only); it opens the worker's scanner, which the scan's tasks
+    then share.
+
+    Returns:
+        None, or the refusal's message: returned, not raised, so that the worker logs no failed task and traceback.
+    """
+    try:
+        check_options(_scanner(example, args).model, options)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def check_options_on(client, example, args, options):
+    """Runs `check_options_task` on the cluster of `client`.
+
+    Raises:
+        ValueError: the model cannot give what `options` ask for.
+    """
+    message = client.submit(check_options_task, example, args, options, pure=False, retries=RETRIES).result()
+    if message is not None:
+        raise ValueError(message)
 
 
 def explain_task(example, args, layers, options):

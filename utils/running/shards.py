@@ -110,6 +110,8 @@ def run(example, args):
         options = attribution_options(args)
         ensure_output_dirs(args)
         with dask_shards.connect(args.dask_scheduler, args.dask_workers, args.num_shards) as client:
+            if options.method:  # what the model cannot give is refused before the scan, as in a single run
+                dask_shards.check_options_on(client, example, args, options)
             states = dask_shards.scan_with(client, example, args, args.num_shards)
             for state in states:
                 state.save(state_path(args.out_dir, state.layer))
