@@ -72,8 +72,10 @@ def explain(model, dataset, layers, options):
         sample = erf_sample(len(dataset), options.erf_images)
         erfs = [effective_field(model, dataset, index, field, sample)
                 for index, (_, field, _, _) in zip(indices, layers)]
-    return Explanations(attributions, erfs, describe_options(model, options) if options.method or options.erf
-                        else None)
+    record = describe_options(model, options) if options.method or options.erf else None
+    if options.method and not attributions:  # no drawn channel: no file either
+        record['attribution']['file'] = None
+    return Explanations(attributions, erfs, record)
 
 
 def describe_options(model, options):
