@@ -508,3 +508,12 @@ def test_squeeze_and_excitation_networks_get_the_local_fields_of_their_convoluti
             assert (field.size[0], field.stride[0], field.padding[0]) == expected, layer.name
             checked += 1
     assert checked >= 2 and model.local_layers  # the SE blocks reach the layers past the stem
+
+
+def test_a_sequential_model_loaded_from_its_file_is_not_said_to_share_weights(keras_models, caplog):
+    # Loading a Sequential model calls its layers several times on the way (Keras' _inbound_nodes count them all).
+    model = keras_file.load_model(keras_models['sequential'])
+    assert [keras_file.layer_calls(model, model.get_layer(name)) for name in ('conv1', 'pool1', 'conv2')] == [1, 1, 1]
+    with caplog.at_level(logging.WARNING):
+        keras_file.find_layers(model, ['conv1', 'conv2'])
+    assert 'called' not in caplog.text

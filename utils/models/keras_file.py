@@ -153,7 +153,7 @@ def find_layers(model, names):
         if name not in candidates:
             raise ValueError(f'layer {name} has output shape {_shape_text(layer)}; a layer must have a 4-D output '
                              '[batch, height, width, channels], such as a convolution (see --print_all_names).')
-        calls = len(getattr(layer, '_inbound_nodes', ()))  # Keras keeps no public count of a layer's calls
+        calls = layer_calls(model, layer)
         if calls > 1:
             logger.warning('layer %s is called %d times in the model (its weights shared); its first call, output '
                            '%s, is the one drawn.', name, calls, _shape_text(layer))
@@ -190,6 +190,17 @@ def input_size(model, image_size=None):
     if None in fixed:
         raise ValueError('the model takes images of any size; give the size to use with --image_size H W.')
     return fixed
+
+
+def layer_calls(model, layer):
+    """How many times `layer` is called in `model`'s own graph. Keras keeps no public count: its layers'
+    `_inbound_nodes` also count the calls made while a Sequential model is loaded (7 for a first convolution), so the
+    nodes of the model's graph are counted (a Sequential model's graph is its `_functional`)."""
+    graph = getattr(model, '_functional', None) or model
+    nodes = getattr(graph, '_nodes_by_depth', None)
+    if nodes is None:
+        return len(getattr(layer, '_inbound_nodes', ()))
+    return sum(node.operation is layer for depth in nodes.values() for node in depth)
 
 
 def forward_function(model, layers):
