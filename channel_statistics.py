@@ -13,7 +13,8 @@ integer arithmetic only, so that every machine puts a value in the same bucket):
 import numpy as np
 
 SUB_BUCKETS = 64  # buckets per power of two, each `1 / SUB_BUCKETS` of its lower end wide at most
-RELATIVE_ERROR = 1 / (2 * SUB_BUCKETS + 1)  # of a quantile: the bucket's harmonic middle is this close to any value in it
+# Of a quantile: a bucket's harmonic middle is this close to any value in it.
+RELATIVE_ERROR = 1 / (2 * SUB_BUCKETS + 1)
 QUANTILES = (50, 90, 99)  # percent
 MANTISSA_BITS = 24  # of a float32: every value is `mantissa * 2**exponent` with `2**23 <= |mantissa| < 2**24`
 DIGIT_BITS = 16  # exact sums are kept in base 2**16 digits, one int64 each (room for the carries of big batches)

@@ -142,9 +142,14 @@ def box_filter_maps(batch, layers=BOX_LAYERS):
     return [maps[layer.name] for layer in layers]
 
 
-def box_filter_images(num_images, seed=0):
-    """`(inputs, display_images)`: float32 `[n, 12, 12, 1]` in multiples of 1/128, and the same as uint8 BGR."""
+def box_filter_images(num_images, seed=0, classes=None):
+    """`(inputs, display_images)`: float32 `[n, 12, 12, 1]` in multiples of 1/128, and the same as uint8 BGR. With
+    `classes` (`'bright'` or `'dark'` per image), bright images are above the middle grey and dark ones below it: the
+    box filter fires on bright images only, its negative on dark ones only."""
     grey = np.random.default_rng(seed).integers(0, 256, (num_images, BOX_IMAGE_SIZE, BOX_IMAGE_SIZE, 1))
+    if classes is not None:
+        grey = np.where(np.array([name == 'bright' for name in classes])[:, None, None, None], 128 + grey // 2,
+                        grey // 2)
     return ((grey - 128) / 128).astype(np.float32), np.repeat(grey, 3, axis=-1).astype(np.uint8)
 
 
@@ -156,14 +161,16 @@ def open_box_filter_model(args, fingerprint=None):
 
 
 def open_box_filter_dataset(args, model=None):
-    """`args.num_images` images of `box_filter_images` in batches of `args.batch_size`, named `grey-<i>.png`."""
-    inputs, display_images = box_filter_images(args.num_images)
+    """`args.num_images` images of `box_filter_images` in batches of `args.batch_size`, named `grey-<i>.png`, of
+    the classes `args.classes` if given."""
+    classes = getattr(args, 'classes', None)
+    inputs, display_images = box_filter_images(args.num_images, classes=classes)
 
     def read(start, stop):
         for first in range(start, stop, args.batch_size):
             last = min(first + args.batch_size, stop)
             yield inputs[first:last], display_images[first:last], np.arange(first, last)
-    return pipeline.Dataset([f'grey-{index}.png' for index in range(args.num_images)], args.batch_size, read)
+    return pipeline.Dataset([f'grey-{index}.png' for index in range(args.num_images)], args.batch_size, read, classes)
 
 
 BOX_FILTER_EXAMPLE = Example('box_filter', open_box_filter_model, open_box_filter_dataset)
