@@ -508,3 +508,14 @@ def test_squeeze_and_excitation_networks_get_the_local_fields_of_their_convoluti
             assert (field.size[0], field.stride[0], field.padding[0]) == expected, layer.name
             checked += 1
     assert checked >= 2 and model.local_layers  # the SE blocks reach the layers past the stem
+
+
+def test_photographs_in_subfolders_of_images_dir_have_those_as_classes(tmp_path, photos_dir, sequential_model):
+    for name, folder in (('a.png', 'cat'), ('b.png', 'dog'), ('c.png', 'cat')):
+        os.makedirs(tmp_path / folder, exist_ok=True)
+        cv2.imwrite(str(tmp_path / folder / name), np.full((40, 40, 3), 128, np.uint8))
+    dataset = keras_model.open_dataset(model_flags('', images_dir=str(tmp_path)), sequential_model)
+    assert dataset.ids == ['cat/a.png', 'cat/c.png', 'dog/b.png'] and dataset.class_names == ('cat', 'dog')
+    assert dataset.labels.tolist() == [0, 0, 1]
+    flat = keras_model.open_dataset(model_flags('', images_dir=photos_dir), sequential_model)  # photo_00.png: none
+    assert flat.class_names == () and flat.labels is None
