@@ -104,8 +104,8 @@ def shard_state_paths(scans, *runs):
 
 
 def assert_same_state(state, expected):
-    """Two `ShardState`s hold the same scan: layer, tracker, kept images and their names, receptive field, run
-    (but for the number of shards)."""
+    """Two `ShardState`s hold the same scan: layer, tracker, its statistics, kept images and their names, receptive
+    field, run (but for the number of shards)."""
     assert state.layer == expected.layer
     for name in ('firings', 'coords', 'indices', 'kept_image_indices', 'num_seen', 'next_index', 'num_samples'):
         np.testing.assert_array_equal(getattr(state.tracker, name), getattr(expected.tracker, name), err_msg=name)
@@ -113,6 +113,9 @@ def assert_same_state(state, expected):
         for image, expected_image in zip(state.tracker.channel(channel)[3], expected.tracker.channel(channel)[3]):
             np.testing.assert_array_equal(image, expected_image)
     assert state.image_ids == expected.image_ids
+    statistics, expected_statistics = state.tracker.statistics.to_arrays(), expected.tracker.statistics.to_arrays()
+    for name, array in expected_statistics.items():
+        np.testing.assert_array_equal(statistics[name], array, err_msg=name)
     assert state.field == expected.field and state.num_channels == expected.num_channels
     assert {**state.run, 'num_shards': 0} == {**expected.run, 'num_shards': 0}
 
