@@ -5,18 +5,20 @@ image; its *coords* are where (the first such pixel in row-major order). For eve
 keeps the `num_samples` images with the highest firings, ties broken by the earlier image.
 
 `TopActivations` tracks every channel of a layer at once with a few vectorised numpy operations per batch
-and stores each kept image once, however many channels keep it. `Activations` is the one-channel interface
+and stores each kept image once, however many channels keep it; from the same maxima it keeps every channel's
+statistics over all images (`channel_statistics.ChannelStatistics`). `Activations` is the one-channel interface
 of the original tool, built on it.
 """
 
 import numpy as np
 
+from channel_statistics import PREFIX as STATISTICS_PREFIX, ChannelStatistics
 from utils.base.files import load_arrays, save_arrays
 from utils.pictures.montage import crop_column, full_column
 
-# The arrays of a saved tracker (`TopActivations.to_arrays`).
+# The arrays of a saved tracker (`TopActivations.to_arrays`), and its statistics' under `STATISTICS_PREFIX`.
 TRACKER_ARRAYS = ('num_samples', 'next_index', 'num_seen', 'keeps_images', 'firings', 'coords', 'indices',
-                  'image_indices', 'images')
+                  'image_indices', 'images', 'image_labels')
 
 
 class TopActivations:
@@ -28,9 +30,10 @@ class TopActivations:
         coords: int64 `[channels, n, 2]`, feature-map `(y, x)` of each firing.
         indices: int64 `[channels, n]`, global index of each kept image in the dataset.
         num_seen: how many images `update` has seen.
+        statistics: the `channel_statistics.ChannelStatistics` of every image seen.
     """
 
-    def __init__(self, num_samples=10, first_index=0):
+    def __init__(self, num_samples=10, first_index=0, class_names=()):
         """Creates an empty tracker.
 
         Args:
@@ -38,6 +41,7 @@ class TopActivations:
             first_index: global index of the first image this tracker will see. Trackers that scan different
                 parts of a dataset and are merged later need the parts' true offsets, so that ties are broken
                 by the earlier image of the whole dataset.
+            class_names: the dataset's classes, if its images have some: `update` then takes each image's label.
         """
         if not _is_whole_number(num_samples) or int(num_samples) < 1:
             raise ValueError(f'num_samples must be a whole number, at least 1, got {num_samples!r}.')
@@ -49,12 +53,14 @@ class TopActivations:
         self.indices = np.zeros((0, 0), np.int64)
         self._images = {}  # global image index -> uint8 image, only for images some channel keeps
         self.keeps_images = None  # whether updates come with images; fixed by the first one
+        self._labels = {}  # global image index -> class label, for the images in `_images`
+        self.statistics = ChannelStatistics(0, class_names)
 
     @property
     def num_channels(self):
         return self.firings.shape[0]
 
-    def update(self, images, features, indices=None, maxima=None):
+    def update(self, images, features, indices=None, maxima=None, labels=None):
         """Takes one batch into account.
 
         Args:
@@ -65,12 +71,14 @@ class TopActivations:
             maxima: the maps' maxima `[batch, channels]` where the network computed them already
                 (`utils.models.tf_session.channel_maxima`), or None to compute them here; they must be the exact maxima.
                 Coordinates always come from `features`, for the images that enter a top list only.
+            labels: int `[batch]`, each image's class (an index into `statistics.class_names`) where there are classes.
 
         Returns:
             self.
 
         Raises:
-            ValueError: wrong shapes, a changed channel count, or a channel's maximum that is NaN or infinite.
+            ValueError: wrong shapes, a changed channel count, a channel's maximum that is NaN or infinite, or
+                labels missing where there are classes.
         """
         features = np.asarray(features)
         if features.ndim != 4:
@@ -116,6 +124,7 @@ class TopActivations:
         self._check_keeps_images(images is not None)
         if not self.num_seen:
             self._set_empty(num_channels)
+        self.statistics.update(maxima, labels)
 
         # Once a channel keeps num_samples images, only images reaching its weakest firing can change it.
         columns = np.arange(batch_size)  # the batch's images that may enter some channel's list
@@ -125,12 +134,13 @@ class TopActivations:
         else:
             changing = np.arange(num_channels)
         if len(changing):
-            self._take_batch(changing, columns, batch_firings[np.ix_(changing, columns)], features, images, indices)
+            self._take_batch(changing, columns, batch_firings[np.ix_(changing, columns)], features, images, indices,
+                             labels)
         self.num_seen += batch_size
         self.next_index = int(indices.max()) + 1
         return self
 
-    def _take_batch(self, channels, columns, batch_firings, features, images, indices):
+    def _take_batch(self, channels, columns, batch_firings, features, images, indices, labels):
         """Updates the kept images of `channels` with the images `columns` of a batch, whose maxima there are
         `batch_firings`."""
         # Candidates per channel: the kept images, then the batch. Ordering by (-firing, index) keeps the
@@ -162,6 +172,8 @@ class TopActivations:
         if images is not None and len(positions):
             for position in np.unique(positions):
                 self._images[int(indices[position])] = np.array(images[position], copy=True)
+                if labels is not None:
+                    self._labels[int(indices[position])] = int(labels[position])
             self._forget_unkept_images()
 
     def merge(self, other):
@@ -200,7 +212,9 @@ class TopActivations:
         self.indices = np.take_along_axis(candidate_indices, order, axis=1)
         self.coords = np.take_along_axis(candidate_coords, order[..., None], axis=1)
         self._images.update(other._images)
+        self._labels.update(other._labels)
         self._forget_unkept_images()
+        self.statistics.merge(other.statistics)
         self.num_seen += other.num_seen
         self.next_index = max(self.next_index, other.next_index)
         return self
@@ -213,6 +227,13 @@ class TopActivations:
         indices = self.indices[channel]
         images = [self._images[int(index)] for index in indices] if self.keeps_images is not False else None
         return self.firings[channel], self.coords[channel], indices, images
+
+    def entry_classes(self, channel):
+        """The class names of one channel's kept images, strongest first, or None without classes or images."""
+        names = self.statistics.class_names
+        if not names or not self.keeps_images:
+            return None
+        return [names[self._labels[int(index)]] for index in self.indices[channel]]
 
     @property
     def kept_image_indices(self):
@@ -231,21 +252,23 @@ class TopActivations:
         tracker = TopActivations(self.num_samples, self.next_index)
         tracker.num_seen, tracker.keeps_images = self.num_seen, False
         tracker.firings, tracker.coords, tracker.indices = self.firings, self.coords, self.indices
+        tracker.statistics = self.statistics
         return tracker
 
     def to_arrays(self):
         """The tracker as named arrays (no objects): what `from_arrays` takes and `save` writes."""
         kept = self.kept_image_indices
         images = np.stack([self._images[int(index)] for index in kept]) if len(kept) else np.zeros((0,), np.uint8)
+        labels = np.array([self._labels.get(int(index), -1) for index in kept], np.int64)
         return dict(num_samples=np.int64(self.num_samples), next_index=np.int64(self.next_index),
                     num_seen=np.int64(self.num_seen),
                     keeps_images=np.int64(-1 if self.keeps_images is None else int(self.keeps_images)),
                     firings=self.firings, coords=self.coords, indices=self.indices, image_indices=kept,
-                    images=images)
+                    images=images, image_labels=labels, **self.statistics.to_arrays())
 
     @classmethod
     def from_arrays(cls, num_samples, next_index, num_seen, keeps_images, firings, coords, indices, image_indices,
-                    images):
+                    images, image_labels, **statistics):
         """A tracker from the arrays of `to_arrays` (a saved one: see `load`).
 
         Raises:
@@ -256,6 +279,8 @@ class TopActivations:
         tracker.keeps_images = None if int(keeps_images) < 0 else bool(int(keeps_images))
         tracker.firings, tracker.coords, tracker.indices = firings, coords, indices
         tracker._images = {int(index): image for index, image in zip(image_indices, images)}
+        tracker._labels = {int(index): int(label) for index, label in zip(image_indices, image_labels) if label >= 0}
+        tracker.statistics = ChannelStatistics.from_arrays(statistics)
         return tracker
 
     def save(self, path, **extra_arrays):
@@ -289,7 +314,8 @@ class TopActivations:
         """`from_arrays` of the tracker's arrays among `arrays` (read from `path`), or a ValueError saying that
         the file is not `what`."""
         try:
-            return cls.from_arrays(**{name: arrays[name] for name in TRACKER_ARRAYS})
+            return cls.from_arrays(**{name: arrays[name] for name in TRACKER_ARRAYS},
+                                   **{name: arrays[name] for name in arrays if name.startswith(STATISTICS_PREFIX)})
         except (KeyError, ValueError, TypeError) as error:
             raise ValueError(f'{path} is not {what}: {error}') from error
 
@@ -307,12 +333,14 @@ class TopActivations:
         self.firings = np.zeros((num_channels, 0), np.float64)
         self.coords = np.zeros((num_channels, 0, 2), np.int64)
         self.indices = np.zeros((num_channels, 0), np.int64)
+        self.statistics = ChannelStatistics(num_channels, self.statistics.class_names)
 
     def _forget_unkept_images(self):
         # A set from the list of a few hundred indices: several times faster than np.unique, on every batch.
         kept = set(self.indices.ravel().tolist())
         for index in [index for index in self._images if index not in kept]:
             del self._images[index]
+            self._labels.pop(index, None)
 
 
 class Activations:

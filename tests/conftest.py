@@ -59,6 +59,12 @@ def layer_lines(stdout):
     return [line for line in stdout.splitlines() if ' feature map is of shape ' in line]
 
 
+def drawing_lines(stdout):
+    """What drawing a run prints, as a merge of its shards prints it: the `layer_lines`, then a line for every layer
+    with channels that never fire (`utils.pictures.drawing.draw_layers`)."""
+    return layer_lines(stdout) + [line for line in stdout.splitlines() if ' channels never fire on ' in line]
+
+
 def assert_one_line_error(result, message):
     """A subprocess failed as bad input must: exit status 2, its last stderr line (the only `error:` one) says
     `message`, no traceback. TensorFlow's own start-up lines may stand before it."""

@@ -104,8 +104,8 @@ def shard_state_paths(scans, *runs):
 
 
 def assert_same_state(state, expected):
-    """Two `ShardState`s hold the same scan: layer, tracker, kept images and their names, receptive field, run
-    (but for the number of shards)."""
+    """Two `ShardState`s hold the same scan: layer, tracker, its statistics, kept images and their names, receptive
+    field, run (but for the number of shards)."""
     assert state.layer == expected.layer
     for name in ('firings', 'coords', 'indices', 'kept_image_indices', 'num_seen', 'next_index', 'num_samples'):
         np.testing.assert_array_equal(getattr(state.tracker, name), getattr(expected.tracker, name), err_msg=name)
@@ -113,6 +113,9 @@ def assert_same_state(state, expected):
         for image, expected_image in zip(state.tracker.channel(channel)[3], expected.tracker.channel(channel)[3]):
             np.testing.assert_array_equal(image, expected_image)
     assert state.image_ids == expected.image_ids
+    statistics, expected_statistics = state.tracker.statistics.to_arrays(), expected.tracker.statistics.to_arrays()
+    for name, array in expected_statistics.items():
+        np.testing.assert_array_equal(statistics[name], array, err_msg=name)
     assert state.field == expected.field and state.num_channels == expected.num_channels
     assert {**state.run, 'num_shards': 0} == {**expected.run, 'num_shards': 0}
 
@@ -142,9 +145,14 @@ def box_filter_maps(batch, layers=BOX_LAYERS):
     return [maps[layer.name] for layer in layers]
 
 
-def box_filter_images(num_images, seed=0):
-    """`(inputs, display_images)`: float32 `[n, 12, 12, 1]` in multiples of 1/128, and the same as uint8 BGR."""
+def box_filter_images(num_images, seed=0, classes=None):
+    """`(inputs, display_images)`: float32 `[n, 12, 12, 1]` in multiples of 1/128, and the same as uint8 BGR. With
+    `classes` (`'bright'` or `'dark'` per image), bright images are above the middle grey and dark ones below it: the
+    box filter fires on bright images only, its negative on dark ones only."""
     grey = np.random.default_rng(seed).integers(0, 256, (num_images, BOX_IMAGE_SIZE, BOX_IMAGE_SIZE, 1))
+    if classes is not None:
+        grey = np.where(np.array([name == 'bright' for name in classes])[:, None, None, None], 128 + grey // 2,
+                        grey // 2)
     return ((grey - 128) / 128).astype(np.float32), np.repeat(grey, 3, axis=-1).astype(np.uint8)
 
 
@@ -156,14 +164,16 @@ def open_box_filter_model(args, fingerprint=None):
 
 
 def open_box_filter_dataset(args, model=None):
-    """`args.num_images` images of `box_filter_images` in batches of `args.batch_size`, named `grey-<i>.png`."""
-    inputs, display_images = box_filter_images(args.num_images)
+    """`args.num_images` images of `box_filter_images` in batches of `args.batch_size`, named `grey-<i>.png`, of
+    the classes `args.classes` if given."""
+    classes = getattr(args, 'classes', None)
+    inputs, display_images = box_filter_images(args.num_images, classes=classes)
 
     def read(start, stop):
         for first in range(start, stop, args.batch_size):
             last = min(first + args.batch_size, stop)
             yield inputs[first:last], display_images[first:last], np.arange(first, last)
-    return pipeline.Dataset([f'grey-{index}.png' for index in range(args.num_images)], args.batch_size, read)
+    return pipeline.Dataset([f'grey-{index}.png' for index in range(args.num_images)], args.batch_size, read, classes)
 
 
 BOX_FILTER_EXAMPLE = Example('box_filter', open_box_filter_model, open_box_filter_dataset)

@@ -21,7 +21,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 import vgg16_activations
 from conftest import EXPLANATION_FILES, assert_explained_run, grid_field
-from shard_fixtures import BOX_FILTER_EXAMPLE, box_filter_args, merge, open_box_filter_dataset, open_box_filter_model
+from shard_fixtures import (BOX_FILTER_EXAMPLE, BOX_LAYERS, box_filter_args, merge, open_box_filter_dataset,
+                            open_box_filter_model)
+from channel_statistics import RELATIVE_ERROR
 from activations import TopActivations
 from utils.core import pipeline
 from utils.core.attributing import AttributionOptions
@@ -38,15 +40,16 @@ CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic
                   '--window-size=1200,900']
 
 
-def run_box_filter(out_dir, heatmap=False, attribution=None):
+def run_box_filter(out_dir, heatmap=False, attribution=None, **flags):
     """What an example script does, on the box-filter network: fields, scan, pictures and gallery, and the
-    attributions and effective receptive fields that `attribution` (`AttributionOptions`) asks for.
+    attributions and effective receptive fields that `attribution` (`AttributionOptions`) asks for; `flags`: more
+    `box_filter_args`.
 
     Returns:
         `(model, dataset, fields, trackers)`.
     """
     out_dir.mkdir()
-    args = box_filter_args(out_dir, num_samples=NUM_SAMPLES)
+    args = box_filter_args(out_dir, num_samples=NUM_SAMPLES, **flags)
     model = open_box_filter_model(args)
     dataset = open_box_filter_dataset(args)
     fields = pipeline.measure_receptive_fields(model, print_lines=False)
@@ -73,6 +76,27 @@ def explained_gallery_run(tmp_path_factory):
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         run_box_filter(out_dir, attribution=AttributionOptions('occlusion', erf=True, erf_images=ERF_IMAGES))
+    return out_dir, printed.getvalue()
+
+
+# Seven bright images and three dark ones: the box filter fires on the bright ones only, its negative on the dark.
+CLASSES = ['bright', 'dark', 'bright', 'bright', 'dark', 'bright', 'bright', 'dark', 'bright', 'bright']
+
+
+@pytest.fixture(scope='module')
+def classes_gallery_run(tmp_path_factory):
+    """`(out_dir, model, dataset, fields, trackers)` of a box-filter run on images of the classes `CLASSES`."""
+    out_dir = tmp_path_factory.mktemp('gallery') / 'classes'
+    return (out_dir, *run_box_filter(out_dir, classes=CLASSES))
+
+
+@pytest.fixture(scope='module')
+def dead_gallery_run(tmp_path_factory):
+    """`(out_dir, printed)` of a box-filter run on bright images only: the negative filter (channel 1) never fires."""
+    out_dir = tmp_path_factory.mktemp('gallery') / 'dead'
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        run_box_filter(out_dir, classes=['bright'] * 10)
     return out_dir, printed.getvalue()
 
 
@@ -117,6 +141,66 @@ def test_a_merge_of_shards_writes_the_gallery_of_a_single_run(gallery_run, tmp_p
     assert merge(paths, tmp_path / 'merged') == 0
     for name in ('activations.json', 'index.html'):
         assert (tmp_path / 'merged' / name).read_bytes() == (out_dir / name).read_bytes(), name
+
+
+def every_maximum(model, dataset):
+    """`[images, channels]` maxima of every layer, computed again from the whole dataset."""
+    inputs = np.concatenate([batch for batch, _, _ in dataset.read(0, len(dataset))])
+    return [feature_map.max(axis=(1, 2)).astype(np.float64) for feature_map in model.run(inputs)]
+
+
+def test_json_holds_every_channels_statistics_over_every_image(gallery_run):
+    out_dir, model, dataset = gallery_run[:3]
+    for layer, maxima in zip(read_json(out_dir)['layers'], every_maximum(model, dataset)):
+        assert layer['never_firing'] == [] and layer['quantile_relative_error'] == RELATIVE_ERROR
+        assert 'classes' not in layer
+        assert all('class' not in record for ranked in layer['channels'] for record in ranked)
+        ranked = np.sort(maxima, axis=0)
+        for channel, record in enumerate(layer['channel_statistics']):
+            fires = int((maxima[:, channel] > 0).sum())
+            assert record['fires'] == fires and record['firing_rate'] == fires / len(dataset)
+            assert record['mean'] == pytest.approx(maxima[:, channel].mean(), rel=1e-15)
+            assert record['std'] == pytest.approx(maxima[:, channel].std(), rel=1e-12)
+            for percent, value in record['quantiles'].items():
+                true = ranked[-(-int(percent) * len(dataset) // 100) - 1, channel]
+                assert abs(value - true) <= RELATIVE_ERROR * true * (1 + 1e-12)
+            assert 'selectivity' not in record and 'top_classes' not in record
+
+
+def test_json_gives_the_class_of_every_entry_and_a_channel_firing_on_one_class_selectivity_1(classes_gallery_run):
+    out_dir, model, dataset = classes_gallery_run[:3]
+    for layer in read_json(out_dir)['layers']:
+        assert layer['classes'] == ['bright', 'dark']
+        for ranked in layer['channels']:
+            assert [record['class'] for record in ranked] == [CLASSES[record['index']] for record in ranked]
+        bright, dark = layer['channel_statistics']
+        assert bright['selectivity'] == 1 and dark['selectivity'] == 1
+        assert bright['fires'] == 7 and dark['fires'] == 3
+        assert bright['top_classes'] == [['bright', NUM_SAMPLES]] and dark['top_classes'] == [['dark', NUM_SAMPLES]]
+
+
+def test_channels_that_never_fire_are_printed_and_listed(dead_gallery_run):
+    out_dir, printed = dead_gallery_run
+    assert [line for line in printed.splitlines() if 'never fire' in line] == [
+        f'{name}: 1 of 2 channels never fire on 10 images' for name in ('conv/Relu:0', 'pool/MaxPool:0')]
+    for layer in read_json(out_dir)['layers']:
+        assert layer['never_firing'] == [1] and layer['drawn_channels'] == [0]
+        dead = layer['channel_statistics'][1]
+        assert (dead['fires'], dead['firing_rate'], dead['mean'], dead['std']) == (0, 0, 0, 0)
+        assert dead['quantiles'] == {'50': 0, '90': 0, '99': 0} and dead['selectivity'] is None
+
+
+@pytest.mark.parametrize('classes', [None, CLASSES])
+def test_a_merge_of_shards_with_statistics_and_classes_writes_the_gallery_of_a_single_run(tmp_path, classes):
+    run_box_filter(tmp_path / 'single', classes=classes)
+    for index in range(3):
+        args = box_filter_args(tmp_path / 'states', num_samples=NUM_SAMPLES, num_shards=3, shard_index=index,
+                               classes=classes)
+        assert shards.run(BOX_FILTER_EXAMPLE, args) == 0
+    paths = [state_path(str(tmp_path / 'states'), layer.name, index, 3) for layer in BOX_LAYERS for index in range(3)]
+    assert merge(paths[::-1], tmp_path / 'merged') == 0
+    for name in ('activations.json', 'index.html'):
+        assert (tmp_path / 'merged' / name).read_bytes() == (tmp_path / 'single' / name).read_bytes(), name
 
 
 def test_heatmap_is_for_single_runs(tmp_path, capsys):
@@ -360,3 +444,52 @@ def test_the_effective_field_pictures_of_the_page_load(explained_gallery_run, br
     assert all(width > 0 for _, width in pictures), pictures
     lines = [line.text for line in browser.find_elements(By.CSS_SELECTOR, 'p.erf')]
     assert all(line.startswith('Effective receptive field: 50 % of its weight in ') for line in lines), lines
+
+
+# The data-channel of every card, layer by layer.
+CARD_ORDER = """
+return [...document.querySelectorAll('section.layer')].map(section => [...section.querySelectorAll('.card')].map(
+    card => Number(card.dataset.channel)));
+"""
+
+
+def sort_options(browser):
+    return [option.get_attribute('value') for option in browser.find_elements(By.CSS_SELECTOR, '#sort-channels option')]
+
+
+def sort_by(browser, value):
+    select = browser.find_element(By.ID, 'sort-channels')
+    select.find_element(By.CSS_SELECTOR, f'option[value="{value}"]').click()
+    return browser.execute_script(CARD_ORDER)
+
+
+def test_cards_show_statistics_and_the_select_sorts_them_by_firing_rate_strength_or_selectivity(
+        classes_gallery_run, browser):
+    out_dir = classes_gallery_run[0]
+    layers = read_json(out_dir)['layers']
+    browser.get((out_dir / 'index.html').as_uri())
+    for section, layer in zip(browser.find_elements(By.CSS_SELECTOR, 'section.layer'), layers):
+        assert section.find_element(By.CSS_SELECTOR, 'p.never').text == '0 of 2 channels never fire on 10 images.'
+        texts = [card.find_element(By.CSS_SELECTOR, '.stats').text
+                 for card in section.find_elements(By.CSS_SELECTOR, '.card')]
+        assert texts[0].startswith('fires on 70.0 % of the images (7)\n50/90/99 % quantiles: ')
+        assert texts[1].endswith('selectivity 1.00; top images\' classes: dark 3')
+    assert sort_options(browser) == ['channel', 'strongest', 'rate', 'selectivity']
+    assert sort_by(browser, 'rate') == [[0, 1]] * 2  # fires on 7 images against 3
+    strongest = [sorted(layer['drawn_channels'], key=lambda channel: -layer['channels'][channel][0]['firing'])
+                 for layer in layers]
+    assert sort_by(browser, 'strongest') == strongest
+    assert sort_by(browser, 'selectivity') == [[0, 1]] * 2  # both 1: by channel
+    assert sort_by(browser, 'channel') == [[0, 1]] * 2
+
+
+def test_a_page_lists_channels_that_never_fire_and_sorts_without_selectivity(dead_gallery_run, gallery_run, browser):
+    browser.get((dead_gallery_run[0] / 'index.html').as_uri())
+    assert [line.text for line in browser.find_elements(By.CSS_SELECTOR, 'p.never')] == [
+        '1 of 2 channels never fire on 10 images: channel 1.'] * 2
+    browser.get((gallery_run[0] / 'index.html').as_uri())
+    assert sort_options(browser) == ['channel', 'strongest', 'rate']
+    rates = [[record['firing_rate'] for record in layer['channel_statistics']]
+             for layer in read_json(gallery_run[0])['layers']]
+    assert sort_by(browser, 'rate') == [sorted(range(len(layer_rates)), key=lambda channel: -layer_rates[channel])
+                                        for layer_rates in rates]  # a stable sort: ties by channel

@@ -358,3 +358,8 @@ def test_names_that_are_not_utf8_are_shown_escaped_and_read_by_their_path(tmp_pa
     assert [file.name for file in files] == ['sub/caf\\xe9 \\xff.png', 'sub/plain.png']
     assert all(name.encode('utf-8') for name in [file.name for file in files])
     assert images.read_image(files[0].path).shape == (8, 8, 3)
+
+
+def test_folder_classes_are_the_first_folder_of_every_name_when_all_have_one():
+    assert images.folder_classes(['cat/a.jpg', 'cat/b/c.jpg', 'dog/d.jpg']) == ['cat', 'cat', 'dog']
+    assert images.folder_classes(['cat/a.jpg', 'b.jpg']) is None and images.folder_classes([]) is None

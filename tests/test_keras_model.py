@@ -517,3 +517,14 @@ def test_a_sequential_model_loaded_from_its_file_is_not_said_to_share_weights(ke
     with caplog.at_level(logging.WARNING):
         keras_file.find_layers(model, ['conv1', 'conv2'])
     assert 'called' not in caplog.text
+
+
+def test_photographs_in_subfolders_of_images_dir_have_those_as_classes(tmp_path, photos_dir, sequential_model):
+    for name, folder in (('a.png', 'cat'), ('b.png', 'dog'), ('c.png', 'cat')):
+        os.makedirs(tmp_path / folder, exist_ok=True)
+        cv2.imwrite(str(tmp_path / folder / name), np.full((40, 40, 3), 128, np.uint8))
+    dataset = keras_model.open_dataset(model_flags('', images_dir=str(tmp_path)), sequential_model)
+    assert dataset.ids == ['cat/a.png', 'cat/c.png', 'dog/b.png'] and dataset.class_names == ('cat', 'dog')
+    assert dataset.labels.tolist() == [0, 0, 1]
+    flat = keras_model.open_dataset(model_flags('', images_dir=photos_dir), sequential_model)  # photo_00.png: none
+    assert flat.class_names == () and flat.labels is None

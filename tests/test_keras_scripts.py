@@ -21,7 +21,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import keras_activations
 import keras_recfield
 from conftest import (assert_explained_run, assert_not_explained, assert_one_line_error, assert_recfield_run,
-                      layer_lines, read_batches, read_document, run_script, write_png_claiming, write_sparse_file)
+                      drawing_lines, layer_lines, read_batches, read_document, run_script, write_png_claiming,
+                      write_sparse_file)
 from keras_fixtures import (FREE_SIZE, FREE_SIZE_CHANNELS, IMAGE_SIZE, LAMBDA_CHANNELS, MOBILENET_SIZE,
                             MOBILENET_V2_STRIDES, RESIDUAL_CHANNELS, RESIDUAL_GEOMETRY, SEQUENTIAL_CHANNELS,
                             closed_form_fields, closed_form_lines, free_size_reads, mobilenet_v2_reads,
@@ -274,7 +275,7 @@ def test_shards_merge_to_the_pictures_of_a_single_run(sequential_scans, tmp_path
     assert sorted(os.listdir(states_dir)) == sorted(f'state-{layer}-{index}-of-2.npz' for layer in
                                                     SEQUENTIAL_DEFAULT_LAYERS for index in (0, 1))
     assert merge(sorted(states_dir.glob('state-*.npz')), tmp_path) == 0
-    assert capsys.readouterr().out.splitlines() == layer_lines(single.stdout)
+    assert capsys.readouterr().out.splitlines() == drawing_lines(single.stdout)
     pictures = jpeg_bytes(tmp_path)
     assert list(pictures) == picture_names(SEQUENTIAL_DEFAULT_LAYERS) and pictures == jpeg_bytes(single_dir)
     state = ShardState.load(str(tmp_path / 'state-pool1.npz'))

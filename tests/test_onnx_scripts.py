@@ -17,7 +17,8 @@ import pytest
 
 import onnx_activations
 import onnx_recfield
-from conftest import assert_explained_run, assert_not_explained, assert_one_line_error, assert_recfield_run, layer_lines
+from conftest import (assert_explained_run, assert_not_explained, assert_one_line_error, assert_recfield_run,
+                      drawing_lines, layer_lines)
 from onnx_fixtures import (BAD_FILES, FREE_SIZE, LAYERS, NHWC_LAYERS, closed_form_fields, closed_form_lines,
                            expected_feature_tensors, probe_image_size)
 from shard_fixtures import merge, run_scripts_together
@@ -184,7 +185,7 @@ def test_shards_merge_to_the_pictures_and_gallery_of_a_single_run(onnx_runs, tmp
     assert sorted(os.listdir(states_dir)) == sorted(f'state-{layer}-{index}-of-2.npz' for layer in SCAN_LAYERS
                                                     for index in (0, 1))
     assert merge(sorted(states_dir.glob('state-*.npz')), tmp_path) == 0
-    assert capsys.readouterr().out.splitlines() == layer_lines(single.stdout)
+    assert capsys.readouterr().out.splitlines() == drawing_lines(single.stdout)
     names = picture_names(SCAN_LAYERS) + ['activations.json']
     assert file_bytes(tmp_path, names) == file_bytes(single_dir, names)
 

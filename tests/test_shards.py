@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import vgg16_activations
-from conftest import EXPLANATION_FILES, assert_one_line_error, erf_lines, layer_lines, probe_image_counts
+from conftest import (EXPLANATION_FILES, assert_one_line_error, drawing_lines, erf_lines, layer_lines,
+                      probe_image_counts)
 from facenet_fixtures import make_lfw
 from activations import TopActivations
 from shard_fixtures import (BOX_DESCRIPTIONS, BOX_FILTER_EXAMPLE, FLAGS, LAYERS, assert_same_state, box_filter_args,
@@ -162,7 +163,7 @@ def test_shard_runs_save_one_state_per_layer_and_shard_0_measures_every_field(vg
 def test_merged_shards_draw_the_pictures_of_a_single_run(vgg16_scans, tmp_path, capsys):
     single_dir, single = vgg16_scans['single']
     assert merge(shard_state_paths(vgg16_scans, 'shard-0-of-2', 'shard-1-of-2'), tmp_path) == 0
-    assert capsys.readouterr().out.splitlines() == layer_lines(single.stdout)  # the receptive field lines
+    assert capsys.readouterr().out.splitlines() == drawing_lines(single.stdout)
     assert list(pictures(tmp_path)) == PICTURES
     assert pictures(tmp_path) == pictures(single_dir)
 
@@ -278,7 +279,7 @@ def scan_whole_and_in_shards(script, flags, tmp_path, capsys, num_shards=2):
     for result in results:
         assert result.returncode == 0, result.stderr
     assert merge(sorted(states.glob('state-*.npz')), merged) == 0
-    assert capsys.readouterr().out.splitlines() == layer_lines(results[0].stdout)
+    assert capsys.readouterr().out.splitlines() == drawing_lines(results[0].stdout)
     assert layer_lines(results[1].stdout) == layer_lines(results[0].stdout)  # shard 0 measured them all
     return single, merged
 

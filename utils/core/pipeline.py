@@ -36,9 +36,11 @@ class Dataset:
         ids: a name per image, in dataset order, the same on every machine (`photo.jpg:y=0,x=64`,
             `data_batch_2.bin:17`, `Name/Name_0001.jpg`).
         batch_size: images per batch.
+        class_names: the sorted names of the images' classes; empty where images have none.
+        labels: int64 `[images]`, each image's class (an index into `class_names`), or None.
     """
 
-    def __init__(self, ids, batch_size, read):
+    def __init__(self, ids, batch_size, read, classes=None):
         """Args:
             ids, batch_size: see the attributes.
             read: function `(start, stop)` yielding `(network_inputs, display_images, indices)` for the images
@@ -46,8 +48,15 @@ class Dataset:
                 pictures, and their dataset indices. Every image must be in the batch of `index //
                 batch_size` (unreadable images may leave a batch short), so that any shard sees the same
                 batches as a whole scan.
+            classes: None, or each image's class name (an ImageNet-style folder, a CIFAR-10 label), in `ids` order.
         """
         self.ids, self.batch_size, self.read = list(ids), int(batch_size), read
+        self.class_names, self.labels = (), None
+        if classes is not None:
+            if len(classes) != len(self.ids):
+                raise ValueError(f'{len(classes)} classes for {len(self.ids)} images: give one class per image.')
+            self.class_names = tuple(sorted(set(classes)))
+            self.labels = np.searchsorted(self.class_names, classes).astype(np.int64)
 
     def __len__(self):
         return len(self.ids)
@@ -86,16 +95,17 @@ def scan(model, dataset, num_samples, shard_index=0, num_shards=1, print_line=Tr
                        'than shards.', shard_index, num_shards, len(dataset), dataset.batch_size)
     started = time.perf_counter()
     trackers = track_top_activations(model, dataset.read(start, stop), num_samples,
-                                     num_batches=-(-(stop - start) // dataset.batch_size), first_index=start)
+                                     num_batches=-(-(stop - start) // dataset.batch_size), first_index=start,
+                                     class_names=dataset.class_names, labels=dataset.labels)
     if print_line:
         print(f'scan: {trackers[0].num_seen if trackers else 0} images, {time.perf_counter() - started:.1f} s',
               flush=True)
     return trackers
 
 
-def track_top_activations(model, batches, num_samples, num_batches=None, first_index=0):
-    """Keeps each channel's strongest images, for every layer; one `maxima_forward_func` call per batch where
-    the model has one, else one `forward_func` call.
+def track_top_activations(model, batches, num_samples, num_batches=None, first_index=0, class_names=(), labels=None):
+    """Keeps each channel's strongest images and its statistics (`channel_statistics`), for every layer; one
+    `maxima_forward_func` call per batch where the model has one, else one `forward_func` call.
 
     Args:
         model: a `Model`.
@@ -104,19 +114,25 @@ def track_top_activations(model, batches, num_samples, num_batches=None, first_i
         num_samples: images kept per channel.
         num_batches: length of `batches`, for the progress bar (None: unknown).
         first_index: see `activations.TopActivations`.
+        class_names, labels: the dataset's `Dataset.class_names` and `Dataset.labels` (by dataset index), where its
+            images have classes.
 
     Returns:
         list of `activations.TopActivations`, one per layer.
     """
-    trackers = [TopActivations(num_samples, first_index) for _ in model.layers]
+    trackers = [TopActivations(num_samples, first_index, class_names) for _ in model.layers]
+    next_index = first_index
     with progress_bar('top activations (batches) ', num_batches) as bar:
         for number, (inputs, display_images, *indices) in enumerate(batches, start=1):
+            batch_indices = np.asarray(indices[0]) if indices else np.arange(next_index, next_index + len(inputs))
+            next_index = int(batch_indices.max(initial=next_index - 1)) + 1
+            batch_labels = None if labels is None else labels[batch_indices]
             if model.maxima_forward_func is None:
                 for tracker, feature_map in zip(trackers, model.run(inputs)):
-                    tracker.update(display_images, feature_map, *indices)
+                    tracker.update(display_images, feature_map, batch_indices, labels=batch_labels)
             else:
                 for tracker, (feature_map, maxima) in zip(trackers, model.run_with_maxima(inputs)):
-                    tracker.update(display_images, feature_map, *indices, maxima=maxima)
+                    tracker.update(display_images, feature_map, batch_indices, maxima=maxima, labels=batch_labels)
             bar.update(number)
     return trackers
 

@@ -24,7 +24,7 @@ from utils.pictures.drawing import describe_layer, draw_layers
 
 logger = logging.getLogger(__name__)
 
-STATE_VERSION = 2
+STATE_VERSION = 3  # 3: with every channel's statistics (`channel_statistics`)
 # What must be equal for two states to merge, and how an error names a difference.
 RUN_FIELDS = {'example': 'examples', 'model': 'models', 'dataset': 'datasets', 'batch_size': 'batch sizes',
               'num_samples': '--num_samples', 'layers': '--layers', 'num_shards': 'numbers of shards'}
@@ -206,6 +206,11 @@ class ShardState:
         if tracker.num_seen < 0 or (tracker.indices.size and tracker.indices.min() < 0):
             raise ValueError(f'{self.source}: it counts {tracker.num_seen} images seen, or keeps negative image '
                              'indices; the file is damaged.')
+        statistics = tracker.statistics
+        if statistics.num_images != tracker.num_seen or (tracker.num_seen and statistics.num_channels != channels):
+            raise ValueError(f'{self.source}: its statistics are of {statistics.num_images} images and '
+                             f'{statistics.num_channels} channels, its top lists of {tracker.num_seen} images and '
+                             f'{channels} channels; the file is damaged.')
         num_shards = self.run['num_shards']
         if not isinstance(num_shards, int) or num_shards < 1 or not self.shards or not all(
                 0 <= shard < num_shards for shard in self.shards):

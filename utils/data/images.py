@@ -272,6 +272,18 @@ def relative_name(path, folder):
     return name.encode('utf-8', 'surrogateescape').decode('utf-8', 'backslashreplace')
 
 
+def folder_classes(names):
+    """The classes of images in class subfolders (`<images_dir>/<class>/...`, ImageNet's layout): the first folder of
+    each name, or None unless every image lies in a subfolder.
+
+    Args:
+        names: the images' names under the folder, `/`-separated (`list_images`).
+    """
+    if not names or not all('/' in name for name in names):
+        return None
+    return [name.split('/', 1)[0] for name in names]
+
+
 def _checked_size(max_pixels):
     """`image_size` with that limit, returning the `UnusableImage` instead of raising it (for `ordered_map`)."""
     def checked(path):

@@ -1,9 +1,10 @@
 """What the examples of your own model share (the keras_*.py and onnx_*.py scripts): the flags of the model file,
 its input size and preprocessing, and the images.
 
-Images come from `--images_dir` or `--images_list`: each is resized so that it covers the model's input (its shorter
-side, or both sides for a non-square input) and cut to its centre, then preprocessed with one of the conventions of
-`keras.applications` (`PREPROCESSING`). The network inputs are `[batch, height, width, 3]` whatever the model's own
+Images come from `--images_dir` or `--images_list`; where every image of `--images_dir` lies in a subfolder
+(`<images_dir>/<class>/...`), the subfolders are the images' classes (`utils.data.images.folder_classes`). Each is
+resized so that it covers the model's input (its shorter side, or both sides for a non-square input) and cut to its
+centre, then preprocessed with one of the conventions of `keras.applications` (`PREPROCESSING`). The network inputs are `[batch, height, width, 3]` whatever the model's own
 layout: adapters of channels-first models transpose them.
 """
 
@@ -71,7 +72,8 @@ def preprocess(bgr_images, mode):
 def open_dataset(args, model):
     """The images of `--images_dir` or `--images_list`, each resized to cover the model's input and cut to its
     centre, as a `utils.core.pipeline.Dataset`; they are listed from their headers and decoded when their batch is
-    read (`utils.data.images.decoded_batches`). Each is named by its path under the folder, or as the list gives it.
+    read (`utils.data.images.decoded_batches`). Each is named by its path under the folder, or as the list gives it;
+    images of `--images_dir` that all lie in subfolders have those as classes (`utils.data.images.folder_classes`).
 
     Raises:
         FileNotFoundError, ValueError: see `utils.data.images.list_images`.
@@ -92,7 +94,9 @@ def open_dataset(args, model):
         batches = images.decoded_batches(paths[start:stop], prepare, args.batch_size, start, args.max_image_pixels)
         return ((preprocess(batch, args.preprocess), batch, indices) for batch, indices in batches)
 
-    return pipeline.Dataset([file.name for file in files], args.batch_size, read)
+    names = [file.name for file in files]
+    classes = images.folder_classes(names) if args.images_dir else None
+    return pipeline.Dataset(names, args.batch_size, read, classes)
 
 
 def centre_crop(image, height, width):

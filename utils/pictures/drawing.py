@@ -15,7 +15,7 @@ import numpy as np
 
 from utils.base.files import atomic_write, save_arrays
 from utils.base.layer_names import file_stem
-from utils.pictures.gallery import GalleryLayer, entry_key, remove_gallery, write_gallery
+from utils.pictures.gallery import GalleryLayer, entry_key, never_firing_line, remove_gallery, write_gallery
 from utils.pictures.montage import BORDER, BOX_COLOR, MAX_SIDE, layer_pictures
 from utils.pictures.tensorboard_logs import EventLog
 
@@ -311,7 +311,8 @@ def write_receptive_field_example(out_dir, layer_name, field):
 def draw_layers(layers, out_dir, num_channels, tensorboard_dir=None, image_names=None, heatmaps=None, explain=None):
     """Writes the `-full`/`-crop` pictures of layers whose top activations and receptive fields are known,
     and the gallery of them all, `index.html` and `activations.json` (`utils.pictures.gallery.write_gallery`; not when
-    there are no layers).
+    there are no layers). Prints `<layer>: <d> of <C> channels never fire on <N> images` for every layer with such
+    channels.
 
     Args:
         layers: iterable of `(name, field, tracker)`: the layer's tensor name, its `ReceptiveField` and its
@@ -328,6 +329,9 @@ def draw_layers(layers, out_dir, num_channels, tensorboard_dir=None, image_names
             and both written as data (`write_explanations`).
     """
     layers = [(name, field, tracker, channels_to_draw(tracker, num_channels, name)) for name, field, tracker in layers]
+    for name, _, tracker, _ in layers:
+        if len(tracker.statistics.never_firing):
+            print(f'{name}: {never_firing_line(tracker)}', flush=True)
     layer_heatmaps = [None] * len(layers) if heatmaps is None else heatmaps(layers)
     attributions, erfs, record = ({}, [None] * len(layers), None) if explain is None else explain(layers)
     if layers:  # an earlier gallery goes first: a run that fails while drawing leaves no page over mixed pictures

@@ -16,6 +16,7 @@ import urllib.parse
 
 import numpy as np
 
+from channel_statistics import QUANTILES, RELATIVE_ERROR
 from utils.base.files import atomic_write
 from utils.pictures.montage import BORDER, column_caption, columns_per_row, tile_columns
 
@@ -101,12 +102,46 @@ def write_gallery(out_dir, layers, image_names=None, record=None):
 
 def _ranked(layer, channel, name_of, attributed=False):
     """A channel's strongest images as records of activations.json, strongest first; `attributed`: with the key of
-    each one's attribution in `attributions.npz`."""
+    each one's attribution in `attributions.npz`; with each one's class where the images have classes."""
     firings, coords, indices, _ = layer.tracker.channel(channel)
+    classes = layer.tracker.entry_classes(channel) or [None] * len(indices)
     return [{'firing': float(firing), 'image': name_of(index), 'index': int(index), 'feature_yx': [int(y), int(x)],
              'box': [int(value) for value in layer.field.recfield[y, x]],
-             **({'attribution': entry_key(layer.name, channel, rank)} if attributed else {})}
-            for rank, (firing, (y, x), index) in enumerate(zip(firings, coords, indices))]
+             **({'attribution': entry_key(layer.name, channel, rank)} if attributed else {}),
+             **({'class': name} if name is not None else {})}
+            for rank, (firing, (y, x), index, name) in enumerate(zip(firings, coords, indices, classes))]
+
+
+def _number(value):
+    """A float for JSON, None for NaN (a statistic without images)."""
+    return None if np.isnan(value) else float(value)
+
+
+def channel_statistics(tracker):
+    """Every channel's statistics (`channel_statistics.ChannelStatistics`) as records of activations.json: how many
+    images make it fire and their share, the mean, standard deviation and quantiles of its maxima, and, where the
+    images have classes, its class selectivity and the classes of its kept images, most frequent first."""
+    statistics = tracker.statistics
+    num_images = statistics.num_images
+    fires, means, stds = statistics.firing_counts, statistics.means(), statistics.stds()
+    quantiles = statistics.quantiles()
+    records = [{'fires': int(count), 'firing_rate': _number(count / num_images if num_images else np.nan),
+                'mean': _number(mean), 'std': _number(std),
+                'quantiles': {str(percent): _number(value) for percent, value in zip(QUANTILES, values)}}
+               for count, mean, std, values in zip(fires, means, stds, quantiles)]
+    if statistics.class_names:
+        for channel, (record, selectivity) in enumerate(zip(records, statistics.selectivities())):
+            kept = collections.Counter(tracker.entry_classes(channel) or ())
+            record['selectivity'] = _number(selectivity)
+            record['top_classes'] = [[name, count] for name, count in sorted(kept.items(), key=lambda item: (
+                -item[1], item[0]))]
+    return records
+
+
+def never_firing_line(tracker):
+    """`<d> of <C> channels never fire on <N> images`."""
+    return (f'{len(tracker.statistics.never_firing)} of {tracker.num_channels} channels never fire on '
+            f'{tracker.num_seen} images')
 
 
 def _erf_record(erf, picture):
@@ -130,7 +165,11 @@ def _layer_record(layer, name_of):
             'largest_box': list(field.max()), 'images_seen': int(tracker.num_seen),
             'drawn_channels': [int(channel) for channel in layer.channels], 'pictures': pictures,
             **({} if layer.erf is None else {'effective_receptive_field': _erf_record(layer.erf, layer.erf_picture)}),
-            'channels': [_ranked(layer, channel, name_of, channel in drawn) for channel in range(tracker.num_channels)]}
+            'channels': [_ranked(layer, channel, name_of, channel in drawn) for channel in range(tracker.num_channels)],
+            'never_firing': [int(channel) for channel in tracker.statistics.never_firing],
+            'quantile_relative_error': RELATIVE_ERROR,
+            **({'classes': list(tracker.statistics.class_names)} if tracker.statistics.class_names else {}),
+            'channel_statistics': channel_statistics(tracker)}
 
 
 _STYLE = """
@@ -152,6 +191,7 @@ nav a { margin-right: 1em; }
 #modal .full { image-rendering: pixelated; background-repeat: no-repeat; margin: auto; }
 .erf { display: flex; align-items: center; gap: 12px; }
 .erf img { width: 128px; image-rendering: pixelated; }
+.stats { margin: 0 0 4px; font-size: 0.8em; color: #555; max-width: 16em; }
 """
 
 # Shows the clicked patch's whole image, cut out of its layer's -full picture at the patch's data-full origin.
@@ -180,6 +220,16 @@ document.addEventListener('click', event => {
   else if (event.target.closest('#modal')) modal.hidden = true;
 });
 document.addEventListener('keydown', event => { if (event.key === 'Escape') modal.hidden = true; });
+// Orders every layer's cards by the chosen key, largest first (channels without it last), ties by channel.
+const sorting = document.getElementById('sort-channels');
+sorting.addEventListener('change', () => {
+  const key = sorting.value;
+  const value = card => key === 'channel' || card.dataset[key] === undefined ? -Infinity : Number(card.dataset[key]);
+  document.querySelectorAll('.cards').forEach(cards => {
+    const sorted = [...cards.children].sort((a, b) => value(b) - value(a) || a.dataset.channel - b.dataset.channel);
+    sorted.forEach(card => cards.appendChild(card));
+  });
+});
 const attributions = document.getElementById('show-attributions');
 if (attributions) attributions.addEventListener('change', () => {
   document.body.classList.toggle('attributions', attributions.checked);
@@ -194,8 +244,11 @@ def _px(value):
 def _layer_section(number, layer, name_of):
     """The `<section>` of one layer: its line, and a card per drawn channel."""
     escape = html.escape
+    never = layer.tracker.statistics.never_firing
+    listed = f': channel{"s" if len(never) > 1 else ""} {", ".join(map(str, never))}' if len(never) else ''
     head = (f'<section class="layer L{number}" id="layer-{number}"{{data}}>\n<h2>{escape(layer.name)}</h2>\n'
-            f'<p class="field">{escape(layer.description)}</p>\n')
+            f'<p class="field">{escape(layer.description)}</p>\n'
+            f'<p class="never">{never_firing_line(layer.tracker)}{listed}.</p>\n')
     erf_line = ''
     if layer.erf is not None:
         erf_url = urllib.parse.quote(os.path.basename(layer.erf_picture), safe='')
@@ -227,8 +280,9 @@ def _layer_section(number, layer, name_of):
                 f' .attributions .L{number} .patch {{ background-image: url("'
                 f'{urllib.parse.quote(os.path.basename(layer.attribution_picture), safe="")}"); }}')
              + '</style>\n', '<div class="cards">\n']
+    statistics = channel_statistics(tracker)
     for channel, (crop_left, crop_top), (full_left, full_top) in zip(channels, crop_origins, full_origins):
-        parts.append(f'<div class="card" data-channel="{channel}"><h3>channel {channel}</h3>\n')
+        parts.append(_card_head(channel, tracker.firings[channel, 0], statistics[channel]))
         for rank, record in enumerate(_ranked(layer, channel, name_of)):
             x = crop_left + BORDER
             y = crop_top + rank * (crop_height + 2 * BORDER) + BORDER
@@ -246,6 +300,32 @@ def _layer_section(number, layer, name_of):
     return ''.join(parts)
 
 
+def _card_head(channel, strongest, record):
+    """A card's opening: its sort keys (`_SCRIPT`), its title and its statistics."""
+    selectivity = record.get('selectivity')
+    keys = (f' data-strongest="{float(strongest)!r}" data-rate="{record["firing_rate"]!r}"'
+            + ('' if selectivity is None else f' data-selectivity="{selectivity!r}"'))
+    quantiles = ', '.join(f'{value:.4g}' for value in record['quantiles'].values())
+    lines = [f'fires on {record["firing_rate"] * 100:.1f} % of the images ({record["fires"]})',
+             f'{"/".join(record["quantiles"])} % quantiles: {quantiles}']
+    if 'selectivity' in record:
+        classes = ', '.join(f'{html.escape(name)} {count}' for name, count in record['top_classes'])
+        lines.append(f'selectivity {"-" if selectivity is None else f"{selectivity:.2f}"}; top images\' classes: '
+                     f'{classes}')
+    return (f'<div class="card" data-channel="{channel}"{keys}><h3>channel {channel}</h3>\n'
+            f'<p class="stats">{"<br>".join(lines)}</p>\n')
+
+
+def _sort_control(layers):
+    """The select that orders every layer's cards (`_SCRIPT`); by selectivity where the images have classes."""
+    options = [('channel', 'channel'), ('strongest', 'strongest firing'), ('rate', 'firing rate')]
+    if any(layer.tracker.statistics.class_names for layer in layers):
+        options.append(('selectivity', 'class selectivity'))
+    return ('<p><label>Sort channels by <select id="sort-channels">'
+            + ''.join(f'<option value="{value}">{text}</option>' for value, text in options)
+            + '</select></label></p>\n')
+
+
 def _page(layers, name_of):
     nav = ' '.join(f'<a href="#layer-{number}">{html.escape(layer.name)}</a>' for number, layer in enumerate(layers))
     sections = ''.join(_layer_section(number, layer, name_of) for number, layer in enumerate(layers))
@@ -257,6 +337,7 @@ def _page(layers, name_of):
             '<p>Every card is a channel, with the image patches (receptive fields of the strongest feature pixel) '
             'that make it fire the most, strongest first: the firing, the image and the feature-map position. '
             'Click a patch to see its whole image with the patch boxed. All tracked channels, as data: '
-            f'<a href="activations.json">activations.json</a>.</p>\n{toggle}<nav>{nav}</nav>\n{sections}'
+            f'<a href="activations.json">activations.json</a>. Quantiles are within {RELATIVE_ERROR * 100:.2f} % of '
+            f'the true ones.</p>\n{toggle}{_sort_control(layers)}<nav>{nav}</nav>\n{sections}'
             '<div id="modal" hidden><figure><div class="full"></div><figcaption></figcaption></figure></div>\n'
             f'<script>{_SCRIPT}</script>\n</body>\n</html>\n')
