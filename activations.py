@@ -6,13 +6,13 @@ keeps the `num_samples` images with the highest firings, ties broken by the earl
 
 `TopActivations` tracks every channel of a layer at once with a few vectorised numpy operations per batch
 and stores each kept image once, however many channels keep it; from the same maxima it keeps every channel's
-statistics over all images (`channel_statistics.ChannelStatistics`). `Activations` is the one-channel interface
-of the original tool, built on it.
+statistics over all images (`utils.base.channel_statistics.ChannelStatistics`). `Activations` is the one-channel
+interface of the original tool, built on it.
 """
 
 import numpy as np
 
-from channel_statistics import PREFIX as STATISTICS_PREFIX, ChannelStatistics
+from utils.base.channel_statistics import PREFIX as STATISTICS_PREFIX, ChannelStatistics
 from utils.base.files import load_arrays, save_arrays
 from utils.pictures.montage import crop_column, full_column
 
@@ -30,7 +30,7 @@ class TopActivations:
         coords: int64 `[channels, n, 2]`, feature-map `(y, x)` of each firing.
         indices: int64 `[channels, n]`, global index of each kept image in the dataset.
         num_seen: how many images `update` has seen.
-        statistics: the `channel_statistics.ChannelStatistics` of every image seen.
+        statistics: the `utils.base.channel_statistics.ChannelStatistics` of every image seen.
     """
 
     def __init__(self, num_samples=10, first_index=0, class_names=()):

@@ -1,5 +1,5 @@
-"""Tests of `channel_statistics.py`: every statistic against brute force on small generated maxima, exact merges of
-parts in any order, the quantiles' error bound, and class selectivity on a toy dataset with known classes."""
+"""Tests of `utils/base/channel_statistics.py`: every statistic against brute force on small generated maxima, exact
+merges of parts in any order, the quantiles' error bound, and class selectivity on a toy dataset with known classes."""
 
 from fractions import Fraction
 
@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from activations import TopActivations
-from channel_statistics import ARRAYS, PREFIX, QUANTILES, RELATIVE_ERROR, ChannelStatistics, ExactSums, float32_parts
+from utils.base.channel_statistics import (ARRAYS, PREFIX, QUANTILES, RELATIVE_ERROR, ChannelStatistics, ExactSums,
+                                           float32_parts)
 
 
 def generated_maxima(rng, num_images=300, num_channels=6):

@@ -23,7 +23,7 @@ import vgg16_activations
 from conftest import EXPLANATION_FILES, assert_explained_run, grid_field
 from shard_fixtures import (BOX_FILTER_EXAMPLE, BOX_LAYERS, box_filter_args, merge, open_box_filter_dataset,
                             open_box_filter_model)
-from channel_statistics import RELATIVE_ERROR
+from utils.base.channel_statistics import RELATIVE_ERROR
 from activations import TopActivations
 from utils.core import pipeline
 from utils.core.attributing import AttributionOptions

@@ -9,7 +9,7 @@ The CIFAR-10 example's network (`utils.examples.cifar10`, fresh weights; its con
 `pipeline.track_top_activations`: the maps and their per-channel maxima, computed in the graph
 (`utils.models.tf_session.channel_maxima`), then one `TopActivations` per layer; (d) the same without maxima from the
 graph: the maps, then `TopActivations.update` computes them (both keep every channel's statistics too,
-`channel_statistics`, from the same maxima); (c) the forward pass and the original tool's loop
+`utils.base.channel_statistics`, from the same maxima); (c) the forward pass and the original tool's loop
 of one `Activations` per channel. The order of the modes turns from batch to batch, so that slow phases of a shared
 machine hit all of them; batch 0 warms up and is not counted. It prints the median wall time per batch, the time
 spent besides `session.run`, the median CPU time per batch (of all the process's threads: steadier than the wall

@@ -104,7 +104,7 @@ def scan(model, dataset, num_samples, shard_index=0, num_shards=1, print_line=Tr
 
 
 def track_top_activations(model, batches, num_samples, num_batches=None, first_index=0, class_names=(), labels=None):
-    """Keeps each channel's strongest images and its statistics (`channel_statistics`), for every layer; one
+    """Keeps each channel's strongest images and its statistics (`utils.base.channel_statistics`), for every layer; one
     `maxima_forward_func` call per batch where the model has one, else one `forward_func` call.
 
     Args:

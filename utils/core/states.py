@@ -24,7 +24,7 @@ from utils.pictures.drawing import describe_layer, draw_layers
 
 logger = logging.getLogger(__name__)
 
-STATE_VERSION = 3  # 3: with every channel's statistics (`channel_statistics`)
+STATE_VERSION = 3  # 3: with every channel's statistics (`utils.base.channel_statistics`)
 # What must be equal for two states to merge, and how an error names a difference.
 RUN_FIELDS = {'example': 'examples', 'model': 'models', 'dataset': 'datasets', 'batch_size': 'batch sizes',
               'num_samples': '--num_samples', 'layers': '--layers', 'num_shards': 'numbers of shards'}

@@ -16,7 +16,7 @@ import urllib.parse
 
 import numpy as np
 
-from channel_statistics import QUANTILES, RELATIVE_ERROR
+from utils.base.channel_statistics import QUANTILES, RELATIVE_ERROR
 from utils.base.files import atomic_write
 from utils.pictures.montage import BORDER, column_caption, columns_per_row, tile_columns
 
@@ -118,8 +118,8 @@ def _number(value):
 
 
 def channel_statistics(tracker):
-    """Every channel's statistics (`channel_statistics.ChannelStatistics`) as records of activations.json: how many
-    images make it fire and their share, the mean, standard deviation and quantiles of its maxima, and, where the
+    """Every channel's statistics (`utils.base.channel_statistics.ChannelStatistics`) as records of activations.json:
+    how many images make it fire and their share, the mean, standard deviation and quantiles of its maxima, and, where the
     images have classes, its class selectivity and the classes of its kept images, most frequent first."""
     statistics = tracker.statistics
     num_images = statistics.num_images
