@@ -19,6 +19,7 @@ import os
 import numpy as np
 import pytest
 
+from activations import CANDIDATES_PER_SAMPLE
 from conftest import run_script
 from utils import merge_activations
 from utils.core import pipeline
@@ -174,5 +175,5 @@ def box_filter_args(out_dir, **flags):
     values = dict(num_images=10, batch_size=4, num_samples=3, num_channels=0, layers=[layer.name for layer in
                   BOX_LAYERS], out_dir=str(out_dir), tensorboard_dir=None, print_all_names=False, num_shards=None,
                   shard_index=None, dask_scheduler=None, dask_workers=None, recfield_cache=default_cache_dir(),
-                  no_recfield_cache=False)
+                  no_recfield_cache=False, allow_repeats=False, candidates_per_sample=CANDIDATES_PER_SAMPLE)
     return argparse.Namespace(**{**values, **flags})

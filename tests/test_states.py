@@ -93,7 +93,7 @@ def test_a_state_with_damaged_field_arrays_is_refused_by_name(scanner, tmp_path,
 
 def test_a_state_of_another_version_is_refused(scanner, tmp_path):
     path, = saved(scanner.scan(0, 1)[:1], tmp_path)
-    with pytest.raises(ValueError, match='is a state of version 1; this code reads version 2'):
+    with pytest.raises(ValueError, match='is a state of version 1; this code reads versions 2 and 3'):
         ShardState.load(rewritten(path, state_version=np.int64(1)))
 
 

@@ -143,7 +143,7 @@ MODEL_LAYERS = [vgg16.relu_tensor_name(1, 2), vgg16.relu_tensor_name(2, 2)]
 def example_flags(**flags):
     """The flags `vgg16.open_model` and `open_dataset` read, small: 32-pixel tiles in batches of 4."""
     defaults = dict(image_size=32, batch_size=4, layers=[','.join(MODEL_LAYERS)], images_dir=None, max_images=0,
-                    images_list=None, max_image_pixels=images.MAX_IMAGE_PIXELS)
+                    images_list=None, max_image_pixels=images.MAX_IMAGE_PIXELS, allow_repeats=False)
     return argparse.Namespace(**{**defaults, **flags})
 
 
