@@ -234,7 +234,8 @@ def test_tile_batches_cut_and_mirror_reading_each_photograph_once():
 def test_places_map_boxes_of_tiles_and_of_their_mirror_images_into_the_photograph():
     positions = [(0, 2, 3, False), (0, 2, 3, True), (4, 10, 20, True)]
     places = images.tile_places(positions, tile_size=4)
-    assert places.dtype == np.int64 and places.tolist() == [[0, 2, 3, 4, 4, 0], [0, 2, 3, 4, 4, 1], [4, 10, 20, 4, 4, 1]]
+    assert places.dtype == np.int64
+    assert places.tolist() == [[0, 2, 3, 4, 4, 0], [0, 2, 3, 4, 4, 1], [4, 10, 20, 4, 4, 1]]
     # Rows 1..3 of column 0 of a tile at (2, 3) are rows 3..5 of column 3 of the photograph; of its mirror image,
     # column 0 shows the tile's last column, the photograph's column 3 + 3 = 6.
     boxes = [[1, 0, 3, 1], [1, 0, 3, 1], [0, 1, 4, 4]]

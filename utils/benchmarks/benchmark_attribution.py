@@ -85,7 +85,8 @@ def main(argv=None):
             layers, _ = distinct_layers(layers, dataset.places, example.num_samples)
         layers = [(name, field, tracker, channels_to_draw(tracker, args.num_channels, name))
                   for name, field, tracker in layers]
-        num_entries = sum(len(tracker.channel(channel)[0]) for _, _, tracker, channels in layers for channel in channels)
+        num_entries = sum(len(tracker.channel(channel)[0]) for _, _, tracker, channels in layers
+                          for channel in channels)
         lines.append(f'{"method":<22} {"calls/entry":>12} {"s/entry":>8} {"x scan/image":>13}')
         reference = attribution.reference_image(model.imshape[1:], model.value_range)
         for method in attribution.METHODS:

@@ -386,8 +386,8 @@ def distinct_layers(layers, places, num_samples):
         distinct, short_channels = distinct_top(tracker, field, places, num_samples)
         if len(short_channels):
             logger.warning('%d of the %d channels of %s show fewer than %d distinct places (the first: channel %d): '
-                           'their %d candidates repeat places. Scan with a larger --candidates_per_sample to find more, '
-                           'or with --allow_repeats to show the strongest images whatever their place.',
+                           'their %d candidates repeat places. Scan with a larger --candidates_per_sample to find '
+                           'more, or with --allow_repeats to show the strongest images whatever their place.',
                            len(short_channels), tracker.num_channels, name, num_samples, short_channels[0],
                            tracker.num_samples)
             short[name] = short_channels.tolist()
