@@ -11,7 +11,8 @@ receptive fields). `vgg16_states_runs` then draws the two shards' states with `-
 ReLU (`conv/Relu:0`), then a 2x2 max-pool of stride 2 (`pool/MaxPool:0`), on 12x12 grey images, written in
 numpy. Its inputs are multiples of 1/128, so TensorFlow computes the same maps exactly. `TILED_EXAMPLE` runs the
 same network on tiles of three small photographs with bright and dark spots, cut as the VGG16 example cuts its
-photographs (half a tile apart, each also mirrored), so that one spot shows in several tiles: their places.
+photographs (half a tile apart, each also mirrored), so that one spot shows in several tiles: their places;
+`run_tiled` runs it as a script's single run does.
 """
 
 import argparse
@@ -25,6 +26,7 @@ from activations import CANDIDATES_PER_SAMPLE
 from conftest import run_script
 from utils import merge_activations
 from utils.core import pipeline
+from utils.core.attributing import AttributionOptions
 from utils.core.model import Example, Layer, Model
 from utils.core.recfield_cache import default_dir as default_cache_dir
 from utils.data import images
@@ -219,3 +221,29 @@ def open_tiled_dataset(args, model=None):
 
 
 TILED_EXAMPLE = Example('tiled', open_box_filter_model, open_tiled_dataset)
+
+
+def tiled_args(out_dir, **flags):
+    """`box_filter_args` of the tiled example in batches of 8, with the attribution flags."""
+    defaults = dict(batch_size=8, attribution=None, ig_steps=8, occlusion_window=None, occlusion_stride=None,
+                    erf=False, erf_images=0, heatmap=False)
+    return box_filter_args(out_dir, **{**defaults, **flags})
+
+
+def run_tiled(out_dir, **flags):
+    """A single run of the tiled example into `out_dir` (created), as an example script runs it."""
+    out_dir.mkdir()
+    args = tiled_args(out_dir, **flags)
+    with open_box_filter_model(args) as model:
+        dataset = open_tiled_dataset(args, model)
+        fields = pipeline.measure_receptive_fields(model, print_lines=False)
+        trackers = pipeline.scan(model, dataset, args.num_samples, print_line=False,
+                                 candidates_per_sample=args.candidates_per_sample)
+        pipeline.draw(model, fields, trackers, str(out_dir), 0, dataset=dataset, heatmap=args.heatmap,
+                      attribution=AttributionOptions(args.attribution), num_samples=args.num_samples)
+    return model, dataset, trackers
+
+
+def outputs(folder):
+    """{file name: bytes} of what a run drew and wrote for the gallery (no states)."""
+    return {name: (folder / name).read_bytes() for name in sorted(os.listdir(folder)) if not name.startswith('state-')}

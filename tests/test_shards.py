@@ -19,11 +19,10 @@ from conftest import EXPLANATION_FILES, assert_one_line_error, erf_lines, layer_
 from facenet_fixtures import make_lfw
 from activations import TopActivations
 from shard_fixtures import (BOX_DESCRIPTIONS, BOX_FILTER_EXAMPLE, FLAGS, LAYERS, TILED_EXAMPLE, assert_same_state,
-                            box_filter_args, merge, open_box_filter_dataset, open_box_filter_model, open_tiled_dataset,
-                            run_scripts_together, shard_state_paths)
+                            box_filter_args, merge, open_box_filter_dataset, open_box_filter_model, outputs,
+                            run_scripts_together, run_tiled, shard_state_paths, tiled_args)
 from utils.base.layer_names import file_stem
 from utils.core import pipeline
-from utils.core.attributing import AttributionOptions
 from utils.core.model import Example
 from utils.core.states import ShardState, state_path
 from utils.examples import vgg16
@@ -143,32 +142,6 @@ def test_box_filter_shards_merge_to_the_pictures_of_a_single_run(tmp_path, capsy
     merged = ShardState.load(state_path(str(tmp_path / 'merged'), 'pool/MaxPool:0'))
     np.testing.assert_array_equal(merged.tracker.firings, trackers[1].firings)
     assert merged.shards == (0, 1, 2) and merged.tracker.num_seen == 10
-
-
-def tiled_args(out_dir, **flags):
-    """`shard_fixtures.box_filter_args` of the tiled example in batches of 8, with the attribution flags."""
-    defaults = dict(batch_size=8, attribution=None, ig_steps=8, occlusion_window=None, occlusion_stride=None,
-                    erf=False, erf_images=0, heatmap=False)
-    return box_filter_args(out_dir, **{**defaults, **flags})
-
-
-def run_tiled(out_dir, **flags):
-    """A single run of the tiled example into `out_dir` (created), as an example script runs it."""
-    out_dir.mkdir()
-    args = tiled_args(out_dir, **flags)
-    with open_box_filter_model(args) as model:
-        dataset = open_tiled_dataset(args, model)
-        fields = pipeline.measure_receptive_fields(model, print_lines=False)
-        trackers = pipeline.scan(model, dataset, args.num_samples, print_line=False,
-                                 candidates_per_sample=args.candidates_per_sample)
-        pipeline.draw(model, fields, trackers, str(out_dir), 0, dataset=dataset, heatmap=args.heatmap,
-                      attribution=AttributionOptions(args.attribution), num_samples=args.num_samples)
-    return model, dataset, trackers
-
-
-def outputs(folder):
-    """{file name: bytes} of what a run drew and wrote for the gallery (no states)."""
-    return {name: (folder / name).read_bytes() for name in sorted(os.listdir(folder)) if not name.startswith('state-')}
 
 
 @pytest.mark.parametrize('candidates_per_sample', [1, 8])  # 1: some lists come out short, shorter than others
