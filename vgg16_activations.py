@@ -2,7 +2,8 @@
 
 Cuts colour photographs into overlapping square tiles of --image_size pixels (128), and their mirror images,
 runs them through VGG16's convolution layers, keeps for every channel of every --layers layer the
---num_samples tiles it fires on the most, measures each layer's receptive field, and draws the first
+--num_samples tiles it fires on the most, each at another place of the photographs (overlapping tiles show one
+place several times; --allow_repeats keeps them all), measures each layer's receptive field, and draws the first
 --num_channels channels that fire (channels that stay at 0 on every tile are left out). It writes per layer
 
     <out_dir>/<layer>-full.jpg   one column per channel: the tiles, the strongest pixel's receptive field boxed
