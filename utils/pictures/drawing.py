@@ -333,7 +333,6 @@ def draw_layers(layers, out_dir, num_channels, tensorboard_dir=None, image_names
             chosen among the trackers' candidates.
         num_samples: see `places`.
     """
-    layers = [(name, field, tracker) for name, field, tracker in layers]
     distinct_record = None
     if places is not None:
         layers, distinct_record = distinct_layers(layers, places, num_samples)
@@ -373,7 +372,7 @@ def distinct_layers(layers, places, num_samples):
     lists that came out short while more images were seen.
 
     Args:
-        layers: list of `(name, field, tracker)`, the trackers holding the candidates.
+        layers: iterable of `(name, field, tracker)`, the trackers holding the candidates.
         places, num_samples: see `activations.distinct_top`.
 
     Returns:
@@ -381,8 +380,9 @@ def distinct_layers(layers, places, num_samples):
         `activations.json`: the overlap that makes a repeat, the candidates per channel, and per layer the short
         channels, where there are any.
     """
-    chosen, short = [], {}
+    chosen, short, candidates = [], {}, None
     for name, field, tracker in layers:
+        candidates = tracker.num_samples
         distinct, short_channels = distinct_top(tracker, field, places, num_samples)
         if len(short_channels):
             logger.warning('%d of the %d channels of %s show fewer than %d distinct places (the first: channel %d): '
@@ -392,7 +392,6 @@ def distinct_layers(layers, places, num_samples):
                            tracker.num_samples)
             short[name] = short_channels.tolist()
         chosen.append((name, field, distinct))
-    candidates = int(layers[0][2].num_samples) if layers else None
     return chosen, {'distinct_places': {'max_overlap': MAX_OVERLAP, 'candidates': candidates, 'short_channels': short}}
 
 
