@@ -8,17 +8,28 @@ keeps the `num_samples` images with the highest firings, ties broken by the earl
 and stores each kept image once, however many channels keep it; from the same maxima it keeps every channel's
 statistics over all images (`utils.base.channel_statistics.ChannelStatistics`). `Activations` is the one-channel
 interface of the original tool, built on it.
+
+Images cut from larger photographs, overlapping (the tiles of the VGG16 example), show one place of a photograph
+several times. For them a tracker keeps `CANDIDATES_PER_SAMPLE` times more images, and `distinct_top` chooses from
+those the top lists of distinct places, after the scan, once the receptive fields are known.
 """
 
 import numpy as np
 
 from utils.base.channel_statistics import PREFIX as STATISTICS_PREFIX, ChannelStatistics
 from utils.base.files import load_arrays, save_arrays
+from utils.data.images import PLACE_COLUMNS, photo_boxes
 from utils.pictures.montage import crop_column, full_column
 
 # The arrays of a saved tracker (`TopActivations.to_arrays`), and its statistics' under `STATISTICS_PREFIX`.
 TRACKER_ARRAYS = ('num_samples', 'next_index', 'num_seen', 'keeps_images', 'firings', 'coords', 'indices',
                   'image_indices', 'images', 'image_labels')
+# An entry repeats a place when its box in its photograph overlaps a stronger entry's by more than this share of the
+# smaller box (`distinct_top`).
+MAX_OVERLAP = 0.5
+# Candidates kept per entry shown, for images with places: one place of a photograph lies in up to 8 tiles of the
+# VGG16 example (2 x 2 tiles half a tile apart, each also mirrored); `--candidates_per_sample`.
+CANDIDATES_PER_SAMPLE = 8
 
 
 class TopActivations:
@@ -31,6 +42,8 @@ class TopActivations:
         indices: int64 `[channels, n]`, global index of each kept image in the dataset.
         num_seen: how many images `update` has seen.
         statistics: the `utils.base.channel_statistics.ChannelStatistics` of every image seen.
+        lengths: None, or int64 `[channels]` for top lists of distinct places (`distinct_top`): how many of its
+            `n` entries each channel holds (the rest fill the arrays); `channel` gives only those.
     """
 
     def __init__(self, num_samples=10, first_index=0, class_names=()):
@@ -55,6 +68,7 @@ class TopActivations:
         self.keeps_images = None  # whether updates come with images; fixed by the first one
         self._labels = {}  # global image index -> class label, for the images in `_images`
         self.statistics = ChannelStatistics(0, class_names)
+        self.lengths = None
 
     @property
     def num_channels(self):
@@ -80,6 +94,7 @@ class TopActivations:
             ValueError: wrong shapes, a changed channel count, a channel's maximum that is NaN or infinite, or
                 labels missing where there are classes.
         """
+        self._check_not_distinct()
         features = np.asarray(features)
         if features.ndim != 4:
             raise ValueError(f'features must be [batch, height, width, channels], got shape {features.shape}.')
@@ -190,6 +205,8 @@ class TopActivations:
         Raises:
             ValueError: different `num_samples` or channel counts, or both keep the same image index.
         """
+        self._check_not_distinct()
+        other._check_not_distinct()
         if other.num_samples != self.num_samples:
             raise ValueError(f'cannot merge trackers keeping {self.num_samples} and {other.num_samples} '
                              'images per channel.')
@@ -224,16 +241,17 @@ class TopActivations:
 
         `images` is a list of the kept images, or None if the tracker was updated without images.
         """
-        indices = self.indices[channel]
+        stop = None if self.lengths is None else int(self.lengths[channel])
+        indices = self.indices[channel, :stop]
         images = [self._images[int(index)] for index in indices] if self.keeps_images is not False else None
-        return self.firings[channel], self.coords[channel], indices, images
+        return self.firings[channel, :stop], self.coords[channel, :stop], indices, images
 
     def entry_classes(self, channel):
         """The class names of one channel's kept images, strongest first, or None without classes or images."""
         names = self.statistics.class_names
         if not names or not self.keeps_images:
             return None
-        return [names[self._labels[int(index)]] for index in self.indices[channel]]
+        return [names[self._labels[int(index)]] for index in self.channel(channel)[2]]
 
     @property
     def kept_image_indices(self):
@@ -250,13 +268,14 @@ class TopActivations:
         """A tracker with the same firings, coordinates and indices, and no images: what says which images to read
         again (attributions on a Dask worker), small to send."""
         tracker = TopActivations(self.num_samples, self.next_index)
-        tracker.num_seen, tracker.keeps_images = self.num_seen, False
+        tracker.num_seen, tracker.keeps_images, tracker.lengths = self.num_seen, False, self.lengths
         tracker.firings, tracker.coords, tracker.indices = self.firings, self.coords, self.indices
         tracker.statistics = self.statistics
         return tracker
 
     def to_arrays(self):
         """The tracker as named arrays (no objects): what `from_arrays` takes and `save` writes."""
+        self._check_not_distinct()
         kept = self.kept_image_indices
         images = np.stack([self._images[int(index)] for index in kept]) if len(kept) else np.zeros((0,), np.uint8)
         labels = np.array([self._labels.get(int(index), -1) for index in kept], np.int64)
@@ -329,6 +348,11 @@ class TopActivations:
             raise ValueError(f'this tracker was updated {had} images; pass images always or never, so that '
                              'every kept image can be drawn.')
 
+    def _check_not_distinct(self):
+        if self.lengths is not None:
+            raise ValueError('this tracker holds top lists of distinct places, chosen for drawing (distinct_top); '
+                             'update, merge and save the tracker they were chosen from.')
+
     def _set_empty(self, num_channels):
         self.firings = np.zeros((num_channels, 0), np.float64)
         self.coords = np.zeros((num_channels, 0, 2), np.int64)
@@ -341,6 +365,69 @@ class TopActivations:
         for index in [index for index in self._images if index not in kept]:
             del self._images[index]
             self._labels.pop(index, None)
+
+
+def distinct_top(tracker, field, places, num_samples):
+    """Each channel's top list of distinct places, chosen from the candidates a tracker kept.
+
+    An entry repeats a place when its box (its receptive field, `field.recfield[y, x]`), mapped into its photograph
+    (`utils.data.images.photo_boxes`), overlaps the box of any stronger entry of the same photograph by more than
+    `MAX_OVERLAP` of the smaller box's area, whether that stronger entry repeats a place itself or not. So whether an
+    entry repeats depends on the stronger entries alone, which a tracker that keeps the entry keeps too: the lists
+    are those of all images of the dataset wherever the candidates hold `num_samples` distinct entries, or every
+    image seen. Trackers merged from shards give the lists of one scan.
+
+    Args:
+        tracker: a `TopActivations` whose lists are the candidates, strongest first.
+        field: the layer's `recfield.ReceptiveField`.
+        places: the places (`utils.data.images.PLACE_COLUMNS` rows) of the kept images by dataset index: an array
+            `[images, 6]` or a dict.
+        num_samples: entries to keep per channel.
+
+    Returns:
+        `(distinct, short)`: a `TopActivations` of at most `num_samples` entries per channel, strongest first, whose
+        `lengths` say how many each holds; and the channels whose lists came out shorter than `num_samples` although
+        the tracker saw images it did not keep (more candidates could give them more entries).
+    """
+    num_channels, num_kept = tracker.indices.shape
+    rows = np.array([places[index] for index in tracker.indices.ravel().tolist()], np.int64)
+    rows = rows.reshape(num_channels, num_kept, len(PLACE_COLUMNS))
+    boxes = photo_boxes(field.recfield[tracker.coords[..., 0], tracker.coords[..., 1]], rows,
+                        (field.height, field.width))
+    keep = _not_repeating(rows[..., 0], boxes)
+    keep &= np.cumsum(keep, axis=1) <= num_samples
+    lengths = keep.sum(axis=1)
+    order = np.argsort(~keep, axis=1, kind='stable')[:, :lengths.max(initial=0)]  # the kept entries, in order
+    filler = np.arange(order.shape[1]) >= lengths[:, None]
+    distinct = TopActivations(num_samples, tracker.next_index)
+    distinct.num_seen, distinct.keeps_images, distinct.lengths = tracker.num_seen, tracker.keeps_images, lengths
+    distinct.firings = np.where(filler, 0.0, np.take_along_axis(tracker.firings, order, axis=1))
+    distinct.coords = np.where(filler[..., None], 0, np.take_along_axis(tracker.coords, order[..., None], axis=1))
+    distinct.indices = np.where(filler, -1, np.take_along_axis(tracker.indices, order, axis=1))
+    kept = set(distinct.indices[~filler].tolist())
+    distinct._images = {index: image for index, image in tracker._images.items() if index in kept}
+    distinct._labels = {index: label for index, label in tracker._labels.items() if index in kept}
+    distinct.statistics = tracker.statistics  # of every image seen, whichever the lists show
+    return distinct, np.flatnonzero((lengths < num_samples) & (tracker.num_seen > num_kept))
+
+
+def _not_repeating(photos, boxes):
+    """Which entries repeat no stronger entry's place (`distinct_top`): bool `[channels, n]` of the photographs
+    `[channels, n]` and boxes in them `[channels, n, 4]` of lists ordered strongest first."""
+    num_channels, num_kept = photos.shape
+    areas = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+    stronger = np.tri(num_kept, k=-1, dtype=bool)  # [i, j]: entry j comes before entry i
+    keep = np.ones(photos.shape, bool)
+    step = max(1, (1 << 20) // max(1, num_kept * num_kept))  # channels at a time: about a million pairs
+    for start in range(0, num_channels, step):
+        part = slice(start, start + step)
+        sides = [np.clip(np.minimum(boxes[part, :, None, axis + 2], boxes[part, None, :, axis + 2])
+                         - np.maximum(boxes[part, :, None, axis], boxes[part, None, :, axis]), 0, None)
+                 for axis in (0, 1)]
+        smaller = np.minimum(areas[part, :, None], areas[part, None, :])
+        repeats = (sides[0] * sides[1] > MAX_OVERLAP * smaller) & (photos[part, :, None] == photos[part, None, :])
+        keep[part] = ~(repeats & stronger).any(axis=2)
+    return keep
 
 
 class Activations:

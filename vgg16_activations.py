@@ -2,7 +2,8 @@
 
 Cuts colour photographs into overlapping square tiles of --image_size pixels (128), and their mirror images,
 runs them through VGG16's convolution layers, keeps for every channel of every --layers layer the
---num_samples tiles it fires on the most, measures each layer's receptive field, and draws the first
+--num_samples tiles it fires on the most, each at another place of the photographs (overlapping tiles show one
+place several times; --allow_repeats keeps them all), measures each layer's receptive field, and draws the first
 --num_channels channels that fire (channels that stay at 0 on every tile are left out). It writes per layer
 
     <out_dir>/<layer>-full.jpg   one column per channel: the tiles, the strongest pixel's receptive field boxed
@@ -54,9 +55,9 @@ def main(argv=None):
         attribution = cli.attribution_options(args, model)  # --attribution, --erf: what the model can give
         cli.ensure_output_dirs(args)  # once the model, layers and images are known to be good
         fields = pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args))
-        trackers = pipeline.scan(model, dataset, args.num_samples)
+        trackers = pipeline.scan(model, dataset, args.num_samples, candidates_per_sample=args.candidates_per_sample)
         pipeline.draw(model, fields, trackers, args.out_dir, args.num_channels, args.tensorboard_dir, dataset,
-                      args.heatmap, attribution)
+                      args.heatmap, attribution, args.num_samples)
 
 
 if __name__ == '__main__':

@@ -9,7 +9,10 @@ receptive fields). `vgg16_states_runs` then draws the two shards' states with `-
 
 `BOX_FILTER_EXAMPLE` is a whole example without TensorFlow (quick): a 3x3 box filter and its negative with
 ReLU (`conv/Relu:0`), then a 2x2 max-pool of stride 2 (`pool/MaxPool:0`), on 12x12 grey images, written in
-numpy. Its inputs are multiples of 1/128, so TensorFlow computes the same maps exactly.
+numpy. Its inputs are multiples of 1/128, so TensorFlow computes the same maps exactly. `TILED_EXAMPLE` runs the
+same network on tiles of three small photographs with bright and dark spots, cut as the VGG16 example cuts its
+photographs (half a tile apart, each also mirrored), so that one spot shows in several tiles: their places;
+`run_tiled` runs it as a script's single run does.
 """
 
 import argparse
@@ -19,11 +22,14 @@ import os
 import numpy as np
 import pytest
 
+from activations import CANDIDATES_PER_SAMPLE
 from conftest import run_script
 from utils import merge_activations
 from utils.core import pipeline
+from utils.core.attributing import AttributionOptions
 from utils.core.model import Example, Layer, Model
 from utils.core.recfield_cache import default_dir as default_cache_dir
+from utils.data import images
 from utils.examples import vgg16
 from utils.running.cli import run_main
 
@@ -184,5 +190,70 @@ def box_filter_args(out_dir, **flags):
     values = dict(num_images=10, batch_size=4, num_samples=3, num_channels=0, layers=[layer.name for layer in
                   BOX_LAYERS], out_dir=str(out_dir), tensorboard_dir=None, print_all_names=False, num_shards=None,
                   shard_index=None, dask_scheduler=None, dask_workers=None, recfield_cache=default_cache_dir(),
-                  no_recfield_cache=False)
+                  no_recfield_cache=False, allow_repeats=False, candidates_per_sample=CANDIDATES_PER_SAMPLE)
     return argparse.Namespace(**{**values, **flags})
+
+
+# -- the box-filter example on tiles of photographs ---------------------------------------------------------------
+
+PHOTO_SIZES = ((24, 32), (30, 24), (24, 24))
+TILE_STEP = BOX_IMAGE_SIZE // 2  # as the VGG16 example: one place of a photograph lies in several tiles
+
+
+def tiled_photos():
+    """`(names, photos)`: grey photographs of `PHOTO_SIZES` as uint8 BGR, a noisy background with three bright or
+    dark 3x3 spots each, for the box filter and its negative to fire on."""
+    rng = np.random.default_rng(5)
+    photos = []
+    for height, width in PHOTO_SIZES:
+        grey = rng.integers(60, 200, (height, width))
+        for _ in range(3):
+            y, x = rng.integers(0, height - 2), rng.integers(0, width - 2)
+            grey[y:y + 3, x:x + 3] = rng.choice([0, 255])
+        photos.append(np.repeat(grey[..., None], 3, axis=-1).astype(np.uint8))
+    return [f'photo-{number}.png' for number in range(len(photos))], photos
+
+
+def open_tiled_dataset(args, model=None):
+    """The 72 tiles of `tiled_photos` (12 pixels, `TILE_STEP` apart, each also mirrored), named as the VGG16 example
+    names them, with their places unless `args.allow_repeats`, in batches of `args.batch_size`; inputs as
+    `box_filter_images` makes them."""
+    names, photos = tiled_photos()
+    positions = images.tile_positions([photo.shape[:2] for photo in photos], BOX_IMAGE_SIZE, TILE_STEP)
+
+    def read(start, stop):
+        for tiles, indices in images.tile_batches(photos.__getitem__, positions[start:stop], BOX_IMAGE_SIZE,
+                                                  args.batch_size, start):
+            yield (tiles[..., :1].astype(np.float32) - 128) / 128, tiles, indices
+    places = None if args.allow_repeats else images.tile_places(positions, BOX_IMAGE_SIZE)
+    return pipeline.Dataset([images.tile_id(names, position) for position in positions], args.batch_size, read,
+                            places=places)
+
+
+TILED_EXAMPLE = Example('tiled', open_box_filter_model, open_tiled_dataset)
+
+
+def tiled_args(out_dir, **flags):
+    """`box_filter_args` of the tiled example in batches of 8, with the attribution flags."""
+    defaults = dict(batch_size=8, attribution=None, ig_steps=8, occlusion_window=None, occlusion_stride=None,
+                    erf=False, erf_images=0, heatmap=False)
+    return box_filter_args(out_dir, **{**defaults, **flags})
+
+
+def run_tiled(out_dir, **flags):
+    """A single run of the tiled example into `out_dir` (created), as an example script runs it."""
+    out_dir.mkdir()
+    args = tiled_args(out_dir, **flags)
+    with open_box_filter_model(args) as model:
+        dataset = open_tiled_dataset(args, model)
+        fields = pipeline.measure_receptive_fields(model, print_lines=False)
+        trackers = pipeline.scan(model, dataset, args.num_samples, print_line=False,
+                                 candidates_per_sample=args.candidates_per_sample)
+        pipeline.draw(model, fields, trackers, str(out_dir), 0, dataset=dataset, heatmap=args.heatmap,
+                      attribution=AttributionOptions(args.attribution), num_samples=args.num_samples)
+    return model, dataset, trackers
+
+
+def outputs(folder):
+    """{file name: bytes} of what a run drew and wrote for the gallery (no states)."""
+    return {name: (folder / name).read_bytes() for name in sorted(os.listdir(folder)) if not name.startswith('state-')}

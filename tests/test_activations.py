@@ -1,7 +1,9 @@
-"""Tests of `activations.py`: TopActivations (all channels of a layer) and Activations (one channel).
+"""Tests of `activations.py`: TopActivations (all channels of a layer), Activations (one channel), and the top lists
+of distinct places chosen from a tracker's candidates (`distinct_top`).
 
 Everything is checked against a brute-force reference written independently of the implementation (plain
-Python loops and sorts), on small numpy data; no TensorFlow is needed.
+Python loops and sorts), on small numpy data: random maps, and the box-filter network on tiles of photographs
+(`shard_fixtures.TILED_EXAMPLE`); no TensorFlow is needed.
 """
 
 import os
@@ -10,8 +12,10 @@ import numpy as np
 import pytest
 
 from conftest import arrays_read, grid_field, set_zip_directory_field, write_npz_with_a_lying_header
-from activations import Activations, TopActivations
+from activations import Activations, TopActivations, distinct_top
 from recfield import ReceptiveField
+from shard_fixtures import box_filter_args, open_box_filter_model, open_tiled_dataset
+from utils.core import pipeline
 
 NUM_IMAGES, IMAGE_SIZE = 40, 12
 FEAT_H, FEAT_W, CHANNELS = 5, 6, 7
@@ -789,3 +793,171 @@ def test_retrieve_before_any_update_or_with_the_field_of_a_smaller_map_is_a_clea
     with pytest.raises(ValueError, match=r'field is of a \(4, 4\) feature map, smaller than this channel\'s \(it fires '
                                          r'at \(5, 4\)\)'):
         channel.retrieve(field)
+
+
+# -- top lists of distinct places -----------------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def tiled(tmp_path_factory):
+    """`(model, dataset, fields, maps)` of the box-filter network on the tiles of `shard_fixtures.tiled_photos`: the
+    dataset with places, in batches of 5; every tile's feature maps, by layer."""
+    args = box_filter_args(tmp_path_factory.mktemp('unused'), batch_size=5)
+    model = open_box_filter_model(args)
+    dataset = open_tiled_dataset(args)
+    fields = pipeline.measure_receptive_fields(model, print_lines=False)
+    maps = [np.concatenate(layer_maps) for layer_maps in
+            zip(*(model.run(inputs) for inputs, _, _ in dataset.read(0, len(dataset))))]
+    return model, dataset, fields, maps
+
+
+def box_in_photo(box, place):
+    """`(photo, (y1, x1, y2, x2))`: a box of a tile in its photograph, by hand (tiles are not scaled)."""
+    photo, top, left, _, width, mirrored = (int(value) for value in place)
+    y1, x1, y2, x2 = (int(value) for value in box)
+    if mirrored:
+        x1, x2 = width - x2, width - x1
+    return photo, (top + y1, left + x1, top + y2, left + x2)
+
+
+def repeats_place(entry, stronger):
+    """Whether two `box_in_photo` boxes are of one photograph and overlap by more than half of the smaller one."""
+    (photo, (y1, x1, y2, x2)), (other_photo, (oy1, ox1, oy2, ox2)) = entry, stronger
+    overlap = max(0, min(y2, oy2) - max(y1, oy1)) * max(0, min(x2, ox2) - max(x1, ox1))
+    return photo == other_photo and 2 * overlap > min((y2 - y1) * (x2 - x1), (oy2 - oy1) * (ox2 - ox1))
+
+
+def distinct_brute_force(feature_maps, field, places):
+    """Per channel, every `(firing, (y, x), index)` of all images, strongest first (ties: the earlier image), that
+    repeats the place of no stronger one (kept or not), the slow, obvious way."""
+    lists = []
+    for channel in range(feature_maps.shape[-1]):
+        entries = sorted((first_argmax(feature_maps[index, :, :, channel]) + (index,)
+                          for index in range(len(feature_maps))), key=lambda entry: (-entry[0], entry[2]))
+        boxes = [box_in_photo(field.recfield[y, x], places[index]) for _, (y, x), index in entries]
+        lists.append([entry for number, entry in enumerate(entries)
+                      if not any(repeats_place(boxes[number], boxes[earlier]) for earlier in range(number))])
+    return lists
+
+
+def entries_of(tracker, channel):
+    firings, coords, indices, _ = tracker.channel(channel)
+    return [(firing, (y, x), index) for firing, (y, x), index in zip(firings.tolist(), coords.tolist(),
+                                                                       indices.tolist())]
+
+
+def test_plain_top_lists_of_the_tiles_repeat_places(tiled):
+    _, dataset, fields, maps = tiled
+    for layer, feature_maps in enumerate(maps):
+        plain, distinct = brute_force(feature_maps, 3), distinct_brute_force(feature_maps, fields[layer],
+                                                                             dataset.places)
+        assert any(plain[2][channel].tolist() != [index for *_, index in distinct[channel][:3]]
+                   for channel in range(feature_maps.shape[-1])), layer
+
+
+@pytest.mark.parametrize('num_samples', [1, 3, 6])
+@pytest.mark.parametrize('candidates_per_sample', [1, 2, 8, 100])
+def test_distinct_top_lists_are_those_of_all_images_wherever_the_candidates_hold_them(tiled, num_samples,
+                                                                                     candidates_per_sample):
+    model, dataset, fields, maps = tiled
+    trackers = pipeline.scan(model, dataset, num_samples, print_line=False,
+                             candidates_per_sample=candidates_per_sample)
+    tiles = np.concatenate([display for _, display, _ in dataset.read(0, len(dataset))])
+    for layer, (tracker, feature_maps) in enumerate(zip(trackers, maps)):
+        assert tracker.num_samples == num_samples * candidates_per_sample
+        distinct, short = distinct_top(tracker, fields[layer], dataset.places, num_samples)
+        assert distinct.num_samples == num_samples and distinct.num_seen == len(dataset)
+        expected = distinct_brute_force(feature_maps, fields[layer], dataset.places)
+        for channel in range(tracker.num_channels):
+            got = entries_of(distinct, channel)
+            # Whether an entry repeats a place depends on stronger entries only: the lists are always the start
+            # of the true ones, and all of them unless the candidates ran out (then the channel is short).
+            assert got == expected[channel][:len(got)], (layer, channel)
+            if len(got) < min(num_samples, len(expected[channel])):
+                assert channel in short, (layer, channel)
+            if channel in short:
+                assert len(got) < num_samples
+            for (*_, index), image in zip(got, distinct.channel(channel)[3]):
+                np.testing.assert_array_equal(image, tiles[index])
+        if num_samples * candidates_per_sample >= len(dataset):  # the candidates are every image: exact, never short
+            assert not len(short)
+    assert distinct.kept_image_indices.tolist() == sorted({index for channel in range(distinct.num_channels)
+                                                          for *_, index in entries_of(distinct, channel)})
+
+
+def test_the_default_candidates_give_these_tiles_their_true_distinct_lists_and_fewer_give_short_ones(tiled):
+    model, dataset, fields, _ = tiled
+    shorts = []
+    for candidates_per_sample in (1, 8):
+        [tracker, _] = pipeline.scan(model, dataset, 3, print_line=False, candidates_per_sample=candidates_per_sample)
+        distinct, short = distinct_top(tracker, fields[0], dataset.places, 3)
+        shorts.append(short.tolist())
+    assert shorts[0] and not shorts[1]
+    assert (distinct.lengths == 3).all()
+
+
+def test_an_entry_that_repeats_only_a_stronger_repeat_is_dropped_too():
+    # Four entries of one channel, strongest first, each firing at feature pixel (0, 0), whose box is the image's
+    # 4x4 corner: A, B and C in tiles of one photograph 1 pixel apart, D in another photograph.
+    field = grid_field(4, 4, 12, before=(0, 0), after=(4, 4))
+    features = np.zeros((4, 4, 4, 1))
+    features[:, 0, 0, 0] = [4, 3, 2, 1]
+    tracker = TopActivations(4).update(np.zeros((4, 12, 12), np.uint8), features)
+    places = {0: (0, 0, 0, 12, 12, 0), 1: (0, 0, 1, 12, 12, 0), 2: (0, 0, 2, 12, 12, 0), 3: (1, 0, 0, 12, 12, 0)}
+    # In the photograph A's box spans columns 0..4, B's 1..5 (3/4 of A: a repeat), C's 2..6: 3/4 of B, only half of A.
+    distinct, short = distinct_top(tracker, field, places, 4)
+    assert distinct.channel(0)[2].tolist() == [0, 3] and not len(short)
+    places[2] = (0, 0, 3, 12, 12, 0)  # C at 3..7: half of B, a quarter of A
+    assert distinct_top(tracker, field, places, 4)[0].channel(0)[2].tolist() == [0, 2, 3]
+
+
+@pytest.mark.parametrize('seed', range(4))
+@pytest.mark.parametrize('num_kept', [3, 12, 40])
+def test_distinct_top_lists_of_random_places_are_the_start_of_brute_force_ones(seed, num_kept):
+    rng = np.random.default_rng(seed)
+    images, features = make_data('quantised', seed)
+    # Boxes of 7x7 two pixels apart, in tiles placed at random in two photographs, some mirrored, some
+    # overlapping: repeats of repeats abound.
+    field = grid_field(FEAT_H, FEAT_W, IMAGE_SIZE, before=(3, 3), after=(4, 4))
+    places = np.stack([rng.integers(0, 2, NUM_IMAGES), rng.integers(0, 3, NUM_IMAGES) * 3,
+                       rng.integers(0, 3, NUM_IMAGES) * 3, np.full(NUM_IMAGES, IMAGE_SIZE),
+                       np.full(NUM_IMAGES, IMAGE_SIZE), rng.integers(0, 2, NUM_IMAGES)], axis=1)
+    distinct, short = distinct_top(scan(images, features, num_kept), field, places, 4)
+    expected = distinct_brute_force(features, field, places)
+    for channel in range(CHANNELS):
+        got = entries_of(distinct, channel)
+        assert got == expected[channel][:len(got)], channel
+        assert (len(got) < min(4, len(expected[channel]))) <= (channel in short)
+        for (*_, index), image in zip(got, distinct.channel(channel)[3]):
+            np.testing.assert_array_equal(image, images[index])
+    if num_kept == NUM_IMAGES:
+        assert not len(short)
+
+
+def test_merged_shards_give_the_distinct_lists_of_one_scan(tiled):
+    model, dataset, fields, _ = tiled
+    single = pipeline.scan(model, dataset, 2, print_line=False, candidates_per_sample=2)
+    merged = pipeline.scan(model, dataset, 2, 2, 3, print_line=False, candidates_per_sample=2)
+    for shard_index in (0, 1):
+        for tracker, other in zip(merged, pipeline.scan(model, dataset, 2, shard_index, 3, print_line=False,
+                                                        candidates_per_sample=2)):
+            tracker.merge(other)
+    for layer, (tracker, expected) in enumerate(zip(merged, single)):
+        got, want = (distinct_top(each, fields[layer], dataset.places, 2) for each in (tracker, expected))
+        assert_same_tracker(got[0], want[0])
+        np.testing.assert_array_equal(got[0].lengths, want[0].lengths)
+        np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_a_tracker_of_distinct_lists_gives_each_channel_its_own_length_and_is_not_updated_merged_or_saved(tiled):
+    model, dataset, fields, _ = tiled
+    [tracker, _] = pipeline.scan(model, dataset, 6, print_line=False, candidates_per_sample=1)
+    distinct, short = distinct_top(tracker, fields[0], dataset.places, 6)
+    assert distinct.lengths.tolist() == [len(distinct.channel(channel)[2]) for channel in range(2)]
+    assert distinct.firings.shape == (2, distinct.lengths.max()) and distinct.lengths.min() < 6
+    assert (distinct.indices[distinct.indices < 0].size == (distinct.lengths.max() - distinct.lengths).sum())
+    slim = distinct.without_images()
+    assert slim.lengths is distinct.lengths and slim.channel(0)[2].tolist() == distinct.channel(0)[2].tolist()
+    for refused in (lambda: distinct.update(None, np.zeros((1, 12, 12, 2))), lambda: distinct.merge(tracker),
+                    lambda: tracker.merge(distinct), distinct.to_arrays):
+        with pytest.raises(ValueError, match='top lists of distinct places, chosen for drawing'):
+            refused()

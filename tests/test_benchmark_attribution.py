@@ -12,10 +12,13 @@ from utils.probing import attribution
 
 
 class Tracker:
-    """What `calls_per_entry` reads of a tracker: each channel's feature-map coordinates."""
+    """What `calls_per_entry` reads of a tracker: each channel's feature-map coordinates (`TopActivations.channel`)."""
 
     def __init__(self, coords):
         self.coords = np.asarray(coords)
+
+    def channel(self, channel):
+        return None, self.coords[channel], None, None
 
 
 def test_calls_per_entry_are_the_methods_inputs_per_kept_entry():

@@ -3,7 +3,8 @@
 The merged states must equal those of a single process (`shard_fixtures.vgg16_scans`), also when the worker
 running a task is killed in the middle of it: the scheduler runs the task again on a worker that is alive. The
 attributions and effective receptive fields, one task after the merge, must equal those of a single process bit for bit.
-All slow: a cluster, and the VGG16 example.
+Tiles of photographs (`shard_fixtures.TILED_EXAMPLE`) scanned on the cluster draw the top lists of distinct places of
+a single process. All slow: a cluster, and the VGG16 example.
 """
 
 import concurrent.futures
@@ -19,10 +20,11 @@ from distributed import LocalCluster
 
 import vgg16_activations
 from conftest import EXPLANATION_FILES, erf_lines, layer_lines, run_script
-from shard_fixtures import EXPLAIN_FLAGS, FLAGS, LAYERS, assert_same_state, shard_state_paths
+from shard_fixtures import (EXPLAIN_FLAGS, FLAGS, LAYERS, TILED_EXAMPLE, assert_same_state, outputs, run_tiled,
+                            shard_state_paths, tiled_args)
 from utils.base.layer_names import file_stem
 from utils.base.threads import thread_counts
-from utils.core.states import ShardState, state_path
+from utils.core.states import ShardState, draw_states, state_path
 from utils.examples import vgg16
 from utils.models.tf_session import session_config
 from utils.running import dask_shards
@@ -58,6 +60,16 @@ def test_tasks_on_two_workers_give_the_state_of_one_process(cluster, single_stat
     for state in states:
         assert state.shards == (0, 1, 2) and state.complete
         assert_same_state(state, single_states[state.layer])
+
+
+def test_tiles_scanned_on_two_workers_draw_the_distinct_lists_of_one_process(cluster, tmp_path):
+    run_tiled(tmp_path / 'single', candidates_per_sample=1)  # 1: some lists are short
+    args = tiled_args(tmp_path / 'dask', candidates_per_sample=1)
+    states = dask_shards.scan_on_dask(cluster.scheduler_address, TILED_EXAMPLE, args, num_shards=3)
+    assert states[0].shards == (0, 1, 2) and states[0].places is not None
+    (tmp_path / 'dask').mkdir()
+    draw_states(states, str(tmp_path / 'dask'))
+    assert outputs(tmp_path / 'dask') == outputs(tmp_path / 'single')
 
 
 def stall_first_attempt(marker_dir, example, args, shard_index, num_shards):

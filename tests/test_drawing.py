@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import grid_field
+from conftest import grid_field, read_document
 from activations import TopActivations
 from recfield import EffectiveReceptiveField, ReceptiveField
 from utils.core.attributing import Explanations
@@ -119,6 +119,39 @@ def test_draw_layers_writes_the_pictures_of_every_layer_with_a_firing_channel(tm
     name, field, tracker = layers[0]
     write_layer_pictures(str(alone), name, tracker, field, [0, 2])
     assert (alone / 'net-pool-MaxPool0-full.jpg').read_bytes() == (tmp_path / 'net-pool-MaxPool0-full.jpg').read_bytes()
+
+
+def test_draw_layers_with_places_draws_distinct_lists_and_warns_once_a_layer_about_short_ones(tmp_path, caplog):
+    rng = np.random.default_rng(0)
+    images = rng.integers(100, 256, (6, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+    features = np.zeros((6, 6, 6, 2))
+    features[[0, 1, 4], 2, 2, 0] = [3, 2, 1]  # channel 0: images 0 and 1 show one place, image 4 another
+    features[[2, 3], 2, 2, 1] = [3, 2]
+    tracker = TopActivations(2).update(images, features)  # 2 candidates each
+    places = np.array([(0, 0, 0, 12, 12, 0)] + [(photo, 0, 0, 12, 12, 0) for photo in range(5)])
+    name = 'net/pool/MaxPool:0'
+    with caplog.at_level(logging.WARNING, logger='utils.pictures.drawing'):
+        draw_layers([(name, pool_field(), tracker), ('net/other:0', pool_field(), tracker)], str(tmp_path), 2,
+                    places=places, num_samples=2)
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len(warnings) == 2 and warnings[0].startswith(
+        f'1 of the 2 channels of {name} show fewer than 2 distinct places (the first: channel 0): their 2 candidates '
+        'repeat places. Scan with a larger --candidates_per_sample')
+    document = read_document(tmp_path)
+    assert document['distinct_places'] == {'max_overlap': 0.5, 'candidates': 2,
+                                           'short_channels': {name: [0], 'net/other:0': [0]}}
+    assert [[entry['index'] for entry in ranked] for ranked in document['layers'][0]['channels']] == [[0], [2, 3]]
+    # A short column keeps the rows of the others: its second cell is black.
+    full = cv2.imread(str(tmp_path / 'net-pool-MaxPool0-full.jpg'))
+    without_places = tmp_path / 'without_places'
+    without_places.mkdir()
+    draw_layers([(name, pool_field(), tracker)], str(without_places), 2)
+    assert full.shape == cv2.imread(str(without_places / 'net-pool-MaxPool0-full.jpg')).shape
+    cell = IMAGE_SIZE + 2
+    assert full[-cell:, :cell].mean() < 10 < 100 < full[-cell + 2:-2, cell + 2:2 * cell - 2].mean()
+    plain = read_document(without_places)
+    assert 'distinct_places' not in plain
+    assert [[entry['index'] for entry in ranked] for ranked in plain['layers'][0]['channels']] == [[0, 1], [2, 3]]
 
 
 def test_draw_layers_also_logs_the_pictures_for_tensorboard(tmp_path, caplog):

@@ -231,6 +231,33 @@ def test_tile_batches_cut_and_mirror_reading_each_photograph_once():
     assert sorted(reads) == [0, 1, 2]
 
 
+def test_places_map_boxes_of_tiles_and_of_their_mirror_images_into_the_photograph():
+    positions = [(0, 2, 3, False), (0, 2, 3, True), (4, 10, 20, True)]
+    places = images.tile_places(positions, tile_size=4)
+    assert places.dtype == np.int64
+    assert places.tolist() == [[0, 2, 3, 4, 4, 0], [0, 2, 3, 4, 4, 1], [4, 10, 20, 4, 4, 1]]
+    # Rows 1..3 of column 0 of a tile at (2, 3) are rows 3..5 of column 3 of the photograph; of its mirror image,
+    # column 0 shows the tile's last column, the photograph's column 3 + 3 = 6.
+    boxes = [[1, 0, 3, 1], [1, 0, 3, 1], [0, 1, 4, 4]]
+    mapped = images.photo_boxes(boxes, places, (4, 4))
+    assert mapped.dtype == np.float64 and mapped.tolist() == [[3, 3, 5, 4], [3, 6, 5, 7], [10, 20, 14, 23]]
+    # The pixels agree: a box's pixels in a tile are those of its mapped box in the photograph (mirrored too).
+    photo = np.arange(8 * 10 * 3, dtype=np.uint8).reshape(8, 10, 3)
+    [(tiles, _)] = images.tile_batches(lambda index: photo, [(0, 2, 3, False), (0, 2, 3, True)], 4, 2)
+    for tile, place in zip(tiles, places):
+        for box in ([0, 0, 4, 4], [1, 0, 3, 1], [2, 1, 4, 3]):
+            y1, x1, y2, x2 = box
+            py1, px1, py2, px2 = images.photo_boxes(box, place, (4, 4)).astype(int)
+            shown = photo[py1:py2, px1:px2]
+            np.testing.assert_array_equal(tile[y1:y2, x1:x2], shown[:, ::-1] if place[5] else shown)
+
+
+def test_places_of_parts_shown_smaller_scale_their_boxes():
+    # A 16x16 part of photograph 1 at (0, 8), mirrored, shown as an 8x8 image: columns 2..6 of the image show
+    # columns 8 - 6 = 2 to 8 - 2 = 6 of the part at half its size, 4..12 of the part, 12..20 of the photograph.
+    assert images.photo_boxes([2, 2, 4, 6], [1, 0, 8, 16, 16, 1], (8, 8)).tolist() == [4, 12, 8, 20]
+
+
 def test_spread_keeps_the_ends_and_order():
     items = list(range(10))
     assert images.spread(items, 0) == items and images.spread(items, 12) == items

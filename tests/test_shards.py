@@ -3,8 +3,9 @@ merged by `utils/merge_activations.py`.
 
 The merge of all shards must draw the pictures of a single run byte for byte (JPEG encoding is deterministic
 for equal pixels) and hold the state of a single run, array for array: quickly for the box-filter example
-in this process, and (slow) for the VGG16 example from the command line (`shard_fixtures.vgg16_scans`) and
-the CIFAR-10 and FaceNet examples, FaceNet with an unreadable image that leaves a gap in the dataset indices.
+in this process, on whole images and on tiles of photographs whose top lists show distinct places, and (slow) for
+the VGG16 example from the command line (`shard_fixtures.vgg16_scans`) and the CIFAR-10 and FaceNet examples,
+FaceNet with an unreadable image that leaves a gap in the dataset indices.
 The states alone are tested in `test_states.py`.
 """
 
@@ -15,12 +16,12 @@ import pytest
 
 import vgg16_activations
 from conftest import (EXPLANATION_FILES, assert_one_line_error, drawing_lines, erf_lines, layer_lines,
-                      probe_image_counts)
+                      probe_image_counts, read_document)
 from facenet_fixtures import make_lfw
 from activations import TopActivations
-from shard_fixtures import (BOX_DESCRIPTIONS, BOX_FILTER_EXAMPLE, FLAGS, LAYERS, assert_same_state, box_filter_args,
-                            merge, open_box_filter_dataset, open_box_filter_model, run_scripts_together,
-                            shard_state_paths)
+from shard_fixtures import (BOX_DESCRIPTIONS, BOX_FILTER_EXAMPLE, FLAGS, LAYERS, TILED_EXAMPLE, assert_same_state,
+                            box_filter_args, merge, open_box_filter_dataset, open_box_filter_model, outputs,
+                            run_scripts_together, run_tiled, shard_state_paths, tiled_args)
 from utils.base.layer_names import file_stem
 from utils.core import pipeline
 from utils.core.model import Example
@@ -142,6 +143,45 @@ def test_box_filter_shards_merge_to_the_pictures_of_a_single_run(tmp_path, capsy
     merged = ShardState.load(state_path(str(tmp_path / 'merged'), 'pool/MaxPool:0'))
     np.testing.assert_array_equal(merged.tracker.firings, trackers[1].firings)
     assert merged.shards == (0, 1, 2) and merged.tracker.num_seen == 10
+
+
+@pytest.mark.parametrize('candidates_per_sample', [1, 8])  # 1: some lists come out short, shorter than others
+def test_tiles_merged_from_shards_or_drawn_from_states_give_the_distinct_lists_of_a_single_run(
+        tmp_path, capsys, caplog, candidates_per_sample):
+    flags = dict(candidates_per_sample=candidates_per_sample)
+    run_tiled(tmp_path / 'single', **flags)
+    run_tiled(tmp_path / 'explained', heatmap=True, attribution='occlusion', **flags)
+    document = read_document(tmp_path / 'single')
+    assert document['distinct_places']['candidates'] == 3 * candidates_per_sample
+    assert bool(document['distinct_places']['short_channels']) == (candidates_per_sample == 1)
+    for index in range(3):
+        assert shards.run(TILED_EXAMPLE, tiled_args(tmp_path / 'states', num_shards=3, shard_index=index, **flags)) == 0
+    paths = sorted((tmp_path / 'states').glob('state-*.npz'))
+    assert merge(paths, tmp_path / 'merged') == 0
+    assert outputs(tmp_path / 'merged') == outputs(tmp_path / 'single')
+    # --states: the merge drawn with what needs the model, only the kept images read again
+    assert shards.run(TILED_EXAMPLE, tiled_args(tmp_path / 'drawn', states=[str(path) for path in paths],
+                                                heatmap=True, attribution='occlusion', **flags)) == 0
+    assert outputs(tmp_path / 'drawn') == outputs(tmp_path / 'explained')
+    assert 'attributions.npz' in outputs(tmp_path / 'drawn')
+    capsys.readouterr()
+
+
+def test_tiles_with_allow_repeats_give_each_channels_strongest_tiles_whatever_their_place(tmp_path):
+    model, dataset, trackers = run_tiled(tmp_path / 'repeats', allow_repeats=True)
+    assert dataset.places is None and trackers[0].num_samples == 3
+    document = read_document(tmp_path / 'repeats')
+    assert 'distinct_places' not in document
+    maps = [np.concatenate(layer_maps) for layer_maps in
+            zip(*(model.run(inputs) for inputs, _, _ in dataset.read(0, len(dataset))))]
+    for layer, feature_maps in zip(document['layers'], maps):
+        firings = feature_maps.max(axis=(1, 2)).T  # [channel, tile]
+        strongest = [sorted(range(len(dataset)), key=lambda index: (-firings[channel, index], index))[:3]
+                     for channel in range(len(firings))]
+        assert [[entry['index'] for entry in ranked] for ranked in layer['channels']] == strongest
+    run_tiled(tmp_path / 'distinct')
+    distinct = read_document(tmp_path / 'distinct')
+    assert [layer['channels'] for layer in distinct['layers']] != [layer['channels'] for layer in document['layers']]
 
 
 # -- VGG16 from the command line (slow) ----------------------------------------------------------------------

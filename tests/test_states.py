@@ -1,5 +1,6 @@
 """Tests of `utils/core/states.py` and `utils/merge_activations.py` without TensorFlow: saving, loading, merging
-and drawing the states of the box-filter example (`shard_fixtures`), scanned in shards in this process."""
+and drawing the states of the box-filter example (`shard_fixtures`), on whole images and on tiles of photographs
+with their places, scanned in shards in this process."""
 
 import logging
 import os
@@ -10,8 +11,8 @@ import pytest
 
 from conftest import arrays_read, folder_locked_by_another_process, write_npz_with_a_lying_header
 from activations import TopActivations
-from shard_fixtures import (BOX_DESCRIPTIONS, BOX_FILTER_EXAMPLE, BOX_LAYERS, assert_same_state, box_filter_args,
-                            merge)
+from shard_fixtures import (BOX_DESCRIPTIONS, BOX_FILTER_EXAMPLE, BOX_LAYERS, TILED_EXAMPLE, assert_same_state,
+                            box_filter_args, merge)
 from utils.base import files
 from utils.core.states import RUN_FIELDS, ShardState, merge_states, state_path
 from utils.running.scanner import Scanner
@@ -25,6 +26,15 @@ def scanner(tmp_path_factory):
     gives new states."""
     with Scanner(BOX_FILTER_EXAMPLE, box_filter_args(tmp_path_factory.mktemp('unused'))) as box_scanner:
         yield box_scanner
+
+
+@pytest.fixture(scope='module')
+def tiled_scanner(tmp_path_factory):
+    """A `Scanner` of the 72 tiles of `shard_fixtures.TILED_EXAMPLE` in batches of 8, 3 images per channel chosen
+    among 2 x 3 candidates."""
+    args = box_filter_args(tmp_path_factory.mktemp('unused'), batch_size=8, candidates_per_sample=2)
+    with Scanner(TILED_EXAMPLE, args) as tiles_scanner:
+        yield tiles_scanner
 
 
 def saved(states, folder):
@@ -97,6 +107,60 @@ def test_a_state_of_another_version_is_refused(scanner, tmp_path):
         ShardState.load(rewritten(path, state_version=np.int64(1)))
 
 
+def test_a_state_of_version_2_is_refused(scanner, tmp_path):
+    # Version 3 added every channel's statistics, which a version 2 state cannot give: it is scanned again.
+    path, = saved(scanner.scan(0, 2)[:1], tmp_path)
+    with pytest.raises(ValueError, match='is a state of version 2; this code reads version 3. Scan again'):
+        ShardState.load(rewritten(path, state_version=np.int64(2)))
+
+
+# -- places ------------------------------------------------------------------------------------------------------
+
+def test_states_of_tiles_keep_the_places_of_their_kept_images_through_saving_and_merging(tiled_scanner, tmp_path):
+    places = tiled_scanner.dataset.places
+    states = tiled_scanner.scan(0, 2) + tiled_scanner.scan(1, 2)
+    for state in states:
+        assert state.run['candidates'] == 6 and state.tracker.num_samples == 6
+        assert state.places == {index: tuple(places[index]) for index in state.tracker.kept_image_indices.tolist()}
+    paths = saved(states, tmp_path)
+    with np.load(paths[0], allow_pickle=False) as data:
+        assert data['state_places'].dtype == np.int64
+        np.testing.assert_array_equal(data['state_places'], places[data['image_indices']])
+    loaded = [ShardState.load(path) for path in paths]
+    assert [state.places for state in loaded] == [state.places for state in states]
+    for merged, single in zip(merge_states(loaded), tiled_scanner.scan(0, 1)):
+        assert_same_state(merged, single)
+        assert merged.places == single.places
+
+
+def test_states_with_and_without_places_are_refused(tiled_scanner, tmp_path):
+    with_places = tiled_scanner.scan(0, 2)[0]
+    # --allow_repeats with as many candidates: only the places tell the states apart
+    args = box_filter_args(tmp_path, batch_size=8, allow_repeats=True, num_samples=6)
+    with Scanner(TILED_EXAMPLE, args) as repeating:
+        without = changed(repeating.scan(1, 2)[0], num_samples=3)
+    assert without.places is None and without.run == with_places.run
+    with pytest.raises(ValueError, match='one holds the places of its images and the other not'):
+        merge_states([with_places, without])
+
+
+@pytest.mark.parametrize('name, change, words', [
+    ('state_places', lambda places: places[:1], 'its places are int64 of shape (1, 6)'),
+    ('state_places', lambda places: places.astype(np.float64), 'its places are float64'),
+    ('state_places', lambda places: places - 100, 'not places in a photograph'),
+    ('state_places', lambda places: places * [1, 1, 1, 1, 1, 2], 'not places in a photograph'),
+    ('num_samples', lambda num_samples: num_samples + 1, 'its tracker keeps 7 images per channel, its run 6'),
+])
+def test_a_state_with_damaged_places_or_candidates_is_refused_by_name(tiled_scanner, tmp_path, name, change, words):
+    path, = saved(tiled_scanner.scan(0, 2)[:1], tmp_path)
+    with np.load(path, allow_pickle=False) as data:
+        array = data[name].copy()
+    rewritten(path, **{name: change(array)})
+    with pytest.raises(ValueError, match=re.escape(words)) as error:
+        ShardState.load(path)
+    assert str(error.value).startswith(f'{path}: ')
+
+
 # -- merging -----------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize('order', [(0, 1), (1, 0)])
@@ -123,6 +187,7 @@ def changed(state, **run):
     ('dataset', '11 images, names sha256:0123456789abcdef', 'different datasets'),
     ('batch_size', 8, 'different batch sizes (4 and 8)'),
     ('num_samples', 2, 'different --num_samples (3 and 2)'),
+    ('candidates', 24, 'different candidates per channel (--candidates_per_sample, --allow_repeats) (3 and 24)'),
     ('layers', (CONV,), f'different --layers ({CONV},{POOL} and {CONV})'),
     ('num_shards', 3, 'different numbers of shards (2 and 3)'),
 ])

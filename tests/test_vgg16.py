@@ -7,6 +7,8 @@ package and few, small tiles. Their printed receptive fields are checked against
 unclipped for size, stride and padding to be measured: the default layers conv1_2 and conv5_3 at the
 default 128 pixels, the table's layers up to block4_conv2 and the other default layers at 64. The deeper
 table rows (block4_pool and beyond) would cost minutes here; `test_recfield.py` checks them on Keras' VGG16.
+The top lists of a run show distinct places of the photographs, checked from activations.json alone (the tiles'
+names say where they lie), unless `--allow_repeats`.
 """
 
 import argparse
@@ -23,7 +25,7 @@ import pytest
 import vgg16_activations
 from conftest import (EXPLANATION_FILES, assert_explained_run, assert_not_explained, assert_shards_read_like_the_whole,
                       layer_lines, probe_image_counts, read_document, run_script, write_mixed_images_dir)
-from shard_fixtures import LAYERS as SCAN_LAYERS, merge
+from shard_fixtures import LAYERS as SCAN_LAYERS, merge, run_scripts_together
 from utils.base.layer_names import file_stem
 from utils.benchmarks.closed_form import VGG16_TABLE
 from utils.core import pipeline
@@ -143,7 +145,7 @@ MODEL_LAYERS = [vgg16.relu_tensor_name(1, 2), vgg16.relu_tensor_name(2, 2)]
 def example_flags(**flags):
     """The flags `vgg16.open_model` and `open_dataset` read, small: 32-pixel tiles in batches of 4."""
     defaults = dict(image_size=32, batch_size=4, layers=[','.join(MODEL_LAYERS)], images_dir=None, max_images=0,
-                    images_list=None, max_image_pixels=images.MAX_IMAGE_PIXELS)
+                    images_list=None, max_image_pixels=images.MAX_IMAGE_PIXELS, allow_repeats=False)
     return argparse.Namespace(**{**defaults, **flags})
 
 
@@ -383,3 +385,62 @@ def test_cached_receptive_fields_serve_any_choice_of_the_layers(tmp_path, capsys
         assert probe_image_counts(capsys.readouterr().out) == [(len(layers), 0)], layers  # nothing measured
         assert [fields[index] for index in range(len(layers))] == [measured[MODEL_LAYERS.index(name)]
                                                                    for name in layers]
+
+
+# -- top lists of distinct places ----------------------------------------------------------------------------
+
+TILE_NAME = re.compile(r'^(.+):y=(\d+),x=(\d+)(,mirrored)?$')
+
+
+def box_in_photograph(record, tile_size):
+    """`(photograph, (y1, x1, y2, x2))` of an activations.json entry: its box placed by its tile's name."""
+    photo, y, x, mirrored = TILE_NAME.match(record['image']).groups()
+    y1, x1, y2, x2 = record['box']
+    if mirrored:
+        x1, x2 = tile_size - x2, tile_size - x1
+    return photo, (int(y) + y1, int(x) + x1, int(y) + y2, int(x) + x2)
+
+
+def repeating_lists(document):
+    """How many top lists of a document show one place twice: two entries of one photograph whose boxes there
+    overlap by more than half of the smaller one."""
+    count = 0
+    for layer in document['layers']:
+        for ranked in layer['channels']:
+            boxes = [box_in_photograph(record, layer['image_size'][1]) for record in ranked]
+            for number, (photo, (y1, x1, y2, x2)) in enumerate(boxes):
+                overlaps = [max(0, min(y2, oy2) - max(y1, oy1)) * max(0, min(x2, ox2) - max(x1, ox1))
+                            / min((y2 - y1) * (x2 - x1), (oy2 - oy1) * (ox2 - ox1))
+                            for other, (oy1, ox1, oy2, ox2) in boxes[:number] if other == photo]
+                if any(overlap > 0.5 for overlap in overlaps):
+                    count += 1
+                    break
+    return count
+
+
+@pytest.fixture(scope='module')
+def distinct_runs(tmp_path_factory):
+    """`{flags: document}` of vgg16_activations.py on 120 tiles of 32 pixels, two shallow layers, 3 tiles a
+    channel, with and without `--allow_repeats`, run together."""
+    root = tmp_path_factory.mktemp('distinct')
+    runs = {'distinct': [], 'repeats': ['--allow_repeats']}
+    results = run_scripts_together([('vgg16_activations.py', '--image_size', 32, '--max_images', 120, '--layers',
+                                     *MODEL_LAYERS, '--num_samples', 3, '--num_channels', 2, '--out_dir', root / name,
+                                     *flags) for name, flags in runs.items()])
+    for result in results:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return {name: read_document(root / name) for name in runs}
+
+
+@pytest.mark.slow
+def test_a_run_shows_distinct_places_and_with_allow_repeats_the_strongest_tiles(distinct_runs):
+    distinct, repeats = distinct_runs['distinct'], distinct_runs['repeats']
+    assert distinct['distinct_places'] == {'max_overlap': 0.5, 'candidates': 24, 'short_channels': {}}
+    assert 'distinct_places' not in repeats
+    assert repeating_lists(distinct) == 0 < repeating_lists(repeats)
+    for layer, repeats_layer in zip(distinct['layers'], repeats['layers']):
+        assert layer['images_seen'] == 120
+        for ranked, repeats_ranked in zip(layer['channels'], repeats_layer['channels']):
+            assert len(ranked) == len(repeats_ranked) == 3
+            assert ranked[0] == repeats_ranked[0]  # the strongest tile repeats nothing
+            assert all(record['firing'] <= strongest['firing'] for record, strongest in zip(ranked, repeats_ranked))

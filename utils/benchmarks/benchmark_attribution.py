@@ -25,7 +25,7 @@ import time  # noqa: E402
 import recfield  # noqa: E402
 from utils.core import attributing, pipeline  # noqa: E402
 from utils.examples import vgg16  # noqa: E402
-from utils.pictures.drawing import channels_to_draw  # noqa: E402
+from utils.pictures.drawing import channels_to_draw, distinct_layers  # noqa: E402
 from utils.probing import attribution  # noqa: E402
 from utils.running import cli  # noqa: E402
 
@@ -64,7 +64,7 @@ def calls_per_entry(method, layers):
     """The network calls (input images run) of a method's attributions, per entry: `method.count` of every task."""
     counts = [method.count(attribution.Task(None, None, None, field.recfield[y, x]))
               for _, field, tracker, channels in layers for channel in channels
-              for y, x in tracker.coords[channel].tolist()]
+              for y, x in tracker.channel(channel)[1].tolist()]
     return sum(counts) / len(counts)
 
 
@@ -79,9 +79,14 @@ def main(argv=None):
         trackers = pipeline.scan(model, dataset, example.num_samples, print_line=False)
         scan_per_image = (time.perf_counter() - started) / len(dataset)
         lines.append(f'scan: {len(dataset)} tiles, {1000 * scan_per_image:.1f} ms per tile')
-        layers = [(layer.name, fields[index], tracker, channels_to_draw(tracker, args.num_channels, layer.name))
-                  for index, (layer, tracker) in enumerate(zip(model.layers, trackers))]
-        num_entries = sum(len(channels) * example.num_samples for *_, channels in layers)
+        layers = [(layer.name, fields[index], tracker) for index, (layer, tracker) in enumerate(zip(model.layers,
+                                                                                                     trackers))]
+        if dataset.places is not None:  # the entries a run draws: its top lists of distinct places
+            layers, _ = distinct_layers(layers, dataset.places, example.num_samples)
+        layers = [(name, field, tracker, channels_to_draw(tracker, args.num_channels, name))
+                  for name, field, tracker in layers]
+        num_entries = sum(len(tracker.channel(channel)[0]) for _, _, tracker, channels in layers
+                          for channel in channels)
         lines.append(f'{"method":<22} {"calls/entry":>12} {"s/entry":>8} {"x scan/image":>13}')
         reference = attribution.reference_image(model.imshape[1:], model.value_range)
         for method in attribution.METHODS:

@@ -136,8 +136,8 @@ def attribute_layer(model, dataset, index, name, field, tracker, channels, optio
     """
     entries = collections.defaultdict(list)  # image index -> [(key, unit, box)]
     for channel in channels:
-        for rank, (image_index, (y, x)) in enumerate(zip(tracker.indices[channel].tolist(),
-                                                         tracker.coords[channel].tolist())):
+        _, coords, indices, _ = tracker.channel(channel)
+        for rank, (image_index, (y, x)) in enumerate(zip(indices.tolist(), coords.tolist())):
             entries[image_index].append((entry_key(name, channel, rank), (y, x, int(channel)), field.recfield[y, x]))
     if not entries:
         return {}
@@ -165,7 +165,8 @@ def _check_completeness(model, index, name, tracker, found, reference, channels)
     reference_map = model.maps_of(np.repeat(reference[None], _one_batch(model), axis=0), [index])[0][0]
     worst = 0.0
     for channel in channels:
-        for rank, (firing, (y, x)) in enumerate(zip(tracker.firings[channel], tracker.coords[channel].tolist())):
+        firings, coords, _, _ = tracker.channel(channel)
+        for rank, (firing, (y, x)) in enumerate(zip(firings, coords.tolist())):
             change = firing - float(reference_map[y, x, channel])
             total = float(found[entry_key(name, channel, rank)].sum())
             if abs(change) > 1e-6:

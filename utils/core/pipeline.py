@@ -9,7 +9,7 @@ anything else plugs in through `forward_func`.
     model = Model(forward_func, layers, imshape, value_range)
     fields = measure_receptive_fields(model, cache=cache)   # prints one line per layer
     trackers = scan(model, dataset, num_samples)            # shard 0 of 1: the whole dataset
-    draw(model, fields, trackers, out_dir, num_channels)
+    draw(model, fields, trackers, out_dir, num_channels, dataset=dataset, num_samples=num_samples)
 
 A sharded run (`utils.running.shards`) calls the same `scan` for shard I of N.
 """
@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 import recfield
-from activations import TopActivations
+from activations import CANDIDATES_PER_SAMPLE, TopActivations
 from utils.base.progress import progress_bar
 from utils.pictures.drawing import check_picture_size, describe_layer, draw_layers, write_receptive_field_example
 
@@ -38,11 +38,15 @@ class Dataset:
         batch_size: images per batch.
         class_names: the sorted names of the images' classes; empty where images have none.
         labels: int64 `[images]`, each image's class (an index into `class_names`), or None.
+        places: None, or where each image lies in its photograph, int64 `[images, 6]`
+            (`utils.data.images.PLACE_COLUMNS`), for images cut from photographs that overlap: the top lists then
+            show distinct places (`activations.distinct_top`). None where images are whole, or where repeats are
+            allowed (`--allow_repeats`).
     """
 
-    def __init__(self, ids, batch_size, read, classes=None):
+    def __init__(self, ids, batch_size, read, classes=None, places=None):
         """Args:
-            ids, batch_size: see the attributes.
+            ids, batch_size, places: see the attributes.
             read: function `(start, stop)` yielding `(network_inputs, display_images, indices)` for the images
                 `start` (a multiple of `batch_size`) to `stop`: float32 inputs, uint8 BGR images for the
                 pictures, and their dataset indices. Every image must be in the batch of `index //
@@ -57,6 +61,7 @@ class Dataset:
                 raise ValueError(f'{len(classes)} classes for {len(self.ids)} images: give one class per image.')
             self.class_names = tuple(sorted(set(classes)))
             self.labels = np.searchsorted(self.class_names, classes).astype(np.int64)
+        self.places = None if places is None else np.asarray(places, np.int64)
 
     def __len__(self):
         return len(self.ids)
@@ -80,9 +85,14 @@ def shard_bounds(num_images, batch_size, num_shards, shard_index):
     return min(first * batch_size, num_images), min(last * batch_size, num_images)
 
 
-def scan(model, dataset, num_samples, shard_index=0, num_shards=1, print_line=True):
+def scan(model, dataset, num_samples, shard_index=0, num_shards=1, print_line=True,
+         candidates_per_sample=CANDIDATES_PER_SAMPLE):
     """Runs shard `shard_index` of `num_shards` of the dataset (by default all of it) through the model, and
     prints `scan: <n> images, <t> s` (unless `print_line` is False: on a Dask worker the client prints it).
+
+    Args:
+        num_samples: `--num_samples`.
+        candidates_per_sample: `--candidates_per_sample`, for a dataset with places (see `candidates`).
 
     Returns:
         list of `activations.TopActivations`, one per layer, tracking all its channels, with the images'
@@ -94,13 +104,20 @@ def scan(model, dataset, num_samples, shard_index=0, num_shards=1, print_line=Tr
         logger.warning('shard %d of %d is empty: the dataset has fewer batches (%d images in batches of %d) '
                        'than shards.', shard_index, num_shards, len(dataset), dataset.batch_size)
     started = time.perf_counter()
-    trackers = track_top_activations(model, dataset.read(start, stop), num_samples,
+    kept = candidates(dataset, num_samples, candidates_per_sample)
+    trackers = track_top_activations(model, dataset.read(start, stop), kept,
                                      num_batches=-(-(stop - start) // dataset.batch_size), first_index=start,
                                      class_names=dataset.class_names, labels=dataset.labels)
     if print_line:
         print(f'scan: {trackers[0].num_seen if trackers else 0} images, {time.perf_counter() - started:.1f} s',
               flush=True)
     return trackers
+
+
+def candidates(dataset, num_samples, candidates_per_sample=CANDIDATES_PER_SAMPLE):
+    """How many images a scan keeps per channel: `num_samples`, or for a dataset with places `candidates_per_sample`
+    times as many, from which `activations.distinct_top` chooses the top lists of distinct places."""
+    return num_samples if dataset.places is None else num_samples * candidates_per_sample
 
 
 def track_top_activations(model, batches, num_samples, num_batches=None, first_index=0, class_names=(), labels=None):
@@ -210,32 +227,39 @@ def _agreeing(model, fields, entries):
 
 
 def draw(model, fields, trackers, out_dir, num_channels, tensorboard_dir=None, dataset=None, heatmap=False,
-         attribution=None):
+         attribution=None, num_samples=None):
     """Writes every layer's `-full`/`-crop` pictures and the gallery (`utils.pictures.drawing.draw_layers`), and
     what `attribution` asks for.
 
     Args:
         model: the `Model` (for the layer names; run again for heatmaps and attributions).
         fields: the layers' receptive fields, a dict by layer index or a list.
-        trackers: the layers' `TopActivations`, in layer order.
+        trackers: the layers' `TopActivations`, in layer order (`scan`).
         out_dir, num_channels, tensorboard_dir: see `utils.pictures.drawing.draw_layers`.
-        dataset: the `Dataset` scanned: names the images in the gallery; read again for heatmaps and attributions.
+        dataset: the `Dataset` scanned: names the images in the gallery; read again for heatmaps and attributions;
+            with places, the top lists drawn are those of distinct places.
         heatmap: draw every channel's feature map over its images (`channel_heatmaps`); needs `dataset`.
         attribution: None, or `utils.core.attributing.AttributionOptions`: the attributions of the drawn entries
             and the effective receptive fields (`utils.core.attributing.explain`); needs `dataset`.
+        num_samples: the `num_samples` of the scan; needed for a dataset with places.
 
     Raises:
-        ValueError: `heatmap` or `attribution` without `dataset`, or see `channel_heatmaps` and
-            `utils.core.attributing.explain`.
+        ValueError: `heatmap` or `attribution` without `dataset`, a dataset with places without `num_samples`, or
+            see `channel_heatmaps` and `utils.core.attributing.explain`.
     """
     explaining = attribution is not None and (attribution.method or attribution.erf)
     if (heatmap or explaining) and dataset is None:
         raise ValueError('heatmaps and attributions run the model again on the kept images: give draw the dataset.')
+    places = None if dataset is None else dataset.places
+    if places is not None and num_samples is None:
+        raise ValueError('the dataset has places: give draw the scan\'s num_samples, to choose the top lists of '
+                         'distinct places.')
     draw_layers(((layer.name, fields[index], tracker) for index, (layer, tracker)
                  in enumerate(zip(model.layers, trackers))), out_dir, num_channels, tensorboard_dir,
                 image_names=None if dataset is None else dataset.ids,
                 heatmaps=(lambda layers: channel_heatmaps(model, dataset, layers)) if heatmap else None,
-                explain=(lambda layers: explain(model, dataset, layers, attribution)) if explaining else None)
+                explain=(lambda layers: explain(model, dataset, layers, attribution)) if explaining else None,
+                places=places, num_samples=num_samples)
     logger.info('pictures are in %s', out_dir)
 
 
@@ -261,10 +285,10 @@ def channel_heatmaps(model, dataset, layers):
     slots = [{} for _ in layers]  # per layer: dataset index -> [(channel, rank)] of the maps it fills
     for layer_slots, (_, _, tracker, channels) in zip(slots, layers):
         for channel in channels:
-            for rank, index in enumerate(tracker.indices[channel].tolist()):
+            for rank, index in enumerate(tracker.channel(channel)[2].tolist()):
                 layer_slots.setdefault(index, []).append((channel, rank))
-    maps = [{channel: np.zeros((tracker.indices.shape[1], *field.feature_shape), np.float32) for channel in channels}
-            for _, field, tracker, channels in layers]
+    maps = [{channel: np.zeros((len(tracker.channel(channel)[2]), *field.feature_shape), np.float32)
+             for channel in channels} for _, field, tracker, channels in layers]
     wanted = set().union(*slots)
     num_batches = len({index // dataset.batch_size for index in wanted})
     with progress_bar('heatmaps (batches) ', num_batches) as bar:
@@ -275,9 +299,10 @@ def channel_heatmaps(model, dataset, layers):
                         layer_maps[channel][rank] = feature_map[position, :, :, channel]
             bar.update(min(number, num_batches))
     for (name, _, tracker, channels), layer_maps in zip(layers, maps):
-        recomputed = np.array([layer_maps[channel].reshape(len(layer_maps[channel]), -1).max(axis=1)
-                               for channel in channels])
-        if len(channels) and not np.allclose(recomputed, tracker.firings[channels], rtol=1e-4, atol=1e-6):
+        recomputed = [layer_maps[channel].reshape(len(layer_maps[channel]), -1).max(axis=1) for channel in channels]
+        firings = [tracker.channel(channel)[0] for channel in channels]
+        if len(channels) and not np.allclose(np.concatenate(recomputed), np.concatenate(firings), rtol=1e-4,
+                                             atol=1e-6):
             logger.warning('the feature maps of %s computed again for the heatmaps differ from the scan\'s (the '
                            'forward pass is not deterministic?); the heatmaps may not match the firings.', name)
     return maps

@@ -1,10 +1,11 @@
 """The state of a sharded scan, per layer: saved, loaded, merged exactly, drawn. No TensorFlow needed.
 
 A shard's state (`ShardState`) holds its `activations.TopActivations` (numbered by dataset index, so that
-ties go to the earlier image of the whole dataset, as in one scan), the kept images' names, the layer's
-`recfield.ReceptiveField` if that shard measured it, and what tells states that belong together (`RUN_FIELDS`:
-the example, the model, the dataset, the batch size, `--num_samples`, `--layers`, the number of shards).
-Merging the states of all shards gives the state, and the pictures, of a single run.
+ties go to the earlier image of the whole dataset, as in one scan), the kept images' names and, for images cut from
+photographs, their places (the top lists of distinct places are chosen from the tracker's candidates when drawing),
+the layer's `recfield.ReceptiveField` if that shard measured it, and what tells states that belong together
+(`RUN_FIELDS`: the example, the model, the dataset, the batch size, `--num_samples`, the candidates kept, `--layers`,
+the number of shards). Merging the states of all shards gives the state, and the pictures, of a single run.
 
 A shard's state is saved as `<out_dir>/state-<layer>-<I>-of-<N>.npz`, a merged one as `state-<layer>.npz`:
 numpy arrays only (no pickle), written atomically. A state file is also a `TopActivations` file:
@@ -20,14 +21,16 @@ from activations import TopActivations
 from recfield import ReceptiveField
 from utils.base.files import load_arrays, save_arrays
 from utils.base.layer_names import file_stem
+from utils.data.images import PLACE_COLUMNS
 from utils.pictures.drawing import describe_layer, draw_layers
 
 logger = logging.getLogger(__name__)
 
-STATE_VERSION = 3  # 3: with every channel's statistics (`utils.base.channel_statistics`)
+STATE_VERSION = 3  # 3: every channel's statistics (`utils.base.channel_statistics`), candidates and places
 # What must be equal for two states to merge, and how an error names a difference.
 RUN_FIELDS = {'example': 'examples', 'model': 'models', 'dataset': 'datasets', 'batch_size': 'batch sizes',
-              'num_samples': '--num_samples', 'layers': '--layers', 'num_shards': 'numbers of shards'}
+              'num_samples': '--num_samples', 'candidates': 'candidates per channel (--candidates_per_sample, '
+              '--allow_repeats)', 'layers': '--layers', 'num_shards': 'numbers of shards'}
 
 
 def state_path(out_dir, layer_name, shard_index=None, num_shards=None):
@@ -43,6 +46,9 @@ class ShardState:
         layer: the layer's tensor name.
         tracker: its `activations.TopActivations`, indexed by dataset index, with the kept images.
         image_ids: dict from the dataset index of every kept image to its name (`utils.core.pipeline.Dataset`).
+        places: None, or a dict from the dataset index of every kept image to its place (a tuple of the
+            `utils.data.images.PLACE_COLUMNS`): the tracker's lists are candidates, from which the drawing chooses
+            the top lists of distinct places (`activations.distinct_top`).
         field: the layer's `recfield.ReceptiveField`, or None where another shard measures it.
         num_channels: the layer's channel count.
         run: the values that must be equal for states to merge (`RUN_FIELDS`); `layers` is a tuple.
@@ -51,10 +57,13 @@ class ShardState:
         source: where the state comes from (a file, a shard), for messages.
     """
 
-    def __init__(self, layer, tracker, image_ids, field, num_channels, run, shards, draw_channels, source):
+    def __init__(self, layer, tracker, image_ids, field, num_channels, run, shards, draw_channels, source,
+                 places=None):
         self.layer, self.tracker, self.image_ids, self.field = layer, tracker, dict(image_ids), field
         self.num_channels, self.run, self.shards = int(num_channels), dict(run), tuple(sorted(shards))
         self.draw_channels, self.source = int(draw_channels), source
+        self.places = None if places is None else {int(index): tuple(int(value) for value in place)
+                                                   for index, place in places.items()}
 
     @property
     def complete(self):
@@ -80,6 +89,9 @@ class ShardState:
         if differ or other.num_channels != self.num_channels:
             raise ValueError(f'cannot merge {self.source} and {other.source}: {self.layer} has different receptive '
                              'fields or channel counts in them (another model or image size?).')
+        if (self.places is None) != (other.places is None):
+            raise ValueError(f'cannot merge {self.source} and {other.source}: one holds the places of its images and '
+                             'the other not (scans with and without --allow_repeats?).')
         both = sorted(set(self.shards) & set(other.shards))
         if both:
             raise ValueError(f'cannot merge {self.source} and {other.source}: both hold shard {both[0]} of '
@@ -96,6 +108,8 @@ class ShardState:
         kept = set(self.tracker.kept_image_indices.tolist())
         self.image_ids = {index: name for index, name in {**self.image_ids, **other.image_ids}.items()
                           if index in kept}
+        if self.places is not None:
+            self.places = {index: place for index, place in {**self.places, **other.places}.items() if index in kept}
         self.shards = tuple(sorted(self.shards + other.shards))
         self.field = self.field if self.field is not None else other.field
         return self
@@ -104,7 +118,8 @@ class ShardState:
         """Writes the state to an `.npz` file (no pickle), atomically (`utils.base.files.save_arrays`).
 
         The file holds the tracker's arrays (`TopActivations.to_arrays`, so `TopActivations.load` reads it) and
-        the state's own (`to_arrays`: named `state_*` and `run_*`).
+        the state's own (`to_arrays`: named `state_*` and `run_*`; `state_places`, int64 `[kept images, 6]` in the
+        order of `image_indices`, only where the state has places).
         """
         save_arrays(path, self.to_arrays())
 
@@ -124,6 +139,9 @@ class ShardState:
             'state_draw_channels': self.draw_channels,
             **{f'state_field_{key}': value for key, value in field.items()},
         }
+        if self.places is not None:
+            arrays['state_places'] = np.array([self.places[int(index)] for index in kept], np.int64).reshape(
+                len(kept), len(PLACE_COLUMNS))
         for key in RUN_FIELDS:
             value = self.run[key]
             arrays[f'run_{key}'] = np.array(value, dtype=np.str_) if isinstance(value, (str, tuple)) else value
@@ -169,8 +187,14 @@ class ShardState:
             ids = dict(zip(tracker.kept_image_indices.tolist(), image_ids))
             run = {key: arrays[f'run_{key}'] for key in RUN_FIELDS}
             run = {key: tuple(value.tolist()) if value.ndim else value.item() for key, value in run.items()}
+            places = arrays.get('state_places')
+            if places is not None:
+                if places.shape != (len(image_ids), len(PLACE_COLUMNS)) or not np.issubdtype(places.dtype, np.integer):
+                    raise ValueError(f'{source}: its places are {places.dtype} of shape {places.shape}, not whole '
+                                     f'numbers [{len(image_ids)}, {len(PLACE_COLUMNS)}]; the file is damaged.')
+                places = dict(zip(tracker.kept_image_indices.tolist(), places.tolist()))
             state = cls(str(arrays['state_layer']), tracker, ids, field, int(arrays['state_num_channels']), run,
-                        arrays['state_shards'].tolist(), int(arrays['state_draw_channels']), source)
+                        arrays['state_shards'].tolist(), int(arrays['state_draw_channels']), source, places)
         except KeyError as error:
             raise ValueError(f'{source} is not a state of a sharded scan (it has no {error}); states are written by '
                              'the *_activations.py scripts with --num_shards and --shard_index.') from error
@@ -203,6 +227,16 @@ class ShardState:
         missing = sorted(set(np.unique(tracker.indices).tolist()) - set(self.image_ids))
         if tracker.keeps_images and missing:
             raise ValueError(f'{self.source}: image {missing[0]} is kept but not stored; the file is damaged.')
+        if tracker.num_samples != self.run['candidates']:
+            raise ValueError(f'{self.source}: its tracker keeps {tracker.num_samples} images per channel, its run '
+                             f'{self.run["candidates"]}; the file is damaged.')
+        if self.places is not None:
+            unplaced = sorted(set(np.unique(tracker.indices).tolist()) - set(self.places))
+            rows = np.array(list(self.places.values()), np.int64).reshape(-1, len(PLACE_COLUMNS))
+            if unplaced or (rows[:, [0, 1, 2]] < 0).any() or (rows[:, [3, 4]] < 1).any() or (
+                    ~np.isin(rows[:, 5], (0, 1))).any():
+                raise ValueError(f'{self.source}: some kept images have no place, or places that are not places in a '
+                                 'photograph; the file is damaged.')
         if tracker.num_seen < 0 or (tracker.indices.size and tracker.indices.min() < 0):
             raise ValueError(f'{self.source}: it counts {tracker.num_seen} images seen, or keeps negative image '
                              'indices; the file is damaged.')
@@ -317,6 +351,8 @@ def draw_states(states, out_dir, num_channels=None, tensorboard_dir=None, heatma
             yield state.layer, state.field, state.tracker
 
     if states:
+        places = None if states[0].places is None else {
+            index: place for state in states for index, place in state.places.items()}
         draw_layers(described(), out_dir, states[0].draw_channels if num_channels is None else num_channels,
                     tensorboard_dir, {index: name for state in states for index, name in state.image_ids.items()},
-                    heatmaps, explain)
+                    heatmaps, explain, places, states[0].run['num_samples'])

@@ -5,7 +5,8 @@ with `cv2.imwrite` as they are). A folder or list of files is listed up front wi
 from its header (`list_images`); an image is decoded only when its batch is read (`decoded_batches`), a few
 batches ahead of the network. The VGG16 example resizes each photograph so that its shorter side is a given
 length and cuts it into square tiles on a regular grid whose first and last tiles touch the image borders;
-every tile is used as it is and mirrored left to right (`load_photo_tiles`).
+every tile is used as it is and mirrored left to right (`load_photo_tiles`). A tile's *place* says where it lies in
+its photograph (`tile_places`), so that boxes in tiles can be compared in the photograph (`photo_boxes`).
 """
 
 import collections
@@ -38,6 +39,9 @@ BATCHES_AHEAD = 2
 # rocket launch, galaxies, a retina, stained tissue and a motorbike.
 SKIMAGE_PHOTOS = ('astronaut', 'chelsea', 'coffee', 'rocket', 'hubble_deep_field', 'retina',
                   'immunohistochemistry', 'stereo_motorcycle')
+# A place, one int64 row per image: its photograph (an index), the top-left pixel and the size of the part of the
+# photograph it shows, and 1 where it shows that part mirrored left to right.
+PLACE_COLUMNS = ('photo', 'y', 'x', 'height', 'width', 'mirrored')
 
 
 def skimage_photos(names=SKIMAGE_PHOTOS):
@@ -516,6 +520,34 @@ def load_photo_tiles(images_dir, tile_size, max_images=0, images_list=None, max_
                            'header says (first: %s)', len(failed) - already_failed, failed[already_failed])
 
     return names, positions, read_tiles
+
+
+def tile_places(positions, tile_size):
+    """The places (`PLACE_COLUMNS`) of tiles at `positions` (`tile_positions`): int64 `[tiles, 6]`."""
+    places = np.array([(index, y, x, tile_size, tile_size, mirrored) for index, y, x, mirrored in positions], np.int64)
+    return places.reshape(-1, len(PLACE_COLUMNS))
+
+
+def photo_boxes(boxes, places, image_size):
+    """Boxes in images mapped into the photographs the images show.
+
+    Args:
+        boxes: `[..., 4]` boxes `[y1, x1, y2, x2]` (end-exclusive) in images of `image_size`.
+        places: `[..., 6]` the images' places (`PLACE_COLUMNS`), one per box.
+        image_size: `(height, width)` of the images.
+
+    Returns:
+        float64 `[..., 4]`: the boxes in photograph pixels, `[y1, x1, y2, x2]` with `y1 <= y2` and `x1 <= x2`.
+    """
+    boxes, places = np.asarray(boxes, np.float64), np.asarray(places, np.int64)
+    height, width = image_size
+    y1, x1, y2, x2 = np.moveaxis(boxes, -1, 0)
+    mirrored = places[..., 5] != 0
+    # Column c of a mirrored image shows column width - 1 - c of its part: [x1, x2) comes from [width - x2, width - x1).
+    x1, x2 = np.where(mirrored, width - x2, x1), np.where(mirrored, width - x1, x2)
+    scale_y, scale_x = places[..., 3] / height, places[..., 4] / width
+    return np.stack([places[..., 1] + y1 * scale_y, places[..., 2] + x1 * scale_x,
+                     places[..., 1] + y2 * scale_y, places[..., 2] + x2 * scale_x], axis=-1)
 
 
 def tile_id(names, position):

@@ -231,8 +231,9 @@ def open_dataset(args, model=None):
     """The tiles of `--images_dir` or `--images_list` (or scikit-image's photographs), `--max_images`, as a
     `utils.core.pipeline.Dataset`; photographs are listed from their headers and decoded when their batch is read.
 
-    Each tile is named `<photograph>:y=<y>,x=<x>[,mirrored]` (`utils.data.images.tile_id`); the network inputs are
-    `preprocess`ed, the display images uint8 BGR.
+    Each tile is named `<photograph>:y=<y>,x=<x>[,mirrored]` (`utils.data.images.tile_id`) and has its place there
+    (`utils.data.images.tile_places`), so that the top lists show distinct places, unless `--allow_repeats`; the
+    network inputs are `preprocess`ed, the display images uint8 BGR.
 
     Raises:
         FileNotFoundError, ValueError: see `utils.data.images.load_photo_tiles`.
@@ -243,7 +244,9 @@ def open_dataset(args, model=None):
     def read(start, stop):
         return ((preprocess(tiles), tiles, indices) for tiles, indices in read_tiles(start, stop, args.batch_size))
 
-    return pipeline.Dataset([images.tile_id(names, position) for position in positions], args.batch_size, read)
+    places = None if args.allow_repeats else images.tile_places(positions, args.image_size)
+    return pipeline.Dataset([images.tile_id(names, position) for position in positions], args.batch_size, read,
+                            places=places)
 
 
 EXAMPLE = Example('vgg16', open_model, open_dataset)

@@ -148,6 +148,12 @@ def _captioned(column, caption, scale):
     return np.concatenate([strip, column], axis=0)
 
 
+def _filled(column, num_cells, rows):
+    """A column of `num_cells` cells padded below with black to `rows` cells: a channel with fewer distinct places
+    than others (`activations.distinct_top`) keeps the rows of every column in line."""
+    return np.pad(column, ((0, column.shape[0] // num_cells * (rows - num_cells)), (0, 0), (0, 0)))
+
+
 def layer_pictures(top_activations, recfield, channels, captions=True, images=None):
     """The `-full` and `-crop` pictures of one layer.
 
@@ -176,12 +182,13 @@ def layer_pictures(top_activations, recfield, channels, captions=True, images=No
                          'different layers.')
     full_columns, crop_columns, texts = [], [], []
     crop_size = recfield.max()
+    rows = top_activations.firings.shape[1]
     for channel in channels:
         firings, coords, _, kept_images = top_activations.channel(channel)
         kept_images = kept_images if images is None else images[channel]
         boxes = [recfield.recfield[y, x] for y, x in coords]
-        full_columns.append(full_column(kept_images, boxes))
-        crop_columns.append(crop_column(kept_images, boxes, crop_size))
+        full_columns.append(_filled(full_column(kept_images, boxes), len(boxes), rows))
+        crop_columns.append(_filled(crop_column(kept_images, boxes, crop_size), len(boxes), rows))
         texts.append(column_caption(channel, firings))
     texts = texts if captions else None
     return tile_columns(full_columns, texts), tile_columns(crop_columns, texts)

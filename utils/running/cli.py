@@ -11,6 +11,7 @@ import sys
 
 import cv2
 
+from activations import CANDIDATES_PER_SAMPLE
 from utils.base import ctrl_c, progress
 from utils.base.files import ensure_writable_dir, lock_folder, release_folders, remove_stale_temporaries
 from utils.core.attributing import AttributionOptions, check_options
@@ -100,13 +101,21 @@ def recfield_cache(args):
 
 
 def add_activation_arguments(parser):
-    """Adds the flags of every `*_activations.py` script: `--num_channels`, `--num_samples`, `--heatmap`,
-    `--tensorboard_dir` and the shard flags (`add_shard_arguments`)."""
+    """Adds the flags of every `*_activations.py` script: `--num_channels`, `--num_samples`, `--allow_repeats`,
+    `--candidates_per_sample`, `--heatmap`, `--tensorboard_dir` and the shard flags (`add_shard_arguments`)."""
     parser.add_argument('--num_channels', type=count_or_all, default=10,
                         help='channels to draw per layer: the first ones that fire; "all" or 0 for every channel '
                              'that fires (default: %(default)s)')
     parser.add_argument('--num_samples', type=positive_int, default=5,
                         help='strongest images to show per channel (default: %(default)s)')
+    parser.add_argument('--allow_repeats', action='store_true',
+                        help='show the strongest images of each channel even where several show one place of a '
+                             'photograph (overlapping tiles, mirror images); by default the lists of images cut from '
+                             'photographs (the VGG16 example) show each place once. Other datasets are not affected')
+    parser.add_argument('--candidates_per_sample', type=positive_int, default=CANDIDATES_PER_SAMPLE, metavar='N',
+                        help='for images cut from photographs: keep N x --num_samples images per channel during the '
+                             'scan, among which the lists of distinct places are chosen; raise it where a warning says '
+                             'a list came out short (default: %(default)s)')
     parser.add_argument('--heatmap', action='store_true',
                         help='also draw, over each image of the pictures, where the channel fires on it: its feature '
                              'map, placed by the receptive fields, as a translucent colour map (runs the kept images '

@@ -163,7 +163,7 @@ def draw_saved_states(example, args):
 
 def check_states_fit(states, scanner):
     """Makes sure that states are of the scan that `scanner`'s flags would run (the same example, model, dataset,
-    batch size, `--num_samples` and `--layers`): their kept images are read again by index.
+    batch size, `--num_samples`, candidates and `--layers`): their kept images are read again by index.
 
     Raises:
         ValueError: the first difference, and what to do.
@@ -173,4 +173,4 @@ def check_states_fit(states, scanner):
         if expected.get(key) != value:
             raise ValueError(f'the states are of another scan: their {key} is {value!r}, this script\'s flags give '
                              f'{expected.get(key)!r}; give the flags of the scan (--layers, --batch_size, '
-                             '--num_samples, the model and the images).')
+                             '--num_samples, --allow_repeats, --candidates_per_sample, the model and the images).')
