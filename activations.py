@@ -14,12 +14,16 @@ several times. For them a tracker keeps `CANDIDATES_PER_SAMPLE` times more image
 those the top lists of distinct places, after the scan, once the receptive fields are known.
 """
 
+import logging
+
 import numpy as np
 
 from utils.base.channel_statistics import PREFIX as STATISTICS_PREFIX, ChannelStatistics
 from utils.base.files import load_arrays, save_arrays
 from utils.data.images import PLACE_COLUMNS, photo_boxes
 from utils.pictures.montage import crop_column, full_column
+
+logger = logging.getLogger(__name__)
 
 # The arrays of a saved tracker (`TopActivations.to_arrays`), and its statistics' under `STATISTICS_PREFIX`.
 TRACKER_ARRAYS = ('num_samples', 'next_index', 'num_seen', 'keeps_images', 'firings', 'coords', 'indices',
@@ -503,3 +507,31 @@ def _is_whole_number(value):
         return float(value).is_integer()
     except (TypeError, ValueError):
         return False
+
+
+def distinct_layers(layers, places, num_samples):
+    """The layers with their top lists of distinct places (`distinct_top`); warns, once per layer, about
+    lists that came out short while more images were seen.
+
+    Args:
+        layers: iterable of `(name, field, tracker)`, the trackers holding the candidates.
+        places, num_samples: see `distinct_top`.
+
+    Returns:
+        `(layers, record)`: the layers with their distinct trackers, and the `distinct_places` entry of
+        `activations.json`: the overlap that makes a repeat, the candidates per channel, and per layer the short
+        channels, where there are any.
+    """
+    chosen, short, candidates = [], {}, None
+    for name, field, tracker in layers:
+        candidates = tracker.num_samples
+        distinct, short_channels = distinct_top(tracker, field, places, num_samples)
+        if len(short_channels):
+            logger.warning('%d of the %d channels of %s show fewer than %d distinct places (the first: channel %d): '
+                           'their %d candidates repeat places. Scan with a larger --candidates_per_sample to find '
+                           'more, or with --allow_repeats to show the strongest images whatever their place.',
+                           len(short_channels), tracker.num_channels, name, num_samples, short_channels[0],
+                           tracker.num_samples)
+            short[name] = short_channels.tolist()
+        chosen.append((name, field, distinct))
+    return chosen, {'distinct_places': {'max_overlap': MAX_OVERLAP, 'candidates': candidates, 'short_channels': short}}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import grid_field, read_document
-from activations import TopActivations
+from activations import TopActivations, distinct_layers
 from recfield import EffectiveReceptiveField, ReceptiveField
 from utils.core.attributing import Explanations
 from utils.pictures import drawing
@@ -130,9 +130,10 @@ def test_draw_layers_with_places_draws_distinct_lists_and_warns_once_a_layer_abo
     tracker = TopActivations(2).update(images, features)  # 2 candidates each
     places = np.array([(0, 0, 0, 12, 12, 0)] + [(photo, 0, 0, 12, 12, 0) for photo in range(5)])
     name = 'net/pool/MaxPool:0'
-    with caplog.at_level(logging.WARNING, logger='utils.pictures.drawing'):
-        draw_layers([(name, pool_field(), tracker), ('net/other:0', pool_field(), tracker)], str(tmp_path), 2,
-                    places=places, num_samples=2)
+    with caplog.at_level(logging.WARNING, logger='activations'):
+        layers, record = distinct_layers([(name, pool_field(), tracker), ('net/other:0', pool_field(), tracker)],
+                                         places, num_samples=2)
+        draw_layers(layers, str(tmp_path), 2, record=record)
     warnings = [record.getMessage() for record in caplog.records]
     assert len(warnings) == 2 and warnings[0].startswith(
         f'1 of the 2 channels of {name} show fewer than 2 distinct places (the first: channel 0): their 2 candidates '

@@ -23,9 +23,10 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import recfield  # noqa: E402
+from activations import distinct_layers  # noqa: E402
 from utils.core import attributing, pipeline  # noqa: E402
 from utils.examples import vgg16  # noqa: E402
-from utils.pictures.drawing import channels_to_draw, distinct_layers  # noqa: E402
+from utils.pictures.drawing import channels_to_draw  # noqa: E402
 from utils.probing import attribution  # noqa: E402
 from utils.running import cli  # noqa: E402
 

@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 import recfield
-from activations import CANDIDATES_PER_SAMPLE, TopActivations
+from activations import CANDIDATES_PER_SAMPLE, TopActivations, distinct_layers
 from utils.base.progress import progress_bar
 from utils.pictures.drawing import check_picture_size, describe_layer, draw_layers, write_receptive_field_example
 
@@ -250,16 +250,18 @@ def draw(model, fields, trackers, out_dir, num_channels, tensorboard_dir=None, d
     explaining = attribution is not None and (attribution.method or attribution.erf)
     if (heatmap or explaining) and dataset is None:
         raise ValueError('heatmaps and attributions run the model again on the kept images: give draw the dataset.')
-    places = None if dataset is None else dataset.places
-    if places is not None and num_samples is None:
-        raise ValueError('the dataset has places: give draw the scan\'s num_samples, to choose the top lists of '
-                         'distinct places.')
-    draw_layers(((layer.name, fields[index], tracker) for index, (layer, tracker)
-                 in enumerate(zip(model.layers, trackers))), out_dir, num_channels, tensorboard_dir,
-                image_names=None if dataset is None else dataset.ids,
+    layers = [(layer.name, fields[index], tracker)
+              for index, (layer, tracker) in enumerate(zip(model.layers, trackers))]
+    record = None
+    if dataset is not None and dataset.places is not None:
+        if num_samples is None:
+            raise ValueError('the dataset has places: give draw the scan\'s num_samples, to choose the top lists of '
+                             'distinct places.')
+        layers, record = distinct_layers(layers, dataset.places, num_samples)
+    draw_layers(layers, out_dir, num_channels, tensorboard_dir, image_names=None if dataset is None else dataset.ids,
                 heatmaps=(lambda layers: channel_heatmaps(model, dataset, layers)) if heatmap else None,
                 explain=(lambda layers: explain(model, dataset, layers, attribution)) if explaining else None,
-                places=places, num_samples=num_samples)
+                record=record)
     logger.info('pictures are in %s', out_dir)
 
 

@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from activations import TopActivations
+from activations import TopActivations, distinct_layers
 from recfield import ReceptiveField
 from utils.base.files import load_arrays, save_arrays
 from utils.base.layer_names import file_stem
@@ -351,8 +351,10 @@ def draw_states(states, out_dir, num_channels=None, tensorboard_dir=None, heatma
             yield state.layer, state.field, state.tracker
 
     if states:
-        places = None if states[0].places is None else {
-            index: place for state in states for index, place in state.places.items()}
-        draw_layers(described(), out_dir, states[0].draw_channels if num_channels is None else num_channels,
+        layers, record = described(), None
+        if states[0].places is not None:
+            places = {index: place for state in states for index, place in state.places.items()}
+            layers, record = distinct_layers(layers, places, states[0].run['num_samples'])
+        draw_layers(layers, out_dir, states[0].draw_channels if num_channels is None else num_channels,
                     tensorboard_dir, {index: name for state in states for index, name in state.image_ids.items()},
-                    heatmaps, explain, places, states[0].run['num_samples'])
+                    heatmaps, explain, record)

@@ -13,7 +13,6 @@ import shlex
 import cv2
 import numpy as np
 
-from activations import MAX_OVERLAP, distinct_top
 from utils.base.files import atomic_write, save_arrays
 from utils.base.layer_names import file_stem
 from utils.pictures.gallery import GalleryLayer, entry_key, never_firing_line, remove_gallery, write_gallery
@@ -310,7 +309,7 @@ def write_receptive_field_example(out_dir, layer_name, field):
 
 
 def draw_layers(layers, out_dir, num_channels, tensorboard_dir=None, image_names=None, heatmaps=None, explain=None,
-                places=None, num_samples=None):
+                record=None):
     """Writes the `-full`/`-crop` pictures of layers whose top activations and receptive fields are known,
     and the gallery of them all, `index.html` and `activations.json` (`utils.pictures.gallery.write_gallery`; not when
     there are no layers). Prints `<layer>: <d> of <C> channels never fire on <N> images` for every layer with such
@@ -329,22 +328,16 @@ def draw_layers(layers, out_dir, num_channels, tensorboard_dir=None, image_names
         explain: None, or a function from that list to its `utils.core.attributing.Explanations`: their
             attributions are drawn as `<layer>-attr.jpg` and their effective receptive fields as `erf-<layer>.png`,
             and both written as data (`write_explanations`).
-        places: None, or the places of the kept images by dataset index (`activations.distinct_top`): everything
-            drawn and written then shows each channel's top list of distinct places, of `num_samples` entries
-            chosen among the trackers' candidates.
-        num_samples: see `places`.
+        record: None, or more entries of the top level of `activations.json` (`activations.distinct_layers`: the
+            layers' top lists are of distinct places).
     """
-    distinct_record = None
-    if places is not None:
-        layers, distinct_record = distinct_layers(layers, places, num_samples)
     layers = [(name, field, tracker, channels_to_draw(tracker, num_channels, name)) for name, field, tracker in layers]
     for name, _, tracker, _ in layers:
         if len(tracker.statistics.never_firing):
             print(f'{name}: {never_firing_line(tracker)}', flush=True)
     layer_heatmaps = [None] * len(layers) if heatmaps is None else heatmaps(layers)
-    attributions, erfs, record = ({}, [None] * len(layers), None) if explain is None else explain(layers)
-    if distinct_record is not None:
-        record = {**distinct_record, **(record or {})}
+    attributions, erfs, explained = ({}, [None] * len(layers), None) if explain is None else explain(layers)
+    record = {**(record or {}), **(explained or {})} or None
     if layers:  # an earlier gallery goes first: a run that fails while drawing leaves no page over mixed pictures
         remove_gallery(out_dir, EXPLANATION_FILES)
     written, shown = set(), []
@@ -369,34 +362,6 @@ def draw_layers(layers, out_dir, num_channels, tensorboard_dir=None, image_names
     if tensorboard_dir:
         logger.info('image summaries are in %s; see them with: tensorboard --logdir %s', tensorboard_dir,
                     shlex.quote(tensorboard_dir))
-
-
-def distinct_layers(layers, places, num_samples):
-    """The layers with their top lists of distinct places (`activations.distinct_top`); warns, once per layer, about
-    lists that came out short while more images were seen.
-
-    Args:
-        layers: iterable of `(name, field, tracker)`, the trackers holding the candidates.
-        places, num_samples: see `activations.distinct_top`.
-
-    Returns:
-        `(layers, record)`: the layers with their distinct trackers, and the `distinct_places` entry of
-        `activations.json`: the overlap that makes a repeat, the candidates per channel, and per layer the short
-        channels, where there are any.
-    """
-    chosen, short, candidates = [], {}, None
-    for name, field, tracker in layers:
-        candidates = tracker.num_samples
-        distinct, short_channels = distinct_top(tracker, field, places, num_samples)
-        if len(short_channels):
-            logger.warning('%d of the %d channels of %s show fewer than %d distinct places (the first: channel %d): '
-                           'their %d candidates repeat places. Scan with a larger --candidates_per_sample to find '
-                           'more, or with --allow_repeats to show the strongest images whatever their place.',
-                           len(short_channels), tracker.num_channels, name, num_samples, short_channels[0],
-                           tracker.num_samples)
-            short[name] = short_channels.tolist()
-        chosen.append((name, field, distinct))
-    return chosen, {'distinct_places': {'max_overlap': MAX_OVERLAP, 'candidates': candidates, 'short_channels': short}}
 
 
 def warn_about_older_pictures(out_dir, written):
