@@ -1012,3 +1012,12 @@ def test_a_tracker_of_distinct_lists_gives_each_channel_its_own_length_and_is_no
                     lambda: tracker.merge(distinct), distinct.to_arrays):
         with pytest.raises(ValueError, match='top lists of distinct places, chosen for drawing'):
             refused()
+
+
+def test_the_weakest_lists_of_tiles_keep_every_image_whatever_its_place(tiled):
+    model, dataset, fields, maps = tiled
+    for layer, (tracker, feature_maps) in enumerate(zip(pipeline.scan(model, dataset, 3, print_line=False,
+                                                                      bottom_k=4), maps)):
+        distinct, _ = distinct_top(tracker, fields[layer], dataset.places, 3)
+        assert distinct.weakest is tracker.weakest
+        np.testing.assert_array_equal(distinct.weakest.indices, brute_force(feature_maps, 4, lowest=True)[2])

@@ -208,7 +208,7 @@ _WEAKEST_STYLE = """
 .weakest-label { margin: 6px 0 2px; font-size: 0.8em; color: #555; }
 .weakest { display: flex; gap: 6px; font-size: 0.8em; }
 .weak-sample { display: flex; flex-direction: column; align-items: center; }
-.weak { border: 1px solid #888; image-rendering: pixelated; background-repeat: no-repeat; }
+.weak { box-sizing: border-box; border: 1px solid #888; image-rendering: pixelated; background-repeat: no-repeat; }
 """
 
 # Shows the clicked patch's whole image, cut out of its layer's -full picture at the patch's data-full origin.
