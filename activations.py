@@ -12,6 +12,10 @@ interface of the original tool, built on it.
 Images cut from larger photographs, overlapping (the tiles of the VGG16 example), show one place of a photograph
 several times. For them a tracker keeps `CANDIDATES_PER_SAMPLE` times more images, and `distinct_top` chooses from
 those the top lists of distinct places, after the scan, once the receptive fields are known.
+
+With `bottom_k` a tracker also keeps, in `weakest`, every channel's `bottom_k` images of the lowest firings
+(`--bottom_k`), from the same maxima: a `TopActivations` with `lowest=True`. Those lists show every image, places or
+not.
 """
 
 import logging
@@ -31,6 +35,8 @@ TRACKER_ARRAYS = ('num_samples', 'next_index', 'num_seen', 'keeps_images', 'firi
 # An entry repeats a place when its box in its photograph overlaps a stronger entry's by more than this share of the
 # smaller box (`distinct_top`).
 MAX_OVERLAP = 0.5
+# The arrays of a tracker's `weakest` in its saved arrays are named with this prefix (`TopActivations.to_arrays`).
+WEAKEST_PREFIX = 'weakest_'
 # Candidates kept per entry shown, for images with places: one place of a photograph lies in up to 8 tiles of the
 # VGG16 example (2 x 2 tiles half a tile apart, each also mirrored); `--candidates_per_sample`.
 CANDIDATES_PER_SAMPLE = 8
@@ -45,12 +51,17 @@ class TopActivations:
         coords: int64 `[channels, n, 2]`, feature-map `(y, x)` of each firing.
         indices: int64 `[channels, n]`, global index of each kept image in the dataset.
         num_seen: how many images `update` has seen.
-        statistics: the `utils.base.channel_statistics.ChannelStatistics` of every image seen.
+        statistics: the `utils.base.channel_statistics.ChannelStatistics` of every image seen; None for a tracker of the
+            lowest firings (`lowest`), whose statistics are those of the tracker it belongs to.
+        class_names: the dataset's classes (`statistics.class_names`), or ().
+        lowest: whether the tracker keeps the lowest firings instead, weakest first (still with the coordinates
+            of each image's maximum, where the channel fires most on it).
+        weakest: None, or the `lowest` tracker of each channel's `bottom_k` weakest images.
         lengths: None, or int64 `[channels]` for top lists of distinct places (`distinct_top`): how many of its
             `n` entries each channel holds (the rest fill the arrays); `channel` gives only those.
     """
 
-    def __init__(self, num_samples=10, first_index=0, class_names=()):
+    def __init__(self, num_samples=10, first_index=0, class_names=(), bottom_k=0, lowest=False):
         """Creates an empty tracker.
 
         Args:
@@ -59,6 +70,8 @@ class TopActivations:
                 parts of a dataset and are merged later need the parts' true offsets, so that ties are broken
                 by the earlier image of the whole dataset.
             class_names: the dataset's classes, if its images have some: `update` then takes each image's label.
+            bottom_k: also keep each channel's `bottom_k` images of the lowest firings, in `weakest` (0: not).
+            lowest: keep the `num_samples` images of the lowest firings instead, and no statistics (see `weakest`).
         """
         if not _is_whole_number(num_samples) or int(num_samples) < 1:
             raise ValueError(f'num_samples must be a whole number, at least 1, got {num_samples!r}.')
@@ -71,8 +84,12 @@ class TopActivations:
         self._images = {}  # global image index -> uint8 image, only for images some channel keeps
         self.keeps_images = None  # whether updates come with images; fixed by the first one
         self._labels = {}  # global image index -> class label, for the images in `_images`
-        self.statistics = ChannelStatistics(0, class_names)
+        self.class_names, self.lowest = tuple(str(name) for name in class_names), bool(lowest)
+        self.statistics = None if self.lowest else ChannelStatistics(0, self.class_names)
         self.lengths = None
+        if not _is_whole_number(bottom_k) or int(bottom_k) < 0:
+            raise ValueError(f'bottom_k must be a whole number, 0 or more, got {bottom_k!r}.')
+        self.weakest = TopActivations(int(bottom_k), first_index, self.class_names, lowest=True) if bottom_k else None
 
     @property
     def num_channels(self):
@@ -143,12 +160,16 @@ class TopActivations:
         self._check_keeps_images(images is not None)
         if not self.num_seen:
             self._set_empty(num_channels)
-        self.statistics.update(maxima, labels)
+        if not self.lowest:
+            self.statistics.update(maxima, labels)
+        if self.weakest is not None:  # from the same maxima: no second pass over the maps
+            self.weakest.update(images, features, indices, maxima, labels)
 
-        # Once a channel keeps num_samples images, only images reaching its weakest firing can change it.
+        # Once a channel keeps num_samples images, only images reaching its last firing can change it.
         columns = np.arange(batch_size)  # the batch's images that may enter some channel's list
         if self.firings.shape[1] == self.num_samples:
-            reaching = batch_firings >= self.firings[:, -1:]
+            last = self.firings[:, -1:]
+            reaching = batch_firings <= last if self.lowest else batch_firings >= last
             changing, columns = np.flatnonzero(reaching.any(axis=1)), np.flatnonzero(reaching.any(axis=0))
         else:
             changing = np.arange(num_channels)
@@ -163,13 +184,13 @@ class TopActivations:
         """Updates the kept images of `channels` with the images `columns` of a batch, whose maxima there are
         `batch_firings`."""
         # Candidates per channel: the kept images, then the batch. Ordering by (-firing, index) keeps the
-        # strongest and, among equal firings, the earlier image.
+        # strongest and, among equal firings, the earlier image (by (firing, index) the weakest: `_order`).
         kept_firings, kept_indices, kept_coords = self.firings[channels], self.indices[channels], self.coords[channels]
         num_kept = kept_firings.shape[1]
         candidate_firings = np.concatenate([kept_firings, batch_firings.astype(np.float64)], axis=1)
         candidate_indices = np.concatenate([kept_indices, np.broadcast_to(indices[columns], batch_firings.shape)],
                                            axis=1)
-        order = np.lexsort((candidate_indices, -candidate_firings), axis=-1)[:, :self.num_samples]
+        order = self._order(candidate_firings, candidate_indices)
 
         # Coordinates: kept ones are known; for images entering the top, find the argmax only there.
         coords = np.zeros(order.shape + (2,), np.int64)
@@ -201,19 +222,29 @@ class TopActivations:
         The result equals one tracker's scan of both parts, provided both used global image indices.
 
         Args:
-            other: a `TopActivations` with the same `num_samples` and channel count.
+            other: a `TopActivations` with the same `num_samples`, channel count and `weakest` lists.
 
         Returns:
             self.
 
         Raises:
-            ValueError: different `num_samples` or channel counts, or both keep the same image index.
+            ValueError: different `num_samples` or channel counts, one with `weakest` lists and one without, or both
+                keep the same image index.
         """
         self._check_not_distinct()
         other._check_not_distinct()
+        if other.lowest != self.lowest:
+            raise ValueError('cannot merge a tracker of the strongest images with one of the weakest.')
         if other.num_samples != self.num_samples:
             raise ValueError(f'cannot merge trackers keeping {self.num_samples} and {other.num_samples} '
                              'images per channel.')
+        if (other.weakest is None) != (self.weakest is None):
+            raise ValueError('cannot merge a tracker that keeps the weakest images of every channel (bottom_k) with '
+                             'one that does not: scan both parts with the same --bottom_k.')
+        if self.weakest is not None and other.weakest.num_samples != self.weakest.num_samples:
+            raise ValueError(f'cannot merge trackers keeping the {self.weakest.num_samples} and '
+                             f'{other.weakest.num_samples} weakest images per channel: scan both parts with the same '
+                             '--bottom_k.')
         if not other.num_seen:
             return self
         if not self.num_seen:
@@ -225,23 +256,27 @@ class TopActivations:
             raise ValueError('both trackers kept the same image indices: they scanned overlapping data, or '
                              'were not given first_index/indices that are global over the dataset.')
         self._check_keeps_images(other.keeps_images)
+        if self.weakest is not None:
+            self.weakest.merge(other.weakest)
         candidate_firings = np.concatenate([self.firings, other.firings], axis=1)
         candidate_indices = np.concatenate([self.indices, other.indices], axis=1)
         candidate_coords = np.concatenate([self.coords, other.coords], axis=1)
-        order = np.lexsort((candidate_indices, -candidate_firings), axis=-1)[:, :self.num_samples]
+        order = self._order(candidate_firings, candidate_indices)
         self.firings = np.take_along_axis(candidate_firings, order, axis=1)
         self.indices = np.take_along_axis(candidate_indices, order, axis=1)
         self.coords = np.take_along_axis(candidate_coords, order[..., None], axis=1)
         self._images.update(other._images)
         self._labels.update(other._labels)
         self._forget_unkept_images()
-        self.statistics.merge(other.statistics)
+        if not self.lowest:
+            self.statistics.merge(other.statistics)
+            self.class_names = self.statistics.class_names
         self.num_seen += other.num_seen
         self.next_index = max(self.next_index, other.next_index)
         return self
 
     def channel(self, channel):
-        """Returns `(firings, coords, indices, images)` of one channel, strongest first.
+        """Returns `(firings, coords, indices, images)` of one channel, strongest first (weakest first if `lowest`).
 
         `images` is a list of the kept images, or None if the tracker was updated without images.
         """
@@ -252,7 +287,7 @@ class TopActivations:
 
     def entry_classes(self, channel):
         """The class names of one channel's kept images, strongest first, or None without classes or images."""
-        names = self.statistics.class_names
+        names = self.class_names
         if not names or not self.keeps_images:
             return None
         return [names[self._labels[int(index)]] for index in self.channel(channel)[2]]
@@ -263,47 +298,70 @@ class TopActivations:
         return np.array(sorted(self._images), np.int64)
 
     @property
+    def all_kept_image_indices(self):
+        """Sorted global indices of the distinct images stored here and in `weakest`."""
+        if self.weakest is None:
+            return self.kept_image_indices
+        return np.union1d(self.kept_image_indices, self.weakest.kept_image_indices)
+
+    @property
     def kept_image_kinds(self):
-        """The distinct `(shape, dtype)` of the images stored: one for a tracker updated with images of one kind,
-        none without images."""
-        return {(image.shape, image.dtype) for image in self._images.values()}
+        """The distinct `(shape, dtype)` of the images stored here and in `weakest`: one for a tracker updated with
+        images of one kind, none without images."""
+        kinds = {(image.shape, image.dtype) for image in self._images.values()}
+        return kinds if self.weakest is None else kinds | self.weakest.kept_image_kinds
 
     def without_images(self):
-        """A tracker with the same firings, coordinates and indices, and no images: what says which images to read
-        again (attributions on a Dask worker), small to send."""
-        tracker = TopActivations(self.num_samples, self.next_index)
+        """A tracker with the same firings, coordinates and indices, and no images nor `weakest` lists: what says
+        which images to read again (attributions on a Dask worker), small to send."""
+        tracker = TopActivations(self.num_samples, self.next_index, self.class_names)
         tracker.num_seen, tracker.keeps_images, tracker.lengths = self.num_seen, False, self.lengths
         tracker.firings, tracker.coords, tracker.indices = self.firings, self.coords, self.indices
         tracker.statistics = self.statistics
         return tracker
 
     def to_arrays(self):
-        """The tracker as named arrays (no objects): what `from_arrays` takes and `save` writes."""
+        """The tracker as named arrays (no objects): what `from_arrays` takes and `save` writes. The statistics' are
+        named `STATISTICS_PREFIX...`, those of `weakest` (where kept) `WEAKEST_PREFIX...`."""
         self._check_not_distinct()
         kept = self.kept_image_indices
         images = np.stack([self._images[int(index)] for index in kept]) if len(kept) else np.zeros((0,), np.uint8)
         labels = np.array([self._labels.get(int(index), -1) for index in kept], np.int64)
+        weakest = {} if self.weakest is None else {
+            WEAKEST_PREFIX + name: value for name, value in self.weakest.to_arrays().items()}
         return dict(num_samples=np.int64(self.num_samples), next_index=np.int64(self.next_index),
                     num_seen=np.int64(self.num_seen),
                     keeps_images=np.int64(-1 if self.keeps_images is None else int(self.keeps_images)),
                     firings=self.firings, coords=self.coords, indices=self.indices, image_indices=kept,
-                    images=images, image_labels=labels, **self.statistics.to_arrays())
+                    images=images, image_labels=labels, **({} if self.lowest else self.statistics.to_arrays()),
+                    **weakest)
 
     @classmethod
     def from_arrays(cls, num_samples, next_index, num_seen, keeps_images, firings, coords, indices, image_indices,
-                    images, image_labels, **statistics):
+                    images, image_labels, lowest=False, class_names=(), **others):
         """A tracker from the arrays of `to_arrays` (a saved one: see `load`).
+
+        Args:
+            lowest, class_names: for the tracker of the lowest firings, which keeps no statistics to name the
+                classes: those of the tracker it belongs to.
 
         Raises:
             ValueError, TypeError: an array that is not a number where one is expected.
         """
-        tracker = cls(int(num_samples), int(next_index))
+        tracker = cls(int(num_samples), int(next_index), class_names, lowest=lowest)
         tracker.num_seen = int(num_seen)
         tracker.keeps_images = None if int(keeps_images) < 0 else bool(int(keeps_images))
         tracker.firings, tracker.coords, tracker.indices = firings, coords, indices
         tracker._images = {int(index): image for index, image in zip(image_indices, images)}
         tracker._labels = {int(index): int(label) for index, label in zip(image_indices, image_labels) if label >= 0}
-        tracker.statistics = ChannelStatistics.from_arrays(statistics)
+        if not lowest:
+            tracker.statistics = ChannelStatistics.from_arrays(others)
+            tracker.class_names = tracker.statistics.class_names
+        weakest = {name[len(WEAKEST_PREFIX):]: value for name, value in others.items()
+                   if name.startswith(WEAKEST_PREFIX)}
+        if weakest:
+            tracker.weakest = cls.from_arrays(**{name: weakest[name] for name in TRACKER_ARRAYS}, lowest=True,
+                                              class_names=tracker.class_names)
         return tracker
 
     def save(self, path, **extra_arrays):
@@ -338,7 +396,8 @@ class TopActivations:
         the file is not `what`."""
         try:
             return cls.from_arrays(**{name: arrays[name] for name in TRACKER_ARRAYS},
-                                   **{name: arrays[name] for name in arrays if name.startswith(STATISTICS_PREFIX)})
+                                   **{name: arrays[name] for name in arrays
+                                      if name.startswith((STATISTICS_PREFIX, WEAKEST_PREFIX))})
         except (KeyError, ValueError, TypeError) as error:
             raise ValueError(f'{path} is not {what}: {error}') from error
 
@@ -361,7 +420,13 @@ class TopActivations:
         self.firings = np.zeros((num_channels, 0), np.float64)
         self.coords = np.zeros((num_channels, 0, 2), np.int64)
         self.indices = np.zeros((num_channels, 0), np.int64)
-        self.statistics = ChannelStatistics(num_channels, self.statistics.class_names)
+        if not self.lowest:
+            self.statistics = ChannelStatistics(num_channels, self.class_names)
+
+    def _order(self, firings, indices):
+        """Per row, the positions of the `num_samples` first entries by (-firing, index), or by (firing, index) where
+        `lowest`: ties go to the earlier image either way."""
+        return np.lexsort((indices, firings if self.lowest else -firings), axis=-1)[:, :self.num_samples]
 
     def _forget_unkept_images(self):
         # A set from the list of a few hundred indices: several times faster than np.unique, on every batch.
@@ -412,6 +477,7 @@ def distinct_top(tracker, field, places, num_samples):
     distinct._images = {index: image for index, image in tracker._images.items() if index in kept}
     distinct._labels = {index: label for index, label in tracker._labels.items() if index in kept}
     distinct.statistics = tracker.statistics  # of every image seen, whichever the lists show
+    distinct.class_names, distinct.weakest = tracker.class_names, tracker.weakest  # the weakest show every image
     return distinct, np.flatnonzero((lengths < num_samples) & (tracker.num_seen > num_kept))
 
 

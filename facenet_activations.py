@@ -57,7 +57,8 @@ def main(argv=None):
         attribution = cli.attribution_options(args, model)  # --attribution, --erf: what the model can give
         cli.ensure_output_dirs(args)  # once the model, layers and images are known to be good
         fields = pipeline.measure_receptive_fields(model, cache=cli.recfield_cache(args))
-        trackers = pipeline.scan(model, dataset, args.num_samples, candidates_per_sample=args.candidates_per_sample)
+        trackers = pipeline.scan(model, dataset, args.num_samples, candidates_per_sample=args.candidates_per_sample,
+                                 bottom_k=args.bottom_k)
         pipeline.draw(model, fields, trackers, args.out_dir, args.num_channels, args.tensorboard_dir, dataset,
                       args.heatmap, attribution, args.num_samples)
 

@@ -190,7 +190,8 @@ def box_filter_args(out_dir, **flags):
     values = dict(num_images=10, batch_size=4, num_samples=3, num_channels=0, layers=[layer.name for layer in
                   BOX_LAYERS], out_dir=str(out_dir), tensorboard_dir=None, print_all_names=False, num_shards=None,
                   shard_index=None, dask_scheduler=None, dask_workers=None, recfield_cache=default_cache_dir(),
-                  no_recfield_cache=False, allow_repeats=False, candidates_per_sample=CANDIDATES_PER_SAMPLE)
+                  no_recfield_cache=False, allow_repeats=False, candidates_per_sample=CANDIDATES_PER_SAMPLE,
+                  bottom_k=0)
     return argparse.Namespace(**{**values, **flags})
 
 
@@ -248,7 +249,7 @@ def run_tiled(out_dir, **flags):
         dataset = open_tiled_dataset(args, model)
         fields = pipeline.measure_receptive_fields(model, print_lines=False)
         trackers = pipeline.scan(model, dataset, args.num_samples, print_line=False,
-                                 candidates_per_sample=args.candidates_per_sample)
+                                 candidates_per_sample=args.candidates_per_sample, bottom_k=args.bottom_k)
         pipeline.draw(model, fields, trackers, str(out_dir), 0, dataset=dataset, heatmap=args.heatmap,
                       attribution=AttributionOptions(args.attribution), num_samples=args.num_samples)
     return model, dataset, trackers

@@ -34,11 +34,12 @@ def first_argmax(feature_map):
     return float(best), where
 
 
-def brute_force(features, num_samples, indices=None):
+def brute_force(features, num_samples, indices=None, lowest=False):
     """(firings [C, n], coords [C, n, 2], indices [C, n]) computed the slow, obvious way.
 
     Each image's firing is its map's maximum; the kept images are the first `num_samples` after sorting by
-    (-firing, global index).
+    (-firing, global index), or by (firing, global index) for the `lowest` firings (the coordinates are still those
+    of each map's maximum).
     """
     features = np.asarray(features)
     num_images, _, _, num_channels = features.shape
@@ -46,7 +47,7 @@ def brute_force(features, num_samples, indices=None):
     firings, coords, kept = [], [], []
     for channel in range(num_channels):
         scored = [first_argmax(features[i, :, :, channel]) + (indices[i],) for i in range(num_images)]
-        scored.sort(key=lambda item: (-item[0], item[2]))
+        scored.sort(key=lambda item: (item[0] if lowest else -item[0], item[2]))
         scored = scored[:num_samples]
         firings.append([item[0] for item in scored])
         coords.append([item[1] for item in scored])
@@ -242,6 +243,56 @@ def test_single_channel_slice_views_and_float16():
     half = features.astype(np.float16)
     tracker = scan(images, half, 3)
     assert_matches_reference(tracker, images, half.astype(np.float32), 3)
+
+
+# -- the weakest images (bottom_k) ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('kind', ['quantised', 'continuous', 'negative', 'constant'])
+@pytest.mark.parametrize('bottom_k', [1, 4, 12])
+def test_weakest_lists_are_the_lowest_maxima_with_the_coordinates_of_the_maxima(kind, bottom_k):
+    images, features = make_data(kind, seed=3)
+    tracker = scan(images, features, 5, bottom_k=bottom_k)
+    assert_matches_reference(tracker, images, features, 5)  # the top lists are as without bottom_k
+    weakest = tracker.weakest
+    assert weakest.lowest and weakest.statistics is None and weakest.num_seen == NUM_IMAGES
+    firings, coords, kept = brute_force(features, bottom_k, lowest=True)
+    np.testing.assert_array_equal(weakest.firings, firings)
+    np.testing.assert_array_equal(weakest.coords, coords)
+    np.testing.assert_array_equal(weakest.indices, kept)
+    for channel in range(CHANNELS):
+        for index, image in zip(kept[channel], weakest.channel(channel)[3]):
+            np.testing.assert_array_equal(image, images[index])
+    assert scan(images, features, 5).weakest is None  # none without bottom_k
+
+
+@pytest.mark.parametrize('split', [1, 17, 39])
+def test_weakest_lists_of_parts_merge_and_save_into_those_of_one_scan(split, tmp_path):
+    images, features = make_data('quantised', seed=split)
+    whole = scan(images, features, 3, bottom_k=4)
+    first = scan(images[:split], features[:split], 3, sizes=(split,), bottom_k=4)
+    second = scan(images[split:], features[split:], 3, sizes=(NUM_IMAGES - split,), first_index=split, bottom_k=4)
+    first.save(tmp_path / 'first.npz')
+    merged = second.merge(TopActivations.load(tmp_path / 'first.npz'))
+    assert_same_tracker(merged, whole)
+    assert_same_tracker(merged.weakest, whole.weakest)
+    np.testing.assert_array_equal(merged.all_kept_image_indices,
+                                  np.union1d(whole.kept_image_indices, whole.weakest.kept_image_indices))
+
+
+def test_trackers_with_other_weakest_lists_are_not_merged_and_bottom_k_is_a_count():
+    images, features = make_data('continuous')
+    with_weakest = scan(images[:20], features[:20], 3, sizes=(20,), bottom_k=2)
+    for other, words in ((scan(images[20:], features[20:], 3, sizes=(20,), first_index=20), 'same --bottom_k'),
+                         (scan(images[20:], features[20:], 3, sizes=(20,), first_index=20, bottom_k=3),
+                          'the [23] and [23] weakest images')):
+        with pytest.raises(ValueError, match=words):
+            with_weakest.merge(other)
+        with pytest.raises(ValueError, match=words):
+            other.merge(with_weakest)
+    assert with_weakest.weakest.num_seen == 20  # unchanged
+    for bad in (-1, 1.5, 'two'):
+        with pytest.raises(ValueError, match='bottom_k must be a whole number, 0 or more'):
+            TopActivations(3, bottom_k=bad)
 
 
 # -- merge --------------------------------------------------------------------------------------------------
@@ -961,3 +1012,12 @@ def test_a_tracker_of_distinct_lists_gives_each_channel_its_own_length_and_is_no
                     lambda: tracker.merge(distinct), distinct.to_arrays):
         with pytest.raises(ValueError, match='top lists of distinct places, chosen for drawing'):
             refused()
+
+
+def test_the_weakest_lists_of_tiles_keep_every_image_whatever_its_place(tiled):
+    model, dataset, fields, maps = tiled
+    for layer, (tracker, feature_maps) in enumerate(zip(pipeline.scan(model, dataset, 3, print_line=False,
+                                                                      bottom_k=4), maps)):
+        distinct, _ = distinct_top(tracker, fields[layer], dataset.places, 3)
+        assert distinct.weakest is tracker.weakest
+        np.testing.assert_array_equal(distinct.weakest.indices, brute_force(feature_maps, 4, lowest=True)[2])

@@ -9,6 +9,7 @@ and the receptive-field boxes in closed form. Bad input runs `main` in this proc
 
 import argparse
 import glob
+import json
 import os
 import re
 import shutil
@@ -26,7 +27,7 @@ from utils import cifar10_train
 from utils.base.layer_names import file_stem
 from utils.core.model import Example, Layer, model_id
 from utils.examples import cifar10, cifar10_input
-from utils.examples.cifar10_input import BATCHES_DIR, TRAIN_FILES
+from utils.examples.cifar10_input import BATCHES_DIR, CLASS_NAMES, TRAIN_FILES
 from utils.models.tf_load import checkpoint_files
 from utils.running.cli import run_main
 
@@ -411,6 +412,29 @@ def test_more_channels_than_the_layer_has_draws_them_all(trained, tmp_path, capl
     assert run_activations(trained, tmp_path / 'all', '--layers', 'conv1/conv1:0', '--num_channels', 'all',
                            '--num_samples', 2) == 0
     assert cv2.imread(str(tmp_path / 'all' / 'conv1-conv10-full.jpg')).shape[1] == firing * (CROP + 2)
+
+
+def test_json_gives_every_image_its_cifar10_class_and_every_channel_its_weakest_images(trained, tmp_path):
+    train_dir, _, labels, images = trained
+    assert run_activations(trained, tmp_path, '--layers', 'conv1/conv1:0', '--num_channels', 2, '--num_samples', 2,
+                           '--bottom_k', 3, **{'--batches': NUM_BATCHES}) == 0
+    with open(tmp_path / 'activations.json') as stream:
+        [layer] = json.load(stream)['layers']
+    count = NUM_BATCHES * BATCH_SIZE
+    names = [CLASS_NAMES[label] for label in labels[:count]]
+    assert layer['classes'] == sorted(set(names))
+    maxima = brute_force_features(train_dir, images[:count, 4:28, 4:28])['conv1/conv1:0'].max(axis=(1, 2))
+    for channel, (ranked, weakest) in enumerate(zip(layer['channels'], layer['weakest'])):
+        assert [record['class'] for record in ranked + weakest] == [names[record['index']]
+                                                                    for record in ranked + weakest]
+        lowest = np.lexsort((np.arange(count), maxima[:, channel]))[:3]  # ties: the earlier image
+        assert [record['index'] for record in weakest] == lowest.tolist()
+        np.testing.assert_allclose([record['firing'] for record in weakest], maxima[lowest, channel], rtol=1e-5)
+    selectivities = [record['selectivity'] for record in layer['channel_statistics']]
+    assert any(value is not None for value in selectivities)
+    assert all(0 <= value <= 1 for value in selectivities if value is not None)
+    assert layer['pictures']['bottom'] == 'conv1-conv10-bottom.jpg'
+    assert cv2.imread(str(tmp_path / 'conv1-conv10-bottom.jpg')).shape[1] == 2 * (5 + 2)  # 2 channels of 5x5 boxes
 
 
 # -- damaged checkpoints ----------------------------------------------------------------------------------------

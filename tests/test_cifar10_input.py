@@ -11,7 +11,7 @@ import pytest
 from conftest import assert_shards_read_like_the_whole, make_tar, send_bytes, send_half_then_hang_up
 from cifar10_fixtures import full_dataset_archive
 from utils.examples import cifar10_input
-from utils.examples.cifar10_input import BATCHES_DIR, RECORD_BYTES, TEST_FILES, TRAIN_FILES
+from utils.examples.cifar10_input import BATCHES_DIR, CLASS_NAMES, RECORD_BYTES, TEST_FILES, TRAIN_FILES
 
 
 def standardize(crops):
@@ -71,6 +71,16 @@ def test_training_pipeline_gives_random_crops_and_mirror_images(cifar10_data):
 def open_dataset(data_dir, batch_size, batches):
     """`cifar10_input.open_dataset` with the scripts' flags."""
     return cifar10_input.open_dataset(argparse.Namespace(data_dir=data_dir, batch_size=batch_size, batches=batches))
+
+
+def test_dataset_gives_every_image_the_class_named_by_its_label_byte(cifar10_data):
+    data_dir, labels, _ = cifar10_data
+    np.testing.assert_array_equal(cifar10_input.read_labels(cifar10_input.find_batch_files(data_dir)), labels)
+    dataset = open_dataset(data_dir, 16, 5)  # 80 of the 120 records, across both files
+    names = [CLASS_NAMES[label] for label in labels[:80]]
+    assert dataset.class_names == tuple(sorted(set(names))) and len(dataset.labels) == 80
+    assert [dataset.class_names[label] for label in dataset.labels] == names
+    assert list(CLASS_NAMES) == sorted(CLASS_NAMES)  # label order is name order: labels index every dataset alike
 
 
 def test_dataset_names_the_records_of_the_first_batches(cifar10_data):

@@ -101,6 +101,14 @@ def test_bad_attribution_flags_are_refused_by_the_scripts_parser_with_its_usage(
     assert_usage_error(exit_info.value.code, capsys.readouterr().err, message)
 
 
+def test_bottom_k_is_off_by_default_and_a_negative_one_is_refused_by_the_scripts_parser(capsys):
+    assert parser_with_all_flags().parse_args([]).bottom_k == 0
+    assert vgg16_activations.parse_args(['--bottom_k', '3']).bottom_k == 3
+    with pytest.raises(SystemExit) as exit_info:
+        vgg16_activations.parse_args(['--bottom_k', '-1'])
+    assert_usage_error(exit_info.value.code, capsys.readouterr().err, 'argument --bottom_k: must be 0 or more, got -1')
+
+
 @pytest.mark.parametrize('error', [ValueError('bad layer'), FileNotFoundError('no weights'),
                                    PermissionError('read-only')])
 def test_bad_input_is_one_line_and_exit_code_2(error, capsys):

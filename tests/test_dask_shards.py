@@ -169,3 +169,14 @@ def test_the_workers_of_a_local_cluster_share_the_cores_among_their_tensorflow_s
     monkeypatch.setenv('TF_NUM_INTRAOP_THREADS', '3')  # this process's setting wins
     with dask_shards.connect('local', num_workers=2) as client:
         assert set(client.run(thread_counts).values()) == {(3, share)}
+
+
+def test_weakest_lists_of_tiles_scanned_on_two_workers_draw_the_pictures_of_one_process(cluster, tmp_path):
+    run_tiled(tmp_path / 'single', bottom_k=2)
+    args = tiled_args(tmp_path / 'dask', bottom_k=2)
+    states = dask_shards.scan_on_dask(cluster.scheduler_address, TILED_EXAMPLE, args, num_shards=3)
+    assert states[0].run['bottom_k'] == 2 and states[0].tracker.weakest.num_seen == 72
+    (tmp_path / 'dask').mkdir()
+    draw_states(states, str(tmp_path / 'dask'))
+    drawn = outputs(tmp_path / 'dask')
+    assert drawn == outputs(tmp_path / 'single') and len([name for name in drawn if name.endswith('-bottom.jpg')]) == 2

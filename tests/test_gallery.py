@@ -22,15 +22,15 @@ from selenium.webdriver.support.ui import WebDriverWait
 import vgg16_activations
 from conftest import EXPLANATION_FILES, assert_explained_run, grid_field
 from shard_fixtures import (BOX_FILTER_EXAMPLE, BOX_LAYERS, box_filter_args, merge, open_box_filter_dataset,
-                            open_box_filter_model)
+                            open_box_filter_model, outputs)
 from utils.base.channel_statistics import RELATIVE_ERROR
 from activations import TopActivations
 from utils.core import pipeline
 from utils.core.attributing import AttributionOptions
-from utils.core.states import state_path
+from utils.core.states import ShardState, merge_states, state_path
 from utils.pictures.drawing import heatmap_centres, overlay_heatmap
 from utils.pictures.gallery import montage_layout
-from utils.pictures.montage import BORDER, column_caption, crop_column, full_column, layer_pictures
+from utils.pictures.montage import BORDER, column_caption, crop_column, full_column, layer_pictures, tile_columns
 from utils.running import shards
 
 NUM_SAMPLES = 3
@@ -53,7 +53,7 @@ def run_box_filter(out_dir, heatmap=False, attribution=None, **flags):
     model = open_box_filter_model(args)
     dataset = open_box_filter_dataset(args)
     fields = pipeline.measure_receptive_fields(model, print_lines=False)
-    trackers = pipeline.scan(model, dataset, NUM_SAMPLES, print_line=False)
+    trackers = pipeline.scan(model, dataset, NUM_SAMPLES, print_line=False, bottom_k=args.bottom_k)
     pipeline.draw(model, fields, trackers, str(out_dir), 0, dataset=dataset, heatmap=heatmap, attribution=attribution)
     return model, dataset, fields, trackers
 
@@ -98,6 +98,16 @@ def dead_gallery_run(tmp_path_factory):
     with contextlib.redirect_stdout(printed):
         run_box_filter(out_dir, classes=['bright'] * 10)
     return out_dir, printed.getvalue()
+
+
+BOTTOM_K = 2
+
+
+@pytest.fixture(scope='module')
+def bottom_gallery_run(tmp_path_factory):
+    """`(out_dir, model, dataset, fields, trackers)` of a box-filter run with `--bottom_k BOTTOM_K`."""
+    out_dir = tmp_path_factory.mktemp('gallery') / 'bottom'
+    return (out_dir, *run_box_filter(out_dir, bottom_k=BOTTOM_K))
 
 
 def read_json(out_dir):
@@ -212,6 +222,86 @@ def test_heatmap_is_for_single_runs(tmp_path, capsys):
     assert exit_info.value.code == 2 and 'unrecognized arguments: --heatmap' in capsys.readouterr().err
     assert vgg16_activations.parse_args([]).heatmap is False  # off by default
     assert vgg16_activations.parse_args(['--heatmap']).heatmap is True
+
+
+# -- the weakest images (--bottom_k) -----------------------------------------------------------------------------
+
+def weakest_brute_force(model, dataset, num_weakest):
+    """Per layer, per channel, `(firing, index, (y, x))` of the `num_weakest` images of the lowest maxima (ties: the
+    earlier image), each with the first position of its maximum, row-major: the slow, obvious way."""
+    inputs = np.concatenate([batch for batch, _, _ in dataset.read(0, len(dataset))])
+    lists = []
+    for feature_map in model.run(inputs):
+        channels = []
+        for channel in range(feature_map.shape[-1]):
+            entries = []
+            for index, channel_map in enumerate(feature_map[..., channel]):
+                y, x = divmod(int(channel_map.argmax()), channel_map.shape[1])
+                entries.append((float(channel_map.max()), index, (y, x)))
+            channels.append(sorted(entries, key=lambda entry: (entry[0], entry[1]))[:num_weakest])
+        lists.append(channels)
+    return lists
+
+
+def test_json_holds_every_channels_weakest_images_as_brute_force_finds_them(bottom_gallery_run, gallery_run):
+    out_dir, model, dataset, fields = bottom_gallery_run[:4]
+    layers = read_json(out_dir)['layers']
+    for index, (layer, expected) in enumerate(zip(layers, weakest_brute_force(model, dataset, BOTTOM_K))):
+        field = fields[index]
+        assert len(layer['weakest']) == len(layer['channels'])
+        for records, entries in zip(layer['weakest'], expected):
+            assert [(record['firing'], record['index'], tuple(record['feature_yx'])) for record in records] == entries
+            assert [record['image'] for record in records] == [dataset.ids[index] for _, index, _ in entries]
+            assert [record['box'] for record in records] == [field.recfield[y, x].tolist() for _, _, (y, x) in entries]
+        assert layer['pictures']['bottom'] == layer['pictures']['crop'].replace('-crop.jpg', '-bottom.jpg')
+    for layer in read_json(gallery_run[0])['layers']:  # none without --bottom_k
+        assert 'weakest' not in layer and 'bottom' not in layer['pictures']
+
+
+def test_the_bottom_picture_is_the_crop_montage_of_the_weakest_images(bottom_gallery_run):
+    out_dir, model, dataset, fields = bottom_gallery_run[:4]
+    display = np.concatenate([images for _, images, _ in dataset.read(0, len(dataset))])
+    for index, (layer, expected) in enumerate(zip(read_json(out_dir)['layers'],
+                                                  weakest_brute_force(model, dataset, BOTTOM_K))):
+        field = fields[index]
+        columns = [crop_column([display[image] for _, image, _ in expected[channel]],
+                               [field.recfield[y, x] for _, _, (y, x) in expected[channel]], field.max())
+                   for channel in layer['drawn_channels']]
+        captions = [column_caption(channel, [expected[channel][0][0]]) for channel in layer['drawn_channels']]
+        ok, encoded = cv2.imencode('.jpg', tile_columns(columns, captions))
+        assert ok and (out_dir / layer['pictures']['bottom']).read_bytes() == encoded.tobytes()
+
+
+def test_a_run_with_bottom_k_only_adds_the_weakest_images_to_a_run_without_it(bottom_gallery_run, gallery_run):
+    with_weakest, without = bottom_gallery_run[0], gallery_run[0]
+    assert sorted(os.listdir(with_weakest)) == sorted(
+        os.listdir(without) + [name.replace('-crop', '-bottom') for name in os.listdir(without) if '-crop' in name])
+    for name in os.listdir(without):
+        if name.endswith('.jpg'):
+            assert (with_weakest / name).read_bytes() == (without / name).read_bytes(), name
+    document = read_json(with_weakest)
+    for layer in document['layers']:
+        del layer['weakest'], layer['pictures']['bottom']
+    assert document == read_json(without)
+
+
+def test_a_merge_of_shards_with_bottom_k_draws_a_single_run_and_refuses_states_without_it(bottom_gallery_run, tmp_path):
+    for index in range(3):
+        args = box_filter_args(tmp_path / 'states', num_samples=NUM_SAMPLES, num_shards=3, shard_index=index,
+                               bottom_k=BOTTOM_K if index else 0)
+        assert shards.run(BOX_FILTER_EXAMPLE, args) == 0
+    paths = [state_path(str(tmp_path / 'states'), layer.name, index, 3) for layer in BOX_LAYERS for index in range(3)]
+    with np.load(paths[0]) as without, np.load(paths[1]) as with_weakest:  # arrays only where asked for
+        assert not [name for name in without.files if 'weakest' in name or 'bottom_k' in name]
+        assert int(with_weakest['run_bottom_k']) == BOTTOM_K and 'weakest_firings' in with_weakest.files
+    with pytest.raises(ValueError, match=r'they come from different --bottom_k \(2 and 0\)'):
+        merge_states([ShardState.load(path) for path in paths[:3][::-1]])
+    args = box_filter_args(tmp_path / 'states', num_samples=NUM_SAMPLES, num_shards=3, shard_index=0,
+                           bottom_k=BOTTOM_K)
+    assert shards.run(BOX_FILTER_EXAMPLE, args) == 0  # shard 0 again, now with the weakest lists
+    assert merge(paths[::-1], tmp_path / 'merged') == 0
+    names = sorted(os.listdir(bottom_gallery_run[0]))
+    assert outputs(tmp_path / 'merged') == {name: (bottom_gallery_run[0] / name).read_bytes() for name in names}
 
 
 # -- where the page cuts its patches ----------------------------------------------------------------------------
@@ -493,3 +583,35 @@ def test_a_page_lists_channels_that_never_fire_and_sorts_without_selectivity(dea
              for layer in read_json(gallery_run[0])['layers']]
     assert sort_by(browser, 'rate') == [sorted(range(len(layer_rates)), key=lambda channel: -layer_rates[channel])
                                         for layer_rates in rates]  # a stable sort: ties by channel
+
+
+# Per layer, per card: the background image of its weakest patches, their number, and whether the label is there.
+WEAKEST_ROWS = """
+return [...document.querySelectorAll('section.layer')].map(section => [...section.querySelectorAll('.card')].map(
+    card => [[...new Set([...card.querySelectorAll('.weakest .weak')].map(
+                 patch => getComputedStyle(patch).backgroundImage.slice(5, -2).split('/').pop()))],
+             card.querySelectorAll('.weakest .weak').length,
+             card.querySelector('.weakest-label') !== null && card.querySelector('.weakest-label').textContent]));
+"""
+
+
+def test_the_page_shows_each_cards_weakest_images_in_a_second_row_cut_from_the_bottom_picture(
+        bottom_gallery_run, gallery_run, browser):
+    out_dir = bottom_gallery_run[0]
+    layers = read_json(out_dir)['layers']
+    browser.get((out_dir / 'index.html').as_uri())
+    assert browser.execute_script(WEAKEST_ROWS) == [
+        [[[layer['pictures']['bottom']], BOTTOM_K, 'Weakest:']] * len(layer['drawn_channels']) for layer in layers]
+    card = browser.find_element(By.CSS_SELECTOR, 'section.layer .card')
+    strongest = card.find_elements(By.CSS_SELECTOR, '.patch')
+    weakest = card.find_elements(By.CSS_SELECTOR, '.weak')
+    assert len(strongest) == NUM_SAMPLES and all(patch.size == strongest[0].size for patch in weakest)
+    assert min(patch.location['y'] for patch in weakest) > max(patch.location['y'] for patch in strongest)  # below
+    assert len({patch.location['y'] for patch in weakest}) == 1  # in a row
+    record = layers[0]['weakest'][layers[0]['drawn_channels'][0]][0]
+    assert f'weakest #1: firing {record["firing"]:.4g} on {record["image"]}' in weakest[0].get_attribute('aria-label')
+    loaded = dict(browser.execute_async_script(LOADED_PICTURES.replace("'.patch, #modal .full'", "'.weak'")))
+    assert sorted(url.rsplit('/', 1)[-1] for url in loaded) == sorted(layer['pictures']['bottom'] for layer in layers)
+    assert all(width > 0 for width in loaded.values()), loaded
+    browser.get((gallery_run[0] / 'index.html').as_uri())  # none without --bottom_k
+    assert browser.find_elements(By.CSS_SELECTOR, '.weakest, .weak') == []

@@ -187,6 +187,7 @@ def changed(state, **run):
     ('dataset', '11 images, names sha256:0123456789abcdef', 'different datasets'),
     ('batch_size', 8, 'different batch sizes (4 and 8)'),
     ('num_samples', 2, 'different --num_samples (3 and 2)'),
+    ('bottom_k', 2, 'different --bottom_k (0 and 2)'),
     ('candidates', 24, 'different candidates per channel (--candidates_per_sample, --allow_repeats) (3 and 24)'),
     ('layers', (CONV,), f'different --layers ({CONV},{POOL} and {CONV})'),
     ('num_shards', 3, 'different numbers of shards (2 and 3)'),

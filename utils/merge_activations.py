@@ -9,6 +9,7 @@ model, dataset, batch size, --num_samples or --layers, or the same shard twice) 
 them layer by layer, prints each layer's receptive field and writes per layer
 
     <out_dir>/<layer>-full.jpg, <out_dir>/<layer>-crop.jpg   the pictures, as the *_activations.py scripts draw them
+    <out_dir>/<layer>-bottom.jpg                             the weakest images, where the scan had --bottom_k
     <out_dir>/state-<layer>.npz                              the merged state
 
 and the gallery of them all, <out_dir>/index.html and <out_dir>/activations.json (utils/pictures/gallery.py). The merge

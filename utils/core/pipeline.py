@@ -86,13 +86,14 @@ def shard_bounds(num_images, batch_size, num_shards, shard_index):
 
 
 def scan(model, dataset, num_samples, shard_index=0, num_shards=1, print_line=True,
-         candidates_per_sample=CANDIDATES_PER_SAMPLE):
+         candidates_per_sample=CANDIDATES_PER_SAMPLE, bottom_k=0):
     """Runs shard `shard_index` of `num_shards` of the dataset (by default all of it) through the model, and
     prints `scan: <n> images, <t> s` (unless `print_line` is False: on a Dask worker the client prints it).
 
     Args:
         num_samples: `--num_samples`.
         candidates_per_sample: `--candidates_per_sample`, for a dataset with places (see `candidates`).
+        bottom_k: `--bottom_k`: each tracker also keeps every channel's `bottom_k` weakest images (its `weakest`).
 
     Returns:
         list of `activations.TopActivations`, one per layer, tracking all its channels, with the images'
@@ -107,7 +108,7 @@ def scan(model, dataset, num_samples, shard_index=0, num_shards=1, print_line=Tr
     kept = candidates(dataset, num_samples, candidates_per_sample)
     trackers = track_top_activations(model, dataset.read(start, stop), kept,
                                      num_batches=-(-(stop - start) // dataset.batch_size), first_index=start,
-                                     class_names=dataset.class_names, labels=dataset.labels)
+                                     class_names=dataset.class_names, labels=dataset.labels, bottom_k=bottom_k)
     if print_line:
         print(f'scan: {trackers[0].num_seen if trackers else 0} images, {time.perf_counter() - started:.1f} s',
               flush=True)
@@ -120,7 +121,8 @@ def candidates(dataset, num_samples, candidates_per_sample=CANDIDATES_PER_SAMPLE
     return num_samples if dataset.places is None else num_samples * candidates_per_sample
 
 
-def track_top_activations(model, batches, num_samples, num_batches=None, first_index=0, class_names=(), labels=None):
+def track_top_activations(model, batches, num_samples, num_batches=None, first_index=0, class_names=(), labels=None,
+                          bottom_k=0):
     """Keeps each channel's strongest images and its statistics (`utils.base.channel_statistics`), for every layer; one
     `maxima_forward_func` call per batch where the model has one, else one `forward_func` call.
 
@@ -133,11 +135,12 @@ def track_top_activations(model, batches, num_samples, num_batches=None, first_i
         first_index: see `activations.TopActivations`.
         class_names, labels: the dataset's `Dataset.class_names` and `Dataset.labels` (by dataset index), where its
             images have classes.
+        bottom_k: see `activations.TopActivations`.
 
     Returns:
         list of `activations.TopActivations`, one per layer.
     """
-    trackers = [TopActivations(num_samples, first_index, class_names) for _ in model.layers]
+    trackers = [TopActivations(num_samples, first_index, class_names, bottom_k) for _ in model.layers]
     next_index = first_index
     with progress_bar('top activations (batches) ', num_batches) as bar:
         for number, (inputs, display_images, *indices) in enumerate(batches, start=1):

@@ -4,8 +4,9 @@ A shard's state (`ShardState`) holds its `activations.TopActivations` (numbered 
 ties go to the earlier image of the whole dataset, as in one scan), the kept images' names and, for images cut from
 photographs, their places (the top lists of distinct places are chosen from the tracker's candidates when drawing),
 the layer's `recfield.ReceptiveField` if that shard measured it, and what tells states that belong together
-(`RUN_FIELDS`: the example, the model, the dataset, the batch size, `--num_samples`, the candidates kept, `--layers`,
-the number of shards). Merging the states of all shards gives the state, and the pictures, of a single run.
+(`RUN_FIELDS`: the example, the model, the dataset, the batch size, `--num_samples`, `--bottom_k`, the candidates kept,
+`--layers`, the number of shards). With `--bottom_k` the tracker holds its `weakest` lists too. Merging the states of
+all shards gives the state, and the pictures, of a single run.
 
 A shard's state is saved as `<out_dir>/state-<layer>-<I>-of-<N>.npz`, a merged one as `state-<layer>.npz`:
 numpy arrays only (no pickle), written atomically. A state file is also a `TopActivations` file:
@@ -29,8 +30,11 @@ logger = logging.getLogger(__name__)
 STATE_VERSION = 3  # 3: every channel's statistics (`utils.base.channel_statistics`), candidates and places
 # What must be equal for two states to merge, and how an error names a difference.
 RUN_FIELDS = {'example': 'examples', 'model': 'models', 'dataset': 'datasets', 'batch_size': 'batch sizes',
-              'num_samples': '--num_samples', 'candidates': 'candidates per channel (--candidates_per_sample, '
-              '--allow_repeats)', 'layers': '--layers', 'num_shards': 'numbers of shards'}
+              'num_samples': '--num_samples', 'bottom_k': '--bottom_k',
+              'candidates': 'candidates per channel (--candidates_per_sample, --allow_repeats)', 'layers': '--layers',
+              'num_shards': 'numbers of shards'}
+# Run values saved only where they differ from these, so that a state of a run without the flag is as before it.
+RUN_DEFAULTS = {'bottom_k': 0}
 
 
 def state_path(out_dir, layer_name, shard_index=None, num_shards=None):
@@ -44,8 +48,10 @@ class ShardState:
 
     Attributes:
         layer: the layer's tensor name.
-        tracker: its `activations.TopActivations`, indexed by dataset index, with the kept images.
-        image_ids: dict from the dataset index of every kept image to its name (`utils.core.pipeline.Dataset`).
+        tracker: its `activations.TopActivations`, indexed by dataset index, with the kept images (and its `weakest`
+            lists, with theirs, where the run has `--bottom_k`).
+        image_ids: dict from the dataset index of every kept image (those of `weakest` too) to its name
+            (`utils.core.pipeline.Dataset`).
         places: None, or a dict from the dataset index of every kept image to its place (a tuple of the
             `utils.data.images.PLACE_COLUMNS`): the tracker's lists are candidates, from which the drawing chooses
             the top lists of distinct places (`activations.distinct_top`).
@@ -105,7 +111,7 @@ class ShardState:
             for state in (self, other):
                 _check_image_size(state, field)
         self.tracker.merge(other.tracker)
-        kept = set(self.tracker.kept_image_indices.tolist())
+        kept = set(self.tracker.all_kept_image_indices.tolist())
         self.image_ids = {index: name for index, name in {**self.image_ids, **other.image_ids}.items()
                           if index in kept}
         if self.places is not None:
@@ -119,13 +125,14 @@ class ShardState:
 
         The file holds the tracker's arrays (`TopActivations.to_arrays`, so `TopActivations.load` reads it) and
         the state's own (`to_arrays`: named `state_*` and `run_*`; `state_places`, int64 `[kept images, 6]` in the
-        order of `image_indices`, only where the state has places).
+        order of `image_indices`, only where the state has places; `run_bottom_k` only where not 0).
         """
         save_arrays(path, self.to_arrays())
 
     def to_arrays(self):
-        """The state as named arrays: the tracker's, the field's (`state_field_*`), its names and its run's."""
-        kept = self.tracker.kept_image_indices
+        """The state as named arrays: the tracker's, the field's (`state_field_*`), its names (of the images of the
+        tracker and of its `weakest`, by index) and its run's."""
+        kept = self.tracker.all_kept_image_indices
         field = self.field.to_arrays() if self.field is not None else {
             'recfield': np.zeros((0, 0, 4), np.int64), 'image_size': np.zeros(2, np.int64)}
         arrays = {
@@ -140,10 +147,13 @@ class ShardState:
             **{f'state_field_{key}': value for key, value in field.items()},
         }
         if self.places is not None:
-            arrays['state_places'] = np.array([self.places[int(index)] for index in kept], np.int64).reshape(
-                len(kept), len(PLACE_COLUMNS))
+            top = self.tracker.kept_image_indices
+            arrays['state_places'] = np.array([self.places[int(index)] for index in top], np.int64).reshape(
+                len(top), len(PLACE_COLUMNS))
         for key in RUN_FIELDS:
             value = self.run[key]
+            if key in RUN_DEFAULTS and value == RUN_DEFAULTS[key]:
+                continue
             arrays[f'run_{key}'] = np.array(value, dtype=np.str_) if isinstance(value, (str, tuple)) else value
         return arrays
 
@@ -181,18 +191,20 @@ class ShardState:
             except ValueError as error:
                 raise ValueError(f'{source}: its receptive field is damaged ({error})') from error
             image_ids = arrays['state_image_ids'].tolist()
-            if len(image_ids) != len(tracker.kept_image_indices):
+            if len(image_ids) != len(tracker.all_kept_image_indices):
                 raise ValueError(f'{source}: it names {len(image_ids)} images but keeps '
-                                 f'{len(tracker.kept_image_indices)}; the file is damaged.')
-            ids = dict(zip(tracker.kept_image_indices.tolist(), image_ids))
-            run = {key: arrays[f'run_{key}'] for key in RUN_FIELDS}
+                                 f'{len(tracker.all_kept_image_indices)}; the file is damaged.')
+            ids = dict(zip(tracker.all_kept_image_indices.tolist(), image_ids))
+            saved = {**{f'run_{key}': np.array(value) for key, value in RUN_DEFAULTS.items()}, **arrays}
+            run = {key: saved[f'run_{key}'] for key in RUN_FIELDS}
             run = {key: tuple(value.tolist()) if value.ndim else value.item() for key, value in run.items()}
             places = arrays.get('state_places')
             if places is not None:
-                if places.shape != (len(image_ids), len(PLACE_COLUMNS)) or not np.issubdtype(places.dtype, np.integer):
+                top = tracker.kept_image_indices.tolist()  # the weakest lists have no places
+                if places.shape != (len(top), len(PLACE_COLUMNS)) or not np.issubdtype(places.dtype, np.integer):
                     raise ValueError(f'{source}: its places are {places.dtype} of shape {places.shape}, not whole '
-                                     f'numbers [{len(image_ids)}, {len(PLACE_COLUMNS)}]; the file is damaged.')
-                places = dict(zip(tracker.kept_image_indices.tolist(), places.tolist()))
+                                     f'numbers [{len(top)}, {len(PLACE_COLUMNS)}]; the file is damaged.')
+                places = dict(zip(top, places.tolist()))
             state = cls(str(arrays['state_layer']), tracker, ids, field, int(arrays['state_num_channels']), run,
                         arrays['state_shards'].tolist(), int(arrays['state_draw_channels']), source, places)
         except KeyError as error:
@@ -204,29 +216,19 @@ class ShardState:
         return state
 
     def check(self):
-        """Checks that the tracker's arrays fit together, its firings are finite, its feature coordinates lie
-        in the receptive field's map, and every kept image is there with its name.
+        """Checks that the tracker's arrays (and its `weakest` lists') fit together, its firings are finite, its
+        feature coordinates lie in the receptive field's map, and every kept image is there with its name.
 
         Raises:
             ValueError: naming `source` and what is wrong.
         """
         tracker = self.tracker
-        channels, kept = tracker.firings.shape if tracker.firings.ndim == 2 else (-1, -1)
-        if (tracker.firings.ndim != 2 or tracker.indices.shape != (channels, kept)
-                or tracker.coords.shape != (channels, kept, 2) or kept > tracker.num_samples
-                or (tracker.num_seen and channels != self.num_channels)):
-            raise ValueError(f'{self.source}: its arrays do not fit together (firings {tracker.firings.shape}, '
-                             f'indices {tracker.indices.shape}, coords {tracker.coords.shape}, '
-                             f'{self.num_channels} channels); the file is damaged.')
-        if not np.isfinite(tracker.firings).all():
-            raise ValueError(f'{self.source}: some firings are NaN or infinite; the file is damaged.')
-        if self.field is not None and kept and ((tracker.coords < 0).any() or (
-                tracker.coords >= np.array(self.field.feature_shape)).any()):
-            raise ValueError(f'{self.source}: some feature coordinates lie outside the {self.field.feature_shape} '
-                             'feature map; the file is damaged.')
-        missing = sorted(set(np.unique(tracker.indices).tolist()) - set(self.image_ids))
-        if tracker.keeps_images and missing:
-            raise ValueError(f'{self.source}: image {missing[0]} is kept but not stored; the file is damaged.')
+        channels = self._check_lists(tracker)
+        weakest = tracker.weakest
+        if (0 if weakest is None else weakest.num_samples) != self.run['bottom_k'] or weakest is not None and (
+                weakest.num_seen != tracker.num_seen or self._check_lists(weakest) != channels):
+            raise ValueError(f'{self.source}: its lists of the weakest images do not fit its run (--bottom_k '
+                             f'{self.run["bottom_k"]}) or its top lists; the file is damaged.')
         if tracker.num_samples != self.run['candidates']:
             raise ValueError(f'{self.source}: its tracker keeps {tracker.num_samples} images per channel, its run '
                              f'{self.run["candidates"]}; the file is damaged.')
@@ -237,9 +239,6 @@ class ShardState:
                     ~np.isin(rows[:, 5], (0, 1))).any():
                 raise ValueError(f'{self.source}: some kept images have no place, or places that are not places in a '
                                  'photograph; the file is damaged.')
-        if tracker.num_seen < 0 or (tracker.indices.size and tracker.indices.min() < 0):
-            raise ValueError(f'{self.source}: it counts {tracker.num_seen} images seen, or keeps negative image '
-                             'indices; the file is damaged.')
         statistics = tracker.statistics
         if statistics.num_images != tracker.num_seen or (tracker.num_seen and statistics.num_channels != channels):
             raise ValueError(f'{self.source}: its statistics are of {statistics.num_images} images and '
@@ -261,6 +260,29 @@ class ShardState:
                                  'colour images; the file is damaged.')
         if self.field is not None:
             _check_image_size(self, self.field)
+
+    def _check_lists(self, tracker):
+        """`check` of the arrays of the state's tracker or of its `weakest`; returns their channel count."""
+        channels, kept = tracker.firings.shape if tracker.firings.ndim == 2 else (-1, -1)
+        if (tracker.firings.ndim != 2 or tracker.indices.shape != (channels, kept)
+                or tracker.coords.shape != (channels, kept, 2) or kept > tracker.num_samples
+                or (tracker.num_seen and channels != self.num_channels)):
+            raise ValueError(f'{self.source}: its arrays do not fit together (firings {tracker.firings.shape}, '
+                             f'indices {tracker.indices.shape}, coords {tracker.coords.shape}, '
+                             f'{self.num_channels} channels); the file is damaged.')
+        if not np.isfinite(tracker.firings).all():
+            raise ValueError(f'{self.source}: some firings are NaN or infinite; the file is damaged.')
+        if self.field is not None and kept and ((tracker.coords < 0).any() or (
+                tracker.coords >= np.array(self.field.feature_shape)).any()):
+            raise ValueError(f'{self.source}: some feature coordinates lie outside the {self.field.feature_shape} '
+                             'feature map; the file is damaged.')
+        missing = sorted(set(np.unique(tracker.indices).tolist()) - set(self.image_ids))
+        if tracker.keeps_images and missing:
+            raise ValueError(f'{self.source}: image {missing[0]} is kept but not stored; the file is damaged.')
+        if tracker.num_seen < 0 or (tracker.indices.size and tracker.indices.min() < 0):
+            raise ValueError(f'{self.source}: it counts {tracker.num_seen} images seen, or keeps negative image '
+                             'indices; the file is damaged.')
+        return channels
 
 
 def _check_image_size(state, field):

@@ -33,6 +33,8 @@ TEST_FILES = ('test_batch.bin',)
 DEFAULT_DATA_DIR = '/tmp/cifar10_data'
 
 NUM_CLASSES = 10
+# The names of labels 0..9 (the dataset's batches.meta.txt), in that order, which is also their sorted order.
+CLASS_NAMES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
 IMAGE_SIZE = 32  # side of the stored images
 CROP_SIZE = 24  # side of the crops the network sees
 LABEL_BYTES = 1
@@ -105,7 +107,7 @@ def check_batch_file(path):
     if size == 0 or size % RECORD_BYTES:
         raise ValueError(f'CIFAR-10 batch file {path} is {size} bytes, not a whole number of {RECORD_BYTES}-byte '
                          f'records: it is truncated or corrupt. {advice}')
-    records = np.memmap(path, np.uint8, 'r', shape=(size // RECORD_BYTES, RECORD_BYTES))
+    records = _records(path)
     bad = np.flatnonzero(records[:, 0] >= NUM_CLASSES)
     if bad.size:
         raise ValueError(f'CIFAR-10 batch file {path} is corrupt: record {bad[0]} has label {records[bad[0], 0]}, '
@@ -116,6 +118,24 @@ def check_batch_file(path):
 def count_records(paths):
     """Returns the total number of records in batch files (checked ones: see `check_batch_file`)."""
     return sum(os.path.getsize(path) // RECORD_BYTES for path in paths)
+
+
+def read_labels(paths):
+    """Every record's label, in file order: the first byte of each record, read without decoding any image.
+
+    Args:
+        paths: checked batch files (`find_batch_files`).
+
+    Returns:
+        uint8 array `[records]`, values 0..9.
+    """
+    return np.concatenate([_records(path)[:, 0] for path in paths])
+
+
+def _records(path):
+    """A batch file's whole records as a read-only memory map, uint8 `[records, RECORD_BYTES]`: its labels are column
+    0, read from the file only where looked at."""
+    return np.memmap(path, np.uint8, 'r', shape=(os.path.getsize(path) // RECORD_BYTES, RECORD_BYTES))
 
 
 def maybe_download_and_extract(data_dir, url=DATA_URL, md5=DATA_MD5):
@@ -231,7 +251,8 @@ def scan_batches(paths, batch_size, max_batches, first_batch=0):
 
 def open_dataset(args, model=None):
     """The first `--batches` batches of `--batch_size` centre crops of the training files in `--data_dir`, as a
-    `utils.core.pipeline.Dataset`; each image is named `data_batch_<n>.bin:<record>`.
+    `utils.core.pipeline.Dataset`; each image is named `data_batch_<n>.bin:<record>`, and its class is its label's
+    name (`CLASS_NAMES`), so that channels get their class selectivity.
 
     Raises:
         FileNotFoundError, ValueError: see `find_batch_files` and `scan_batches`.
@@ -240,10 +261,11 @@ def open_dataset(args, model=None):
     _, num_batches = scan_batches(paths, args.batch_size, args.batches)  # checks the sizes, warns
     ids = [f'{os.path.basename(path)}:{record}' for path in paths
            for record in range(count_records([path]))][:num_batches * args.batch_size]
+    classes = [CLASS_NAMES[label] for label in read_labels(paths)[:len(ids)]]
 
     def read(start, stop):
         batches, _ = scan_batches(paths, args.batch_size, -(-stop // args.batch_size),
                                   first_batch=start // args.batch_size)
         return pipeline.numbered(batches, start)
 
-    return pipeline.Dataset(ids, args.batch_size, read)
+    return pipeline.Dataset(ids, args.batch_size, read, classes)

@@ -297,6 +297,19 @@ def write_layer_pictures(out_dir, layer_name, tracker, field, channels, heatmaps
     return paths
 
 
+def write_bottom_picture(out_dir, layer_name, tracker, field, channels):
+    """Writes `<stem>-bottom.jpg`: the crops of the weakest images of `tracker.weakest` (`--bottom_k`), drawn as
+    `-crop.jpg` is, one column per channel of `channels`, weakest first.
+
+    Returns:
+        the file's path.
+    """
+    _, crop = layer_pictures(tracker.weakest, field, channels)
+    path = os.path.join(out_dir, f'{file_stem(layer_name)}-bottom.jpg')
+    write_image(path, crop)
+    return path
+
+
 def write_receptive_field_example(out_dir, layer_name, field):
     """Writes `recfield-<stem>.png`: the centre feature pixel's box (`ReceptiveField.draw_example`).
 
@@ -310,10 +323,10 @@ def write_receptive_field_example(out_dir, layer_name, field):
 
 def draw_layers(layers, out_dir, num_channels, tensorboard_dir=None, image_names=None, heatmaps=None, explain=None,
                 record=None):
-    """Writes the `-full`/`-crop` pictures of layers whose top activations and receptive fields are known,
-    and the gallery of them all, `index.html` and `activations.json` (`utils.pictures.gallery.write_gallery`; not when
-    there are no layers). Prints `<layer>: <d> of <C> channels never fire on <N> images` for every layer with such
-    channels.
+    """Writes the `-full`/`-crop` pictures of layers whose top activations and receptive fields are known (and
+    `-bottom` of trackers with `weakest` lists, `write_bottom_picture`), and the gallery of them all, `index.html` and
+    `activations.json` (`utils.pictures.gallery.write_gallery`; not when there are no layers). Prints `<layer>: <d> of
+    <C> channels never fire on <N> images` for every layer with such channels.
 
     Args:
         layers: iterable of `(name, field, tracker)`: the layer's tensor name, its `ReceptiveField` and its
@@ -344,17 +357,19 @@ def draw_layers(layers, out_dir, num_channels, tensorboard_dir=None, image_names
     with EventLog(tensorboard_dir) if tensorboard_dir else contextlib.nullcontext() as log:
         for (name, field, tracker, channels), maps, erf in zip(layers, layer_heatmaps, erfs):
             paths = write_layer_pictures(out_dir, name, tracker, field, channels, maps)
-            attribution_path = erf_path = None
+            attribution_path = erf_path = bottom_path = None
+            if tracker.weakest is not None and paths is not None:  # without heatmaps: those are of the top images
+                bottom_path = write_bottom_picture(out_dir, name, tracker, field, channels)
             if attributions and paths is not None:
                 attribution_path = write_attribution_picture(out_dir, name, tracker, field, channels, attributions)
             if erf is not None:
                 erf_path = os.path.join(out_dir, f'erf-{file_stem(name)}.png')
                 write_image(erf_path, draw_effective_field(erf))
-            written.update(path for path in (*(paths or ()), attribution_path, erf_path) if path)
+            written.update(path for path in (*(paths or ()), attribution_path, erf_path, bottom_path) if path)
             shown.append(GalleryLayer(name, describe_layer(name, field, tracker.num_channels), field, tracker,
-                                      channels, paths, attribution_path, erf, erf_path))
+                                      channels, paths, attribution_path, erf, erf_path, bottom_path))
             if log is not None and paths is not None:
-                log_layer_pictures(log, name, field, tracker, channels, paths, attribution_path)
+                log_layer_pictures(log, name, field, tracker, channels, paths, attribution_path, bottom_path)
     write_explanations(out_dir, attributions, [(name, erf) for (name, *_), erf in zip(layers, erfs) if erf is not None])
     if shown:
         write_gallery(out_dir, shown, image_names, record)
@@ -365,10 +380,10 @@ def draw_layers(layers, out_dir, num_channels, tensorboard_dir=None, image_names
 
 
 def warn_about_older_pictures(out_dir, written):
-    """Warns, with a count, about `-full`/`-crop`/`-attr` pictures and `erf-*.png` in `out_dir` that this run did not
-    write: layers of an earlier run in the same folder, which could be taken for this run's."""
+    """Warns, with a count, about `-full`/`-crop`/`-attr`/`-bottom` pictures and `erf-*.png` in `out_dir` that this run
+    did not write: layers of an earlier run in the same folder, which could be taken for this run's."""
     older = sorted(name for name in os.listdir(out_dir)
-                   if (name.endswith(('-full.jpg', '-crop.jpg', '-attr.jpg'))
+                   if (name.endswith(('-full.jpg', '-crop.jpg', '-attr.jpg', '-bottom.jpg'))
                        or (name.startswith('erf-') and name.endswith('.png')))
                    and os.path.join(out_dir, name) not in written)
     if older:
@@ -376,12 +391,12 @@ def warn_about_older_pictures(out_dir, written):
                        'them.', out_dir, len(older), older[0])
 
 
-def log_layer_pictures(log, name, field, tracker, channels, paths, attribution_path=None):
-    """Adds a layer's `-full` and `-crop` pictures (and its `-attr` picture, where drawn) to a TensorBoard log, as
-    they are on disk.
+def log_layer_pictures(log, name, field, tracker, channels, paths, attribution_path=None, bottom_path=None):
+    """Adds a layer's `-full` and `-crop` pictures (and its `-attr` and `-bottom` pictures, where drawn) to a
+    TensorBoard log, as they are on disk.
 
-    Their tags are `<layer>/full`, `<layer>/crop` (`conv1/conv1:0/crop`) and `<layer>/attr`; their description gives
-    the receptive field, the feature map's shape and the channels drawn.
+    Their tags are `<layer>/full`, `<layer>/crop` (`conv1/conv1:0/crop`), `<layer>/attr` and `<layer>/bottom`; their
+    description gives the receptive field, the feature map's shape and the channels drawn.
 
     Args:
         log: a `utils.pictures.tensorboard_logs.EventLog`.
@@ -391,13 +406,15 @@ def log_layer_pictures(log, name, field, tracker, channels, paths, attribution_p
         channels: the channels drawn, one column each.
         paths: `(full_path, crop_path)` from `write_layer_pictures`.
         attribution_path: the `-attr` picture (`write_attribution_picture`), or None.
+        bottom_path: the `-bottom` picture (`write_bottom_picture`), or None.
     """
     description = (f'`{name}`: receptive field {_receptive_field_text(field)}, feature map '
                    f'{_feature_shape(field, tracker.num_channels)}.\n\n'
                    f'One column per channel ({", ".join(str(channel) for channel in channels)}), with the '
                    f'{tracker.num_samples} images it fires on the most, strongest on top. *crop*: the receptive '
-                   'field of the strongest pixel; *full*: the whole image with that receptive field boxed.')
-    for kind, path in zip(('full', 'crop', 'attr'), (*paths, attribution_path)):
+                   'field of the strongest pixel; *full*: the whole image with that receptive field boxed.'
+                   + ('' if bottom_path is None else ' *bottom*: the crops of the weakest images, weakest on top.'))
+    for kind, path in zip(('full', 'crop', 'attr', 'bottom'), (*paths, attribution_path, bottom_path)):
         if path is not None:
             log.add_image_file(f'{name}/{kind}', path, description)
     log.flush()

@@ -3,7 +3,8 @@ tracked channel's strongest images as data.
 
 The page is static and self-contained (inline CSS and JavaScript, nothing fetched from elsewhere), so it works
 opened from disk. It cuts every patch out of the `-crop.jpg`/`-full.jpg` pictures already written (CSS
-sprites): a layer costs its two pictures, whatever its number of channels. The layout of those pictures is the
+sprites): a layer costs its two pictures, whatever its number of channels; with `--bottom_k` a card's second row,
+its weakest images, comes out of `-bottom.jpg` the same way. The layout of those pictures is the
 one `utils.pictures.montage.layer_pictures` makes, worked out by `montage_layout`. The README documents the JSON schema.
 """
 
@@ -26,13 +27,14 @@ CROP_DISPLAY = 96  # pixels the larger side of a patch takes on the page
 FULL_DISPLAY = 512  # pixels the larger side of a whole image takes when a patch is clicked
 
 GalleryLayer = collections.namedtuple('GalleryLayer', 'name description field tracker channels pictures '
-                                                     'attribution_picture erf erf_picture')
-GalleryLayer.__new__.__defaults__ = (None, None, None)
+                                                     'attribution_picture erf erf_picture bottom_picture')
+GalleryLayer.__new__.__defaults__ = (None, None, None, None)
 GalleryLayer.__doc__ = """What the gallery shows of a layer: its tensor name, its
 `utils.pictures.drawing.describe_layer` line, its `recfield.ReceptiveField` and `activations.TopActivations`, the
 channels drawn (one picture column each, in order), the `(full_path, crop_path)` of its pictures (None when no
 channel was drawn), and where asked for (else None) the path of its `-attr` picture (`--attribution`), its
-`recfield.EffectiveReceptiveField` and the path of its picture (`--erf`)."""
+`recfield.EffectiveReceptiveField` and the path of its picture (`--erf`), and the path of its `-bottom` picture
+(`--bottom_k`: the tracker's `weakest` lists)."""
 
 
 def montage_layout(column_width, column_height, captions):
@@ -100,11 +102,13 @@ def write_gallery(out_dir, layers, image_names=None, record=None):
     return json_path, html_path
 
 
-def _ranked(layer, channel, name_of, attributed=False):
-    """A channel's strongest images as records of activations.json, strongest first; `attributed`: with the key of
-    each one's attribution in `attributions.npz`; with each one's class where the images have classes."""
-    firings, coords, indices, _ = layer.tracker.channel(channel)
-    classes = layer.tracker.entry_classes(channel) or [None] * len(indices)
+def _ranked(layer, channel, name_of, attributed=False, tracker=None):
+    """A channel's strongest images as records of activations.json, strongest first (those of `tracker` instead,
+    the layer's `weakest` lists); `attributed`: with the key of each one's attribution in `attributions.npz`; with each
+    one's class where the images have classes."""
+    tracker = layer.tracker if tracker is None else tracker
+    firings, coords, indices, _ = tracker.channel(channel)
+    classes = tracker.entry_classes(channel) or [None] * len(indices)
     return [{'firing': float(firing), 'image': name_of(index), 'index': int(index), 'feature_yx': [int(y), int(x)],
              'box': [int(value) for value in layer.field.recfield[y, x]],
              **({'attribution': entry_key(layer.name, channel, rank)} if attributed else {}),
@@ -158,6 +162,10 @@ def _layer_record(layer, name_of):
     pictures = None if layer.pictures is None else dict(zip(('full', 'crop'), map(os.path.basename, layer.pictures)))
     if layer.attribution_picture is not None:
         pictures['attr'] = os.path.basename(layer.attribution_picture)
+    if layer.bottom_picture is not None:
+        pictures['bottom'] = os.path.basename(layer.bottom_picture)
+    weakest = {} if tracker.weakest is None else {'weakest': [
+        _ranked(layer, channel, name_of, tracker=tracker.weakest) for channel in range(tracker.num_channels)]}
     drawn = set(int(channel) for channel in layer.channels) if layer.attribution_picture is not None else set()
     return {'name': layer.name, 'feature_map': [*map(int, field.feature_shape), int(tracker.num_channels)],
             'image_size': [int(field.height), int(field.width)], 'receptive_field': geometry,
@@ -166,6 +174,7 @@ def _layer_record(layer, name_of):
             'drawn_channels': [int(channel) for channel in layer.channels], 'pictures': pictures,
             **({} if layer.erf is None else {'effective_receptive_field': _erf_record(layer.erf, layer.erf_picture)}),
             'channels': [_ranked(layer, channel, name_of, channel in drawn) for channel in range(tracker.num_channels)],
+            **weakest,
             'never_firing': [int(channel) for channel in tracker.statistics.never_firing],
             'quantile_relative_error': RELATIVE_ERROR,
             **({'classes': list(tracker.statistics.class_names)} if tracker.statistics.class_names else {}),
@@ -192,6 +201,14 @@ nav a { margin-right: 1em; }
 .erf { display: flex; align-items: center; gap: 12px; }
 .erf img { width: 128px; image-rendering: pixelated; }
 .stats { margin: 0 0 4px; font-size: 0.8em; color: #555; max-width: 16em; }
+"""
+
+# Only on pages with weakest images (`--bottom_k`): a row of patches under a card's strongest ones.
+_WEAKEST_STYLE = """
+.weakest-label { margin: 6px 0 2px; font-size: 0.8em; color: #555; }
+.weakest { display: flex; gap: 6px; font-size: 0.8em; }
+.weak-sample { display: flex; flex-direction: column; align-items: center; }
+.weak { box-sizing: border-box; border: 1px solid #888; image-rendering: pixelated; background-repeat: no-repeat; }
 """
 
 # Shows the clicked patch's whole image, cut out of its layer's -full picture at the patch's data-full origin.
@@ -271,17 +288,29 @@ def _layer_section(number, layer, name_of):
     scale = CROP_DISPLAY / max(crop_height, crop_width, 1)  # 0 for a layer that does not depend on its input
     data = (f' data-full-src="{full_url}" data-full-size="{full_width},{full_height}"'
             f' data-full-cell="{image_width},{image_height}"')
+    weakest, bottom_link, bottom_style, bottom_origins = tracker.weakest, '', '', [None] * len(channels)
+    if layer.bottom_picture is not None:  # the weakest images' crops, laid out as the strongest ones'
+        bottom_url = urllib.parse.quote(os.path.basename(layer.bottom_picture), safe='')
+        bottom_link = f', <a href="{bottom_url}">{html.escape(os.path.basename(layer.bottom_picture))}</a>'
+        bottom_origins, (bottom_height, bottom_width) = montage_layout(
+            crop_width + 2 * BORDER, weakest.firings.shape[1] * (crop_height + 2 * BORDER),
+            [column_caption(channel, weakest.firings[channel]) for channel in channels])
+        bottom_style = (f' .L{number} .weak {{ width: {_px(crop_width * scale)}; height: {_px(crop_height * scale)}; '
+                        f'background-image: url("{bottom_url}"); '
+                        f'background-size: {_px(bottom_width * scale)} {_px(bottom_height * scale)}; }}')
     parts = [head.format(data=data), erf_line,
-             f'<p>Pictures: <a href="{crop_url}">{crop_name}</a>, <a href="{full_url}">{full_name}</a></p>\n',
+             f'<p>Pictures: <a href="{crop_url}">{crop_name}</a>, <a href="{full_url}">{full_name}</a>{bottom_link}'
+             '</p>\n',
              f'<style>.L{number} .patch {{ width: {_px(crop_width * scale)}; height: {_px(crop_height * scale)}; '
              f'background-image: url("{crop_url}"); '
              f'background-size: {_px(picture_width * scale)} {_px(picture_height * scale)}; }}'
              + ('' if layer.attribution_picture is None else
                 f' .attributions .L{number} .patch {{ background-image: url("'
                 f'{urllib.parse.quote(os.path.basename(layer.attribution_picture), safe="")}"); }}')
-             + '</style>\n', '<div class="cards">\n']
+             + bottom_style + '</style>\n', '<div class="cards">\n']
     statistics = channel_statistics(tracker)
-    for channel, (crop_left, crop_top), (full_left, full_top) in zip(channels, crop_origins, full_origins):
+    for channel, (crop_left, crop_top), (full_left, full_top), bottom_origin in zip(channels, crop_origins,
+                                                                                   full_origins, bottom_origins):
         parts.append(_card_head(channel, tracker.firings[channel, 0], statistics[channel]))
         for rank, record in enumerate(_ranked(layer, channel, name_of)):
             x = crop_left + BORDER
@@ -295,9 +324,27 @@ def _layer_section(number, layer, name_of):
                 f'{_px(-y * scale)}" data-full="{full_left + BORDER},{full_y}" aria-label="{escape(label)}" '
                 f'title="{escape(record["image"])}"></button><span class="where">{record["firing"]:.4g}<br>'
                 f'{escape(record["image"])}<br>(y, x) = ({feature_y}, {feature_x})</span></div>\n')
+        if bottom_origin is not None:
+            parts.append(_weakest_row(layer, channel, name_of, bottom_origin, crop_height, scale))
         parts.append('</div>\n')
     parts.append('</div>\n</section>\n')
     return ''.join(parts)
+
+
+def _weakest_row(layer, channel, name_of, origin, cell_height, scale):
+    """A card's row of its weakest images (`--bottom_k`), weakest first, cut from the `-bottom` picture whose column of
+    the channel starts at `origin`, `(left, top)`; each with its firing below it and the rest in its label."""
+    left, top = origin
+    cells = []
+    for rank, record in enumerate(_ranked(layer, channel, name_of, tracker=layer.tracker.weakest)):
+        y = top + rank * (cell_height + 2 * BORDER) + BORDER
+        feature_y, feature_x = record['feature_yx']
+        label = html.escape(f'{layer.name} channel {channel}, weakest #{rank + 1}: firing {record["firing"]:.4g} on '
+                            f'{record["image"]} at feature (y, x) = ({feature_y}, {feature_x}), box {record["box"]}')
+        cells.append(f'<span class="weak-sample"><span class="weak" role="img" style="background-position: '
+                     f'{_px(-(left + BORDER) * scale)} {_px(-y * scale)}" aria-label="{label}" title="{label}"></span>'
+                     f'{record["firing"]:.4g}</span>')
+    return '<p class="weakest-label">Weakest:</p>\n<div class="weakest">' + ''.join(cells) + '</div>\n'
 
 
 def _card_head(channel, strongest, record):
@@ -329,14 +376,18 @@ def _sort_control(layers):
 def _page(layers, name_of):
     nav = ' '.join(f'<a href="#layer-{number}">{html.escape(layer.name)}</a>' for number, layer in enumerate(layers))
     sections = ''.join(_layer_section(number, layer, name_of) for number, layer in enumerate(layers))
+    weakest = any(layer.bottom_picture is not None for layer in layers)
+    style, weakest_line = (_STYLE + _WEAKEST_STYLE, 'Under them, the images it fires on the least (the lowest '
+                           'maxima), weakest first: the patches where it fires most on each. ') if weakest else (
+        _STYLE, '')
     toggle = ('' if all(layer.attribution_picture is None for layer in layers) else
               '<p><label><input type="checkbox" id="show-attributions"> Show attributions: over every patch, red where '
               'its pixels raise the firing, blue where they lower it (attributions.npz).</label></p>\n')
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>Strongest activations'
-            f'</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n<h1>Strongest activations</h1>\n'
+            f'</title>\n<style>{style}</style>\n</head>\n<body>\n<h1>Strongest activations</h1>\n'
             '<p>Every card is a channel, with the image patches (receptive fields of the strongest feature pixel) '
             'that make it fire the most, strongest first: the firing, the image and the feature-map position. '
-            'Click a patch to see its whole image with the patch boxed. All tracked channels, as data: '
+            f'{weakest_line}Click a patch to see its whole image with the patch boxed. All tracked channels, as data: '
             f'<a href="activations.json">activations.json</a>. Quantiles are within {RELATIVE_ERROR * 100:.2f} % of '
             f'the true ones.</p>\n{toggle}{_sort_control(layers)}<nav>{nav}</nav>\n{sections}'
             '<div id="modal" hidden><figure><div class="full"></div><figcaption></figcaption></figure></div>\n'

@@ -101,13 +101,19 @@ def recfield_cache(args):
 
 
 def add_activation_arguments(parser):
-    """Adds the flags of every `*_activations.py` script: `--num_channels`, `--num_samples`, `--allow_repeats`,
-    `--candidates_per_sample`, `--heatmap`, `--tensorboard_dir` and the shard flags (`add_shard_arguments`)."""
+    """Adds the flags of every `*_activations.py` script: `--num_channels`, `--num_samples`, `--bottom_k`,
+    `--allow_repeats`, `--candidates_per_sample`, `--heatmap`, `--tensorboard_dir` and the shard flags
+    (`add_shard_arguments`)."""
     parser.add_argument('--num_channels', type=count_or_all, default=10,
                         help='channels to draw per layer: the first ones that fire; "all" or 0 for every channel '
                              'that fires (default: %(default)s)')
     parser.add_argument('--num_samples', type=positive_int, default=5,
                         help='strongest images to show per channel (default: %(default)s)')
+    parser.add_argument('--bottom_k', type=non_negative_int, default=0, metavar='N',
+                        help='also show per channel the N weakest images, those of the lowest maxima (most telling for '
+                             'layers before their ReLU), as <layer>-bottom.jpg, in the gallery and in '
+                             'activations.json; every image, even where the strongest show distinct places only '
+                             '(default: 0, none)')
     parser.add_argument('--allow_repeats', action='store_true',
                         help='show the strongest images of each channel even where several show one place of a '
                              'photograph (overlapping tiles, mirror images); by default the lists of images cut from '

@@ -58,7 +58,7 @@ class Scanner:
         names_hash = hashlib.sha256('\n'.join(ids).encode()).hexdigest()[:16]
         return {'example': self.example.name, 'model': self.model.model_id,
                 'dataset': f'{len(ids)} images, names sha256:{names_hash}', 'batch_size': self.dataset.batch_size,
-                'num_samples': self.args.num_samples,
+                'num_samples': self.args.num_samples, 'bottom_k': self.args.bottom_k,
                 'candidates': pipeline.candidates(self.dataset, self.args.num_samples, self.args.candidates_per_sample),
                 'layers': tuple(self.model.layer_names),
                 'num_shards': num_shards}
@@ -76,13 +76,14 @@ class Scanner:
             list of `ShardState`, one per layer.
         """
         trackers = pipeline.scan(self.model, self.dataset, self.args.num_samples, shard_index, num_shards,
-                                 print_line=print_lines, candidates_per_sample=self.args.candidates_per_sample)
+                                 print_line=print_lines, candidates_per_sample=self.args.candidates_per_sample,
+                                 bottom_k=self.args.bottom_k)
         fields = self.fields(print_lines) if fields and shard_index == 0 else {}
         run = self.run_values(num_shards)
         states = []
         for number, (layer, tracker) in enumerate(zip(self.model.layers, trackers)):
             kept = tracker.kept_image_indices.tolist()
-            image_ids = {index: self.dataset.ids[index] for index in kept}
+            image_ids = {index: self.dataset.ids[index] for index in tracker.all_kept_image_indices.tolist()}
             places = None if self.dataset.places is None else {index: self.dataset.places[index] for index in kept}
             states.append(ShardState(layer.name, tracker, image_ids, fields.get(number), layer.num_channels, run,
                                      [shard_index], self.args.num_channels, f'shard {shard_index} of {num_shards}',

@@ -173,4 +173,5 @@ def check_states_fit(states, scanner):
         if expected.get(key) != value:
             raise ValueError(f'the states are of another scan: their {key} is {value!r}, this script\'s flags give '
                              f'{expected.get(key)!r}; give the flags of the scan (--layers, --batch_size, '
-                             '--num_samples, --allow_repeats, --candidates_per_sample, the model and the images).')
+                             '--num_samples, --bottom_k, --allow_repeats, --candidates_per_sample, the model and the '
+                             'images).')
