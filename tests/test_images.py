@@ -293,7 +293,7 @@ def test_photo_tiles_of_a_photograph_whose_header_lies_are_left_out(tmp_path, ca
     with caplog.at_level(logging.WARNING, logger='utils.data.images'):
         batches = list(read_tiles(0, len(positions), 8))
     assert np.concatenate([indices for _, indices in batches]).tolist() == list(range(32))  # a.png's tiles
-    assert f'skipped the tiles of 1 photographs that cannot be decoded' in caplog.text
+    assert 'skipped the tiles of 1 photographs that cannot be decoded' in caplog.text
     assert str(tmp_path / 'b.png') in caplog.text
 
 
