@@ -234,6 +234,18 @@ class EffectiveReceptiveField:
         return f'{name} effective receptive field: {self.summary()}'
 
 
+def effective_field_calls(field, method):
+    """The images `measure_effective_field` runs per image averaged: 1 gradient, or by occlusion the image and one
+    image per pixel of the centre feature pixel's exact field.
+
+    Returns:
+        `(calls, field_pixels)`: the calls per image, and the pixels of that exact field.
+    """
+    y1, x1, y2, x2 = (int(value) for value in field.recfield[field.feature_shape[0] // 2, field.feature_shape[1] // 2])
+    pixels = (y2 - y1) * (x2 - x1)
+    return (1 if method == 'gradients' else 1 + pixels), pixels
+
+
 def measure_effective_field(images, function, field, method='gradients', value_range=(-1.0, 1.0), batch_size=16,
                             fill_batches=False, progress=None):
     """The effective receptive field of a layer's centre feature pixel, averaged over images.

@@ -104,9 +104,9 @@ def main(argv=None):
             for way, num_images, function in (('gradients', args.erf_images, model.unit_gradients_func(index)),
                                               ('occlusion', args.occlusion_images, model.unit_values_func(index))):
                 sample = attributing.erf_sample(len(dataset), num_images)
-                y1, x1, y2, x2 = field.recfield[field.feature_shape[0] // 2, field.feature_shape[1] // 2]
-                calls = len(sample) * (1 if way == 'gradients' else 1 + (y2 - y1) * (x2 - x1))
-                if way == 'occlusion' and (y2 - y1) * (x2 - x1) > args.occlusion_max_pixels:
+                per_image, field_pixels = recfield.effective_field_calls(field, way)
+                calls = len(sample) * per_image
+                if way == 'occlusion' and field_pixels > args.occlusion_max_pixels:
                     figures.append((calls, None))
                     continue
                 started = time.perf_counter()

@@ -22,11 +22,20 @@ logger = logging.getLogger(__name__)
 # Integrated gradients that miss f(image) - f(reference) by more than this share are warned about (`--ig_steps`).
 COMPLETENESS_TOLERANCE = 0.05
 
-AttributionOptions = collections.namedtuple('AttributionOptions',
-                                            'method ig_steps occlusion_window occlusion_stride erf erf_images')
-AttributionOptions.__doc__ = """What `--attribution` and `--erf` ask for: `method` (one of
-`utils.probing.attribution.METHODS`, or None), `ig_steps`, `occlusion_window` and `occlusion_stride` (None: from
-each box), `erf` (bool) and `erf_images` (0: every image of the dataset)."""
+class AttributionOptions(collections.namedtuple('AttributionOptions',
+                                                'method ig_steps occlusion_window occlusion_stride erf erf_images')):
+    """What `--attribution` and `--erf` ask for: `method` (one of `utils.probing.attribution.METHODS`, or None),
+    `ig_steps`, `occlusion_window` and `occlusion_stride` (None: from each box), `erf` (bool) and `erf_images` (0: every
+    image of the dataset)."""
+
+    __slots__ = ()
+
+    @property
+    def asked(self):
+        """Whether anything is asked for: attributions or effective receptive fields."""
+        return bool(self.method or self.erf)
+
+
 AttributionOptions.__new__.__defaults__ = (None, attribution.DEFAULT_IG_STEPS, None, None, False, 0)
 
 Explanations = collections.namedtuple('Explanations', 'attributions erfs record')
@@ -72,7 +81,7 @@ def explain(model, dataset, layers, options):
         sample = erf_sample(len(dataset), options.erf_images)
         erfs = [effective_field(model, dataset, index, field, sample)
                 for index, (_, field, _, _) in zip(indices, layers)]
-    record = describe_options(model, options) if options.method or options.erf else None
+    record = describe_options(model, options) if options.asked else None
     if options.method and not attributions:  # no drawn channel: no file either
         record['attribution']['file'] = None
     return Explanations(attributions, erfs, record)
@@ -193,9 +202,7 @@ def effective_field(model, dataset, index, field, sample):
     method = erf_method(model)
     function = model.unit_gradients_func(index) if method == 'gradients' else model.unit_values_func(index)
     name = model.layers[index].name
-    box = field.recfield[field.feature_shape[0] // 2, field.feature_shape[1] // 2]
-    per_image = 1 if method == 'gradients' else 1 + int((box[2] - box[0]) * (box[3] - box[1]))
-    total = per_image * len(sample)
+    total = recfield.effective_field_calls(field, method)[0] * len(sample)
     with progress_bar(f'effective receptive field of {name} (images run) ', total) as bar:
         erf = recfield.measure_effective_field(
             (image for _, image in images_of(dataset, sample, 'the effective receptive fields')), function, field,

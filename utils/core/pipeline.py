@@ -250,7 +250,7 @@ def draw(model, fields, trackers, out_dir, num_channels, tensorboard_dir=None, d
         ValueError: `heatmap` or `attribution` without `dataset`, a dataset with places without `num_samples`, or
             see `channel_heatmaps` and `utils.core.attributing.explain`.
     """
-    explaining = attribution is not None and (attribution.method or attribution.erf)
+    explaining = attribution is not None and attribution.asked
     if (heatmap or explaining) and dataset is None:
         raise ValueError('heatmaps and attributions run the model again on the kept images: give draw the dataset.')
     layers = [(layer.name, fields[index], tracker)

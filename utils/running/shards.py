@@ -117,7 +117,7 @@ def run(example, args):
                 state.save(state_path(args.out_dir, state.layer))
             draw_states(states, args.out_dir, tensorboard_dir=args.tensorboard_dir,
                         explain=dask_shards.explain_on(client, example, args, options)
-                        if options.method or options.erf else None)
+                        if options.asked else None)
         logger.info('pictures and merged states are in %s', args.out_dir)
         return 0
     with Scanner(example, args) as scanner:
@@ -155,7 +155,7 @@ def draw_saved_states(example, args):
         draw_states(merged, args.out_dir, args.num_channels, args.tensorboard_dir,
                     heatmaps=(lambda layers: pipeline.channel_heatmaps(model, dataset, layers)) if args.heatmap
                     else None,
-                    explain=(lambda layers: explain(model, dataset, layers, options)) if options.method or options.erf
+                    explain=(lambda layers: explain(model, dataset, layers, options)) if options.asked
                     else None)
     logger.info('pictures and merged states are in %s', args.out_dir)
     return 0
